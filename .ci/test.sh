@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The whole test suite: install what is missing, build (warnings are errors), run every unit and
+# MPI test with ctest, then the same suite again under AddressSanitizer + UBSan.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash .ci/install-deps.sh
+. .ci/env.sh
+export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+J=$(nproc)
+cmake -S . -B build -DSP_WERROR=ON >/dev/null
+cmake --build build -j"$J"
+(cd build && ctest --output-on-failure -j"$J")
+cmake -S . -B build-asan -DSP_WERROR=ON -DSP_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+cmake --build build-asan -j"$J"
+(cd build-asan && ctest --output-on-failure -j"$J")

@@ -1,0 +1,109 @@
+/* sp_hacc.c — see sp_hacc.h. */
+#include "sp_hacc.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../mpi/sp_mpi.h"
+
+sp_status sp_hacc_init(sp_hacc *h, int n, int max_rows, int64_t total_rows, double bound,
+                       sp_err *err) {
+    memset(h, 0, sizeof *h);
+    SP_RETURN_IF(n < 1 || max_rows < 1 || total_rows < 1, err, SP_EINVAL,
+                 "hessian: bad sizes n=%d max_rows=%d total_rows=%lld", n, max_rows,
+                 (long long)total_rows);
+    SP_RETURN_IF(!(bound > 0) || !isfinite(bound), err, SP_EINVAL,
+                 "hessian: input bound %g is not a positive finite number", bound);
+    /* g = 2^(ceil(log2(N·B²)) − 61): every |partial sum| / g stays below 2^61 (+ rounding). */
+    double top = (double)total_rows * bound * bound;
+    SP_RETURN_IF(!isfinite(top), err, SP_ENUMERIC, "hessian: input bound %g too large", bound);
+    h->grid = ldexp(1.0, (int)ceil(log2(top)) - 61);
+    h->bound = bound;
+    h->n = n;
+    h->max_rows = max_rows;
+    size_t nn = (size_t)n * (size_t)n;
+    h->acc = sp_calloc(nn, sizeof *h->acc, err, "hessian accumulator");
+    h->xd = h->acc ? sp_malloc((size_t)max_rows * n * sizeof *h->xd, err, "hessian input") : NULL;
+    h->panel = h->xd ? sp_malloc((size_t)n * SP_HACC_PANEL * sizeof *h->panel, err, "hessian panel")
+                     : NULL;
+    if (!h->panel) {
+        sp_hacc_free(h);
+        return SP_ENOMEM;
+    }
+    return SP_OK;
+}
+
+void sp_hacc_free(sp_hacc *h) {
+    free(h->acc);
+    free(h->xd);
+    free(h->panel);
+    memset(h, 0, sizeof *h);
+}
+
+sp_status sp_hacc_add(sp_hacc *h, const float *X, int rows, sp_err *err) {
+    SP_RETURN_IF(rows < 1 || rows > h->max_rows, err, SP_EINVAL,
+                 "hessian: %d rows (max %d)", rows, h->max_rows);
+    int n = h->n;
+    size_t cnt = (size_t)rows * n;
+    for (size_t i = 0; i < cnt; i++) {
+        if (!isfinite(X[i]))
+            return sp_err_set(err, SP_ENUMERIC, "hessian: non-finite input at token %zu, "
+                              "channel %zu", i / (size_t)n, i % (size_t)n);
+        h->xd[i] = X[i];
+    }
+    /* Entries of one window are at most rows·B²; a larger one means the bound was wrong. */
+    double limit = (double)rows * h->bound * h->bound, inv = 1.0 / h->grid;
+    for (int j0 = 0; j0 < n; j0 += SP_HACC_PANEL) {
+        int pw = n - j0 < SP_HACC_PANEL ? n - j0 : SP_HACC_PANEL;
+        int ih = j0 + pw; /* rows i < ih of columns [j0, j0+pw) hold the upper triangle */
+        /* panel [ih, pw] = X[:, 0:ih]ᵀ · X[:, j0:j0+pw]   (both read from xd [rows, n]) */
+        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ih, pw, rows, 1.0, h->xd, n,
+                    h->xd + j0, n, 0.0, h->panel, pw);
+        for (int i = 0; i < ih; i++) {
+            const double *prow = h->panel + (size_t)i * pw;
+            int64_t *arow = h->acc + (size_t)i * n + j0;
+            int jstart = i > j0 ? i - j0 : 0;
+            for (int j = jstart; j < pw; j++) {
+                double v = prow[j];
+                if (fabs(v) > limit)
+                    return sp_err_set(err, SP_EINTERNAL, "hessian: entry (%d,%d) = %g exceeds "
+                                      "the a-priori bound %g", i, j0 + j, v, limit);
+                arow[j] += llrint(v * inv);
+            }
+        }
+    }
+    h->rows += rows;
+    return SP_OK;
+}
+
+sp_status sp_hacc_allreduce(sp_hacc *h, MPI_Comm comm, sp_err *err) {
+    size_t nn = (size_t)h->n * (size_t)h->n, chunk = (size_t)1 << 27;
+    for (size_t off = 0; off < nn; off += chunk) {
+        int cnt = (int)(nn - off < chunk ? nn - off : chunk);
+        SP_FORWARD(sp_mpi_check(MPI_Allreduce(MPI_IN_PLACE, h->acc + off, cnt, MPI_INT64_T,
+                                              MPI_SUM, comm), "MPI_Allreduce(hessian)", err));
+    }
+    return sp_mpi_check(MPI_Allreduce(MPI_IN_PLACE, &h->rows, 1, MPI_INT64_T, MPI_SUM, comm),
+                        "MPI_Allreduce(hessian rows)", err);
+}
+
+double *sp_hacc_finalize(sp_hacc *h) {
+    _Static_assert(sizeof(double) == sizeof(int64_t), "H is built in place of A");
+    int n = h->n;
+    double scale = h->rows > 0 ? 2.0 * h->grid / (double)h->rows : 0.0;
+    double *H = (double *)(void *)h->acc;
+    /* Row-major walk i <= j: entry (i,j) is read as int64 then written as double in place;
+     * the mirror (j,i) with j > i lies in the unused lower triangle, never read later. */
+    for (int i = 0; i < n; i++) {
+        for (int j = i; j < n; j++) {
+            int64_t a;
+            memcpy(&a, &h->acc[(size_t)i * n + j], sizeof a);
+            double v = (double)a * scale;
+            memcpy(&H[(size_t)i * n + j], &v, sizeof v); /* memcpy: no type-punned store */
+            memcpy(&H[(size_t)j * n + i], &v, sizeof v);
+        }
+    }
+    return H;
+}

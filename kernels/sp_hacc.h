@@ -1,0 +1,69 @@
+/* sp_hacc.h — reproducible Hessian accumulation for distributed calibration.
+ *
+ * GPTQ needs H = 2/N · Σ_t x_t x_tᵀ over all N calibration tokens of a linear layer's input
+ * (x_t ∈ R^n). Tokens are spread over ranks, and floating-point sums depend on their order, so
+ * a plain MPI_Allreduce of double partial sums gives a slightly different H for 1, 2 or 4 ranks
+ * — enough to flip GPTQ codes. shardpress instead makes the sum exact:
+ *
+ *   1. For each window w (T tokens), S_w = X_wᵀ X_w is computed in double with BLAS (same
+ *      shapes every time, so S_w is the same bits on any rank).
+ *   2. Each entry is rounded once to an integer multiple of a fixed grid g (a power of two):
+ *      A += llrint(S_w / g). Integer sums are exact and associative, so partial sums can be
+ *      combined in any order — MPI_Allreduce(MPI_INT64_T, MPI_SUM) — with the same result.
+ *   3. H = 2 · A · g / N.
+ *
+ * The grid comes from an a-priori bound B ≥ |x_ti| supplied by the caller (derived from the
+ * weights: see pipeline/sp_quantize.c): |Σ S_w[i][j]| ≤ N·B², so g = 2^(ceil(log2(N·B²)) − 61)
+ * keeps every partial sum below 2^62 (no overflow, whatever the order). Precision is then
+ * 61 bits below N·B² — finer than the fp32 Hessian of the reference GPTQ for any bound within
+ * 2^18 of the true maximum. A window whose entries exceed the bound is rejected (SP_EINTERNAL)
+ * rather than silently overflowing.
+ *
+ * Memory: A is n² int64 (8 bytes per entry, the same as a double H, and converted to H in
+ * place by sp_hacc_finalize). Products are formed in panels of SP_HACC_PANEL columns, so the
+ * double scratch is O(T·n + n·panel).
+ *
+ * Thread-safety: one accumulator per thread. The MPI reduction is collective over its comm.
+ */
+#ifndef SP_HACC_H
+#define SP_HACC_H
+
+#include <mpi.h>
+#include <stdint.h>
+
+#include "../common/sp_error.h"
+
+#define SP_HACC_PANEL 512
+
+typedef struct {
+    int n;                /* dimension of the inputs x ∈ R^n                          */
+    double grid;          /* value of one integer unit g (a power of two)             */
+    double bound;         /* B: a-priori bound on |x|                                 */
+    int64_t rows;         /* tokens accumulated on this rank (all ranks after reduce) */
+    int64_t *acc;         /* [n, n] integer sums; upper triangle (j >= i) is used     */
+    double *xd;           /* [max_rows, n] double copy of a window                     */
+    double *panel;        /* [n, SP_HACC_PANEL] one panel of X_wᵀ X_w                   */
+    int max_rows;
+} sp_hacc;
+
+/* Prepare an accumulator for inputs of dimension n, windows of up to max_rows tokens, at most
+ * total_rows tokens over all ranks, and |x| <= bound.
+ * @return SP_OK; SP_EINVAL (bad sizes or non-finite/non-positive bound); SP_ENOMEM. */
+sp_status sp_hacc_init(sp_hacc *h, int n, int max_rows, int64_t total_rows, double bound,
+                       sp_err *err);
+void sp_hacc_free(sp_hacc *h);
+
+/* A += round(X_wᵀ X_w / g). X [rows, n] fp32 row-major, rows <= max_rows.
+ * @return SP_OK; SP_EINTERNAL when an input exceeds the bound (the accumulator is then
+ *         unusable); SP_ENUMERIC on NaN/Inf. */
+sp_status sp_hacc_add(sp_hacc *h, const float *X, int rows, sp_err *err);
+
+/* Collective over comm: sum the integer accumulators and row counts of all ranks (exact).
+ * Every rank ends with the global sums. */
+sp_status sp_hacc_allreduce(sp_hacc *h, MPI_Comm comm, sp_err *err);
+
+/* Convert A in place into H = 2·A·g / rows (full symmetric matrix, double [n, n]) and return
+ * it. After this the accumulator holds H, not A; only sp_hacc_free may follow. */
+double *sp_hacc_finalize(sp_hacc *h);
+
+#endif

@@ -1,0 +1,48 @@
+/* sp_cli.c — see sp_cli.h. */
+#include "sp_cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+sp_status sp_cli_int(const char *opt, const char *val, long lo, long hi, long *out, sp_err *err) {
+    SP_RETURN_IF(!val || !*val, err, SP_EINVAL, "%s: missing value", opt);
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(val, &end, 10);
+    SP_RETURN_IF(errno || *end, err, SP_EINVAL, "%s: '%s' is not an integer", opt, val);
+    SP_RETURN_IF(v < lo || v > hi, err, SP_EINVAL, "%s: %ld is outside %ld..%ld", opt, v, lo, hi);
+    *out = v;
+    return SP_OK;
+}
+
+sp_status sp_cli_double(const char *opt, const char *val, double lo, double hi, double *out,
+                        sp_err *err) {
+    SP_RETURN_IF(!val || !*val, err, SP_EINVAL, "%s: missing value", opt);
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(val, &end);
+    SP_RETURN_IF(errno || *end || !isfinite(v), err, SP_EINVAL, "%s: '%s' is not a number", opt,
+                 val);
+    SP_RETURN_IF(v < lo || v > hi, err, SP_EINVAL, "%s: %g is outside %g..%g", opt, v, lo, hi);
+    *out = v;
+    return SP_OK;
+}
+
+sp_status sp_cli_int_list(const char *opt, const char *val, long lo, long hi, int *out, int max,
+                          int *n, sp_err *err) {
+    SP_RETURN_IF(!val || !*val, err, SP_EINVAL, "%s: missing value", opt);
+    char buf[256];
+    SP_RETURN_IF(strlen(val) >= sizeof buf, err, SP_EINVAL, "%s: list too long", opt);
+    strcpy(buf, val);
+    *n = 0;
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        SP_RETURN_IF(*n >= max, err, SP_EINVAL, "%s: more than %d values", opt, max);
+        long v;
+        SP_FORWARD(sp_cli_int(opt, tok, lo, hi, &v, err));
+        out[(*n)++] = (int)v;
+    }
+    SP_RETURN_IF(*n == 0, err, SP_EINVAL, "%s: empty list", opt);
+    return SP_OK;
+}

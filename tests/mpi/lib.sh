@@ -1,0 +1,26 @@
+# Shared helpers for the CLI/MPI tests. Sourced by the test scripts; ctest sets SP_BIN,
+# SP_MODEL_DIR, SP_DATA_DIR, SP_SOURCE_DIR and SP_MPIEXEC.
+set -euo pipefail
+fail() { echo "FAIL: $*" >&2; exit 1; }
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/sp-test.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+
+# mpirun with N ranks
+mpi() { local n=$1; shift; $SP_MPIEXEC -n "$n" "$@"; }
+
+# expect_error PATTERN CMD...: CMD must exit non-zero, print exactly one line on stderr,
+# that line must match the extended regex PATTERN, and it must not crash (no signal exit).
+expect_error() {
+  local pat=$1; shift
+  local rc=0
+  "$@" >"$WORK/out" 2>"$WORK/err" || rc=$?
+  [ "$rc" -ne 0 ] || fail "expected failure, got success: $*"
+  [ "$rc" -lt 128 ] || fail "crashed with signal $((rc-128)): $*"
+  local lines; lines=$(wc -l <"$WORK/err")
+  [ "$lines" -eq 1 ] || { cat "$WORK/err" >&2; fail "expected one line on stderr, got $lines"; }
+  grep -Eq "$pat" "$WORK/err" || { cat "$WORK/err" >&2; fail "stderr does not match /$pat/"; }
+  echo "ok: $(cat "$WORK/err")"
+}
+
+# json_get FILE KEY: the value of a top-level key of the one JSON object in FILE
+json_get() { python3 -c 'import json,sys; print(repr(json.load(open(sys.argv[1]))[sys.argv[2]]))' "$1" "$2"; }
