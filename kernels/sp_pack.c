@@ -64,6 +64,14 @@ void sp_unpack_bits(uint8_t *codes, size_t code_stride, const void *words, size_
     }
 }
 
+unsigned sp_pack_get(const void *words, size_t word_stride, size_t i, int bits) {
+    size_t bit = i * (size_t)bits, w = bit >> 5;
+    unsigned off = (unsigned)(bit & 31u);
+    uint32_t v = load_word(words, w, word_stride) >> off;
+    if (off + (unsigned)bits > 32) v |= load_word(words, w + 1, word_stride) << (32u - off);
+    return v & ((1u << bits) - 1u);
+}
+
 int sp_pack_padding_dirty(const void *words, size_t word_stride, size_t n, int bits) {
     size_t used = n * (size_t)bits;
     size_t nw = sp_pack_nwords(n, bits);

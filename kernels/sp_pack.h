@@ -40,6 +40,9 @@ sp_status sp_pack_bits(uint32_t *words, size_t word_stride, const uint8_t *codes
 void sp_unpack_bits(uint8_t *codes, size_t code_stride, const void *words, size_t word_stride,
                     size_t n, int bits);
 
+/* Code i alone (same layout; words may be unaligned). */
+unsigned sp_pack_get(const void *words, size_t word_stride, size_t i, int bits);
+
 /* 1 when any bit of the words beyond the first n·bits stream bits is set (a corrupt or
  * foreign file: writers always leave padding zero). */
 int sp_pack_padding_dirty(const void *words, size_t word_stride, size_t n, int bits);

@@ -39,4 +39,54 @@ void sp_qlayer_free(sp_qlayer *q);
 /* W [rows, cols] <- dequantized weights. */
 void sp_qlayer_dequant(float *W, const sp_qlayer *q);
 
+/* ---- the quantizer (min-max, as the reference GPTQ's quant.py Quantizer) ------------------
+ *
+ * Per row r of a group (the group's columns of that row, n values x):
+ *   xmin = min(min x, 0), xmax = max(max x, 0)
+ *   sym:  xmax = max(|xmin|, xmax); xmin = −xmax when xmin < 0
+ *   xmin = −1, xmax = +1 when both are 0
+ *   s    = fp16((xmax − xmin) / maxq)         maxq = 2^bits − 1, fp16(): nearest fp16 value
+ *                                             (ties to even), clamped to [2^−14, 65504]
+ *   z    = sym ? 2^(bits−1) : clamp(rne(−xmin / s), 0, maxq)
+ *   q    = clamp(rne(x / s) + z, 0, maxq),    deq = s · (q − z)
+ * rne = round half to even (torch.round). mse = 1 adds the reference's shrink search (grid 100,
+ * maxshrink 0.8, norm 2.4): for p = 1 − i/100, i < 80, the range (p·xmin, p·xmax) is tried and
+ * the (s, z) with the smallest Σ|deq − x|^2.4 of the row (first one on ties) is kept.
+ * Because s is rounded before z and q are computed, an fp16 export of s dequantizes exactly.
+ *
+ * Arithmetic: the _f32 functions do every step in float, exactly as torch float32 does; the
+ * _f64 functions do them in double (used by GPTQ's double-precision mode). Σ|.|^2.4 is
+ * accumulated in double in both. The sym quirk of the reference is kept: a row with no negative
+ * value gets xmin = 0, s = xmax/maxq and z = 2^(bits−1), so values above ≈ xmax/2 clip.
+ *
+ * Thread-safety: every function below is a pure function of its arguments. */
+
+/* Nearest fp16-representable value of x (round half to even; subnormals handled; ±inf beyond
+ * the fp16 range; NaN stays NaN). */
+double sp_quant_round_fp16(double x);
+
+/* Parameters of one group for `rows` rows at once. Element (r, k), r < rows, k < n, of the
+ * group is X[r·rs + k·cs] (rs = cols, cs = 1 for a row-major W; rs = 1, cs = rows for W stored
+ * transposed). Writes scale[r·so] and zero[r·so]. Preconditions (not checked): bits in 2..8,
+ * rows >= 1, n >= 1, finite X. No allocation. */
+void sp_quant_params_f32(float *scale, uint8_t *zero, size_t so, const float *X, size_t rs,
+                         size_t cs, int rows, int n, int bits, int sym, int mse);
+void sp_quant_params_f64(float *scale, uint8_t *zero, size_t so, const double *X, size_t rs,
+                         size_t cs, int rows, int n, int bits, int sym, int mse);
+
+/* Quantize one column: x[r] with its row's scale[r], zero[r] -> codes[r] (and deq[r] when deq
+ * is not NULL), r < rows. Same preconditions. */
+void sp_quant_column_f32(uint8_t *codes, float *deq, const float *x, const float *scale,
+                         const uint8_t *zero, int rows, int bits);
+void sp_quant_column_f64(uint8_t *codes, double *deq, const double *x, const float *scale,
+                         const uint8_t *zero, int rows, int bits);
+
+/* Round-to-nearest baseline: quantize W [rows, cols] (fp32, row-major) group by group with the
+ * quantizer above (f32 arithmetic). group_size -1 means one group per row (cols). out is
+ * allocated here (free with sp_qlayer_free); on failure it is left zeroed.
+ * @return SP_OK; SP_EINVAL (bits outside 2..8, group_size 0 or < -1, rows/cols < 1, NULL);
+ *         SP_ENUMERIC (NaN/Inf in W, the message gives the element); SP_ENOMEM. */
+sp_status sp_quant_rtn(const float *W, int rows, int cols, int bits, int group_size, int sym,
+                       int mse, sp_qlayer *out, sp_err *err);
+
 #endif

@@ -17,6 +17,7 @@
 #include "sp_cli.h"
 #include "sp_eval.h"
 #include "sp_generate.h"
+#include "sp_quantize.h"
 
 #define SP_VERSION "0.1.0"
 
@@ -157,6 +158,154 @@ static sp_status cmd_generate(cli_ctx *cx, int argc, char **argv, sp_err *err) {
     return SP_OK;
 }
 
+
+/* ---- quantize --------------------------------------------------------------------------- */
+
+static const char *QUANTIZE_USAGE =
+    "usage: mpirun -n N shardpress quantize --model DIR --calib FILE --out DIR [options]\n"
+    "\n"
+    "Quantize every linear layer of a model with GPTQ (or RTN), one decoder block at a time,\n"
+    "with the calibration windows split across MPI ranks. The output directory holds\n"
+    "config.json, the tokenizer and model.sp.h5 (every level of --levels).\n"
+    "\n"
+    "  --model DIR         dense model (HF safetensors or llama2.c .bin)\n"
+    "  --calib FILE        calibration text (UTF-8); not needed with --method rtn\n"
+    "  --out DIR           output model directory (must not exist, unless --force)\n"
+    "  --bits B            bits used to propagate activations and by default (4)\n"
+    "  --levels L,L,...    bit levels stored (default: just --bits), e.g. 2,3,4,5,6,8\n"
+    "  --group-size G      columns per quantization group (128; -1: one group per row)\n"
+    "  --sym | --asym      symmetric or asymmetric (default) quantization grid\n"
+    "  --act-order         quantize columns in order of decreasing Hessian diagonal\n"
+    "                      (static groups, so g_idx stays c / group_size)\n"
+    "  --damp D            dampening, fraction of mean(diag H) (0.01)\n"
+    "  --block B           GPTQ column block for lazy batch updates (128)\n"
+    "  --mse               search the clipping range that minimises the error\n"
+    "  --nsamples N        calibration windows (128)\n"
+    "  --ctx T             tokens per calibration window (2048)\n"
+    "  --method M          gptq (default) or rtn\n"
+    "  --seed S            seed of the calibration window sampler (0)\n"
+    "  --force             replace an existing --out\n"
+    "  --json              print one JSON object with the run's figures\n";
+
+static int cmp_int(const void *a, const void *b) { return *(const int *)a - *(const int *)b; }
+
+static sp_status cmd_quantize(cli_ctx *cx, int argc, char **argv, sp_err *err) {
+    sp_quantize_opts o;
+    sp_quantize_defaults(&o);
+    int json = 0, have_levels = 0;
+    long v;
+    double d;
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'}, {"calib", required_argument, 0, 'c'},
+        {"out", required_argument, 0, 'o'}, {"bits", required_argument, 0, 'b'},
+        {"levels", required_argument, 0, 'L'}, {"group-size", required_argument, 0, 'g'},
+        {"sym", no_argument, 0, 'S'}, {"asym", no_argument, 0, 'A'},
+        {"act-order", no_argument, 0, 'a'}, {"damp", required_argument, 0, 'd'},
+        {"block", required_argument, 0, 'B'}, {"mse", no_argument, 0, 'E'},
+        {"nsamples", required_argument, 0, 'n'}, {"ctx", required_argument, 0, 'T'},
+        {"method", required_argument, 0, 'M'}, {"seed", required_argument, 0, 's'},
+        {"force", no_argument, 0, 'f'}, {"json", no_argument, 0, 'j'},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    int ch;
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'm': o.model_dir = optarg; break;
+        case 'c': o.calib_path = optarg; break;
+        case 'o': o.out_dir = optarg; break;
+        case 'b': SP_FORWARD(sp_cli_int("--bits", optarg, 2, 8, &v, err)); o.bits = (int)v; break;
+        case 'L':
+            SP_FORWARD(sp_cli_int_list("--levels", optarg, 2, 8, o.levels, SP_QUANTIZE_MAX_LEVELS,
+                                       &o.n_levels, err));
+            have_levels = 1;
+            break;
+        case 'g':
+            SP_FORWARD(sp_cli_int("--group-size", optarg, -1, 1 << 30, &v, err));
+            SP_RETURN_IF(v == 0, err, SP_EINVAL, "--group-size: must be >= 1, or -1 for one group per row");
+            o.group_size = (int)v;
+            break;
+        case 'S': o.sym = 1; break;
+        case 'A': o.sym = 0; break;
+        case 'a': o.act_order = 1; break;
+        case 'd': SP_FORWARD(sp_cli_double("--damp", optarg, 1e-12, 0.999, &d, err)); o.damp = d; break;
+        case 'B': SP_FORWARD(sp_cli_int("--block", optarg, 1, 1 << 20, &v, err)); o.block = (int)v; break;
+        case 'E': o.mse = 1; break;
+        case 'n': SP_FORWARD(sp_cli_int("--nsamples", optarg, 1, 1 << 24, &v, err)); o.nsamples = (int)v; break;
+        case 'T': SP_FORWARD(sp_cli_int("--ctx", optarg, 2, 1 << 24, &v, err)); o.ctx = (int)v; break;
+        case 'M':
+            if (!strcmp(optarg, "gptq")) o.rtn = 0;
+            else if (!strcmp(optarg, "rtn")) o.rtn = 1;
+            else return sp_err_set(err, SP_EINVAL, "--method: '%s' is not gptq or rtn", optarg);
+            break;
+        case 's': SP_FORWARD(sp_cli_int("--seed", optarg, 0, 0x7fffffffffffffffL, &v, err)); o.seed = (uint64_t)v; break;
+        case 'f': o.force = 1; break;
+        case 'j': json = 1; break;
+        case 'h': if (cx->rank == 0) fputs(QUANTIZE_USAGE, stdout); return SP_OK;
+        default:
+            return sp_err_set(err, SP_EINVAL, "quantize: unknown or incomplete option '%s' (see "
+                              "shardpress quantize --help)", argv[optind - 1]);
+        }
+    }
+    SP_RETURN_IF(optind < argc, err, SP_EINVAL, "quantize: unexpected argument '%s'", argv[optind]);
+    /* --bits is always stored: add it to --levels when missing. */
+    int found = 0;
+    for (int i = 0; i < o.n_levels; i++) found |= o.levels[i] == o.bits;
+    if (!have_levels || !found) {
+        SP_RETURN_IF(o.n_levels >= SP_QUANTIZE_MAX_LEVELS, err, SP_EINVAL, "--levels: too many levels");
+        o.levels[o.n_levels++] = o.bits;
+    }
+    qsort(o.levels, (size_t)o.n_levels, sizeof(int), cmp_int);
+    for (int i = 1; i < o.n_levels; i++)
+        SP_RETURN_IF(o.levels[i] == o.levels[i - 1], err, SP_EINVAL, "--levels: %d appears twice", o.levels[i]);
+
+    sp_quantize_result r;
+    sp_status st = sp_quantize_run(cx->comm, &o, &r, err);
+    if (st == SP_OK && cx->rank == 0) {
+        if (json) {
+            cJSON *j = cJSON_CreateObject();
+            cJSON_AddStringToObject(j, "out", o.out_dir);
+            cJSON_AddNumberToObject(j, "seconds", r.seconds);
+            cJSON_AddNumberToObject(j, "peak_rss_mb_max", r.peak_rss_mb_max);
+            cJSON *arr = cJSON_AddArrayToObject(j, "peak_rss_mb");
+            for (int i = 0; i < r.ranks && r.peak_rss_mb; i++) cJSON_AddItemToArray(arr, cJSON_CreateNumber(r.peak_rss_mb[i]));
+            cJSON_AddNumberToObject(j, "ranks", r.ranks);
+            cJSON_AddNumberToObject(j, "bits", o.bits);
+            cJSON *lv = cJSON_AddArrayToObject(j, "levels");
+            for (int i = 0; i < o.n_levels; i++) cJSON_AddItemToArray(lv, cJSON_CreateNumber(o.levels[i]));
+            cJSON_AddNumberToObject(j, "group_size", o.group_size);
+            cJSON_AddBoolToObject(j, "sym", o.sym);
+            cJSON_AddBoolToObject(j, "act_order", o.act_order);
+            cJSON_AddStringToObject(j, "method", o.rtn ? "rtn" : "gptq");
+            cJSON_AddNumberToObject(j, "modules", r.modules);
+            cJSON_AddNumberToObject(j, "nsamples", o.rtn ? 0 : o.nsamples);
+            cJSON_AddNumberToObject(j, "ctx", o.ctx);
+            cJSON_AddNumberToObject(j, "mean_rel_layer_error", r.mean_rel_error);
+            cJSON *ph = cJSON_AddObjectToObject(j, "phase_seconds");
+            cJSON_AddNumberToObject(ph, "calibration", r.t_calib);
+            cJSON_AddNumberToObject(ph, "hessian", r.t_hessian);
+            cJSON_AddNumberToObject(ph, "gptq", r.t_gptq);
+            cJSON_AddNumberToObject(ph, "share", r.t_share);
+            cJSON_AddNumberToObject(ph, "propagate", r.t_propagate);
+            cJSON_AddNumberToObject(ph, "write", r.t_write);
+            char *s = cJSON_PrintUnformatted(j);
+            printf("%s\n", s);
+            free(s);
+            cJSON_Delete(j);
+        } else {
+            printf("quantized    %d modules, %s, %d bits (levels", r.modules, o.rtn ? "RTN" : "GPTQ", o.bits);
+            for (int i = 0; i < o.n_levels; i++) printf(" %d", o.levels[i]);
+            printf("), group %d, %s\n", o.group_size, o.sym ? "sym" : "asym");
+            printf("output       %s\n", o.out_dir);
+            printf("time         %.2f s (hessian %.2f, gptq %.2f, share %.2f, propagate %.2f)\n",
+                   r.seconds, r.t_hessian, r.t_gptq, r.t_share, r.t_propagate);
+            printf("peak RSS     %.1f MB max over %d rank%s\n", r.peak_rss_mb_max, r.ranks, r.ranks == 1 ? "" : "s");
+            if (!o.rtn) printf("layer error  %.4e mean relative tr(dW H dW^T)/tr(W H W^T)\n", r.mean_rel_error);
+        }
+    }
+    free(r.peak_rss_mb);
+    return st;
+}
+
 /* ---- dispatch ---------------------------------------------------------------------------- */
 
 typedef struct {
@@ -168,6 +317,7 @@ typedef struct {
 static const subcommand COMMANDS[] = {
     {"eval", cmd_eval, "perplexity and KL divergence of a model on a text"},
     {"generate", cmd_generate, "generate text from a model"},
+    {"quantize", cmd_quantize, "GPTQ/RTN quantization of every linear layer, across ranks"},
 };
 #define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
 

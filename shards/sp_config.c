@@ -203,13 +203,16 @@ static sp_status parse_config(sp_config *cfg, const cJSON *root, const char *pat
     cfg->qkv_bias = kind == ARCH_QWEN2 || (kind == ARCH_LLAMA && attn_bias);
     if (kind == ARCH_QWEN2) SP_FORWARD(get_bool(root, "use_sliding_window", &use_sw, path, err));
     const cJSON *sw = cJSON_GetObjectItemCaseSensitive(root, "sliding_window");
-    if (use_sw && sw && !cJSON_IsNull(sw)) {
+    /* transformers' MistralConfig defaults sliding_window to 4096 when the key is absent */
+    double window = !sw && kind == ARCH_MISTRAL ? 4096.0 : -1.0;
+    if (sw && !cJSON_IsNull(sw)) {
         SP_RETURN_IF(!cJSON_IsNumber(sw), err, SP_EFORMAT,
                      "%s: field 'sliding_window' must be an integer or null", path);
-        SP_RETURN_IF(sw->valuedouble < cfg->max_seq_len, err, SP_EUNSUPPORTED,
-                     "%s: sliding_window %.0f < max_position_embeddings %d: sliding-window "
-                     "attention is not supported", path, sw->valuedouble, cfg->max_seq_len);
+        window = sw->valuedouble;
     }
+    SP_RETURN_IF(use_sw && window >= 0 && window < cfg->max_seq_len, err, SP_EUNSUPPORTED,
+                 "%s: sliding_window %.0f < max_position_embeddings %d: sliding-window "
+                 "attention is not supported", path, window, cfg->max_seq_len);
     return SP_OK;
 }
 
@@ -282,6 +285,11 @@ sp_status sp_config_save_json(const sp_config *cfg, const char *path, const char
     ok = ok && cJSON_AddStringToObject(root, "hidden_act", "silu");
     if (k_archs[which].kind == ARCH_LLAMA)
         ok = ok && cJSON_AddBoolToObject(root, "attention_bias", cfg->qkv_bias);
+    /* say "no window" explicitly: an absent key means 4096 to transformers' Mistral */
+    if (k_archs[which].kind == ARCH_MISTRAL)
+        ok = ok && cJSON_AddNullToObject(root, "sliding_window");
+    if (k_archs[which].kind == ARCH_QWEN2)
+        ok = ok && cJSON_AddBoolToObject(root, "use_sliding_window", 0);
     ok = ok && cJSON_AddBoolToObject(root, "tie_word_embeddings", cfg->tie_embeddings);
     if (cfg->bos_id >= 0) ok = ok && cJSON_AddNumberToObject(root, "bos_token_id", cfg->bos_id);
     if (cfg->eos_id >= 0) ok = ok && cJSON_AddNumberToObject(root, "eos_token_id", cfg->eos_id);

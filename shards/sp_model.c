@@ -21,12 +21,10 @@
 #include "sp_model_backend.h"
 #include "sp_safetensors.h"
 
-/* The quantized backends live in other files that may not be linked into every build;
- * weak references let sp_model_open skip a probe that is absent (its address is NULL).
- * Caveat: from a static library the linker does not pull an object in for a weak reference
- * alone, so a program that wants those backends must reference them strongly somewhere. */
-#pragma weak sp_qmodel_probe_h5
-#pragma weak sp_qmodel_probe_gptq
+/* The probes are referenced strongly on purpose. A weak reference (#pragma weak) would let
+ * the build link without the quantized backends, but from a static library the linker never
+ * extracts an object for a weak reference alone: the probes would be NULL in every program
+ * and quantized models would silently fall through to "no model weights". */
 
 #define SP_NAME_MAX 160
 
@@ -213,7 +211,6 @@ static sp_status open_with_config(sp_model *m, const char *cfg_path, sp_err *err
     sp_model_probe_fn probes[3] = {sp_qmodel_probe_h5, sp_qmodel_probe_gptq, sp_safetensors_probe};
     sp_status st = SP_ENOTFOUND;
     for (int i = 0; i < 3; i++) {
-        if (!probes[i]) continue;
         sp_config out = m->cfg; /* probes may refine it; most leave it as read */
         st = probes[i](m->dir, &m->cfg, &out, &m->ctx, &m->be, err);
         if (st == SP_OK) {
@@ -235,13 +232,14 @@ sp_status sp_model_open(sp_model **out, const char *path, sp_err *err) {
     if (!m) return SP_ENOMEM;
     sp_status st = SP_OK;
     char buf[4096];
-    m->source = strdup(path);
     if (S_ISDIR(sb.st_mode)) {
         /* drop trailing slashes so messages read "dir/config.json" */
         size_t L = strlen(path);
         while (L > 1 && path[L - 1] == '/') L--;
         m->dir = strndup(path, L);
+        m->source = strndup(path, L);
     } else {
+        m->source = strdup(path);
         const char *slash = strrchr(path, '/');
         m->dir = slash ? (slash == path ? strdup("/") : strndup(path, (size_t)(slash - path)))
                        : strdup(".");

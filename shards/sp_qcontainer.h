@@ -80,11 +80,15 @@ sp_status sp_qcontainer_put_qlayer(sp_qcontainer *c, const char *module, const s
  * The level must have been stored already. */
 sp_status sp_qcontainer_set_selected(sp_qcontainer *c, const char *module, int bits, sp_err *err);
 
-/* Writer: flush, close and rename "<path>.partial" to path (on failure the partial file is
- * removed). Reader: close. Frees c in every case (NULL is fine). */
+/* Writer: flush, close, fsync and rename "<path>.partial" to path (on failure the partial
+ * file is removed). Reader: close. Frees c in every case (NULL is fine) — except when called
+ * from a thread other than c's owner: then nothing is done and SP_EINVAL is returned.
+ * @return SP_OK; SP_EIO (HDF5 could not close the file, e.g. an object was left open; fsync or
+ *         rename failed). */
 sp_status sp_qcontainer_close(sp_qcontainer *c, sp_err *err);
 
-/* Close and, for a writer, delete the partial file. Frees c (NULL is fine). */
+/* Close and, for a writer, delete the partial file. Frees c (NULL is fine). Call it from
+ * c's owner thread (it closes the HDF5 file). */
 void sp_qcontainer_discard(sp_qcontainer *c);
 
 /* ---- reading ---------------------------------------------------------------------------- */

@@ -11,6 +11,7 @@
  */
 #include "sp_qcontainer_int.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -302,7 +303,8 @@ done:
 
 sp_status sp_qcontainer_open(sp_qcontainer **out, const char *path, sp_err *err) {
     *out = NULL;
-    SP_RETURN_IF(access(path, R_OK) != 0, err, SP_EIO, "%s: cannot read", path);
+    SP_RETURN_IF(access(path, R_OK) != 0, err, SP_EIO, "%s: cannot read: %s", path,
+                 strerror(errno));
     sp_qc_quiet q;
     sp_qc_quiet_begin(&q);
     sp_status st = SP_ENOMEM;
@@ -496,8 +498,8 @@ sp_status sp_qcontainer_read_qrows(sp_qcontainer *c, const char *module, int bit
     sp_qlevel_info lv;
     SP_FORWARD(sp_qcontainer_level_info(c, module, bits, &lv, err));
     SP_RETURN_IF(row0 < 0 || nrows < 0 || row0 + nrows > lv.rows, err, SP_EINVAL,
-                 "%s: %s: rows %lld..%lld are outside 0..%d", c->path, module, (long long)row0,
-                 (long long)(row0 + nrows), lv.rows);
+                 "%s: %s: rows [%lld, %lld) out of range (%d rows)", c->path, module,
+                 (long long)row0, (long long)(row0 + nrows), lv.rows);
     if (nrows == 0) return SP_OK;
     size_t C = (size_t)lv.cols, G = (size_t)lv.n_groups, nw = sp_pack_nwords(C, bits);
     size_t n = (size_t)nrows;
@@ -534,7 +536,7 @@ sp_status sp_qcontainer_read_dense_rows(sp_qcontainer *c, const char *name, int6
     SP_RETURN_IF(!t, err, SP_ENOTFOUND, "%s: dense tensor %s is not stored", c->path, name);
     int64_t nr = t->ndim == 1 ? 1 : t->shape[0];
     SP_RETURN_IF(row0 < 0 || nrows < 0 || row0 + nrows > nr, err, SP_EINVAL,
-                 "%s: /dense/%s: rows %lld..%lld are outside 0..%lld", c->path, name,
+                 "%s: /dense/%s: rows [%lld, %lld) out of range (%lld rows)", c->path, name,
                  (long long)row0, (long long)(row0 + nrows), (long long)nr);
     if (nrows == 0) return SP_OK;
     sp_qc_quiet q;

@@ -23,6 +23,7 @@ typedef struct {
 } st_entry;
 
 struct sp_st_set {
+    char *where;            /* model.safetensors or the index: named in messages */
     sp_st_file **files;
     size_t nfiles;
     st_entry *e;            /* sorted by name */
@@ -38,6 +39,7 @@ void sp_st_set_close(sp_st_set *s) {
     for (size_t i = 0; i < s->nfiles; i++) sp_safetensors_close(s->files[i]);
     free(s->files);
     free(s->e);
+    free(s->where);
     free(s);
 }
 
@@ -163,7 +165,10 @@ sp_status sp_st_set_open_dir(sp_st_set **out, const char *dir, sp_err *err) {
     sp_st_set *s = sp_calloc(1, sizeof *s, err, "safetensors set");
     if (!s) return SP_ENOMEM;
     /* Like transformers: a single file wins over an index. */
-    sp_status st = has_single ? set_from_file(s, single, err) : set_from_index(s, dir, index, err);
+    s->where = strdup(has_single ? single : index);
+    sp_status st = !s->where ? sp_err_set(err, SP_ENOMEM, "%s: out of memory", dir)
+                 : has_single ? set_from_file(s, single, err)
+                              : set_from_index(s, dir, index, err);
     if (st != SP_OK) {
         sp_st_set_close(s);
         return st;
@@ -176,8 +181,9 @@ sp_status sp_st_set_open_dir(sp_st_set **out, const char *dir, sp_err *err) {
 
 static sp_status st_tensor_desc(void *ctx, const char *name, sp_tensor_desc *desc, sp_err *err) {
     const char *file = NULL;
-    const sp_st_tensor *t = sp_st_set_find(ctx, name, &file);
-    SP_RETURN_IF(!t, err, SP_ENOTFOUND, "tensor '%s' not found in the model's safetensors", name);
+    const sp_st_set *s = ctx;
+    const sp_st_tensor *t = sp_st_set_find(s, name, &file);
+    SP_RETURN_IF(!t, err, SP_ENOTFOUND, "%s: no tensor '%s'", s->where, name);
     SP_RETURN_IF(t->ndim < 1 || t->ndim > 2, err, SP_EUNSUPPORTED,
                  "%s: tensor '%s' has %d dims (expected 1 or 2)", file, name, t->ndim);
     desc->dtype = t->dtype;
@@ -192,11 +198,12 @@ static sp_status st_read_rows(void *ctx, const char *name, int64_t row0, int64_t
                               float *dst, sp_err *err) {
     sp_tensor_desc d;
     SP_FORWARD(st_tensor_desc(ctx, name, &d, err));
-    const sp_st_tensor *t = sp_st_set_find(ctx, name, NULL);
+    const char *file = NULL;
+    const sp_st_tensor *t = sp_st_set_find(ctx, name, &file);
     int64_t rows = d.ndim == 2 ? d.shape[0] : 1, cols = d.ndim == 2 ? d.shape[1] : d.shape[0];
     SP_RETURN_IF(row0 < 0 || nrows < 0 || row0 > rows - nrows, err, SP_EINVAL,
-                 "tensor '%s': rows [%lld, %lld) out of range (%lld rows)", name, (long long)row0,
-                 (long long)(row0 + nrows), (long long)rows);
+                 "%s: tensor '%s': rows [%lld, %lld) out of range (%lld rows)", file, name,
+                 (long long)row0, (long long)(row0 + nrows), (long long)rows);
     size_t es = sp_dtype_size(t->dtype);
     const unsigned char *src = (const unsigned char *)t->data + (size_t)row0 * (size_t)cols * es;
     sp_dtype_to_f32(dst, src, t->dtype, (size_t)nrows * (size_t)cols);

@@ -1,8 +1,8 @@
 /* sp_tok_bpe.c — the BPE merge engine shared by every tokenizer source.
  *
  * Symbols: n initial ids in a doubly linked list (arrays id/prev/next/alive, index = original
- * position). Candidates: a binary min-heap of (rank, left position, right position, left id,
- * right id). A pop is valid when both symbols are still alive, adjacent and hold the ids the
+ * position). Candidates: a binary min-heap of (rank, left position, left id, right id). A pop
+ * is valid when the left symbol is alive and it and its right neighbour still hold the ids the
  * entry was made for; otherwise it is stale and dropped (lazy invalidation). A merge keeps the
  * left symbol (its position never changes, so "leftmost" stays well defined), kills the right
  * one, and pushes at most two new candidates: (prev, merged) and (merged, next).
@@ -18,10 +18,13 @@
 #define SP_NONE ((size_t)-1)
 #define PAIR_EMPTY UINT64_MAX
 
+/* 16 bytes: the heap is the engine's memory traffic. key = rank << 32 | left position, so one
+ * integer compare orders by rank, then leftmost. The right symbol is next[left] at pop time:
+ * next[left] only changes when left merges, which changes id[left] (a merged piece is longer,
+ * so never the same id), so checking both ids is enough to reject stale entries. */
 struct sp_tok_heap_entry {
-    int32_t rank;
-    int32_t left_id, right_id, merged;
-    size_t left, right;
+    uint64_t key;
+    int32_t left_id, right_id;
 };
 
 /* ---- pair map ------------------------------------------------------------------------ */
@@ -86,8 +89,7 @@ const sp_tok_pair *sp_tok_pairmap_get(const sp_tok_pairmap *m, int32_t left, int
 /* ---- heap ------------------------------------------------------------------------------ */
 
 static int entry_less(const struct sp_tok_heap_entry *a, const struct sp_tok_heap_entry *b) {
-    if (a->rank != b->rank) return a->rank < b->rank;
-    return a->left < b->left;
+    return a->key < b->key;
 }
 
 static sp_status heap_push(sp_tok_bpe_scratch *s, struct sp_tok_heap_entry e, sp_err *err) {
@@ -154,13 +156,35 @@ static sp_status scratch_reserve(sp_tok_bpe_scratch *s, size_t n, sp_err *err) {
     return SP_OK;
 }
 
+static struct sp_tok_heap_entry make_entry(const sp_tok_pair *p, const sp_tok_bpe_scratch *s,
+                                           size_t left, size_t right) {
+    struct sp_tok_heap_entry e = {(uint64_t)(uint32_t)p->rank << 32 | (uint64_t)left, s->id[left],
+                                  s->id[right]};
+    return e;
+}
+
 /* Push the candidate (left, right) when the pair has a merge. */
 static sp_status push_pair(const sp_tok_pairmap *pm, sp_tok_bpe_scratch *s, size_t left,
                            size_t right, sp_err *err) {
     const sp_tok_pair *p = sp_tok_pairmap_get(pm, s->id[left], s->id[right]);
-    if (!p) return SP_OK;
-    struct sp_tok_heap_entry e = {p->rank, s->id[left], s->id[right], p->merged, left, right};
-    return heap_push(s, e, err);
+    return p ? heap_push(s, make_entry(p, s, left, right), err) : SP_OK;
+}
+
+/* Floyd's bottom-up heap construction for the initial pairs: O(n) instead of n pushes. */
+static void heapify(sp_tok_bpe_scratch *s) {
+    for (size_t i = s->heap_n / 2; i-- > 0;) {
+        struct sp_tok_heap_entry e = s->heap[i];
+        size_t j = i;
+        for (;;) {
+            size_t c = 2 * j + 1;
+            if (c >= s->heap_n) break;
+            if (c + 1 < s->heap_n && entry_less(&s->heap[c + 1], &s->heap[c])) c++;
+            if (!entry_less(&s->heap[c], &e)) break;
+            s->heap[j] = s->heap[c];
+            j = c;
+        }
+        s->heap[j] = e;
+    }
 }
 
 sp_status sp_tok_bpe_merge(const sp_tok_pairmap *pm, sp_tok_bpe_scratch *s, const int32_t *in,
@@ -170,6 +194,8 @@ sp_status sp_tok_bpe_merge(const sp_tok_pairmap *pm, sp_tok_bpe_scratch *s, cons
         for (size_t i = 0; i < n; i++) SP_FORWARD(sp_tok_ids_push(out, in[i], err));
         return SP_OK;
     }
+    SP_RETURN_IF(n >= UINT32_MAX, err, SP_EUNSUPPORTED,
+                 "tokenizer: a word of %zu symbols is too long (limit 2^32 - 1)", n);
     SP_FORWARD(scratch_reserve(s, n, err));
     for (size_t i = 0; i < n; i++) {
         s->id[i] = in[i];
@@ -177,16 +203,29 @@ sp_status sp_tok_bpe_merge(const sp_tok_pairmap *pm, sp_tok_bpe_scratch *s, cons
         s->next[i] = i + 1 < n ? i + 1 : SP_NONE;
         s->alive[i] = 1;
     }
+    /* initial candidates: appended unordered, then heapified */
     s->heap_n = 0;
-    for (size_t i = 0; i + 1 < n; i++) SP_FORWARD(push_pair(pm, s, i, i + 1, err));
+    for (size_t i = 0; i + 1 < n; i++) {
+        const sp_tok_pair *p = sp_tok_pairmap_get(pm, in[i], in[i + 1]);
+        if (!p) continue;
+        if (s->heap_n == s->heap_cap) {
+            size_t cap = s->heap_cap ? s->heap_cap * 2 : n;
+            struct sp_tok_heap_entry *h = realloc(s->heap, cap * sizeof *h);
+            SP_RETURN_IF(!h, err, SP_ENOMEM, "tokenizer: cannot grow the merge heap to %zu", cap);
+            s->heap = h;
+            s->heap_cap = cap;
+        }
+        s->heap[s->heap_n++] = make_entry(p, s, i, i + 1);
+    }
+    heapify(s);
 
     while (s->heap_n > 0) {
         struct sp_tok_heap_entry e = heap_pop(s);
-        size_t l = e.left, r = e.right;
-        if (!s->alive[l] || !s->alive[r] || s->next[l] != r || s->id[l] != e.left_id ||
-            s->id[r] != e.right_id)
+        size_t l = (size_t)(uint32_t)e.key, r = s->next[l];
+        if (!s->alive[l] || r == SP_NONE || s->id[l] != e.left_id || s->id[r] != e.right_id)
             continue; /* stale: one side merged since this entry was made */
-        s->id[l] = e.merged;
+        const sp_tok_pair *p = sp_tok_pairmap_get(pm, e.left_id, e.right_id);
+        s->id[l] = p->merged;
         s->alive[r] = 0;
         s->next[l] = s->next[r];
         if (s->next[r] != SP_NONE) s->prev[s->next[r]] = l;

@@ -9,6 +9,7 @@
  *                       symbols per word
  *   sp_tok_bytelevel.c  the GPT-2 byte <-> unicode alphabet
  *   sp_tok_decode.c     decoder chains (Replace, ByteFallback, Fuse, Strip, ByteLevel, Metaspace)
+ *   sp_tok_stream.c     sp_tokenizer_decode_step: one generated id at a time, llama2.c style
  *   sp_tok_json.c       tokenizer.json loading (model, vocab, merges, added tokens, specials)
  *   sp_tok_json_parts.c tokenizer.json normalizer / pre_tokenizer / decoder sections
  *   sp_tok_llama2c.c    llama2.c tokenizer.bin loading (score-ranked pair map)

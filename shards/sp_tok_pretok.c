@@ -104,6 +104,8 @@ static sp_status regex_split(pretok_ctx *c, const pcre2_code *re, const char *s,
     size_t pos = 0, last = 0;
     while (pos < len) {
         int rc = pcre2_match(re, (PCRE2_SPTR)s, len, pos, 0, c->md, NULL);
+        if (rc == PCRE2_ERROR_JIT_STACKLIMIT) /* a huge match: the interpreter uses the heap */
+            rc = pcre2_match(re, (PCRE2_SPTR)s, len, pos, PCRE2_NO_JIT, c->md, NULL);
         if (rc == PCRE2_ERROR_NOMATCH) break;
         SP_RETURN_IF(rc < 0, err, SP_EINTERNAL, "tokenizer: pre-tokenizer regex failed (%d)", rc);
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(c->md);

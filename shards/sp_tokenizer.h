@@ -53,4 +53,16 @@ sp_status sp_tokenizer_decode(const sp_tokenizer *t, const int32_t *ids, size_t 
 /* The raw piece of one id ("▁the", "<0x0A>", "Ġthe"), or NULL when id is out of range. */
 const char *sp_tokenizer_piece(const sp_tokenizer *t, int32_t id);
 
+/* Streaming output of generated ids, one id at a time, as llama2.c prints them: the bytes
+ * id adds after prev (prev = the id before it, or -1 at the start). "<0xNN>" gives that raw
+ * byte (a multi-byte character arrives over several calls: print bytes as they come), '▁'
+ * gives ' ', byte-level pieces give their bytes, the leading space is dropped when prev is
+ * BOS or -1, special ids give nothing. Use this rather than sp_tokenizer_decode per id,
+ * which (like Hugging Face) strips a leading space and replaces partial characters on every
+ * call. Writes *len bytes plus a NUL into buf.
+ * @return SP_OK; SP_EINVAL when id is out of range or the bytes do not fit cap (256 is
+ * ample for real vocabularies). Thread-safe. */
+sp_status sp_tokenizer_decode_step(const sp_tokenizer *t, int32_t prev, int32_t id, char *buf,
+                                   size_t cap, size_t *len, sp_err *err);
+
 #endif

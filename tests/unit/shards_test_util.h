@@ -55,6 +55,10 @@ static inline unsigned char *tu_read(const char *path, size_t *len) {
     fseek(f, 0, SEEK_END);
     long n = ftell(f);
     fseek(f, 0, SEEK_SET);
+    if (n < 0 || n > (1L << 30)) {
+        fclose(f);
+        return NULL;
+    }
     unsigned char *buf = malloc((size_t)n + 1);
     if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
         free(buf);

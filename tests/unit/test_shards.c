@@ -82,8 +82,15 @@ static void test_open_safetensors(void **state) {
     assert_int_equal(sp_model_read_rows(m, "model.embed_tokens.weight", -1, 1, row, &err),
                      SP_EINVAL);
     assert_int_equal(sp_model_tensor_desc(m, "lm_head.weight", &d, &err), SP_ENOTFOUND);
-    assert_true(tu_msg_has(err.msg, "lm_head.weight", NULL));
+    assert_true(tu_msg_has(err.msg, "model.safetensors", "lm_head.weight", NULL));
     assert_int_equal(sp_model_select_bits(m, NULL, 4, &err), SP_EUNSUPPORTED);
+    sp_model *m2 = NULL;
+    assert_int_equal(sp_model_open(&m2, SP_TEST_MODEL_DIR "//", &err), SP_OK);
+    assert_string_equal(sp_model_dir(m2), SP_TEST_MODEL_DIR);
+    sp_model_close(m2);
+    assert_int_equal(sp_model_open(&m2, ST_BUNDLED, &err), SP_EINVAL); /* a file, not a .bin */
+    assert_null(m2);
+    assert_true(tu_msg_has(err.msg, ST_BUNDLED, "llama2.c", NULL));
     assert_string_equal(sp_module_suffix(SP_MOD_DOWN), "mlp.down_proj");
     assert_null(sp_module_suffix(SP_MOD_COUNT));
     sp_model_close(m);

@@ -1,0 +1,256 @@
+/* sp_gptq.c — GPTQ with one factorization per Hessian (see sp_gptq.h for the algorithm).
+ *
+ * The numeric core lives in sp_gptq_body.h, included below once per precision (float and
+ * double), so the two precisions run the same code: the tests check the double instance code
+ * for code against a plain implementation of the reference, and the float instance against
+ * the double one.
+ */
+#include "sp_gptq.h"
+
+#include <cblas.h>
+#include <float.h>
+#include <lapacke.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SP_GPTQ_SUB 16     /* columns per sub-block inside a block (rank-1 updates within)  */
+#define SP_GPTQ_RETRIES 4  /* damp, damp·10, ..., damp·10^4                                 */
+
+struct sp_gptq_ctx {
+    int cols;             /* C                                                              */
+    int gs;               /* group size, >= 1 (-1 resolved to C)                            */
+    sp_gptq_opts o;
+    int n_dead, retries;
+    double damp, lambda;  /* relative and absolute damping used                             */
+    const double *H;      /* the caller's undamped H, for the layer error (not owned)       */
+    int32_t *perm;        /* [C] position j processes original column perm[j]               */
+    int32_t *invperm;     /* [C] inverse of perm                                            */
+    uint8_t *dead;        /* [C] 1 where H[i,i] == 0                                        */
+    void *R;              /* [C, C] float or double, see sp_gptq_body.h                     */
+};
+
+#define SP_T float
+#define SP_FN(name) name##_f32
+#define SP_GEMM cblas_sgemm
+#define SP_POTRF LAPACKE_spotrf_work
+#define SP_TRTRI LAPACKE_strtri_work
+#define SP_QPARAMS sp_quant_params_f32
+#define SP_QCOLUMN sp_quant_column_f32
+#include "sp_gptq_body.h"
+#undef SP_T
+#undef SP_FN
+#undef SP_GEMM
+#undef SP_POTRF
+#undef SP_TRTRI
+#undef SP_QPARAMS
+#undef SP_QCOLUMN
+
+#define SP_T double
+#define SP_FN(name) name##_f64
+#define SP_GEMM cblas_dgemm
+#define SP_POTRF LAPACKE_dpotrf_work
+#define SP_TRTRI LAPACKE_dtrtri_work
+#define SP_QPARAMS sp_quant_params_f64
+#define SP_QCOLUMN sp_quant_column_f64
+#include "sp_gptq_body.h"
+#undef SP_T
+#undef SP_FN
+#undef SP_GEMM
+#undef SP_POTRF
+#undef SP_TRTRI
+#undef SP_QPARAMS
+#undef SP_QCOLUMN
+
+void sp_gptq_opts_default(sp_gptq_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->damp = 0.01;
+    o->block = 128;
+    o->group_size = 128;
+    o->precision = SP_GPTQ_F32;
+}
+
+void sp_gptq_free(sp_gptq_ctx *ctx) {
+    if (!ctx) return;
+    free(ctx->perm);
+    free(ctx->invperm);
+    free(ctx->dead);
+    free(ctx->R);
+    free(ctx);
+}
+
+void sp_gptq_get_info(const sp_gptq_ctx *ctx, sp_gptq_info *info) {
+    info->cols = ctx->cols;
+    info->n_dead = ctx->n_dead;
+    info->retries = ctx->retries;
+    info->damp = ctx->damp;
+    info->lambda = ctx->lambda;
+}
+
+/* Sort key for act_order: decreasing diag, ties by increasing column (a stable order). */
+typedef struct {
+    double d;
+    int32_t i;
+} diag_key;
+
+static int cmp_diag_desc(const void *pa, const void *pb) {
+    const diag_key *a = pa, *b = pb;
+    if (a->d != b->d) return a->d > b->d ? -1 : 1;
+    return (a->i > b->i) - (a->i < b->i);
+}
+
+sp_status sp_gptq_prepare(sp_gptq_ctx **out, const double *H, int cols, const sp_gptq_opts *o,
+                          sp_err *err) {
+    SP_RETURN_IF(!out, err, SP_EINVAL, "sp_gptq_prepare: ctx is NULL");
+    *out = NULL;
+    SP_RETURN_IF(!H, err, SP_EINVAL, "sp_gptq_prepare: H is NULL");
+    SP_RETURN_IF(cols < 1, err, SP_EINVAL, "sp_gptq_prepare: cols=%d is not positive", cols);
+    sp_gptq_opts op;
+    if (o)
+        op = *o;
+    else
+        sp_gptq_opts_default(&op);
+    SP_RETURN_IF(!(isfinite(op.damp) && op.damp > 0), err, SP_EINVAL,
+                 "sp_gptq_prepare: damp=%g must be finite and > 0", op.damp);
+    SP_RETURN_IF(op.block < 1, err, SP_EINVAL, "sp_gptq_prepare: block=%d must be >= 1",
+                 op.block);
+    SP_RETURN_IF(op.group_size == 0 || op.group_size < -1, err, SP_EINVAL,
+                 "sp_gptq_prepare: group_size=%d (use >= 1, or -1 for one group per row)",
+                 op.group_size);
+    SP_RETURN_IF(op.precision != SP_GPTQ_F32 && op.precision != SP_GPTQ_F64, err, SP_EINVAL,
+                 "sp_gptq_prepare: precision=%d is neither SP_GPTQ_F32 nor SP_GPTQ_F64",
+                 op.precision);
+    op.act_order = op.act_order != 0;
+    op.sym = op.sym != 0;
+    op.mse = op.mse != 0;
+    const size_t n = (size_t)cols;
+    /* The float factorization needs H (and λ) well inside float range. */
+    const double hmax = op.precision == SP_GPTQ_F32 ? 1e30 : DBL_MAX;
+    for (size_t i = 0; i < n * n; i++)
+        SP_RETURN_IF(!(fabs(H[i]) <= hmax), err, SP_ENUMERIC,
+                     "sp_gptq_prepare: H[%zu, %zu] = %g is not finite%s", i / n, i % n, H[i],
+                     isfinite(H[i]) ? " in float" : "");
+
+    sp_status st = SP_ENOMEM;
+    diag_key *keys = NULL;
+    double *dfix = NULL;
+    sp_gptq_ctx *c = sp_calloc(1, sizeof *c, err, "GPTQ context");
+    if (!c) return SP_ENOMEM;
+    c->cols = cols;
+    c->gs = op.group_size == -1 ? cols : op.group_size;
+    c->o = op;
+    c->H = H;
+    c->perm = sp_malloc(n * sizeof *c->perm, err, "GPTQ order");
+    c->invperm = sp_malloc(n * sizeof *c->invperm, err, "GPTQ order");
+    c->dead = sp_malloc(n, err, "GPTQ dead columns");
+    dfix = sp_malloc(n * sizeof *dfix, err, "GPTQ diagonal");
+    keys = sp_malloc(n * sizeof *keys, err, "GPTQ order");
+    if (!c->perm || !c->invperm || !c->dead || !dfix || !keys) goto done;
+
+    double sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = H[i * n + i];
+        c->dead[i] = d == 0.0;
+        c->n_dead += c->dead[i];
+        dfix[i] = c->dead[i] ? 1.0 : d;
+        sum += dfix[i];
+        keys[i].d = dfix[i];
+        keys[i].i = (int32_t)i;
+    }
+    const double mean = sum / (double)n;
+    if (!(mean > 0)) {
+        st = sp_err_set(err, SP_ENUMERIC,
+                        "sp_gptq_prepare: mean of diag(H) is %g; a Hessian has a positive one",
+                        mean);
+        goto done;
+    }
+    if (op.act_order) qsort(keys, n, sizeof *keys, cmp_diag_desc);
+    for (size_t j = 0; j < n; j++) {
+        c->perm[j] = keys[j].i;
+        c->invperm[keys[j].i] = (int32_t)j;
+    }
+    st = op.precision == SP_GPTQ_F64 ? factor_f64(c, H, dfix, mean, err)
+                                     : factor_f32(c, H, dfix, mean, err);
+done:
+    free(keys);
+    free(dfix);
+    if (st != SP_OK) {
+        sp_gptq_free(c);
+        return st;
+    }
+    *out = c;
+    return SP_OK;
+}
+
+sp_status sp_gptq_quantize(const sp_gptq_ctx *ctx, const float *W, int rows, int bits,
+                           sp_qlayer *out, double *layer_err_out, sp_err *err) {
+    SP_RETURN_IF(!out, err, SP_EINVAL, "sp_gptq_quantize: output layer is NULL");
+    memset(out, 0, sizeof *out);
+    SP_RETURN_IF(!ctx || !W, err, SP_EINVAL, "sp_gptq_quantize: %s is NULL", ctx ? "W" : "ctx");
+    SP_RETURN_IF(rows < 1, err, SP_EINVAL, "sp_gptq_quantize: rows=%d is not positive", rows);
+    SP_RETURN_IF(bits < 2 || bits > 8, err, SP_EINVAL,
+                 "sp_gptq_quantize: bits=%d is outside 2..8", bits);
+    const size_t C = (size_t)ctx->cols;
+    for (size_t i = 0; i < (size_t)rows * C; i++)
+        SP_RETURN_IF(!isfinite(W[i]), err, SP_ENUMERIC,
+                     "sp_gptq_quantize: W[%zu, %zu] = %g is not finite", i / C, i % C,
+                     (double)W[i]);
+    SP_FORWARD(sp_qlayer_alloc(out, rows, ctx->cols, bits, ctx->gs, ctx->o.sym, err));
+    sp_status st = ctx->o.precision == SP_GPTQ_F64 ? run_f64(ctx, W, rows, bits, out, err)
+                                                   : run_f32(ctx, W, rows, bits, out, err);
+    if (st == SP_OK && layer_err_out) {
+        float *deq = sp_malloc((size_t)rows * C * sizeof *deq, err, "dequantized weights");
+        if (!deq) {
+            st = SP_ENOMEM;
+        } else {
+            sp_qlayer_dequant(deq, out);
+            st = sp_gptq_layer_error(W, deq, ctx->H, rows, ctx->cols, layer_err_out, err);
+            free(deq);
+        }
+    }
+    if (st != SP_OK) sp_qlayer_free(out);
+    return st;
+}
+
+/* Σ_r δ_r H δ_rᵀ with δ = W − deq (deq NULL: δ = W), in blocks of about 4M doubles of rows. */
+static sp_status quad_trace(const float *W, const float *deq, const double *H, int rows,
+                            int cols, double *out, sp_err *err) {
+    const size_t C = (size_t)cols;
+    size_t rc = ((size_t)1 << 22) / C;
+    rc = rc < 1 ? 1 : rc > (size_t)rows ? (size_t)rows : rc;
+    double *D = sp_malloc(rc * C * sizeof *D, err, "layer error ΔW");
+    double *M = sp_malloc(rc * C * sizeof *M, err, "layer error ΔW·H");
+    if (!D || !M) {
+        free(D);
+        free(M);
+        return SP_ENOMEM;
+    }
+    double total = 0;
+    for (size_t r0 = 0; r0 < (size_t)rows; r0 += rc) {
+        size_t m = (size_t)rows - r0 < rc ? (size_t)rows - r0 : rc;
+        for (size_t i = 0; i < m * C; i++)
+            D[i] = (double)W[r0 * C + i] - (deq ? (double)deq[r0 * C + i] : 0.0);
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, cols, cols, 1.0, D, cols,
+                    H, cols, 0.0, M, cols);
+        for (size_t i = 0; i < m * C; i++) total += M[i] * D[i];
+    }
+    free(D);
+    free(M);
+    *out = total;
+    return SP_OK;
+}
+
+sp_status sp_gptq_layer_error(const float *W, const float *deq, const double *H, int rows,
+                              int cols, double *out, sp_err *err) {
+    SP_RETURN_IF(!W || !deq || !H || !out, err, SP_EINVAL, "sp_gptq_layer_error: NULL argument");
+    SP_RETURN_IF(rows < 1 || cols < 1, err, SP_EINVAL,
+                 "sp_gptq_layer_error: shape [%d, %d] is not positive", rows, cols);
+    return quad_trace(W, deq, H, rows, cols, out, err);
+}
+
+double sp_gptq_weight_energy(const float *W, const double *H, int rows, int cols) {
+    double e = NAN;
+    if (!W || !H || rows < 1 || cols < 1) return NAN;
+    if (quad_trace(W, NULL, H, rows, cols, &e, NULL) != SP_OK) return NAN;
+    return e;
+}

@@ -1,0 +1,29 @@
+/* sp_qshare.h — moving quantized layers between ranks, packed.
+ *
+ * The wire form of a layer is its packed codes (kernels/sp_pack.h, ceil(cols·bits/32) words
+ * per row), then scales (fp32) and zeros (uint8), one entry per (row, group). Its size follows
+ * from the shape alone, so the receiver allocates it without a size message. g_idx is not sent:
+ * it is always c / group_size.
+ */
+#ifndef SP_QSHARE_H
+#define SP_QSHARE_H
+
+#include <mpi.h>
+#include <stddef.h>
+
+#include "../common/sp_error.h"
+#include "../kernels/sp_quant.h"
+
+/* Bytes of the wire form of a layer of this shape. */
+size_t sp_qshare_bytes(int rows, int cols, int bits, int group_size);
+
+/* Collective over comm: root's q is broadcast; other ranks' q is allocated here (shape given
+ * by the arguments, which every rank must pass alike). */
+sp_status sp_qshare_bcast(MPI_Comm comm, int root, sp_qlayer *q, int rows, int cols, int bits,
+                          int group_size, int sym, sp_err *err);
+
+/* Point to point: src sends q to dst (both call; other ranks must not). dst allocates q. */
+sp_status sp_qshare_sendrecv(MPI_Comm comm, int src, int dst, int tag, sp_qlayer *q, int rows,
+                             int cols, int bits, int group_size, int sym, sp_err *err);
+
+#endif

@@ -1,0 +1,479 @@
+/* sp_quantize.c — see sp_quantize.h. The job in four phases per block; helpers first. */
+#include "sp_quantize.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "../kernels/sp_forward.h"
+#include "../kernels/sp_gptq.h"
+#include "../kernels/sp_hacc.h"
+#include "../kernels/sp_quant.h"
+#include "../mpi/sp_mpi.h"
+#include "../shards/sp_model.h"
+#include "../shards/sp_qcontainer.h"
+#include "sp_calib.h"
+#include "sp_outdir.h"
+#include "sp_qshare.h"
+#include "sp_schedule.h"
+
+enum { H_QKV = 0, H_O, H_GATEUP, H_DOWN, N_HESS };
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void sp_quantize_defaults(sp_quantize_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->bits = 4;
+    o->group_size = 128;
+    o->sym = 0;
+    o->damp = 0.01;
+    o->block = 128;
+    o->nsamples = 128;
+    o->ctx = 2048;
+}
+
+/* ---- module geometry ---------------------------------------------------------------------- */
+
+/* Which Hessian each module reads, and its [rows, cols]. */
+static int module_hessian(int mod) {
+    switch (mod) {
+    case SP_MOD_Q: case SP_MOD_K: case SP_MOD_V: return H_QKV;
+    case SP_MOD_O: return H_O;
+    case SP_MOD_GATE: case SP_MOD_UP: return H_GATEUP;
+    default: return H_DOWN;
+    }
+}
+
+static void module_shape(const sp_config *c, int mod, int *rows, int *cols) {
+    int q = c->n_heads * c->head_dim, kv = c->n_kv_heads * c->head_dim;
+    switch (mod) {
+    case SP_MOD_Q: *rows = q; *cols = c->dim; break;
+    case SP_MOD_K: case SP_MOD_V: *rows = kv; *cols = c->dim; break;
+    case SP_MOD_O: *rows = c->dim; *cols = q; break;
+    case SP_MOD_GATE: case SP_MOD_UP: *rows = c->hidden_dim; *cols = c->dim; break;
+    default: *rows = c->dim; *cols = c->hidden_dim; break;
+    }
+}
+
+static float *module_weight(sp_block_weights *w, int mod) {
+    switch (mod) {
+    case SP_MOD_Q: return w->wq;
+    case SP_MOD_K: return w->wk;
+    case SP_MOD_V: return w->wv;
+    case SP_MOD_O: return w->wo;
+    case SP_MOD_GATE: return w->w_gate;
+    case SP_MOD_UP: return w->w_up;
+    default: return w->w_down;
+    }
+}
+
+static void module_name(char *buf, size_t cap, int layer, int mod) {
+    snprintf(buf, cap, "model.layers.%d.%s", layer, sp_module_suffix(mod));
+}
+
+/* ---- a-priori bounds on the inputs of each Hessian (see kernels/sp_hacc.h) -----------------
+ * RMSNorm output: ‖x/rms(x)‖₂ = √D, so |xn_i| ≤ √D·max|w_norm|, and ‖xn‖₂ ≤ √D·max|w_norm|.
+ * Attention output is a convex combination of v rows: |attn| ≤ ‖xn1‖₂·max_j‖Wv_j‖₂ + max|bv|.
+ * SwiGLU: |silu(g)| ≤ max(|g|, 0.2785) and |g| ≤ ‖xn2‖₂·max_j‖Wg_j‖₂ (same for u).
+ * 1% slack covers float rounding. */
+static double abs_max(const float *v, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) m = fabs(v[i]) > m ? fabs(v[i]) : m;
+    return m;
+}
+
+static double row_norm_max(const float *W, int rows, int cols) {
+    double m = 0;
+    for (int r = 0; r < rows; r++) {
+        double s = 0;
+        for (int c = 0; c < cols; c++) s += (double)W[(size_t)r * cols + c] * W[(size_t)r * cols + c];
+        m = s > m ? s : m;
+    }
+    return sqrt(m);
+}
+
+static void input_bounds(const sp_block_weights *w, const sp_config *c, double B[N_HESS]) {
+    int kv = c->n_kv_heads * c->head_dim;
+    double sd = sqrt((double)c->dim);
+    double b0 = sd * abs_max(w->attn_norm, (size_t)c->dim);
+    double b1 = b0 * row_norm_max(w->wv, kv, c->dim) + (w->bv ? abs_max(w->bv, (size_t)kv) : 0);
+    double b2 = sd * abs_max(w->ffn_norm, (size_t)c->dim);
+    double bg = b2 * row_norm_max(w->w_gate, c->hidden_dim, c->dim);
+    double bu = b2 * row_norm_max(w->w_up, c->hidden_dim, c->dim);
+    double b3 = (bg > 0.2785 ? bg : 0.2785) * bu;
+    double raw[N_HESS] = {b0, b1, b2, b3};
+    for (int h = 0; h < N_HESS; h++) B[h] = (raw[h] > 1e-30 ? raw[h] : 1e-30) * 1.01;
+}
+
+/* ---- the job state ---------------------------------------------------------------------- */
+
+typedef struct {
+    MPI_Comm comm;
+    int rank, size;
+    const sp_quantize_opts *o;
+    sp_model *m;
+    const sp_config *c;
+    int32_t *calib;          /* [nsamples, ctx] token ids (every rank)                      */
+    size_t w0, w1;           /* my windows                                                  */
+    float *X;                /* [w1-w0, ctx, D] my windows' hidden states                   */
+    float *xtmp;             /* [ctx, D] one window, run through the dense block            */
+    sp_block_weights dense, quant;
+    sp_block_scratch scratch;
+    sp_unit *units;          /* [7 · n_levels]                                              */
+    int n_units;
+    sp_qlayer *q;            /* [n_units]: mine, the --bits ones, and all on rank 0         */
+    double *unit_err;        /* [n_units] relative layer error (owner's value, 0 elsewhere) */
+    sp_qcontainer *out;      /* rank 0                                                      */
+    char partial[4096];
+    double err_sum;
+    int err_count;
+} qjob;
+
+static void free_units_q(qjob *j) {
+    for (int u = 0; u < j->n_units; u++) sp_qlayer_free(&j->q[u]);
+}
+
+/* ---- phase 1: Hessians -------------------------------------------------------------------- */
+
+static sp_status block_hessians(qjob *j, sp_hacc H[N_HESS], sp_err *err) {
+    const sp_config *c = j->c;
+    int T = j->o->ctx, D = c->dim, dims[N_HESS] = {D, c->n_heads * c->head_dim, D, c->hidden_dim};
+    double B[N_HESS];
+    input_bounds(&j->dense, c, B);
+    int64_t total = (int64_t)j->o->nsamples * T;
+    sp_status st = SP_OK;
+    for (int h = 0; h < N_HESS && st == SP_OK; h++) st = sp_hacc_init(&H[h], dims[h], T, total, B[h], err);
+    sp_block_scratch *s = &j->scratch;
+    for (size_t w = 0; st == SP_OK && w < j->w1 - j->w0; w++) {
+        memcpy(j->xtmp, j->X + w * (size_t)T * D, (size_t)T * D * sizeof(float));
+        sp_block_forward(j->xtmp, &j->dense, c, T, s);
+        const float *taps[N_HESS] = {s->xn1, s->attn, s->xn2, s->act};
+        for (int h = 0; h < N_HESS && st == SP_OK; h++) st = sp_hacc_add(&H[h], taps[h], T, err);
+    }
+    st = sp_mpi_agree(j->comm, st, err);
+    for (int h = 0; h < N_HESS && st == SP_OK; h++) st = sp_hacc_allreduce(&H[h], j->comm, err);
+    return st;
+}
+
+/* ---- phase 2: GPTQ / RTN on my units ------------------------------------------------------ */
+
+static sp_status quantize_my_units(qjob *j, double *Hs[N_HESS], int layer, sp_err *err) {
+    const sp_quantize_opts *o = j->o;
+    sp_gptq_ctx *ctx[N_HESS] = {0};
+    sp_status st = SP_OK;
+    for (int u = 0; u < j->n_units && st == SP_OK; u++) {
+        sp_unit *un = &j->units[u];
+        if (un->owner != j->rank) continue;
+        const float *W = module_weight(&j->dense, un->module);
+        double rel = 0;
+        if (o->rtn) {
+            st = sp_quant_rtn(W, un->rows, un->cols, un->bits, o->group_size, o->sym, o->mse,
+                              &j->q[u], err);
+        } else {
+            if (!ctx[un->hessian]) {
+                sp_gptq_opts go;
+                sp_gptq_opts_default(&go);
+                go.damp = o->damp;
+                go.block = o->block;
+                go.act_order = o->act_order;
+                go.group_size = o->group_size;
+                go.sym = o->sym;
+                go.mse = o->mse;
+                st = sp_gptq_prepare(&ctx[un->hessian], Hs[un->hessian], un->cols, &go, err);
+            }
+            double layer_err = 0;
+            if (st == SP_OK)
+                st = sp_gptq_quantize(ctx[un->hessian], W, un->rows, un->bits, &j->q[u], &layer_err, err);
+            if (st == SP_OK) {
+                double base = sp_gptq_weight_energy(W, Hs[un->hessian], un->rows, un->cols);
+                rel = base > 0 ? layer_err / base : 0;
+            }
+        }
+        if (st) {
+            char name[256];
+            module_name(name, sizeof name, layer, un->module);
+            sp_err_prefix(err, "%s (%d bits)", name, un->bits);
+        }
+        j->unit_err[u] = rel;
+    }
+    for (int h = 0; h < N_HESS; h++) sp_gptq_free(ctx[h]);
+    return sp_mpi_agree(j->comm, st, err);
+}
+
+/* ---- phase 3: share and write ---------------------------------------------------------------- */
+
+static sp_status share_units(qjob *j, int layer, double *t_write, sp_err *err) {
+    const sp_quantize_opts *o = j->o;
+    sp_status st = SP_OK;
+    for (int u = 0; u < j->n_units && st == SP_OK; u++) {
+        sp_unit *un = &j->units[u];
+        if (un->bits == o->bits)
+            st = sp_qshare_bcast(j->comm, un->owner, &j->q[u], un->rows, un->cols, un->bits,
+                                 o->group_size, o->sym, err);
+        else if (un->owner != 0 && (j->rank == 0 || j->rank == un->owner))
+            st = sp_qshare_sendrecv(j->comm, un->owner, 0, u, &j->q[u], un->rows, un->cols,
+                                    un->bits, o->group_size, o->sym, err);
+    }
+    /* Errors in point-to-point transfers reach the others here. */
+    st = sp_mpi_agree(j->comm, st, err);
+    if (st) return st;
+    double t0 = now_s();
+    if (j->rank == 0) {
+        for (int u = 0; u < j->n_units && st == SP_OK; u++) {
+            char name[256];
+            module_name(name, sizeof name, layer, j->units[u].module);
+            st = sp_qcontainer_put_qlayer(j->out, name, &j->q[u], err);
+        }
+    }
+    *t_write += now_s() - t0;
+    /* Relative errors at --bits, for the summary (sum over owners). */
+    double e[2] = {0, 0};
+    for (int u = 0; u < j->n_units; u++)
+        if (j->units[u].owner == j->rank && j->units[u].bits == o->bits) {
+            e[0] += j->unit_err[u];
+            e[1] += 1;
+        }
+    MPI_Allreduce(MPI_IN_PLACE, e, 2, MPI_DOUBLE, MPI_SUM, j->comm);
+    j->err_sum += e[0];
+    j->err_count += (int)e[1];
+    return sp_mpi_agree(j->comm, st, err);
+}
+
+/* ---- phase 4: propagate through the quantized block ------------------------------------------ */
+
+static sp_status propagate(qjob *j, sp_err *err) {
+    const sp_config *c = j->c;
+    int T = j->o->ctx;
+    size_t D = (size_t)c->dim;
+    /* quant = dense with the seven matrices replaced by their --bits dequantization */
+    for (int u = 0; u < j->n_units; u++)
+        if (j->units[u].bits == j->o->bits)
+            sp_qlayer_dequant(module_weight(&j->quant, j->units[u].module), &j->q[u]);
+    memcpy(j->quant.attn_norm, j->dense.attn_norm, D * sizeof(float));
+    memcpy(j->quant.ffn_norm, j->dense.ffn_norm, D * sizeof(float));
+    if (c->qkv_bias) {
+        size_t q = (size_t)c->n_heads * c->head_dim, kv = (size_t)c->n_kv_heads * c->head_dim;
+        memcpy(j->quant.bq, j->dense.bq, q * sizeof(float));
+        memcpy(j->quant.bk, j->dense.bk, kv * sizeof(float));
+        memcpy(j->quant.bv, j->dense.bv, kv * sizeof(float));
+    }
+    for (size_t w = 0; w < j->w1 - j->w0; w++)
+        sp_block_forward(j->X + w * (size_t)T * D, &j->quant, c, T, &j->scratch);
+    return sp_mpi_agree(j->comm, SP_OK, err);
+}
+
+/* ---- output: dense tensors, config, tokenizer -------------------------------------------- */
+
+static sp_status put_dense_tensor(qjob *j, const char *name, int64_t rows, int64_t cols,
+                                  sp_err *err) {
+    float *buf = sp_malloc((size_t)rows * (size_t)cols * sizeof(float), err, name);
+    if (!buf) return SP_ENOMEM;
+    /* 1-D tensors (cols == 1) are read as one row of their length. */
+    sp_status st = sp_model_read_rows(j->m, name, 0, cols > 1 ? rows : 1, buf, err);
+    int64_t shape[2] = {rows, cols};
+    if (st == SP_OK) st = sp_qcontainer_put_dense(j->out, name, cols > 1 ? 2 : 1, shape, buf, err);
+    free(buf);
+    return st;
+}
+
+/* Rank 0: open the output directory and write everything but the quantized modules. */
+static sp_status begin_output(qjob *j, sp_err *err) {
+    const sp_quantize_opts *o = j->o;
+    const sp_config *c = j->c;
+    SP_FORWARD(sp_outdir_begin(o->out_dir, o->force, j->partial, sizeof j->partial, err));
+    char path[4600];
+    snprintf(path, sizeof path, "%s/config.json", j->partial);
+    SP_FORWARD(sp_config_save_json(c, path, NULL, err));
+    SP_FORWARD(sp_outdir_copy_tokenizer(o->model_dir, j->partial, err));
+    sp_qcontainer_meta meta = {.default_bits = o->bits, .group_size = o->group_size,
+                               .sym = o->sym, .n_levels = o->n_levels};
+    snprintf(meta.method, sizeof meta.method, "%s", o->rtn ? "rtn" : "gptq");
+    memcpy(meta.levels, o->levels, sizeof(int) * (size_t)o->n_levels);
+    snprintf(path, sizeof path, "%s/%s", j->partial, SP_QCONTAINER_FILE);
+    SP_FORWARD(sp_qcontainer_create(&j->out, path, &meta, 0, err));
+    int64_t D = c->dim, V = c->vocab_size;
+    SP_FORWARD(put_dense_tensor(j, "model.embed_tokens.weight", V, D, err));
+    SP_FORWARD(put_dense_tensor(j, "model.norm.weight", D, 1, err));
+    if (!c->tie_embeddings) SP_FORWARD(put_dense_tensor(j, "lm_head.weight", V, D, err));
+    int64_t q = (int64_t)c->n_heads * c->head_dim, kv = (int64_t)c->n_kv_heads * c->head_dim;
+    for (int l = 0; l < c->n_layers; l++) {
+        char name[256];
+        snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
+        SP_FORWARD(put_dense_tensor(j, name, D, 1, err));
+        snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
+        SP_FORWARD(put_dense_tensor(j, name, D, 1, err));
+        if (c->qkv_bias) {
+            const char *p[3] = {"q_proj", "k_proj", "v_proj"};
+            int64_t n[3] = {q, kv, kv};
+            for (int i = 0; i < 3; i++) {
+                snprintf(name, sizeof name, "model.layers.%d.self_attn.%s.bias", l, p[i]);
+                SP_FORWARD(put_dense_tensor(j, name, n[i], 1, err));
+            }
+        }
+    }
+    return SP_OK;
+}
+
+/* ---- setup -------------------------------------------------------------------------------- */
+
+static sp_status check_opts(const sp_quantize_opts *o, sp_err *err) {
+    SP_RETURN_IF(!o->model_dir, err, SP_EINVAL, "quantize: --model is required");
+    SP_RETURN_IF(!o->out_dir, err, SP_EINVAL, "quantize: --out is required");
+    SP_RETURN_IF(!o->rtn && !o->calib_path, err, SP_EINVAL, "quantize: --calib is required for GPTQ");
+    SP_RETURN_IF(o->bits < 2 || o->bits > 8, err, SP_EINVAL,
+                 "quantize: --bits %d is outside 2..8", o->bits);
+    SP_RETURN_IF(o->group_size == 0 || o->group_size < -1, err, SP_EINVAL,
+                 "quantize: --group-size %d must be >= 1, or -1 for one group per row", o->group_size);
+    SP_RETURN_IF(!(o->damp > 0) || o->damp >= 1, err, SP_EINVAL,
+                 "quantize: --damp %g must be in (0, 1)", o->damp);
+    SP_RETURN_IF(o->block < 1, err, SP_EINVAL, "quantize: --block must be >= 1");
+    SP_RETURN_IF(o->nsamples < 1 || o->ctx < 1, err, SP_EINVAL,
+                 "quantize: --nsamples and --ctx must be >= 1");
+    int has_bits = 0;
+    for (int i = 0; i < o->n_levels; i++) {
+        SP_RETURN_IF(o->levels[i] < 2 || o->levels[i] > 8, err, SP_EINVAL,
+                     "quantize: --levels value %d is outside 2..8", o->levels[i]);
+        SP_RETURN_IF(i > 0 && o->levels[i] <= o->levels[i - 1], err, SP_EINVAL,
+                     "quantize: --levels must be ascending and unique");
+        has_bits |= o->levels[i] == o->bits;
+    }
+    SP_RETURN_IF(!has_bits, err, SP_EINVAL, "quantize: --bits %d is not among --levels", o->bits);
+    return SP_OK;
+}
+
+static sp_status setup(qjob *j, sp_err *err) {
+    const sp_quantize_opts *o = j->o;
+    sp_status st = check_opts(o, err);
+    if (st == SP_OK) st = sp_model_open(&j->m, o->model_dir, err);
+    if (st == SP_OK) {
+        j->c = sp_model_config(j->m);
+        if (o->ctx > j->c->max_seq_len)
+            st = sp_err_set(err, SP_EINVAL, "quantize: --ctx %d is larger than the model's maximum "
+                            "(max_position_embeddings %d)", o->ctx, j->c->max_seq_len);
+    }
+    st = sp_mpi_agree(j->comm, st, err);
+    if (st) return st;
+    const sp_config *c = j->c;
+    if (!o->rtn) {
+        SP_FORWARD(sp_calib_windows(j->comm, j->m, o->calib_path, o->nsamples, o->ctx, o->seed,
+                                    &j->calib, NULL, err));
+        sp_mpi_split_range((size_t)o->nsamples, j->rank, j->size, &j->w0, &j->w1);
+    }
+    size_t nw = j->w1 - j->w0, T = (size_t)o->ctx, D = (size_t)c->dim;
+    j->n_units = SP_MOD_COUNT * o->n_levels;
+    j->units = sp_calloc((size_t)j->n_units, sizeof *j->units, err, "work units");
+    j->q = j->units ? sp_calloc((size_t)j->n_units, sizeof *j->q, err, "quantized layers") : NULL;
+    j->unit_err = j->q ? sp_calloc((size_t)j->n_units, sizeof(double), err, "unit errors") : NULL;
+    st = j->unit_err ? SP_OK : SP_ENOMEM;
+    if (st == SP_OK && !o->rtn) {
+        j->X = sp_malloc((nw ? nw : 1) * T * D * sizeof(float), err, "calibration states");
+        j->xtmp = j->X ? sp_malloc(T * D * sizeof(float), err, "window") : NULL;
+        st = j->xtmp ? SP_OK : SP_ENOMEM;
+        if (st == SP_OK) st = sp_block_scratch_alloc(&j->scratch, c, o->ctx, err);
+        if (st == SP_OK) st = sp_block_weights_alloc(&j->quant, c, err);
+        if (st == SP_OK && nw) st = sp_model_embed(j->m, j->calib + j->w0 * T, nw * T, j->X, err);
+    }
+    if (st == SP_OK) st = sp_block_weights_alloc(&j->dense, c, err);
+    if (st == SP_OK) {
+        for (int mod = 0, u = 0; mod < SP_MOD_COUNT; mod++)
+            for (int l = 0; l < o->n_levels; l++, u++) {
+                j->units[u].module = mod;
+                j->units[u].bits = o->levels[l];
+                j->units[u].hessian = module_hessian(mod);
+                module_shape(c, mod, &j->units[u].rows, &j->units[u].cols);
+            }
+        st = sp_schedule_assign(j->units, j->n_units, j->size, N_HESS, !o->rtn, err);
+    }
+    if (st == SP_OK && j->rank == 0) st = begin_output(j, err);
+    return sp_mpi_agree(j->comm, st, err);
+}
+
+static void teardown(qjob *j, sp_status st) {
+    if (j->rank == 0) {
+        sp_qcontainer_discard(j->out);
+        if (st != SP_OK && j->o->out_dir && j->partial[0]) sp_outdir_abort(j->o->out_dir);
+    }
+    if (j->q) free_units_q(j);
+    free(j->q);
+    free(j->units);
+    free(j->unit_err);
+    free(j->calib);
+    free(j->X);
+    free(j->xtmp);
+    sp_block_weights_free(&j->dense);
+    sp_block_weights_free(&j->quant);
+    sp_block_scratch_free(&j->scratch);
+    sp_model_close(j->m);
+}
+
+/* ---- the job ------------------------------------------------------------------------------ */
+
+sp_status sp_quantize_run(MPI_Comm comm, const sp_quantize_opts *o, sp_quantize_result *res,
+                          sp_err *err) {
+    qjob j;
+    memset(&j, 0, sizeof j);
+    memset(res, 0, sizeof *res);
+    j.comm = comm;
+    j.o = o;
+    MPI_Comm_rank(comm, &j.rank);
+    MPI_Comm_size(comm, &j.size);
+    double t_start = now_s(), t0 = t_start;
+    sp_status st = setup(&j, err);
+    res->t_calib = now_s() - t0;
+
+    for (int l = 0; st == SP_OK && l < j.c->n_layers; l++) {
+        t0 = now_s();
+        st = sp_mpi_agree(comm, sp_model_load_block(j.m, l, &j.dense, err), err);
+        sp_hacc H[N_HESS];
+        memset(H, 0, sizeof H);
+        double *Hs[N_HESS] = {0};
+        if (st == SP_OK && !o->rtn) {
+            st = block_hessians(&j, H, err);
+            for (int h = 0; h < N_HESS && st == SP_OK; h++) Hs[h] = sp_hacc_finalize(&H[h]);
+        }
+        double t1 = now_s();
+        res->t_hessian += t1 - t0;
+        if (st == SP_OK) st = quantize_my_units(&j, Hs, l, err);
+        for (int h = 0; h < N_HESS; h++) sp_hacc_free(&H[h]);
+        double t2 = now_s();
+        res->t_gptq += t2 - t1;
+        if (st == SP_OK) st = share_units(&j, l, &res->t_write, err);
+        double t3 = now_s();
+        res->t_share += t3 - t2;
+        if (st == SP_OK && !o->rtn) st = propagate(&j, err);
+        res->t_propagate += now_s() - t3;
+        free_units_q(&j);
+    }
+    if (st == SP_OK && j.rank == 0) {
+        double tw = now_s();
+        st = sp_qcontainer_close(j.out, err);
+        j.out = NULL;
+        if (st == SP_OK) st = sp_outdir_commit(o->out_dir, o->force, err);
+        res->t_write += now_s() - tw;
+    }
+    st = sp_mpi_agree(comm, st, err);
+
+    /* Summary: peak RSS of every rank, module count, mean relative error at --bits. */
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double mine = (double)ru.ru_maxrss / 1024.0;
+    res->ranks = j.size;
+    res->peak_rss_mb = malloc(sizeof(double) * (size_t)j.size);
+    if (res->peak_rss_mb) {
+        MPI_Allgather(&mine, 1, MPI_DOUBLE, res->peak_rss_mb, 1, MPI_DOUBLE, comm);
+        for (int r = 0; r < j.size; r++)
+            if (res->peak_rss_mb[r] > res->peak_rss_mb_max) res->peak_rss_mb_max = res->peak_rss_mb[r];
+    }
+    if (j.c) res->modules = SP_MOD_COUNT * j.c->n_layers;
+    res->mean_rel_error = j.err_count ? j.err_sum / j.err_count : 0;
+    res->seconds = now_s() - t_start;
+    teardown(&j, st);
+    return st;
+}
