@@ -119,12 +119,22 @@ sp_status sp_gptq_module_tensors(const sp_qlayer *q, const char *module, int v2,
     p->scales = sp_malloc(G * out * 2, err, "scales");
     p->g_idx = sp_malloc(in * 4, err, "g_idx");
     uint8_t *zcol = sp_malloc(out, err, "zero points");
+    uint32_t *blk = NULL;
     sp_status st = SP_ENOMEM;
     if (!p->qweight || !p->qzeros || !p->scales || !p->g_idx || !zcol) goto done;
-    /* qweight column o (word stride out) holds the codes of W's row o along the input dim. */
-    for (size_t o = 0; o < out; o++)
-        if ((st = sp_pack_bits(p->qweight + o, out, q->codes + o * in, 1, in, b, err)))
-            goto done;
+    /* qweight column o holds the codes of W's row o along the input dim. Rows are packed in
+     * blocks of 64 into contiguous words, then scattered column-wise a cache line at a time. */
+    enum { BLOCK = 64 };
+    blk = sp_malloc(BLOCK * p->wi * sizeof *blk, err, "qweight block");
+    if (!blk) goto done;
+    for (size_t o0 = 0; o0 < out; o0 += BLOCK) {
+        size_t nb = out - o0 < BLOCK ? out - o0 : BLOCK;
+        for (size_t j = 0; j < nb; j++)
+            if ((st = sp_pack_bits(blk + j * p->wi, 1, q->codes + (o0 + j) * in, 1, in, b, err)))
+                goto done;
+        for (size_t w = 0; w < p->wi; w++)
+            for (size_t j = 0; j < nb; j++) p->qweight[w * out + o0 + j] = blk[j * p->wi + w];
+    }
     for (size_t g = 0; g < G; g++) {
         for (size_t o = 0; o < out; o++) {
             unsigned z = q->zeros[o * G + g];
@@ -150,6 +160,7 @@ sp_status sp_gptq_module_tensors(const sp_qlayer *q, const char *module, int v2,
     st = SP_OK;
 done:
     free(zcol);
+    free(blk);
     if (st != SP_OK) sp_gptq_packed_free(p);
     return st;
 }

@@ -113,7 +113,8 @@ sp_status sp_qc_attr_read_ints(hid_t obj, const char *name, int *v, int max, int
                         path, objname, name, (long long)npts, max > 1 ? "1.." : "", max);
         goto done;
     }
-    /* HDF5 converts any integer width to native int; out-of-range values fail the read. */
+    /* HDF5 converts any integer width to native int (out-of-range values are clipped, and
+     * then fail the range checks of the caller). */
     if (H5Aread(attr, H5T_NATIVE_INT, v) < 0) {
         st = sp_qc_h5err(err, SP_EFORMAT, path, "%s: attribute %s", objname, name);
         goto done;

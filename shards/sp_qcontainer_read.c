@@ -31,10 +31,15 @@
 typedef struct {
     char **names;
     int n, cap, oom;
+    char link[64]; /* first member that is not a hard link (soft/external links are refused) */
 } name_list;
 
 static herr_t collect_cb(hid_t g, const char *name, const H5L_info_t *info, void *data) {
     name_list *l = data;
+    if (info->type != H5L_TYPE_HARD) {
+        snprintf(l->link, sizeof l->link, "%s", name);
+        return -1;
+    }
     if (l->n == l->cap) {
         int cap = l->cap ? 2 * l->cap : 16;
         char **p = realloc(l->names, (size_t)cap * sizeof *p);
@@ -57,8 +62,12 @@ static sp_status list_children(hid_t g, const char *path, const char *objname, n
                                sp_err *err) {
     memset(l, 0, sizeof *l);
     if (H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, NULL, collect_cb, l) < 0) {
-        sp_status st = l->oom ? sp_err_set(err, SP_ENOMEM, "%s: %s: out of memory", path, objname)
-                              : sp_qc_h5err(err, SP_EFORMAT, path, "%s: listing members", objname);
+        sp_status st =
+            l->oom ? sp_err_set(err, SP_ENOMEM, "%s: %s: out of memory", path, objname)
+            : l->link[0] ? sp_err_set(err, SP_EFORMAT, "%s: %s: member %s is a soft or external "
+                                      "link (only plain members are allowed)", path, objname,
+                                      l->link)
+                         : sp_qc_h5err(err, SP_EFORMAT, path, "%s: listing members", objname);
         free_names(l);
         return st;
     }

@@ -82,21 +82,33 @@ static sp_status gq_tensor_desc(void *vctx, const char *name, sp_tensor_desc *de
     return SP_OK;
 }
 
+/* Output rows gathered per block: a qweight column is strided by out words, so BLOCK
+ * neighbouring columns are copied into contiguous rows first (one pass over whole cache lines
+ * instead of one line per word). */
+#define BLOCK 64
+
 /* Rows [row0, row0+nrows) of W [out, in]: row o is column o of qweight. */
 static sp_status dequant_rows(const gptq_ctx *x, const gptq_module *m, int64_t row0,
                               int64_t nrows, float *dst, sp_err *err) {
     const size_t in = (size_t)m->in, out = (size_t)m->out, G = (size_t)m->groups;
-    const size_t wo = sp_pack_nwords(out, m->bits);
+    const size_t wi = sp_pack_nwords(in, m->bits), wo = sp_pack_nwords(out, m->bits);
     uint8_t *codes = sp_malloc(in, err, "codes");
     float *s = sp_malloc(G * sizeof *s, err, "scales");
     int *z = sp_malloc(G * sizeof *z, err, "zeros");
+    uint32_t *blk = sp_malloc(BLOCK * wi * sizeof *blk, err, "qweight block"); /* [BLOCK, wi] */
     sp_status st = SP_ENOMEM;
-    if (!codes || !s || !z) goto done;
+    if (!codes || !s || !z || !blk) goto done;
     const unsigned char *qw = m->qweight->data, *qz = m->qzeros->data, *sc = m->scales->data;
     const size_t es = sp_dtype_size(m->scales->dtype);
     for (int64_t r = 0; r < nrows; r++) {
-        const size_t o = (size_t)(row0 + r);
-        sp_unpack_bits(codes, 1, qw + 4 * o, out, in, m->bits);
+        const size_t o = (size_t)(row0 + r), k = (size_t)r % BLOCK;
+        if (k == 0) {
+            size_t nb = (size_t)(nrows - r) < BLOCK ? (size_t)(nrows - r) : BLOCK;
+            for (size_t w = 0; w < wi; w++)
+                for (size_t j = 0; j < nb; j++)
+                    memcpy(&blk[j * wi + w], qw + 4 * (w * out + o + j), 4);
+        }
+        sp_unpack_bits(codes, 1, blk + k * wi, 1, in, m->bits);
         for (size_t g = 0; g < G; g++) {
             sp_dtype_to_f32(&s[g], sc + (g * out + o) * es, m->scales->dtype, 1);
             z[g] = (int)sp_pack_get(qz + 4 * g * wo, 1, o, m->bits) + (x->qc.v2 ? 0 : 1);
@@ -109,6 +121,7 @@ static sp_status dequant_rows(const gptq_ctx *x, const gptq_module *m, int64_t r
     }
     st = SP_OK;
 done:
+    free(blk);
     free(codes);
     free(s);
     free(z);

@@ -233,6 +233,7 @@ sp_status sp_tok_bpe_merge(const sp_tok_pairmap *pm, sp_tok_bpe_scratch *s, cons
         if (s->next[l] != SP_NONE) SP_FORWARD(push_pair(pm, s, l, s->next[l], err));
     }
     /* symbol 0 is never the right side of a merge, so it heads the list */
-    for (size_t i = 0; i != SP_NONE; i = s->next[i]) SP_FORWARD(sp_tok_ids_push(out, s->id[i], err));
+    for (size_t i = 0; i != SP_NONE; i = s->next[i])
+        SP_FORWARD(sp_tok_ids_push(out, s->id[i], err));
     return SP_OK;
 }

@@ -230,7 +230,8 @@ static void find_specials(sp_tokenizer *t, const cJSON *root) {
             cfg = cJSON_ParseWithLength(data, size);
     }
     if (cfg) {
-        if (t->bos < 0 && bool_field(cfg, "add_bos_token", 0)) t->bos = config_token(t, cfg, "bos_token");
+        if (t->bos < 0 && bool_field(cfg, "add_bos_token", 0))
+            t->bos = config_token(t, cfg, "bos_token");
         t->eos = config_token(t, cfg, "eos_token");
     }
     static const char *const eos_names[] = {"</s>", "<|end_of_text|>", "<|endoftext|>"};
@@ -310,9 +311,12 @@ sp_status sp_tok_load_json(sp_tokenizer *t, const char *data, size_t size, int v
     sp_status st = SP_OK;
     if (!cJSON_IsObject(root)) st = sp_err_set(err, SP_EFORMAT, "%s: not a JSON object", t->path);
     if (st == SP_OK) st = load_model(t, root, vocab_size, err);
-    if (st == SP_OK) st = sp_tok_parse_normalizer(t, cJSON_GetObjectItemCaseSensitive(root, "normalizer"), err);
-    if (st == SP_OK) st = sp_tok_parse_pretokenizer(t, cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"), err);
-    if (st == SP_OK) st = sp_tok_parse_decoder(t, cJSON_GetObjectItemCaseSensitive(root, "decoder"), err);
+    const cJSON *norm = cJSON_GetObjectItemCaseSensitive(root, "normalizer");
+    const cJSON *pre = cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer");
+    const cJSON *dec = cJSON_GetObjectItemCaseSensitive(root, "decoder");
+    if (st == SP_OK) st = sp_tok_parse_normalizer(t, norm, err);
+    if (st == SP_OK) st = sp_tok_parse_pretokenizer(t, pre, err);
+    if (st == SP_OK) st = sp_tok_parse_decoder(t, dec, err);
     if (st == SP_OK) {
         byte_table(t);
         find_specials(t, root);

@@ -99,7 +99,9 @@ static sp_status parse_prepend_scheme(sp_tokenizer *t, const cJSON *j, const cha
     if (strcmp(s, "always") == 0) *out = SP_TOK_PREPEND_ALWAYS;
     else if (strcmp(s, "first") == 0) *out = SP_TOK_PREPEND_FIRST;
     else if (strcmp(s, "never") == 0) *out = SP_TOK_PREPEND_NEVER;
-    else return sp_err_set(err, SP_EFORMAT, "%s: %s.prepend_scheme '%s' unknown", t->path, field, s);
+    else
+        return sp_err_set(err, SP_EFORMAT, "%s: %s.prepend_scheme '%s' unknown", t->path, field,
+                          s);
     return SP_OK;
 }
 

@@ -56,8 +56,9 @@ static sp_status scan(const sp_tokenizer *t, const unsigned char *d, size_t size
         SP_RETURN_IF(isnan(score), err, SP_EFORMAT, "%s: token %d: score is NaN", t->path, i);
         SP_RETURN_IF(len < 0 || len > maxlen, err, SP_EFORMAT, "%s: token %d: length %d outside "
                      "0..max_token_length %d", t->path, i, (int)len, (int)maxlen);
-        SP_RETURN_IF(size - pos - 8 < (size_t)len, err, SP_ETRUNC, "%s: token %d: %d piece bytes "
-                     "cut off at byte %zu (file is %zu bytes)", t->path, i, (int)len, pos + 8, size);
+        SP_RETURN_IF(size - pos - 8 < (size_t)len, err, SP_ETRUNC,
+                     "%s: token %d: %d piece bytes cut off at byte %zu (file is %zu bytes)",
+                     t->path, i, (int)len, pos + 8, size);
         pos += 8 + (size_t)len;
         *blob += (size_t)len + 1;
         SP_RETURN_IF(++i == (1 << 24) && pos < size, err, SP_EFORMAT, "%s: more than 2^24 tokens",

@@ -234,7 +234,8 @@ static int32_t whole_word_id(const sp_tokenizer *t, pretok_ctx *c, const char *s
         c->tmp_cap = 2 * len;
     }
     size_t k = 0; /* every alphabet character is 1 or 2 UTF-8 bytes */
-    for (size_t i = 0; i < len; i++) k += sp_tok_utf8_put(sp_tok_byte_to_cp((unsigned char)s[i]), c->tmp + k);
+    for (size_t i = 0; i < len; i++)
+        k += sp_tok_utf8_put(sp_tok_byte_to_cp((unsigned char)s[i]), c->tmp + k);
     return sp_tok_strmap_get(&t->vocab, c->tmp, k);
 }
 

@@ -13,13 +13,13 @@ mpi() { local n=$1; shift; $SP_MPIEXEC -n "$n" "$@"; }
 expect_error() {
   local pat=$1; shift
   local rc=0
-  "$@" >"$WORK/out" 2>"$WORK/err" || rc=$?
+  "$@" >"$WORK/.stdout" 2>"$WORK/.stderr" || rc=$?
   [ "$rc" -ne 0 ] || fail "expected failure, got success: $*"
   [ "$rc" -lt 128 ] || fail "crashed with signal $((rc-128)): $*"
-  local lines; lines=$(wc -l <"$WORK/err")
-  [ "$lines" -eq 1 ] || { cat "$WORK/err" >&2; fail "expected one line on stderr, got $lines"; }
-  grep -Eq "$pat" "$WORK/err" || { cat "$WORK/err" >&2; fail "stderr does not match /$pat/"; }
-  echo "ok: $(cat "$WORK/err")"
+  local lines; lines=$(wc -l <"$WORK/.stderr")
+  [ "$lines" -eq 1 ] || { cat "$WORK/.stderr" >&2; fail "expected one line on stderr, got $lines"; }
+  grep -Eq "$pat" "$WORK/.stderr" || { cat "$WORK/.stderr" >&2; fail "stderr does not match /$pat/"; }
+  echo "ok: $(cat "$WORK/.stderr")"
 }
 
 # json_get FILE KEY: the value of a top-level key of the one JSON object in FILE

@@ -214,8 +214,8 @@ static void test_container_deterministic(void **state) {
 
 /* Open path with HDF5 for writing and apply one corruption. */
 typedef enum { CORRUPT_VERSION, CORRUPT_BITS_ATTR, CORRUPT_COLS_ATTR, CORRUPT_DROP_ZEROS,
-               CORRUPT_ZERO_VALUE, CORRUPT_GIDX_VALUE, CORRUPT_SCALE_VALUE, CORRUPT_DROP_ROWS
-} corruption;
+               CORRUPT_ZERO_VALUE, CORRUPT_GIDX_VALUE, CORRUPT_SCALE_VALUE, CORRUPT_DROP_ROWS,
+               CORRUPT_SOFT_LINK } corruption;
 
 static void write_int_attr(hid_t obj, const char *name, int v) {
     hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
@@ -236,6 +236,9 @@ static void corrupt(const char *path, corruption how) {
     if (how == CORRUPT_COLS_ATTR) write_int_attr(g, "cols", 60);
     if (how == CORRUPT_DROP_ZEROS) assert_true(H5Ldelete(g, "zeros", H5P_DEFAULT) >= 0);
     if (how == CORRUPT_DROP_ROWS) assert_true(H5Adelete(g, "rows") >= 0);
+    if (how == CORRUPT_SOFT_LINK)
+        assert_true(H5Lcreate_soft("/dense/model.norm.weight", f, "/dense/alias", H5P_DEFAULT,
+                                   H5P_DEFAULT) >= 0);
     if (how == CORRUPT_ZERO_VALUE || how == CORRUPT_GIDX_VALUE || how == CORRUPT_SCALE_VALUE) {
         const char *ds = how == CORRUPT_ZERO_VALUE ? "zeros"
                          : how == CORRUPT_GIDX_VALUE ? "g_idx" : "scales";
@@ -284,6 +287,7 @@ static void test_container_bad_input(void **state) {
         {CORRUPT_COLS_ATTR, 1, SP_EFORMAT, "3bit/qweight", "shape must be [7, 6]"},
         {CORRUPT_DROP_ZEROS, 1, SP_EFORMAT, "3bit/zeros", "missing"},
         {CORRUPT_DROP_ROWS, 1, SP_EFORMAT, "attribute rows is missing", NULL},
+        {CORRUPT_SOFT_LINK, 1, SP_EFORMAT, "/dense: member alias is a soft", NULL},
         {CORRUPT_ZERO_VALUE, 0, SP_EFORMAT, "3bit/zeros: value 8 at row 1 group 1", NULL},
         {CORRUPT_GIDX_VALUE, 0, SP_EFORMAT, "3bit/g_idx: value 3 at column 44", NULL},
         {CORRUPT_SCALE_VALUE, 0, SP_EFORMAT, "3bit/scales", "row 0 group 2"},

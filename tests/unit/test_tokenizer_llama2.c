@@ -108,7 +108,8 @@ static void round_trip_lines_and_whole_file(void **state) {
             char *back = NULL;
             sp_err err = {0};
             assert_int_equal(sp_tokenizer_decode(t, ids, n, &back, &dl, &err), SP_OK);
-            if (dl != ll || memcmp(back, p, ll) != 0) fail_msg("line %zu does not round trip", lines);
+            if (dl != ll || memcmp(back, p, ll) != 0)
+                fail_msg("line %zu does not round trip", lines);
             free(back);
             free(ids);
             lines++;
