@@ -2,7 +2,7 @@
 # Install the Debian 12 packages shardpress needs (only those that are missing).
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools
-      libzstd-dev libcmocka-dev libopenblas-dev liblapacke-dev libcjson-dev libpcre2-dev)
+      zlib1g-dev libzstd-dev libcmocka-dev libopenblas-dev liblapacke-dev libcjson-dev libpcre2-dev)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -33,6 +33,9 @@ struct sp_gptq_ctx {
 #define SP_T float
 #define SP_FN(name) name##_f32
 #define SP_GEMM cblas_sgemm
+#define SP_GER cblas_sger
+#define SP_AXPY cblas_saxpy
+#define SP_COPY cblas_scopy
 #define SP_POTRF LAPACKE_spotrf_work
 #define SP_TRTRI LAPACKE_strtri_work
 #define SP_QPARAMS sp_quant_params_f32
@@ -41,6 +44,9 @@ struct sp_gptq_ctx {
 #undef SP_T
 #undef SP_FN
 #undef SP_GEMM
+#undef SP_GER
+#undef SP_AXPY
+#undef SP_COPY
 #undef SP_POTRF
 #undef SP_TRTRI
 #undef SP_QPARAMS
@@ -49,6 +55,9 @@ struct sp_gptq_ctx {
 #define SP_T double
 #define SP_FN(name) name##_f64
 #define SP_GEMM cblas_dgemm
+#define SP_GER cblas_dger
+#define SP_AXPY cblas_daxpy
+#define SP_COPY cblas_dcopy
 #define SP_POTRF LAPACKE_dpotrf_work
 #define SP_TRTRI LAPACKE_dtrtri_work
 #define SP_QPARAMS sp_quant_params_f64
@@ -57,6 +66,9 @@ struct sp_gptq_ctx {
 #undef SP_T
 #undef SP_FN
 #undef SP_GEMM
+#undef SP_GER
+#undef SP_AXPY
+#undef SP_COPY
 #undef SP_POTRF
 #undef SP_TRTRI
 #undef SP_QPARAMS

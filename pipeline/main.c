@@ -18,6 +18,7 @@
 #include "sp_eval.h"
 #include "sp_generate.h"
 #include "sp_quantize.h"
+#include "../shards/sp_gptq_export.h"
 
 #define SP_VERSION "0.1.0"
 
@@ -306,6 +307,110 @@ static sp_status cmd_quantize(cli_ctx *cx, int argc, char **argv, sp_err *err) {
     return st;
 }
 
+
+/* ---- export ----------------------------------------------------------------------------- */
+
+static const char *EXPORT_USAGE =
+    "usage: shardpress export --model DIR --format gptq --out DIR [--gptq-v2] [--bits-map FILE]\n"
+    "                         [--force]\n"
+    "\n"
+    "Write a quantized model (the output of quantize) as GPTQ-packed safetensors that inference\n"
+    "engines load: qweight int32 [in*bits/32, out], qzeros int32 [groups, out*bits/32] (zero-1,\n"
+    "GPTQ v1 layout), scales fp16 [groups, out], g_idx int32 [in], quantize_config.json and a\n"
+    "config.json with quantization_config. Modules whose bits differ from the default go into\n"
+    "GPTQModel's 'dynamic' overrides.\n"
+    "\n"
+    "  --model DIR       quantized model directory (config.json + model.sp.h5)\n"
+    "  --format gptq     the only export format so far\n"
+    "  --out DIR         output directory (must not exist, unless --force)\n"
+    "  --gptq-v2         store zero points directly (checkpoint_format gptq_v2); needed when an\n"
+    "                    asymmetric group has zero point 0, which v1 cannot represent\n"
+    "  --bits-map FILE   'module_name bits' per line: levels to export instead of the defaults\n"
+    "  --force           replace an existing --out\n";
+
+/* Parse a bits map into parallel arrays (names malloc'ed into one pool). */
+static sp_status read_bits_map(const char *path, char ***names, int **bits, int *n, sp_err *err) {
+    FILE *f = fopen(path, "r");
+    SP_RETURN_IF(!f, err, SP_EIO, "%s: cannot open bits map", path);
+    int cap = 0, lineno = 0;
+    char line[1024];
+    sp_status st = SP_OK;
+    *names = NULL;
+    *bits = NULL;
+    *n = 0;
+    while (st == SP_OK && fgets(line, sizeof line, f)) {
+        lineno++;
+        char name[900];
+        int b = 0;
+        char *p = line;
+        while (*p == ' ' || *p == '\t') p++;
+        if (*p == '#' || *p == '\n' || *p == '\0') continue;
+        if (sscanf(p, "%899s %d", name, &b) != 2 || b < 2 || b > 8) {
+            st = sp_err_set(err, SP_EFORMAT, "%s: line %d: expected 'module_name bits' with bits "
+                            "in 2..8", path, lineno);
+            break;
+        }
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 64;
+            char **nn = realloc(*names, sizeof(char *) * (size_t)cap);
+            int *nb = nn ? realloc(*bits, sizeof(int) * (size_t)cap) : NULL;
+            if (nn) *names = nn;
+            if (nb) *bits = nb;
+            if (!nn || !nb) { st = sp_err_set(err, SP_ENOMEM, "%s: out of memory", path); break; }
+        }
+        (*names)[*n] = strdup(name);
+        (*bits)[(*n)++] = b;
+    }
+    fclose(f);
+    return st;
+}
+
+static sp_status cmd_export(cli_ctx *cx, int argc, char **argv, sp_err *err) {
+    const char *model = NULL, *out = NULL, *format = NULL, *bits_map = NULL;
+    sp_gptq_export_opts eo;
+    memset(&eo, 0, sizeof eo);
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'}, {"out", required_argument, 0, 'o'},
+        {"format", required_argument, 0, 'F'}, {"gptq-v2", no_argument, 0, '2'},
+        {"bits-map", required_argument, 0, 'M'}, {"force", no_argument, 0, 'f'},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    int ch;
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'm': model = optarg; break;
+        case 'o': out = optarg; break;
+        case 'F': format = optarg; break;
+        case '2': eo.checkpoint_v2 = 1; break;
+        case 'M': bits_map = optarg; break;
+        case 'f': eo.force = 1; break;
+        case 'h': if (cx->rank == 0) fputs(EXPORT_USAGE, stdout); return SP_OK;
+        default:
+            return sp_err_set(err, SP_EINVAL, "export: unknown or incomplete option '%s' (see "
+                              "shardpress export --help)", argv[optind - 1]);
+        }
+    }
+    SP_RETURN_IF(optind < argc, err, SP_EINVAL, "export: unexpected argument '%s'", argv[optind]);
+    SP_RETURN_IF(!model || !out, err, SP_EINVAL, "export: --model and --out are required");
+    SP_RETURN_IF(!format || strcmp(format, "gptq") != 0, err, SP_EUNSUPPORTED,
+                 "export: --format '%s' is not supported (gptq)", format ? format : "");
+    char **names = NULL;
+    int *bits = NULL, n = 0;
+    sp_status st = SP_OK;
+    if (bits_map) st = read_bits_map(bits_map, &names, &bits, &n, err);
+    eo.n_overrides = n;
+    eo.override_modules = (const char *const *)names;
+    eo.override_bits = bits;
+    /* A single writer: rank 0 exports, the others wait for its verdict. */
+    if (st == SP_OK && cx->rank == 0) st = sp_export_gptq(model, out, &eo, err);
+    for (int i = 0; i < n; i++) free(names[i]);
+    free(names);
+    free(bits);
+    st = sp_mpi_agree(cx->comm, st, err);
+    if (st == SP_OK && cx->rank == 0) printf("exported     %s -> %s (gptq%s)\n", model, out, eo.checkpoint_v2 ? " v2" : "");
+    return st;
+}
+
 /* ---- dispatch ---------------------------------------------------------------------------- */
 
 typedef struct {
@@ -318,6 +423,7 @@ static const subcommand COMMANDS[] = {
     {"eval", cmd_eval, "perplexity and KL divergence of a model on a text"},
     {"generate", cmd_generate, "generate text from a model"},
     {"quantize", cmd_quantize, "GPTQ/RTN quantization of every linear layer, across ranks"},
+    {"export", cmd_export, "write a quantized model as GPTQ-packed safetensors"},
 };
 #define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
 
