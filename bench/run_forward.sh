@@ -32,6 +32,7 @@ fi
 cmake --build "$BUILD" --target bench_forward -j"$(nproc)" >/dev/null
 
 cmd="OPENBLAS_NUM_THREADS=$OPENBLAS_NUM_THREADS bench_forward ${args[*]:-}"
+load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 out="$("$BUILD/bench_forward" "${args[@]}")"
 echo "$out"
 [[ $write_doc -eq 1 ]] || exit 0
@@ -48,16 +49,18 @@ $SECTION
 
 What: \`sp_block_forward\` on one synthetic decoder block (random fp32 weights, no model file),
 several full windows in prefill style, against \`cblas_sgemm\` on square matrices timed in the
-same run (best of 3 after a warm-up). Flops counted: every linear, 2·T·(4D² + 3DF) per window,
+same run (best of 2 runs before and 2 after the forward, after a warm-up; a disturbed
+phase therefore lowers the ratio instead of flattering it). Flops counted: every linear, 2·T·(4D² + 3DF) per window,
 plus the attention products actually computed (causal lower triangle in 256-row query tiles,
 diagonal tiles in full; about 0.56 of the full T×T square at T = 2048). Norms, RoPE, softmax and
 SwiGLU run inside the timed region but are not counted. Target: at least 50% of the sgemm rate.
 
-Machine: $cpu, nproc $ncpu, OpenBLAS $blas (pthread), OPENBLAS_NUM_THREADS=$OPENBLAS_NUM_THREADS.
+Machine: $cpu, nproc $ncpu, OpenBLAS $blas (pthread), OPENBLAS_NUM_THREADS=$OPENBLAS_NUM_THREADS;
+load average before the run: $load_before.
 Command: \`bench/run_forward.sh ${args[*]:-}\` (runs \`$cmd\`), $(date -u +%Y-%m-%d).
 
-| block | windows × tokens | time s | tokens/s | GFLOP/s | sgemm GFLOP/s | ratio |
-|---|---|---|---|---|---|---|
+| block | windows × tokens | time s | tokens/s | GFLOP/s | best window GFLOP/s | sgemm GFLOP/s | ratio (all windows) |
+|---|---|---|---|---|---|---|---|
 $row
 
 Run log:

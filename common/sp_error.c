@@ -20,6 +20,7 @@ const char *sp_strerror(sp_status code) {
     case SP_EMPI: return "MPI error";
     case SP_ENUMERIC: return "numeric error";
     case SP_EINTERNAL: return "internal error";
+    case SP_EINTERRUPTED: return "interrupted";
     }
     return "unknown error";
 }

@@ -24,7 +24,8 @@ typedef enum {
     SP_EEXIST = 8,       /* output exists and --force was not given            */
     SP_EMPI = 9,         /* an MPI call failed, or another rank failed         */
     SP_ENUMERIC = 10,    /* NaN/Inf, or a factorization that cannot succeed     */
-    SP_EINTERNAL = 11    /* a bug: an invariant did not hold                    */
+    SP_EINTERNAL = 11,   /* a bug: an invariant did not hold                    */
+    SP_EINTERRUPTED = 12 /* stopped by a signal (preemption); resumable if it checkpointed */
 } sp_status;
 
 #define SP_ERR_MSG_MAX 512

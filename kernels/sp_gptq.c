@@ -15,6 +15,9 @@
 #include <string.h>
 
 #define SP_GPTQ_SUB 16     /* columns per sub-block inside a block (rank-1 updates within)  */
+#define SP_GPTQ_PANEL 256  /* columns per left-looking panel (a multiple of the block)       */
+#define SP_GPTQ_CHUNK 256  /* rows per pass when quantizing a column                         */
+#define SP_GPTQ_ROWS 1024  /* rows per chunk of the layer (buffers sized for one chunk)      */
 #define SP_GPTQ_RETRIES 4  /* damp, damp·10, ..., damp·10^4                                 */
 
 struct sp_gptq_ctx {
@@ -34,8 +37,6 @@ struct sp_gptq_ctx {
 #define SP_FN(name) name##_f32
 #define SP_GEMM cblas_sgemm
 #define SP_GER cblas_sger
-#define SP_AXPY cblas_saxpy
-#define SP_COPY cblas_scopy
 #define SP_POTRF LAPACKE_spotrf_work
 #define SP_TRTRI LAPACKE_strtri_work
 #define SP_QPARAMS sp_quant_params_f32
@@ -45,8 +46,6 @@ struct sp_gptq_ctx {
 #undef SP_FN
 #undef SP_GEMM
 #undef SP_GER
-#undef SP_AXPY
-#undef SP_COPY
 #undef SP_POTRF
 #undef SP_TRTRI
 #undef SP_QPARAMS
@@ -56,8 +55,6 @@ struct sp_gptq_ctx {
 #define SP_FN(name) name##_f64
 #define SP_GEMM cblas_dgemm
 #define SP_GER cblas_dger
-#define SP_AXPY cblas_daxpy
-#define SP_COPY cblas_dcopy
 #define SP_POTRF LAPACKE_dpotrf_work
 #define SP_TRTRI LAPACKE_dtrtri_work
 #define SP_QPARAMS sp_quant_params_f64
@@ -67,8 +64,6 @@ struct sp_gptq_ctx {
 #undef SP_FN
 #undef SP_GEMM
 #undef SP_GER
-#undef SP_AXPY
-#undef SP_COPY
 #undef SP_POTRF
 #undef SP_TRTRI
 #undef SP_QPARAMS

@@ -29,19 +29,22 @@
  * reversal). Writing Δ = W − Q (original minus dequantized weights), e = Δ R and so
  *   w̃_j = W_j + A_j / R_jj,   A_j = Σ_{m<j} Δ_m R_mj,
  * a forward substitution with R: no inverse is formed (one potrf, C³/3 flops, instead of the
- * reference's Cholesky + inverse + Cholesky). A is accumulated with lazy batch updates:
- * inside a block column by column (rank-1 updates within sub-blocks of 16 columns, sgemm
- * between sub-blocks), and after each block A[:, i2:] += Δ[:, i1:i2] · R[i1:i2, i2:] with one
- * gemm — the O(R·C²) part. The reference's block-start weights needed by the lazy group
- * parameters are W_c + Σ_{i1<=m<=c} A_m U_mc with U's diagonal block from a small trtri.
+ * reference's Cholesky + inverse + Cholesky, 4/3·C³). A is accumulated with lazy batch
+ * updates: for each panel of 256 columns one left-looking gemm over all finished columns
+ * (A[:, p1:p2] = Δ[:, :p1] · R[:p1, p1:p2], the O(R·C²) part), then right-looking gemms after
+ * each block of B columns and each sub-block of 16, rank-1 updates inside a sub-block.
+ * The reference's block-start weights needed by the lazy group parameters are
+ * W_c + Σ_{i1<=m<=c} A0_m U_mc, with U's diagonal block from a small trtri.
+ * Rows are independent in GPTQ: they are processed in chunks of 1024, which bounds the
+ * working memory.
  *
  * Precision: SP_GPTQ_F32 (default) factorizes (H + λI) in float and runs the loop in float
  * with sgemm (the reference runs in float32 too); SP_GPTQ_F64 does everything in double (dgemm,
  * about half the speed) and is what the tests compare code for code with a plain
- * implementation of the reference algorithm.
+ * implementation of the reference algorithm (same code, instantiated for double).
  *
- * Cost (F32, R = C = 4096, B = 128): potrf C³/3 + lazy updates ≈ R·C² (2 flops per
- * multiply-add) + in-block work ≈ R·C·(B + 16)/2 + O(R·C) quantization.
+ * Cost (2 flops per multiply-add): potrf C³/3 + R·C·(C − 1) for the updates (every column
+ * pair j < k, one multiply-add per row) + O(R·C) quantization, + O(R·C·gs) for lazy groups.
  */
 #ifndef SP_GPTQ_H
 #define SP_GPTQ_H
@@ -95,7 +98,8 @@ sp_status sp_gptq_prepare(sp_gptq_ctx **ctx, const double *H, int cols, const sp
  * (sp_gptq_layer_error: 2·rows·cols² more double flops).
  * Thread-safety: ctx is read-only here, so several threads may quantize with one ctx at once
  * (e.g. one bit width each); the BLAS must be thread-safe (OpenBLAS is).
- * Memory: about 2·rows·cols floats (F32) or doubles (F64) + rows·cols bytes, besides out.
+ * Memory, besides out: about (C + 256 + 2·gs)·min(rows, 1024) floats (F32) or doubles (F64)
+ * + C·min(rows, 1024) bytes.
  * @return SP_OK; SP_EINVAL (bits outside 2..8, rows < 1, NULL); SP_ENUMERIC (NaN/Inf in W —
  *         the message names the element); SP_ENOMEM; SP_EINTERNAL (a LAPACK call failed on a
  *         block that should be invertible). */

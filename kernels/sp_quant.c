@@ -147,14 +147,17 @@ static void range_params(float *s, int *z, double xmin, double xmax, int maxq, i
     *z = zz;
 }
 
-/* One element: code and dequantized value, float and double arithmetic. */
+/* One element: the code, as a float/double holding an integer in [0, maxq]. The rounding
+ * constant is added unconditionally (no branch, so loops vectorize): for |x/s| >= 2^22 (2^51)
+ * the sum is not x/s rounded, but it is still beyond ±2^22 − 1, so the clamp gives the same
+ * code (0 or maxq) as exact rounding would. */
 static inline float quant_f(float x, float s, float zf, float maxq) {
-    float q = rne_f(x / s) + zf;
+    float q = ((x / s + 0x1.8p23f) - 0x1.8p23f) + zf;
     q = q < 0.0f ? 0.0f : q;
     return q > maxq ? maxq : q;
 }
 static inline double quant_d(double x, double s, double zf, double maxq) {
-    double q = rne_d(x / s) + zf;
+    double q = ((x / s + 0x1.8p52) - 0x1.8p52) + zf;
     q = q < 0.0 ? 0.0 : q;
     return q > maxq ? maxq : q;
 }
@@ -176,8 +179,33 @@ static inline double gv_at(const grp_view *v, size_t r, size_t k) {
 /* Per-row min and max (both start at 0: the range always includes 0) for rows r0..r0+m-1. */
 static void group_minmax(double *mn, double *mx, const grp_view *v, int r0, int m, int n) {
     for (int i = 0; i < m; i++) mn[i] = mx[i] = 0.0;
-    /* Walk the contiguous direction innermost. */
-    if (v->cs == 1 && v->rs != 1) {
+    /* Walk the contiguous direction innermost; rows contiguous (GPTQ's layout) is the hot case,
+     * written per type so that it vectorizes (m == SP_Q_CHUNK except for the last rows). */
+    if (v->rs == 1 && v->f) {
+        float a[SP_Q_CHUNK] = {0}, b[SP_Q_CHUNK] = {0};
+        for (int k = 0; k < n; k++) {
+            const float *restrict x = v->f + (size_t)r0 + (size_t)k * v->cs;
+            if (m == SP_Q_CHUNK)
+                for (int i = 0; i < SP_Q_CHUNK; i++) {
+                    a[i] = x[i] < a[i] ? x[i] : a[i];
+                    b[i] = x[i] > b[i] ? x[i] : b[i];
+                }
+            else
+                for (int i = 0; i < m; i++) {
+                    a[i] = x[i] < a[i] ? x[i] : a[i];
+                    b[i] = x[i] > b[i] ? x[i] : b[i];
+                }
+        }
+        for (int i = 0; i < m; i++) mn[i] = a[i], mx[i] = b[i];
+    } else if (v->rs == 1) {
+        for (int k = 0; k < n; k++) {
+            const double *restrict x = v->d + (size_t)r0 + (size_t)k * v->cs;
+            for (int i = 0; i < m; i++) {
+                mn[i] = x[i] < mn[i] ? x[i] : mn[i];
+                mx[i] = x[i] > mx[i] ? x[i] : mx[i];
+            }
+        }
+    } else if (v->cs == 1) {
         for (int i = 0; i < m; i++)
             for (int k = 0; k < n; k++) {
                 double x = gv_at(v, (size_t)(r0 + i), (size_t)k);
@@ -267,23 +295,52 @@ void sp_quant_params_f64(float *scale, uint8_t *zero, size_t so, const double *X
 
 /* ---- codes ------------------------------------------------------------------------------ */
 
+/* Columns are done in chunks of SP_QCOL rows: zero points widened to T, then one branch-free
+ * loop over a multiple of 8 rows (so that gcc -O2 vectorizes it), then the codes narrowed. */
+#define SP_QCOL 256
+
 void sp_quant_column_f32(uint8_t *codes, float *deq, const float *x, const float *scale,
                          const uint8_t *zero, int rows, int bits) {
     const float maxq = (float)((1 << bits) - 1);
-    for (int r = 0; r < rows; r++) {
-        float zf = (float)zero[r], q = quant_f(x[r], scale[r], zf, maxq);
-        codes[r] = (uint8_t)q;
-        if (deq) deq[r] = scale[r] * (q - zf);
+    float zf[SP_QCOL], qf[SP_QCOL], dq[SP_QCOL];
+    for (size_t r0 = 0; r0 < (size_t)rows; r0 += SP_QCOL) {
+        const size_t m = (size_t)rows - r0 < SP_QCOL ? (size_t)rows - r0 : SP_QCOL;
+        const size_t m8 = m & ~(size_t)7;
+        const float *restrict xs = x + r0, *restrict ss = scale + r0;
+        for (size_t i = 0; i < m; i++) zf[i] = (float)zero[r0 + i];
+        for (size_t i = 0; i < m8; i++) {
+            qf[i] = quant_f(xs[i], ss[i], zf[i], maxq);
+            dq[i] = ss[i] * (qf[i] - zf[i]);
+        }
+        for (size_t i = m8; i < m; i++) {
+            qf[i] = quant_f(xs[i], ss[i], zf[i], maxq);
+            dq[i] = ss[i] * (qf[i] - zf[i]);
+        }
+        for (size_t i = 0; i < m; i++) codes[r0 + i] = (uint8_t)qf[i];
+        if (deq) memcpy(deq + r0, dq, m * sizeof *dq);
     }
 }
 
 void sp_quant_column_f64(uint8_t *codes, double *deq, const double *x, const float *scale,
                          const uint8_t *zero, int rows, int bits) {
     const double maxq = (double)((1 << bits) - 1);
-    for (int r = 0; r < rows; r++) {
-        double zf = (double)zero[r], q = quant_d(x[r], (double)scale[r], zf, maxq);
-        codes[r] = (uint8_t)q;
-        if (deq) deq[r] = (double)scale[r] * (q - zf);
+    double zf[SP_QCOL], qf[SP_QCOL], dq[SP_QCOL];
+    for (size_t r0 = 0; r0 < (size_t)rows; r0 += SP_QCOL) {
+        const size_t m = (size_t)rows - r0 < SP_QCOL ? (size_t)rows - r0 : SP_QCOL;
+        const size_t m8 = m & ~(size_t)7;
+        const double *restrict xs = x + r0;
+        const float *restrict ss = scale + r0;
+        for (size_t i = 0; i < m; i++) zf[i] = (double)zero[r0 + i];
+        for (size_t i = 0; i < m8; i++) {
+            qf[i] = quant_d(xs[i], (double)ss[i], zf[i], maxq);
+            dq[i] = (double)ss[i] * (qf[i] - zf[i]);
+        }
+        for (size_t i = m8; i < m; i++) {
+            qf[i] = quant_d(xs[i], (double)ss[i], zf[i], maxq);
+            dq[i] = (double)ss[i] * (qf[i] - zf[i]);
+        }
+        for (size_t i = 0; i < m; i++) codes[r0 + i] = (uint8_t)qf[i];
+        if (deq) memcpy(deq + r0, dq, m * sizeof *dq);
     }
 }
 
@@ -303,8 +360,8 @@ sp_status sp_quant_rtn(const float *W, int rows, int cols, int bits, int group_s
                  group_size);
     const size_t C = (size_t)cols;
     for (size_t i = 0; i < (size_t)rows * C; i++)
-        SP_RETURN_IF(!isfinite(W[i]), err, SP_ENUMERIC, "sp_quant_rtn: W[%zu, %zu] = %g is not finite",
-                     i / C, i % C, (double)W[i]);
+        SP_RETURN_IF(!isfinite(W[i]), err, SP_ENUMERIC,
+                     "sp_quant_rtn: W[%zu, %zu] = %g is not finite", i / C, i % C, (double)W[i]);
     const int gs = group_size == -1 ? cols : group_size;
     SP_FORWARD(sp_qlayer_alloc(out, rows, cols, bits, gs, sym, err));
     const size_t G = (size_t)out->n_groups;
@@ -316,10 +373,11 @@ sp_status sp_quant_rtn(const float *W, int rows, int cols, int bits, int group_s
     }
     const float maxq = (float)((1 << bits) - 1);
     for (size_t r = 0; r < (size_t)rows; r++)
-        for (size_t c = 0; c < C; c++) {
-            size_t p = r * G + c / (size_t)gs;
-            out->codes[r * C + c] =
-                (uint8_t)quant_f(W[r * C + c], out->scales[p], (float)out->zeros[p], maxq);
+        for (size_t g = 0; g < G; g++) {
+            const float s = out->scales[r * G + g], zf = (float)out->zeros[r * G + g];
+            const size_t c1 = (g + 1) * (size_t)gs < C ? (g + 1) * (size_t)gs : C;
+            for (size_t c = g * (size_t)gs; c < c1; c++)
+                out->codes[r * C + c] = (uint8_t)quant_f(W[r * C + c], s, zf, maxq);
         }
     return SP_OK;
 }

@@ -6,6 +6,8 @@
 #include <cblas.h>
 #include <cjson/cJSON.h>
 #include <getopt.h>
+#include <limits.h>
+#include <signal.h>
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +23,30 @@
 #include "../shards/sp_gptq_export.h"
 
 #define SP_VERSION "0.1.0"
+
+/* Exit code of a run stopped by SIGUSR1/SIGTERM after writing a checkpoint: the Slurm
+ * templates requeue the job when they see it. */
+#define SP_EXIT_PREEMPTED 3
+
+/* Raised by the signal handler; jobs poll it at block boundaries (never read in a handler). */
+static volatile sig_atomic_t g_stop_requested = 0;
+
+static void on_stop_signal(int sig) {
+    (void)sig;
+    g_stop_requested = 1;
+}
+
+/* Make a path absolute (run.json must work from any directory). Returns a malloc'ed string. */
+static char *absolute_path(const char *p) {
+    if (!p) return NULL;
+    if (p[0] == '/') return strdup(p);
+    char cwd[PATH_MAX];
+    if (!getcwd(cwd, sizeof cwd)) return strdup(p);
+    size_t n = strlen(cwd) + strlen(p) + 2;
+    char *out = malloc(n);
+    if (out) snprintf(out, n, "%s/%s", cwd, p);
+    return out;
+}
 
 typedef struct {
     MPI_Comm comm;
@@ -186,7 +212,15 @@ static const char *QUANTIZE_USAGE =
     "  --method M          gptq (default) or rtn\n"
     "  --seed S            seed of the calibration window sampler (0)\n"
     "  --force             replace an existing --out\n"
+    "  --checkpoint-dir D  write lazy asynchronous checkpoints (parallel HDF5) into D;\n"
+    "                      SIGUSR1/SIGTERM then checkpoint at the next block and exit 3,\n"
+    "                      and 'shardpress resume D' continues on any number of ranks\n"
+    "  --checkpoint-every B  checkpoint after every B blocks (1)\n"
+    "  --checkpoint-compress none|gzip|zstd  chunked compression of checkpoints (none)\n"
     "  --json              print one JSON object with the run's figures\n";
+
+static void print_quantize_result(cli_ctx *cx, const sp_quantize_opts *op, sp_quantize_result *rp,
+                                  sp_status st, int json);
 
 static int cmp_int(const void *a, const void *b) { return *(const int *)a - *(const int *)b; }
 
@@ -206,6 +240,9 @@ static sp_status cmd_quantize(cli_ctx *cx, int argc, char **argv, sp_err *err) {
         {"nsamples", required_argument, 0, 'n'}, {"ctx", required_argument, 0, 'T'},
         {"method", required_argument, 0, 'M'}, {"seed", required_argument, 0, 's'},
         {"force", no_argument, 0, 'f'}, {"json", no_argument, 0, 'j'},
+        {"checkpoint-dir", required_argument, 0, 'K'},
+        {"checkpoint-every", required_argument, 0, 'k'},
+        {"checkpoint-compress", required_argument, 0, 'Z'},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     int ch;
     opterr = 0;
@@ -214,6 +251,14 @@ static sp_status cmd_quantize(cli_ctx *cx, int argc, char **argv, sp_err *err) {
         case 'm': o.model_dir = optarg; break;
         case 'c': o.calib_path = optarg; break;
         case 'o': o.out_dir = optarg; break;
+        case 'K': o.checkpoint_dir = optarg; break;
+        case 'k': SP_FORWARD(sp_cli_int("--checkpoint-every", optarg, 1, 1 << 20, &v, err)); o.checkpoint_every = (int)v; break;
+        case 'Z':
+            if (!strcmp(optarg, "none")) o.checkpoint_compress = 0;
+            else if (!strcmp(optarg, "gzip")) o.checkpoint_compress = 1;
+            else if (!strcmp(optarg, "zstd")) o.checkpoint_compress = 2;
+            else return sp_err_set(err, SP_EINVAL, "--checkpoint-compress: '%s' is not none, gzip or zstd", optarg);
+            break;
         case 'b': SP_FORWARD(sp_cli_int("--bits", optarg, 2, 8, &v, err)); o.bits = (int)v; break;
         case 'L':
             SP_FORWARD(sp_cli_int_list("--levels", optarg, 2, 8, o.levels, SP_QUANTIZE_MAX_LEVELS,
@@ -259,8 +304,28 @@ static sp_status cmd_quantize(cli_ctx *cx, int argc, char **argv, sp_err *err) {
     for (int i = 1; i < o.n_levels; i++)
         SP_RETURN_IF(o.levels[i] == o.levels[i - 1], err, SP_EINVAL, "--levels: %d appears twice", o.levels[i]);
 
+    /* Checkpointed runs record absolute paths, so resume works from any directory. */
+    char *abs[4] = {absolute_path(o.model_dir), absolute_path(o.calib_path),
+                    absolute_path(o.out_dir), absolute_path(o.checkpoint_dir)};
+    if (o.checkpoint_dir) {
+        o.model_dir = abs[0];
+        o.calib_path = abs[1];
+        o.out_dir = abs[2];
+        o.checkpoint_dir = abs[3];
+    }
+    o.stop_flag = &g_stop_requested;
     sp_quantize_result r;
     sp_status st = sp_quantize_run(cx->comm, &o, &r, err);
+    print_quantize_result(cx, &o, &r, st, json);
+    for (int i = 0; i < 4; i++) free(abs[i]);
+    return st;
+}
+
+static void print_quantize_result(cli_ctx *cx, const sp_quantize_opts *op, sp_quantize_result *rp,
+                                  sp_status st, int json) {
+    const sp_quantize_opts o = *op;
+    sp_quantize_result r = *rp;
+    if (st == SP_OK && cx->rank == 0 && r.warnings[0]) fprintf(stderr, "%s", r.warnings);
     if (st == SP_OK && cx->rank == 0) {
         if (json) {
             cJSON *j = cJSON_CreateObject();
@@ -281,6 +346,10 @@ static sp_status cmd_quantize(cli_ctx *cx, int argc, char **argv, sp_err *err) {
             cJSON_AddNumberToObject(j, "nsamples", o.rtn ? 0 : o.nsamples);
             cJSON_AddNumberToObject(j, "ctx", o.ctx);
             cJSON_AddNumberToObject(j, "mean_rel_layer_error", r.mean_rel_error);
+            cJSON_AddNumberToObject(j, "start_layer", r.start_layer);
+            cJSON_AddNumberToObject(j, "checkpoints", r.checkpoints);
+            cJSON_AddNumberToObject(j, "checkpoint_blocked_s", r.ckpt_blocked_s);
+            cJSON_AddNumberToObject(j, "checkpoint_write_s", r.ckpt_write_s);
             cJSON *ph = cJSON_AddObjectToObject(j, "phase_seconds");
             cJSON_AddNumberToObject(ph, "calibration", r.t_calib);
             cJSON_AddNumberToObject(ph, "hessian", r.t_hessian);
@@ -301,10 +370,13 @@ static sp_status cmd_quantize(cli_ctx *cx, int argc, char **argv, sp_err *err) {
                    r.seconds, r.t_hessian, r.t_gptq, r.t_share, r.t_propagate);
             printf("peak RSS     %.1f MB max over %d rank%s\n", r.peak_rss_mb_max, r.ranks, r.ranks == 1 ? "" : "s");
             if (!o.rtn) printf("layer error  %.4e mean relative tr(dW H dW^T)/tr(W H W^T)\n", r.mean_rel_error);
+            if (o.checkpoint_dir)
+                printf("checkpoints  %d written, main thread blocked %.3f s, background writes %.3f s\n",
+                       r.checkpoints, r.ckpt_blocked_s, r.ckpt_write_s);
         }
     }
-    free(r.peak_rss_mb);
-    return st;
+    free(rp->peak_rss_mb);
+    rp->peak_rss_mb = NULL;
 }
 
 
@@ -411,6 +483,44 @@ static sp_status cmd_export(cli_ctx *cx, int argc, char **argv, sp_err *err) {
     return st;
 }
 
+
+/* ---- resume ------------------------------------------------------------------------------ */
+
+static const char *RESUME_USAGE =
+    "usage: mpirun -n M shardpress resume DIR [--json]\n"
+    "\n"
+    "Continue the quantize run whose --checkpoint-dir is DIR from its newest checkpoint that\n"
+    "verifies (a corrupt or partial newest one is reported and the previous one used), on any\n"
+    "number of ranks M. The options come from DIR/run.json; the run refuses to continue when\n"
+    "the model or the calibration text changed. The output is byte-identical to an\n"
+    "uninterrupted run.\n";
+
+static sp_status cmd_resume(cli_ctx *cx, int argc, char **argv, sp_err *err) {
+    int json = 0;
+    static const struct option opts[] = {{"json", no_argument, 0, 'j'},
+                                         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    int ch;
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'j': json = 1; break;
+        case 'h': if (cx->rank == 0) fputs(RESUME_USAGE, stdout); return SP_OK;
+        default:
+            return sp_err_set(err, SP_EINVAL, "resume: unknown option '%s' (see shardpress resume "
+                              "--help)", argv[optind - 1]);
+        }
+    }
+    SP_RETURN_IF(optind != argc - 1, err, SP_EINVAL, "resume: expected one checkpoint directory");
+    sp_quantize_result r;
+    sp_status st = sp_quantize_resume(cx->comm, argv[optind], &g_stop_requested, &r, err);
+    sp_quantize_opts o;
+    sp_quantize_defaults(&o);
+    o.out_dir = argv[optind];
+    o.checkpoint_dir = argv[optind];
+    print_quantize_result(cx, &o, &r, st, json);
+    return st;
+}
+
 /* ---- dispatch ---------------------------------------------------------------------------- */
 
 typedef struct {
@@ -423,6 +533,7 @@ static const subcommand COMMANDS[] = {
     {"eval", cmd_eval, "perplexity and KL divergence of a model on a text"},
     {"generate", cmd_generate, "generate text from a model"},
     {"quantize", cmd_quantize, "GPTQ/RTN quantization of every linear layer, across ranks"},
+    {"resume", cmd_resume, "continue a checkpointed quantize run (any number of ranks)"},
     {"export", cmd_export, "write a quantized model as GPTQ-packed safetensors"},
 };
 #define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
@@ -469,6 +580,12 @@ int main(int argc, char **argv) {
             st = sp_err_set(&err, SP_EMPI, "the MPI library does not provide MPI_THREAD_MULTIPLE");
         } else {
             configure_blas_threads(cx.comm);
+            struct sigaction sa;
+            memset(&sa, 0, sizeof sa);
+            sa.sa_handler = on_stop_signal;
+            sigemptyset(&sa.sa_mask);
+            sigaction(SIGUSR1, &sa, NULL);
+            sigaction(SIGTERM, &sa, NULL);
             optind = 1;
             st = cmd->run(&cx, argc - 1, argv + 1, &err);
         }
@@ -476,5 +593,5 @@ int main(int argc, char **argv) {
     if (st != SP_OK && cx.rank == 0) fprintf(stderr, "shardpress: error: %s\n", err.msg);
     fflush(stdout);
     MPI_Finalize();
-    return st == SP_OK ? 0 : 1;
+    return st == SP_OK ? 0 : st == SP_EINTERRUPTED ? SP_EXIT_PREEMPTED : 1;
 }

@@ -8,19 +8,18 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#include "../kernels/sp_forward.h"
 #include "../kernels/sp_gptq.h"
 #include "../kernels/sp_hacc.h"
-#include "../kernels/sp_quant.h"
 #include "../mpi/sp_mpi.h"
-#include "../shards/sp_model.h"
-#include "../shards/sp_qcontainer.h"
 #include "sp_calib.h"
-#include "sp_outdir.h"
 #include "sp_qshare.h"
-#include "sp_schedule.h"
+#include "sp_quantize_int.h"
 
-enum { H_QKV = 0, H_O, H_GATEUP, H_DOWN, N_HESS };
+#define H_QKV SP_H_QKV
+#define H_O SP_H_O
+#define H_GATEUP SP_H_GATEUP
+#define H_DOWN SP_H_DOWN
+#define N_HESS SP_N_HESS
 
 static double now_s(void) {
     struct timespec ts;
@@ -37,6 +36,7 @@ void sp_quantize_defaults(sp_quantize_opts *o) {
     o->block = 128;
     o->nsamples = 128;
     o->ctx = 2048;
+    o->checkpoint_every = 1;
 }
 
 /* ---- module geometry ---------------------------------------------------------------------- */
@@ -112,37 +112,13 @@ static void input_bounds(const sp_block_weights *w, const sp_config *c, double B
     for (int h = 0; h < N_HESS; h++) B[h] = (raw[h] > 1e-30 ? raw[h] : 1e-30) * 1.01;
 }
 
-/* ---- the job state ---------------------------------------------------------------------- */
-
-typedef struct {
-    MPI_Comm comm;
-    int rank, size;
-    const sp_quantize_opts *o;
-    sp_model *m;
-    const sp_config *c;
-    int32_t *calib;          /* [nsamples, ctx] token ids (every rank)                      */
-    size_t w0, w1;           /* my windows                                                  */
-    float *X;                /* [w1-w0, ctx, D] my windows' hidden states                   */
-    float *xtmp;             /* [ctx, D] one window, run through the dense block            */
-    sp_block_weights dense, quant;
-    sp_block_scratch scratch;
-    sp_unit *units;          /* [7 · n_levels]                                              */
-    int n_units;
-    sp_qlayer *q;            /* [n_units]: mine, the --bits ones, and all on rank 0         */
-    double *unit_err;        /* [n_units] relative layer error (owner's value, 0 elsewhere) */
-    sp_qcontainer *out;      /* rank 0                                                      */
-    char partial[4096];
-    double err_sum;
-    int err_count;
-} qjob;
-
-static void free_units_q(qjob *j) {
+static void free_units_q(sp_qjob *j) {
     for (int u = 0; u < j->n_units; u++) sp_qlayer_free(&j->q[u]);
 }
 
 /* ---- phase 1: Hessians -------------------------------------------------------------------- */
 
-static sp_status block_hessians(qjob *j, sp_hacc H[N_HESS], sp_err *err) {
+static sp_status block_hessians(sp_qjob *j, sp_hacc H[N_HESS], sp_err *err) {
     const sp_config *c = j->c;
     int T = j->o->ctx, D = c->dim, dims[N_HESS] = {D, c->n_heads * c->head_dim, D, c->hidden_dim};
     double B[N_HESS];
@@ -164,7 +140,7 @@ static sp_status block_hessians(qjob *j, sp_hacc H[N_HESS], sp_err *err) {
 
 /* ---- phase 2: GPTQ / RTN on my units ------------------------------------------------------ */
 
-static sp_status quantize_my_units(qjob *j, double *Hs[N_HESS], int layer, sp_err *err) {
+static sp_status quantize_my_units(sp_qjob *j, double *Hs[N_HESS], int layer, sp_err *err) {
     const sp_quantize_opts *o = j->o;
     sp_gptq_ctx *ctx[N_HESS] = {0};
     sp_status st = SP_OK;
@@ -209,7 +185,7 @@ static sp_status quantize_my_units(qjob *j, double *Hs[N_HESS], int layer, sp_er
 
 /* ---- phase 3: share and write ---------------------------------------------------------------- */
 
-static sp_status share_units(qjob *j, int layer, double *t_write, sp_err *err) {
+static sp_status share_units(sp_qjob *j, int layer, double *t_write, sp_err *err) {
     const sp_quantize_opts *o = j->o;
     sp_status st = SP_OK;
     for (int u = 0; u < j->n_units && st == SP_OK; u++) {
@@ -225,13 +201,7 @@ static sp_status share_units(qjob *j, int layer, double *t_write, sp_err *err) {
     st = sp_mpi_agree(j->comm, st, err);
     if (st) return st;
     double t0 = now_s();
-    if (j->rank == 0) {
-        for (int u = 0; u < j->n_units && st == SP_OK; u++) {
-            char name[256];
-            module_name(name, sizeof name, layer, j->units[u].module);
-            st = sp_qcontainer_put_qlayer(j->out, name, &j->q[u], err);
-        }
-    }
+    if (j->rank == 0) st = sp_qoutput_write_segment(j, layer, err);
     *t_write += now_s() - t0;
     /* Relative errors at --bits, for the summary (sum over owners). */
     double e[2] = {0, 0};
@@ -248,77 +218,19 @@ static sp_status share_units(qjob *j, int layer, double *t_write, sp_err *err) {
 
 /* ---- phase 4: propagate through the quantized block ------------------------------------------ */
 
-static sp_status propagate(qjob *j, sp_err *err) {
+static sp_status propagate(sp_qjob *j, sp_err *err) {
     const sp_config *c = j->c;
     int T = j->o->ctx;
     size_t D = (size_t)c->dim;
-    /* quant = dense with the seven matrices replaced by their --bits dequantization */
+    /* The dense matrices are no longer needed once the block is quantized: the seven are
+     * overwritten in place by their --bits dequantization (norms and biases stay), which saves
+     * a second fp32 copy of the block (3.4 GB for a 70B block). */
     for (int u = 0; u < j->n_units; u++)
         if (j->units[u].bits == j->o->bits)
-            sp_qlayer_dequant(module_weight(&j->quant, j->units[u].module), &j->q[u]);
-    memcpy(j->quant.attn_norm, j->dense.attn_norm, D * sizeof(float));
-    memcpy(j->quant.ffn_norm, j->dense.ffn_norm, D * sizeof(float));
-    if (c->qkv_bias) {
-        size_t q = (size_t)c->n_heads * c->head_dim, kv = (size_t)c->n_kv_heads * c->head_dim;
-        memcpy(j->quant.bq, j->dense.bq, q * sizeof(float));
-        memcpy(j->quant.bk, j->dense.bk, kv * sizeof(float));
-        memcpy(j->quant.bv, j->dense.bv, kv * sizeof(float));
-    }
+            sp_qlayer_dequant(module_weight(&j->dense, j->units[u].module), &j->q[u]);
     for (size_t w = 0; w < j->w1 - j->w0; w++)
-        sp_block_forward(j->X + w * (size_t)T * D, &j->quant, c, T, &j->scratch);
+        sp_block_forward(j->X + w * (size_t)T * D, &j->dense, c, T, &j->scratch);
     return sp_mpi_agree(j->comm, SP_OK, err);
-}
-
-/* ---- output: dense tensors, config, tokenizer -------------------------------------------- */
-
-static sp_status put_dense_tensor(qjob *j, const char *name, int64_t rows, int64_t cols,
-                                  sp_err *err) {
-    float *buf = sp_malloc((size_t)rows * (size_t)cols * sizeof(float), err, name);
-    if (!buf) return SP_ENOMEM;
-    /* 1-D tensors (cols == 1) are read as one row of their length. */
-    sp_status st = sp_model_read_rows(j->m, name, 0, cols > 1 ? rows : 1, buf, err);
-    int64_t shape[2] = {rows, cols};
-    if (st == SP_OK) st = sp_qcontainer_put_dense(j->out, name, cols > 1 ? 2 : 1, shape, buf, err);
-    free(buf);
-    return st;
-}
-
-/* Rank 0: open the output directory and write everything but the quantized modules. */
-static sp_status begin_output(qjob *j, sp_err *err) {
-    const sp_quantize_opts *o = j->o;
-    const sp_config *c = j->c;
-    SP_FORWARD(sp_outdir_begin(o->out_dir, o->force, j->partial, sizeof j->partial, err));
-    char path[4600];
-    snprintf(path, sizeof path, "%s/config.json", j->partial);
-    SP_FORWARD(sp_config_save_json(c, path, NULL, err));
-    SP_FORWARD(sp_outdir_copy_tokenizer(o->model_dir, j->partial, err));
-    sp_qcontainer_meta meta = {.default_bits = o->bits, .group_size = o->group_size,
-                               .sym = o->sym, .n_levels = o->n_levels};
-    snprintf(meta.method, sizeof meta.method, "%s", o->rtn ? "rtn" : "gptq");
-    memcpy(meta.levels, o->levels, sizeof(int) * (size_t)o->n_levels);
-    snprintf(path, sizeof path, "%s/%s", j->partial, SP_QCONTAINER_FILE);
-    SP_FORWARD(sp_qcontainer_create(&j->out, path, &meta, 0, err));
-    int64_t D = c->dim, V = c->vocab_size;
-    SP_FORWARD(put_dense_tensor(j, "model.embed_tokens.weight", V, D, err));
-    SP_FORWARD(put_dense_tensor(j, "model.norm.weight", D, 1, err));
-    if (!c->tie_embeddings) SP_FORWARD(put_dense_tensor(j, "lm_head.weight", V, D, err));
-    int64_t q = (int64_t)c->n_heads * c->head_dim, kv = (int64_t)c->n_kv_heads * c->head_dim;
-    for (int l = 0; l < c->n_layers; l++) {
-        char name[256];
-        snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
-        SP_FORWARD(put_dense_tensor(j, name, D, 1, err));
-        snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
-        SP_FORWARD(put_dense_tensor(j, name, D, 1, err));
-        if (c->qkv_bias) {
-            const char *p[3] = {"q_proj", "k_proj", "v_proj"};
-            int64_t n[3] = {q, kv, kv};
-            for (int i = 0; i < 3; i++) {
-                snprintf(name, sizeof name, "model.layers.%d.self_attn.%s.bias", l, p[i]);
-                SP_FORWARD(put_dense_tensor(j, name, n[i], 1, err));
-            }
-        }
-    }
-    return SP_OK;
 }
 
 /* ---- setup -------------------------------------------------------------------------------- */
@@ -348,7 +260,9 @@ static sp_status check_opts(const sp_quantize_opts *o, sp_err *err) {
     return SP_OK;
 }
 
-static sp_status setup(qjob *j, sp_err *err) {
+/* Allocate the per-rank state. Fresh runs draw the calibration windows and embed them; a
+ * resumed run gets X from the checkpoint instead (sp_qckpt_start). */
+static sp_status setup(sp_qjob *j, int resume, char *warn, size_t warn_cap, sp_err *err) {
     const sp_quantize_opts *o = j->o;
     sp_status st = check_opts(o, err);
     if (st == SP_OK) st = sp_model_open(&j->m, o->model_dir, err);
@@ -361,24 +275,19 @@ static sp_status setup(qjob *j, sp_err *err) {
     st = sp_mpi_agree(j->comm, st, err);
     if (st) return st;
     const sp_config *c = j->c;
-    if (!o->rtn) {
-        SP_FORWARD(sp_calib_windows(j->comm, j->m, o->calib_path, o->nsamples, o->ctx, o->seed,
-                                    &j->calib, NULL, err));
-        sp_mpi_split_range((size_t)o->nsamples, j->rank, j->size, &j->w0, &j->w1);
-    }
+    if (!o->rtn) sp_mpi_split_range((size_t)o->nsamples, j->rank, j->size, &j->w0, &j->w1);
     size_t nw = j->w1 - j->w0, T = (size_t)o->ctx, D = (size_t)c->dim;
     j->n_units = SP_MOD_COUNT * o->n_levels;
     j->units = sp_calloc((size_t)j->n_units, sizeof *j->units, err, "work units");
     j->q = j->units ? sp_calloc((size_t)j->n_units, sizeof *j->q, err, "quantized layers") : NULL;
     j->unit_err = j->q ? sp_calloc((size_t)j->n_units, sizeof(double), err, "unit errors") : NULL;
-    st = j->unit_err ? SP_OK : SP_ENOMEM;
+    j->block_crc = j->unit_err ? sp_calloc((size_t)c->n_layers, sizeof(int64_t), err, "crcs") : NULL;
+    st = j->block_crc ? SP_OK : SP_ENOMEM;
     if (st == SP_OK && !o->rtn) {
         j->X = sp_malloc((nw ? nw : 1) * T * D * sizeof(float), err, "calibration states");
         j->xtmp = j->X ? sp_malloc(T * D * sizeof(float), err, "window") : NULL;
         st = j->xtmp ? SP_OK : SP_ENOMEM;
         if (st == SP_OK) st = sp_block_scratch_alloc(&j->scratch, c, o->ctx, err);
-        if (st == SP_OK) st = sp_block_weights_alloc(&j->quant, c, err);
-        if (st == SP_OK && nw) st = sp_model_embed(j->m, j->calib + j->w0 * T, nw * T, j->X, err);
     }
     if (st == SP_OK) st = sp_block_weights_alloc(&j->dense, c, err);
     if (st == SP_OK) {
@@ -391,71 +300,115 @@ static sp_status setup(qjob *j, sp_err *err) {
             }
         st = sp_schedule_assign(j->units, j->n_units, j->size, N_HESS, !o->rtn, err);
     }
-    if (st == SP_OK && j->rank == 0) st = begin_output(j, err);
+    /* The output directory is checked (and "<out>.partial" made) before any work. */
+    if (st == SP_OK && j->rank == 0) st = sp_qoutput_begin(j, err);
+    st = sp_mpi_agree(j->comm, st, err);
+    if (st) return st;
+    /* Checkpoints: a fresh run records run.json; a resumed run restores X and progress. */
+    if (o->checkpoint_dir) SP_FORWARD(sp_qckpt_start(j, resume, warn, warn_cap, err));
+    if (!o->rtn && j->start_layer == 0) {
+        SP_FORWARD(sp_calib_windows(j->comm, j->m, o->calib_path, o->nsamples, o->ctx, o->seed,
+                                    &j->calib, NULL, err));
+        if (nw) st = sp_model_embed(j->m, j->calib + j->w0 * T, nw * T, j->X, err);
+    }
     return sp_mpi_agree(j->comm, st, err);
 }
 
-static void teardown(qjob *j, sp_status st) {
-    if (j->rank == 0) {
-        sp_qcontainer_discard(j->out);
-        if (st != SP_OK && j->o->out_dir && j->partial[0]) sp_outdir_abort(j->o->out_dir);
-    }
+static void teardown(sp_qjob *j, sp_status st) {
+    if (j->rank == 0 && st != SP_OK) sp_qoutput_abort(j);
     if (j->q) free_units_q(j);
     free(j->q);
     free(j->units);
     free(j->unit_err);
+    free(j->block_crc);
     free(j->calib);
     free(j->X);
     free(j->xtmp);
+    free(j->run_json);
     sp_block_weights_free(&j->dense);
-    sp_block_weights_free(&j->quant);
     sp_block_scratch_free(&j->scratch);
     sp_model_close(j->m);
 }
 
 /* ---- the job ------------------------------------------------------------------------------ */
 
-sp_status sp_quantize_run(MPI_Comm comm, const sp_quantize_opts *o, sp_quantize_result *res,
-                          sp_err *err) {
-    qjob j;
+/* Collective: has any rank been asked to stop? */
+static int stop_requested(sp_qjob *j) {
+    int mine = j->o->stop_flag && *j->o->stop_flag ? 1 : 0, any = 0;
+    MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, j->comm);
+    return any;
+}
+
+/* One decoder block: Hessians, GPTQ, share + segment, propagate. */
+static sp_status run_block(sp_qjob *j, int l, sp_quantize_result *res, sp_err *err) {
+    const sp_quantize_opts *o = j->o;
+    double t0 = now_s();
+    sp_status st = sp_mpi_agree(j->comm, sp_model_load_block(j->m, l, &j->dense, err), err);
+    sp_hacc H[N_HESS];
+    memset(H, 0, sizeof H);
+    double *Hs[N_HESS] = {0};
+    if (st == SP_OK && !o->rtn) {
+        st = block_hessians(j, H, err);
+        for (int h = 0; h < N_HESS && st == SP_OK; h++) Hs[h] = sp_hacc_finalize(&H[h]);
+    }
+    double t1 = now_s();
+    res->t_hessian += t1 - t0;
+    if (st == SP_OK) st = quantize_my_units(j, Hs, l, err);
+    for (int h = 0; h < N_HESS; h++) sp_hacc_free(&H[h]);
+    double t2 = now_s();
+    res->t_gptq += t2 - t1;
+    if (st == SP_OK) st = share_units(j, l, &res->t_write, err);
+    double t3 = now_s();
+    res->t_share += t3 - t2;
+    /* X is about to be overwritten: a checkpoint still writing it must finish first. */
+    if (st == SP_OK && !o->rtn && j->ck) st = sp_qckpt_before_overwrite(j, err);
+    if (st == SP_OK && !o->rtn) st = propagate(j, err);
+    res->t_propagate += now_s() - t3;
+    free_units_q(j);
+    return st;
+}
+
+sp_status sp_quantize_job(MPI_Comm comm, const sp_quantize_opts *o, int resume,
+                          sp_quantize_result *res, sp_err *err) {
+    sp_qjob j;
     memset(&j, 0, sizeof j);
     memset(res, 0, sizeof *res);
     j.comm = comm;
     j.o = o;
     MPI_Comm_rank(comm, &j.rank);
     MPI_Comm_size(comm, &j.size);
-    double t_start = now_s(), t0 = t_start;
-    sp_status st = setup(&j, err);
-    res->t_calib = now_s() - t0;
+    double t_start = now_s();
+    sp_status st = setup(&j, resume, res->warnings, sizeof res->warnings, err);
+    res->t_calib = now_s() - t_start;
+    res->start_layer = j.start_layer;
 
-    for (int l = 0; st == SP_OK && l < j.c->n_layers; l++) {
-        t0 = now_s();
-        st = sp_mpi_agree(comm, sp_model_load_block(j.m, l, &j.dense, err), err);
-        sp_hacc H[N_HESS];
-        memset(H, 0, sizeof H);
-        double *Hs[N_HESS] = {0};
-        if (st == SP_OK && !o->rtn) {
-            st = block_hessians(&j, H, err);
-            for (int h = 0; h < N_HESS && st == SP_OK; h++) Hs[h] = sp_hacc_finalize(&H[h]);
+    int stopped = 0;
+    for (int l = j.start_layer; st == SP_OK && l < j.c->n_layers; l++) {
+        st = run_block(&j, l, res, err);
+        if (st) break;
+        int done = l + 1, stop = stop_requested(&j);
+        if (j.ck && done < j.c->n_layers && (done % o->checkpoint_every == 0 || stop))
+            st = sp_qckpt_save(&j, done, err);
+        if (st == SP_OK && stop && done < j.c->n_layers) {
+            stopped = done;
+            break;
         }
-        double t1 = now_s();
-        res->t_hessian += t1 - t0;
-        if (st == SP_OK) st = quantize_my_units(&j, Hs, l, err);
-        for (int h = 0; h < N_HESS; h++) sp_hacc_free(&H[h]);
-        double t2 = now_s();
-        res->t_gptq += t2 - t1;
-        if (st == SP_OK) st = share_units(&j, l, &res->t_write, err);
-        double t3 = now_s();
-        res->t_share += t3 - t2;
-        if (st == SP_OK && !o->rtn) st = propagate(&j, err);
-        res->t_propagate += now_s() - t3;
-        free_units_q(&j);
     }
-    if (st == SP_OK && j.rank == 0) {
+    /* The checkpoint engine (and its HDF5 thread) ends before rank 0 writes the container. */
+    if (j.ck) {
+        sp_status s2 = sp_qckpt_finish(&j, res, err);
+        if (st == SP_OK) st = s2;
+    }
+    if (st == SP_OK && stopped)
+        st = sp_err_set(err, SP_EINTERRUPTED, o->checkpoint_dir
+                        ? "stopped by a signal after block %d of %d; checkpoint written, continue "
+                          "with: shardpress resume %s"
+                        : "stopped by a signal after block %d of %d (no --checkpoint-dir%s: "
+                          "nothing saved)", stopped, j.c->n_layers,
+                        o->checkpoint_dir ? o->checkpoint_dir : "");
+    if (st == SP_OK) {
         double tw = now_s();
-        st = sp_qcontainer_close(j.out, err);
-        j.out = NULL;
-        if (st == SP_OK) st = sp_outdir_commit(o->out_dir, o->force, err);
+        if (j.rank == 0) st = sp_qoutput_finish(&j, err);
         res->t_write += now_s() - tw;
     }
     st = sp_mpi_agree(comm, st, err);
@@ -473,7 +426,14 @@ sp_status sp_quantize_run(MPI_Comm comm, const sp_quantize_opts *o, sp_quantize_
     }
     if (j.c) res->modules = SP_MOD_COUNT * j.c->n_layers;
     res->mean_rel_error = j.err_count ? j.err_sum / j.err_count : 0;
+    res->checkpoints = j.checkpoints;
     res->seconds = now_s() - t_start;
+    /* Any failure, an interruption included, removes "<out>.partial": resume rebuilds it. */
     teardown(&j, st);
     return st;
+}
+
+sp_status sp_quantize_run(MPI_Comm comm, const sp_quantize_opts *o, sp_quantize_result *res,
+                          sp_err *err) {
+    return sp_quantize_job(comm, o, 0, res, err);
 }

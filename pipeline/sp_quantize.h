@@ -20,6 +20,7 @@
 #define SP_QUANTIZE_H
 
 #include <mpi.h>
+#include <signal.h>
 #include <stdint.h>
 
 #include "../common/sp_error.h"
@@ -38,6 +39,12 @@ typedef struct {
     int nsamples, ctx;
     uint64_t seed;
     int force;                           /* replace an existing output directory            */
+    const char *checkpoint_dir;          /* NULL: no checkpoints                            */
+    int checkpoint_every;                /* checkpoint after every B blocks (default 1)     */
+    int checkpoint_compress;             /* sp_ckpt_compress (none, gzip, zstd)             */
+    /* Set asynchronously (signal handler) to ask for a checkpoint and a clean stop at the next
+     * block boundary; NULL: never. Checked collectively, so every rank stops at the same block. */
+    volatile sig_atomic_t *stop_flag;
 } sp_quantize_opts;
 
 typedef struct {
@@ -48,13 +55,26 @@ typedef struct {
     int ranks;
     int modules;             /* linear modules quantized                                  */
     double mean_rel_error;   /* mean over modules at --bits of tr(ΔW H ΔWᵀ)/tr(W H Wᵀ)     */
+    int start_layer;         /* first block computed by this run (> 0 after a resume)      */
+    int checkpoints;         /* checkpoints written by this run                            */
+    double ckpt_blocked_s;   /* main-thread time blocked by checkpoints (max over ranks)   */
+    double ckpt_write_s;     /* background write time (max over ranks)                    */
+    char warnings[1024];     /* resume: checkpoints skipped as corrupt, one line each      */
 } sp_quantize_result;
 
 /* Fill o with the defaults (bits 4, group 128, asym, damp 0.01, block 128, 128 x 2048). */
 void sp_quantize_defaults(sp_quantize_opts *o);
 
-/* Collective over comm. @return the same status on every rank. */
+/* Collective over comm. @return the same status on every rank; SP_EINTERRUPTED when
+ * *stop_flag was raised (after writing a checkpoint when checkpoint_dir is set). */
 sp_status sp_quantize_run(MPI_Comm comm, const sp_quantize_opts *o, sp_quantize_result *res,
                           sp_err *err);
+
+/* Collective: continue the run whose checkpoint directory is dir, from its newest checkpoint
+ * that verifies (or from the start if it has none), on any number of ranks. The options come
+ * from dir/run.json; the model and calibration fingerprints must still match. The output is
+ * byte-identical to an uninterrupted run. stop_flag as in sp_quantize_opts. */
+sp_status sp_quantize_resume(MPI_Comm comm, const char *dir, volatile sig_atomic_t *stop_flag,
+                             sp_quantize_result *res, sp_err *err);
 
 #endif

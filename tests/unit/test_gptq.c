@@ -349,6 +349,32 @@ static void test_matches_reference_mse_blocks(void **state) {
     free(W);
 }
 
+/* More columns than one left-looking panel (256 columns, or 2 blocks of 100): panel gemms,
+ * and lazy groups that run past the end of a panel. */
+static void test_matches_reference_panels(void **state) {
+    (void)state;
+    const int R = 12, C = 600;
+    double *H = make_hessian(C, 9, NULL, 0);
+    float *W = make_weights(R, C, 10);
+    static const int cfg[][3] = {{32, 48, 0}, {32, 100, 0}, {32, 100, 1}, {32, -1, 0},
+                                 {100, 64, 0}, {100, 150, 0}, {7, 40, 0}};
+    for (int i = 0; i < 7; i++) {
+        ref_cfg k = {R, C, 3, cfg[i][1], cfg[i][2], 0, 0, cfg[i][0], 0.01};
+        check_against_ref(W, H, &k);
+    }
+    free(H);
+    free(W);
+    /* More rows than one internal chunk (1024): rows are done in chunks. */
+    H = make_hessian(48, 13, NULL, 0);
+    W = make_weights(2100, 48, 14);
+    for (int act = 0; act < 2; act++) {
+        ref_cfg k = {2100, 48, 4, 16, act, act, 0, 32, 0.01};
+        check_against_ref(W, H, &k);
+    }
+    free(H);
+    free(W);
+}
+
 /* ---- float path, RTN, structure ------------------------------------------------------------ */
 
 static void quantize(sp_qlayer *q, double *lerr, const float *W, const double *H, int R, int C,
@@ -399,7 +425,8 @@ static void test_f32_vs_f64_and_rtn(void **state) {
                 int same = 0;
                 for (int i = 0; i < R * C; i++) same += q32.codes[i] == q64.codes[i];
                 double rtn = rtn_error(W, H, R, C, bits, gss[gi], 0);
-                print_message("gs %d act %d bits %d: same codes %.4f  err f32 %.6g f64 %.6g rtn %.6g\n",
+                print_message("gs %d act %d bits %d: same codes %.4f, err f32 %.6g f64 %.6g "
+                              "rtn %.6g\n",
                               gss[gi], act, bits, (double)same / (R * C), e32, e64, rtn);
                 assert_true(same >= 0.95 * R * C);
                 assert_true(fabs(e32 - e64) <= 0.02 * e64);
@@ -642,6 +669,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matches_reference),
         cmocka_unit_test(test_matches_reference_mse_blocks),
+        cmocka_unit_test(test_matches_reference_panels),
         cmocka_unit_test(test_f32_vs_f64_and_rtn),
         cmocka_unit_test(test_diagonal_h_is_rtn),
         cmocka_unit_test(test_dead_columns),

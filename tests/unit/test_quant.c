@@ -322,7 +322,10 @@ static void test_params_layouts(void **state) {
     double *Wd = malloc(sizeof(double) * R * n);
     assert_true(Wt && Wd);
     for (int r = 0; r < R; r++)
-        for (int k = 0; k < n; k++) Wt[k * R + r] = W[r * n + k], Wd[k * R + r] = W[r * n + k] * 1.001;
+        for (int k = 0; k < n; k++) {
+            Wt[k * R + r] = W[r * n + k];
+            Wd[k * R + r] = W[r * n + k] * 1.001;
+        }
     for (int bits = 2; bits <= 8; bits += 2)
         for (int sym = 0; sym < 2; sym++) {
             const int maxq = (1 << bits) - 1;
@@ -338,7 +341,10 @@ static void test_params_layouts(void **state) {
             sp_quant_column_f64(c3, dd, Wd + 3 * R, s3, z3, R, bits);
             for (int r = 0; r < R; r++) {
                 double lo = 0, hi = 0;
-                for (int k = 0; k < n; k++) lo = fmin(lo, Wd[k * R + r]), hi = fmax(hi, Wd[k * R + r]);
+                for (int k = 0; k < n; k++) {
+                    lo = fmin(lo, Wd[k * R + r]);
+                    hi = fmax(hi, Wd[k * R + r]);
+                }
                 if (sym) {
                     hi = fmax(-lo, hi);
                     if (lo < 0) lo = -hi;

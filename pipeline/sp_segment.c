@@ -1,0 +1,237 @@
+/* sp_segment.c — see sp_segment.h. */
+#include "sp_segment.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "../kernels/sp_pack.h"
+#include "sp_qshare.h"
+
+#define SEG_MAGIC "SPBLK001"
+#define SEG_VERSION 1u
+
+typedef struct {
+    char magic[8];
+    uint32_t version, layer, n_units, reserved;
+} seg_header;
+_Static_assert(sizeof(seg_header) == 24, "segment header is 24 bytes");
+
+typedef struct {
+    uint32_t module, bits, rows, cols;
+    int32_t group_size;
+    uint32_t sym;
+    uint64_t nbytes;
+} seg_unit;
+_Static_assert(sizeof(seg_unit) == 32, "segment unit header is 32 bytes");
+
+void sp_segment_path(char *buf, size_t cap, const char *dir, int layer) {
+    snprintf(buf, cap, "%s/block-%05d.spb", dir, layer);
+}
+
+/* Wire form of a layer (same as sp_qshare: packed codes, scales, zeros). */
+static void pack_layer(const sp_qlayer *q, char *out) {
+    size_t wpr = sp_pack_nwords((size_t)q->cols, q->bits), ng = (size_t)q->n_groups;
+    for (int r = 0; r < q->rows; r++)
+        sp_pack_bits((uint32_t *)(void *)(out + (size_t)r * wpr * 4), 1,
+                     q->codes + (size_t)r * q->cols, 1, (size_t)q->cols, q->bits, NULL);
+    char *p = out + (size_t)q->rows * wpr * 4;
+    memcpy(p, q->scales, (size_t)q->rows * ng * sizeof(float));
+    memcpy(p + (size_t)q->rows * ng * sizeof(float), q->zeros, (size_t)q->rows * ng);
+}
+
+static void unpack_layer(sp_qlayer *q, const char *in) {
+    size_t wpr = sp_pack_nwords((size_t)q->cols, q->bits), ng = (size_t)q->n_groups;
+    for (int r = 0; r < q->rows; r++)
+        sp_unpack_bits(q->codes + (size_t)r * q->cols, 1, in + (size_t)r * wpr * 4, 1,
+                       (size_t)q->cols, q->bits);
+    const char *p = in + (size_t)q->rows * wpr * 4;
+    memcpy(q->scales, p, (size_t)q->rows * ng * sizeof(float));
+    memcpy(q->zeros, p + (size_t)q->rows * ng * sizeof(float), (size_t)q->rows * ng);
+}
+
+static sp_status write_all(int fd, const void *buf, size_t n, uLong *crc, const char *path,
+                           sp_err *err) {
+    const char *p = buf;
+    size_t done = 0;
+    while (done < n) {
+        ssize_t w = write(fd, p + done, n - done);
+        if (w < 0 && errno == EINTR) continue;
+        SP_RETURN_IF(w <= 0, err, SP_EIO, "%s: write failed: %s", path, strerror(errno));
+        done += (size_t)w;
+    }
+    for (size_t off = 0; off < n; off += (size_t)1 << 30) {
+        size_t cnt = n - off < ((size_t)1 << 30) ? n - off : (size_t)1 << 30;
+        *crc = crc32(*crc, (const Bytef *)p + off, (uInt)cnt);
+    }
+    return SP_OK;
+}
+
+sp_status sp_segment_write(const char *dir, int layer, const sp_segment_unit *units, int n,
+                           uint32_t *crc_out, sp_err *err) {
+    char path[4096], tmp[4200];
+    sp_segment_path(path, sizeof path, dir, layer);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    SP_RETURN_IF(fd < 0, err, SP_EIO, "%s: cannot create: %s", tmp, strerror(errno));
+    uLong crc = crc32(0L, Z_NULL, 0);
+    seg_header h;
+    memset(&h, 0, sizeof h);
+    memcpy(h.magic, SEG_MAGIC, 8);
+    h.version = SEG_VERSION;
+    h.layer = (uint32_t)layer;
+    h.n_units = (uint32_t)n;
+    sp_status st = write_all(fd, &h, sizeof h, &crc, tmp, err);
+    for (int i = 0; i < n && st == SP_OK; i++) {
+        const sp_qlayer *q = &units[i].q;
+        seg_unit u = {(uint32_t)units[i].module, (uint32_t)q->bits, (uint32_t)q->rows,
+                      (uint32_t)q->cols, q->group_size, (uint32_t)q->sym,
+                      sp_qshare_bytes(q->rows, q->cols, q->bits, q->group_size)};
+        char *buf = sp_malloc(u.nbytes, err, "segment unit");
+        if (!buf) { st = SP_ENOMEM; break; }
+        pack_layer(q, buf);
+        st = write_all(fd, &u, sizeof u, &crc, tmp, err);
+        if (st == SP_OK) st = write_all(fd, buf, u.nbytes, &crc, tmp, err);
+        free(buf);
+    }
+    uint32_t c32 = (uint32_t)crc;
+    if (st == SP_OK) {
+        uLong dummy = 0;
+        st = write_all(fd, &c32, sizeof c32, &dummy, tmp, err);
+    }
+    if (st == SP_OK && fsync(fd) != 0)
+        st = sp_err_set(err, SP_EIO, "%s: fsync failed: %s", tmp, strerror(errno));
+    close(fd);
+    if (st == SP_OK && rename(tmp, path) != 0)
+        st = sp_err_set(err, SP_EIO, "%s: cannot rename: %s", path, strerror(errno));
+    if (st != SP_OK) unlink(tmp);
+    else if (crc_out) *crc_out = c32;
+    return st;
+}
+
+void sp_segment_free_units(sp_segment_unit *units, int n) {
+    if (!units) return;
+    for (int i = 0; i < n; i++) sp_qlayer_free(&units[i].q);
+    free(units);
+}
+
+sp_status sp_segment_read(const char *dir, int layer, const uint32_t *expect_crc,
+                          sp_segment_unit **units, int *n, sp_err *err) {
+    char path[4096];
+    sp_segment_path(path, sizeof path, dir, layer);
+    *units = NULL;
+    *n = 0;
+    FILE *f = fopen(path, "rb");
+    SP_RETURN_IF(!f, err, errno == ENOENT ? SP_ENOTFOUND : SP_EIO, "%s: cannot open: %s", path,
+                 strerror(errno));
+    struct stat sb;
+    char *data = NULL;
+    sp_status st = SP_OK;
+    if (fstat(fileno(f), &sb) != 0 || sb.st_size < (off_t)(sizeof(seg_header) + 4)) {
+        st = sp_err_set(err, SP_ETRUNC, "%s: shorter than a segment header", path);
+        goto done;
+    }
+    size_t size = (size_t)sb.st_size;
+    data = sp_malloc(size, err, "segment");
+    if (!data) { st = SP_ENOMEM; goto done; }
+    if (fread(data, 1, size, f) != size) {
+        st = sp_err_set(err, SP_EIO, "%s: read failed", path);
+        goto done;
+    }
+    uint32_t stored;
+    memcpy(&stored, data + size - 4, 4);
+    uint32_t actual = (uint32_t)crc32(crc32(0L, Z_NULL, 0), (const Bytef *)data, (uInt)(size - 4));
+    if (stored != actual) {
+        st = sp_err_set(err, SP_EFORMAT, "%s: field 'crc32': stored %08x, computed %08x (corrupt "
+                        "or truncated)", path, stored, actual);
+        goto done;
+    }
+    if (expect_crc && stored != *expect_crc) {
+        st = sp_err_set(err, SP_EFORMAT, "%s: CRC %08x differs from the checkpoint's %08x (a "
+                        "segment of another run?)", path, stored, *expect_crc);
+        goto done;
+    }
+    seg_header h;
+    memcpy(&h, data, sizeof h);
+    if (memcmp(h.magic, SEG_MAGIC, 8) != 0 || h.version != SEG_VERSION || h.layer != (uint32_t)layer
+        || h.n_units == 0 || h.n_units > 64) {
+        st = sp_err_set(err, SP_EFORMAT, "%s: field 'magic'/'version'/'layer'/'n_units' invalid", path);
+        goto done;
+    }
+    *units = sp_calloc(h.n_units, sizeof **units, err, "segment units");
+    if (!*units) { st = SP_ENOMEM; goto done; }
+    size_t off = sizeof h;
+    for (uint32_t i = 0; i < h.n_units && st == SP_OK; i++) {
+        seg_unit u;
+        if (off + sizeof u > size - 4) {
+            st = sp_err_set(err, SP_EFORMAT, "%s: unit %u header past the end", path, i);
+            break;
+        }
+        memcpy(&u, data + off, sizeof u);
+        off += sizeof u;
+        if (u.bits < 2 || u.bits > 8 || u.rows == 0 || u.cols == 0 || u.module >= 7 ||
+            u.nbytes != sp_qshare_bytes((int)u.rows, (int)u.cols, (int)u.bits, u.group_size) ||
+            off + u.nbytes > size - 4) {
+            st = sp_err_set(err, SP_EFORMAT, "%s: unit %u: inconsistent shape/bits/nbytes", path, i);
+            break;
+        }
+        (*units)[i].module = (int)u.module;
+        (*units)[i].bits = (int)u.bits;
+        st = sp_qlayer_alloc(&(*units)[i].q, (int)u.rows, (int)u.cols, (int)u.bits, u.group_size,
+                             (int)u.sym, err);
+        if (st == SP_OK) unpack_layer(&(*units)[i].q, data + off);
+        off += u.nbytes;
+        *n = (int)i + 1;
+    }
+done:
+    if (st != SP_OK) {
+        sp_segment_free_units(*units, *n);
+        *units = NULL;
+        *n = 0;
+    }
+    free(data);
+    fclose(f);
+    return st;
+}
+
+sp_status sp_segment_verify(const char *dir, int layer, uint32_t expect_crc, sp_err *err) {
+    char path[4096];
+    sp_segment_path(path, sizeof path, dir, layer);
+    int fd = open(path, O_RDONLY);
+    SP_RETURN_IF(fd < 0, err, errno == ENOENT ? SP_ENOTFOUND : SP_EIO, "%s: cannot open: %s",
+                 path, strerror(errno));
+    struct stat sb;
+    sp_status st = SP_OK;
+    if (fstat(fd, &sb) != 0 || sb.st_size < (off_t)(sizeof(seg_header) + 4)) {
+        close(fd);
+        return sp_err_set(err, SP_ETRUNC, "%s: shorter than a segment header", path);
+    }
+    size_t body = (size_t)sb.st_size - 4, done = 0;
+    uLong crc = crc32(0L, Z_NULL, 0);
+    char buf[1 << 16];
+    while (st == SP_OK && done < body) {
+        size_t want = body - done < sizeof buf ? body - done : sizeof buf;
+        ssize_t n = pread(fd, buf, want, (off_t)done);
+        if (n <= 0) st = sp_err_set(err, SP_EIO, "%s: read failed", path);
+        else {
+            crc = crc32(crc, (const Bytef *)buf, (uInt)n);
+            done += (size_t)n;
+        }
+    }
+    uint32_t stored = 0;
+    if (st == SP_OK && pread(fd, &stored, 4, (off_t)body) != 4)
+        st = sp_err_set(err, SP_EIO, "%s: read failed", path);
+    close(fd);
+    if (st == SP_OK && stored != (uint32_t)crc)
+        st = sp_err_set(err, SP_EFORMAT, "%s: field 'crc32': stored %08x, computed %08x (corrupt "
+                        "or truncated)", path, stored, (uint32_t)crc);
+    if (st == SP_OK && stored != expect_crc)
+        st = sp_err_set(err, SP_EFORMAT, "%s: CRC %08x differs from the checkpoint's %08x (a "
+                        "segment of another run?)", path, stored, expect_crc);
+    return st;
+}

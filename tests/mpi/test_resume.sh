@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Checkpoint/resume of quantize. Case $1:
+#   kill     SIGKILL the whole job at random moments (several times), resume each time, on
+#            changing rank counts; the final output equals an uninterrupted run's bytes.
+#   signal   SIGUSR1 mid-run: checkpoint, exit 3; resume 2 -> 1 rank and 1 -> 4 ranks.
+#   corrupt  a flipped byte, a truncated file, a missing 'latest' target: each is reported by
+#            name, the previous checkpoint is used, and the output is still identical.
+#   changed  resume refuses when the calibration text changed.
+. "$(dirname "$0")/lib.sh"
+M="$SP_MODEL_DIR"; CAL0="$SP_DATA_DIR/text/stories260K-samples/calib.txt"
+CAL="$WORK/calib.txt"; cp "$CAL0" "$CAL"
+Q=(--bits 4 --levels 3,4 --group-size 32 --nsamples 96 --ctx 512)
+ref() { "$SP_BIN" quantize --model "$M" --calib "$CAL" --out "$WORK/ref" "${Q[@]}" >/dev/null; }
+same_as_ref() { cmp "$WORK/ref/model.sp.h5" "$1/model.sp.h5" || fail "$1 differs from the uninterrupted run"; echo "ok: $1 identical"; }
+start() { # start N ARGS...: the job in its own process group (setsid); its pid/pgid -> $pg
+  local n=$1; shift
+  setsid $SP_MPIEXEC -n "$n" "$SP_BIN" "$@" >"$WORK/job.out" 2>"$WORK/job.err" &
+  pg=$!
+}
+case "$1" in
+kill)
+  ref
+  D="$WORK/ck"; OUT="$WORK/out"
+  start 2 quantize --model "$M" --calib "$CAL" --out "$OUT" "${Q[@]}" --checkpoint-dir "$D"
+  ranks=(1 4 2 1)
+  for i in 0 1 2 3; do
+    # Round 0 kills early (often before any checkpoint); later rounds wait for a new checkpoint
+    # to appear, then kill within the next moments (often while the next one is being written).
+    if [ $i -gt 0 ]; then
+      before=$(cat "$D/latest" 2>/dev/null || true)
+      for _ in $(seq 300); do now=$(cat "$D/latest" 2>/dev/null || true); [ "$now" != "$before" ] && break; [ -e "$OUT" ] && break; sleep 0.05; done
+    fi
+    sleep "$(python3 -c "import random; print(round(random.uniform(0.0, 1.5) if $i else random.uniform(0.5, 3.0), 2))")"
+    kill -9 -- "-$pg" 2>/dev/null || true
+    wait "$pg" 2>/dev/null || true
+    sleep 0.2
+    [ -e "$OUT" ] && break
+    echo "killed (round $i), checkpoints: $(ls "$D" | tr '\n' ' ')"
+    start "${ranks[$i]}" resume "$D"
+  done
+  wait "$pg" 2>/dev/null || true
+  if [ ! -e "$OUT" ]; then
+    $SP_MPIEXEC -n 2 "$SP_BIN" resume "$D" >/dev/null || { cat "$WORK/job.err"; fail "final resume failed"; }
+  fi
+  same_as_ref "$OUT" ;;
+signal)
+  ref
+  for pair in "2 1" "1 4"; do
+    set -- $pair
+    D="$WORK/ck$1$2"; OUT="$WORK/out$1$2"
+    start "$1" quantize --model "$M" --calib "$CAL" --out "$OUT" "${Q[@]}" --checkpoint-dir "$D"
+    # wait for the first checkpoint, then ask for a clean stop
+    for _ in $(seq 200); do [ -e "$D/latest" ] && break; sleep 0.05; done
+    kill -USR1 -- "-$pg" 2>/dev/null || true
+    rc=0; wait "$pg" || rc=$?
+    if [ -e "$OUT" ]; then echo "run finished before the signal; resuming is a no-op"; same_as_ref "$OUT"; continue; fi
+    [ $rc -eq 3 ] || { cat "$WORK/job.err"; fail "expected exit 3 (preempted), got $rc"; }
+    grep -q "resume" "$WORK/job.err" || fail "no resume hint in: $(cat "$WORK/job.err")"
+    $SP_MPIEXEC -n "$2" "$SP_BIN" resume "$D" --json >"$WORK/res.json"
+    python3 -c "import json; j=json.load(open('$WORK/res.json')); assert j['start_layer']>0 and j['ranks']==$2, j"
+    same_as_ref "$OUT"
+  done ;;
+corrupt)
+  ref
+  D="$WORK/ck"
+  "$SP_BIN" quantize --model "$M" --calib "$CAL" --out "$WORK/full" "${Q[@]}" --checkpoint-dir "$D" >/dev/null
+  same_as_ref "$WORK/full"
+  ls "$D"
+  [ "$(ls "$D" | grep -c '^ckpt-.*\.h5$')" -eq 2 ] || fail "expected the last 2 checkpoints to be kept"
+  newest=$(cat "$D/latest"); echo "latest: $newest"
+  cp -a "$D" "$WORK/pristine"
+  for how in flip truncate delete; do
+    rm -rf "$D" "$WORK/full"; cp -a "$WORK/pristine" "$D"
+    case $how in
+      flip) python3 -c "
+import os; p='$D/$newest'; n=os.path.getsize(p); f=open(p,'r+b'); f.seek(n//2); b=f.read(1); f.seek(n//2); f.write(bytes([b[0]^0xFF])); f.close()" ;;
+      truncate) truncate -s $(( $(stat -c %s "$D/$newest") / 2 )) "$D/$newest" ;;
+      delete) rm "$D/$newest" ;;
+    esac
+    "$SP_BIN" resume "$D" >"$WORK/res.out" 2>"$WORK/res.err" || { cat "$WORK/res.err"; fail "resume after $how failed"; }
+    grep -q "${newest%.h5}" "$WORK/res.err" || { cat "$WORK/res.err"; fail "the $how checkpoint is not named"; }
+    echo "ok ($how): $(head -1 "$WORK/res.err")"
+    same_as_ref "$WORK/full"
+  done ;;
+changed)
+  D="$WORK/ck"
+  start 1 quantize --model "$M" --calib "$CAL" --out "$WORK/o" "${Q[@]}" --checkpoint-dir "$D"
+  for _ in $(seq 200); do [ -e "$D/latest" ] && break; sleep 0.05; done
+  kill -9 -- "-$pg" 2>/dev/null || true; wait "$pg" 2>/dev/null || true
+  echo "extra text" >>"$CAL"
+  expect_error 'calib.*changed' "$SP_BIN" resume "$D" ;;
+*) fail "unknown case $1" ;;
+esac
