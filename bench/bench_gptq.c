@@ -177,14 +177,18 @@ int main(int argc, char **argv) {
             sp_hessian_free(hs);
             float *X = make_inputs(n, C, 100 + (uint64_t)C);
             if (sp_hessian_create(&hs, C, &e) != SP_OK) die("hessian", &e);
-            /* The first batch also pays the page faults of S (C² doubles); the second one is
-             * the steady state of a calibration run. Adding X twice leaves H unchanged. */
+            /* The first batch also pays the page faults of S (C² doubles); later ones are the
+             * steady state of a calibration run (best of 3 for C = 4096). Adding the same X
+             * again leaves H unchanged. */
             double t = now_s();
             if (sp_hessian_add(hs, X, (size_t)n, &e) != SP_OK) die("hessian add", &e);
-            double t_first = now_s() - t;
-            t = now_s();
-            if (sp_hessian_add(hs, X, (size_t)n, &e) != SP_OK) die("hessian add", &e);
-            double t_add = now_s() - t;
+            double t_first = now_s() - t, t_add = 1e30;
+            for (int rep = 0; rep < (C > 8192 ? 1 : 3); rep++) {
+                t = now_s();
+                if (sp_hessian_add(hs, X, (size_t)n, &e) != SP_OK) die("hessian add", &e);
+                t = now_s() - t;
+                t_add = t < t_add ? t : t_add;
+            }
             t = now_s();
             if (sp_hessian_finalize(hs, &H, &e) != SP_OK) die("hessian finalize", &e);
             double t_fin = now_s() - t, rate = (double)n * C * (double)C / t_add * 1e-9;
@@ -205,19 +209,28 @@ int main(int argc, char **argv) {
             o.block = B;
             o.group_size = gsz;
             o.act_order = act;
+            /* Best of reps (the machine may be shared); every rep gives the same codes. */
+            const int reps = C > 8192 ? 1 : R > 8192 ? 2 : 3;
             sp_gptq_ctx *ctx = NULL;
-            double t = now_s();
-            if (sp_gptq_prepare(&ctx, H, C, &o, &e) != SP_OK) die("prepare", &e);
-            double t_prep = now_s() - t;
-            sp_qlayer q;
-            t = now_s();
-            if (sp_gptq_quantize(ctx, W, R, bits, &q, NULL, &e) != SP_OK) die("quantize", &e);
-            double t_q = now_s() - t, tot = t_prep + t_q, rate = flops / tot * 1e-9;
+            sp_qlayer q = {0};
+            double t_prep = 1e30, t_q = 1e30, t;
+            for (int rep = 0; rep < reps; rep++) {
+                sp_gptq_free(ctx);
+                sp_qlayer_free(&q);
+                t = now_s();
+                if (sp_gptq_prepare(&ctx, H, C, &o, &e) != SP_OK) die("prepare", &e);
+                double tp = now_s() - t;
+                t = now_s();
+                if (sp_gptq_quantize(ctx, W, R, bits, &q, NULL, &e) != SP_OK) die("quantize", &e);
+                double tq = now_s() - t;
+                if (tp + tq < t_prep + t_q) t_prep = tp, t_q = tq;
+            }
+            double tot = t_prep + t_q, rate = flops / tot * 1e-9;
             sp_gptq_info info;
             sp_gptq_get_info(ctx, &info);
             printf("GPTQ %s W[%d, %d] %d-bit g%d act_order %d: prepare %.3f s + quantize %.3f s "
-                   "= %.3f s, %.1f GFLOP/s = %.0f%% of sgemm (damp %.3g)\n",
-                   shapes[si].label, R, C, bits, gsz, act, t_prep, t_q, tot, rate,
+                   "= %.3f s (best of %d), %.1f GFLOP/s = %.0f%% of sgemm (damp %.3g)\n",
+                   shapes[si].label, R, C, bits, gsz, act, t_prep, t_q, tot, reps, rate,
                    100 * rate / sg, info.damp);
             char lv[128] = "";
             if (si == 0 && act == 0) { /* the same factorization serves every level */

@@ -70,7 +70,8 @@ can move error into its null space: the GPTQ/RTN ratios are lower than on real c
 
 Machine: $cpu, nproc $ncpu, OpenBLAS $blas (pthread), OPENBLAS_NUM_THREADS=$OPENBLAS_NUM_THREADS.
 Command: \`bench/run_gptq.sh ${args[*]:-}\` (runs \`$cmd\`), $(date -u +%Y-%m-%d).
-The machine is shared (other jobs may run at the same time): figures vary by ±15% between runs.
+Timings are the best of 3 runs (4096 x 4096), 2 ([11008, 4096]) or 1 ([8192, 28672]): the
+machine is shared with other jobs, and single runs vary by ±15% or more.
 
 | sgemm GFLOP/s | dsyrk GFLOP/s |
 |---|---|

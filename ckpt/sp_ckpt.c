@@ -24,6 +24,7 @@ void sp_ckpt_opts_default(sp_ckpt_opts *o) {
     o->keep = 2;
     o->compress = SP_CKPT_NONE;
     o->level = 0;
+    o->verify = 1;
 }
 
 size_t sp_ckpt_dtype_size(sp_ckpt_dtype dt) {
@@ -108,7 +109,7 @@ sp_status sp_ckpt_run_on_io(sp_ckpt *ck, sp_status (*fn)(void *arg, sp_err *err)
 static sp_status init_io(void *arg, sp_err *err) {
     sp_ckpt *ck = arg;
     sp_status st = sp_ck_zstd_register(err);
-    return sp_mpi_agree(ck->comm_io, st, err);
+    return sp_ck_agree(ck->comm_io, st, 0, err);
 }
 
 static sp_status check_opts(const sp_ckpt_opts *o, const char *dir, sp_err *err) {
@@ -306,6 +307,7 @@ void sp_ckpt_get_stats(const sp_ckpt *ck, sp_ckpt_stats *s) {
     pthread_mutex_t *mu = (pthread_mutex_t *)&ck->mu; /* the lock is not part of the value */
     pthread_mutex_lock(mu);
     s->write_s = ck->write_s;
+    s->io_cpu_s = ck->io_cpu_s;
     s->bytes = ck->bytes;
     s->n_done = ck->n_done;
     s->n_failed = ck->n_failed;

@@ -28,13 +28,20 @@
  *      space when uncompressed; agree.
  *   1. create <dir>/.ckpt-<step>.h5.tmp (MPI-IO driver), attributes, groups, datasets; agree.
  *   2. one collective H5Dwrite per dataset; agree; the checkpoint's buffers are released.
- *   3. attributes crc32/nbytes per dataset, root attribute complete=1 (last), H5Fclose; agree.
- *   4. rank 0: fsync the file, rename it to ckpt-<step>.h5, fsync the directory, replace
+ *   3. attributes crc32/nbytes per dataset, root attribute complete=1 (last), H5Fclose, then
+ *      every rank fsyncs the file (each node flushes what it wrote); agree. Then, unless
+ *      opts.verify is 0, the closed file is read back collectively and every dataset's CRC
+ *      checked (Open MPI's OMPIO can lose a write to a full disk without an error); agree.
+ *   4. rank 0: rename the file to ckpt-<step>.h5, fsync the directory, replace
  *      <dir>/latest (tmp + fsync + rename + fsync dir), delete all but the newest `keep`
  *      checkpoints (and checkpoint files of a higher step, stale leftovers of an earlier run);
  *      agree.
- *   "agree" is sp_mpi_agree on the I/O thread's communicator, so a failure on one rank never
- *   leaves another rank inside a collective HDF5 call, and every rank records the same error.
+ *   "agree" is sp_mpi_agree's protocol on the I/O thread's communicator (with nonblocking
+ *   collectives polled with sleeps, so a waiting I/O thread does not spin on a core the
+ *   application needs); a failure on one rank never leaves another rank inside a collective
+ *   HDF5 call, and every rank records the same error. Contiguous datasets are written with
+ *   collective HDF5 transfers and independent MPI-IO underneath (H5FD_MPIO_INDIVIDUAL_IO:
+ *   each slab is one contiguous file range); compressed ones with true collective I/O.
  *
  * Errors
  *   A failed checkpoint is discarded: its .tmp file is removed; earlier checkpoints and
@@ -71,9 +78,11 @@ typedef struct {
     int keep;                  /* checkpoints kept on disk (newest first), >= 1; default 2 */
     sp_ckpt_compress compress; /* default SP_CKPT_NONE (contiguous datasets)               */
     int level;                 /* gzip 1..9 (default 1), zstd 1..22 (default 3); 0: default */
+    int verify;                /* 1 (default): read each file back and check its CRCs before
+                                  publishing it (catches writes MPI-IO lost silently)        */
 } sp_ckpt_opts;
 
-/* Fill o with the defaults: keep 2, no compression, level 0. */
+/* Fill o with the defaults: keep 2, no compression, level 0 (default), verify 1. */
 void sp_ckpt_opts_default(sp_ckpt_opts *o);
 
 /* Bytes per element of dt (0 for an invalid value). */
@@ -147,6 +156,7 @@ typedef struct {
     int n_done;       /* durable checkpoints                                               */
     int n_failed;     /* discarded checkpoints                                             */
     double run_s;     /* main thread time spent in run_on_io and reader calls              */
+    double io_cpu_s;  /* CPU time (user + system) the I/O thread used for checkpoints      */
 } sp_ckpt_stats;
 
 /* A snapshot of this rank's counters (thread-safe). */

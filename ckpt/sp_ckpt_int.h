@@ -80,7 +80,7 @@ struct sp_ckpt {
     sp_ck_job *coll_head, *coll_tail;   /* mu: collective jobs, same order on every rank */
     sp_ck_job *local_head, *local_tail; /* mu: this rank's local jobs (priority)          */
     sp_ck_errlog log;                   /* mu                                              */
-    double write_s;                     /* mu */
+    double write_s, io_cpu_s;           /* mu */
     int64_t bytes;                      /* mu */
     int n_done, n_failed;               /* mu */
     int64_t n_finished;                 /* mu: CKPT jobs finished                          */
@@ -104,6 +104,16 @@ sp_status sp_ck_run_local(sp_ckpt *ck, sp_status (*fn)(void *, sp_err *), void *
 sp_status sp_ck_run_collective(sp_ckpt *ck, sp_status (*fn)(void *, sp_err *), void *arg,
                                sp_err *err);
 double sp_ck_now(void);
+
+/* ---- sp_ckpt_comm.c: collectives of the I/O thread that sleep while they wait ---- */
+/* Complete req, polling with sleeps (no busy wait). */
+sp_status sp_ck_wait(MPI_Request *req, const char *what, sp_err *err);
+/* sp_mpi_agree's contract (lowest failing rank's code and message on every rank, prefixed
+ * "rank R: " when size > 1), without spinning; plain = 1 leaves the message unprefixed. */
+sp_status sp_ck_agree(MPI_Comm comm, sp_status local, int plain, sp_err *err);
+/* Gather n int64 of every rank to rank 0 (rank order); broadcast from rank 0. */
+sp_status sp_ck_gather_i64(MPI_Comm comm, const int64_t *mine, int n, int64_t *all, sp_err *err);
+sp_status sp_ck_bcast(MPI_Comm comm, void *buf, int n, MPI_Datatype t, sp_err *err);
 
 /* ---- sp_ckpt_io.c: the I/O thread ---- */
 void *sp_ck_io_main(void *arg);
@@ -167,6 +177,10 @@ void sp_ck_fmt_bytes(char *buf, size_t cap, double bytes);
 sp_status sp_ck_prune(const char *dir, int64_t step, int keep, sp_err *err);
 
 /* ---- sp_ckpt_read.c ---- */
+/* Collective on comm_io: SP_OK when path is a complete checkpoint of `step` whose every dataset
+ * verifies (each rank CRCs its block of rows, rank 0 combines); else the problem, without the
+ * file name and without a rank prefix, the same on every rank. */
+sp_status sp_ck_verify_file(sp_ckpt *ck, const char *path, int64_t step, sp_err *err);
 /* The body of sp_ckpt_open_latest, run on the I/O thread (arg: sp_ck_open_args). */
 sp_status sp_ck_open_latest_io(void *arg, sp_err *err);
 

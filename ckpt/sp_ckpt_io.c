@@ -2,7 +2,7 @@
  *
  * Every rank's I/O thread takes collective jobs from its queue in the same order, so the
  * collective HDF5 and MPI calls below line up across ranks on ck->comm_io. Each phase of a
- * checkpoint ends with sp_mpi_agree(comm_io): a rank that failed stops issuing collective HDF5
+ * checkpoint ends with sp_ck_agree(comm_io): a rank that failed stops issuing collective HDF5
  * calls only at a phase boundary, where every other rank learns of the failure too; inside the
  * write phase a rank whose H5Dwrite failed still issues the remaining (collective) writes.
  * Phases and their agreement points are listed in sp_ckpt.h.
@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -101,6 +102,7 @@ typedef struct {
     int64_t blob_len;
     int64_t total;    /* all datasets' bytes                                       */
     hid_t file, *dset;
+    int open_all;  /* the file is open on every rank (its creation was agreed)     */
     int published; /* the file is renamed to its final name and `latest` names it  */
 } wctx;
 
@@ -201,11 +203,10 @@ static sp_status phase_checks(wctx *w, sp_err *err) {
             }
         }
     }
-    if ((st = sp_mpi_agree(ck->comm_io, st, err)) != SP_OK) goto done;
+    if ((st = sp_ck_agree(ck->comm_io, st, 0, err)) != SP_OK) goto done;
 
-    int rc = MPI_Gather(mine, 4 * ni, MPI_INT64_T, all, 4 * ni, MPI_INT64_T, 0, ck->comm_io);
-    if (rc == MPI_SUCCESS) rc = MPI_Bcast(&w->blob_len, 1, MPI_INT64_T, 0, ck->comm_io);
-    st = sp_mpi_check(rc, "MPI_Gather/MPI_Bcast(checkpoint slabs)", err);
+    st = sp_ck_gather_i64(ck->comm_io, mine, 4 * ni, all, err);
+    if (st == SP_OK) st = sp_ck_bcast(ck->comm_io, &w->blob_len, 1, MPI_INT64_T, err);
     if (st == SP_OK && root) {
         for (int i = 0; i < ni && st == SP_OK; i++) {
             st = combine_item(w, i, all, slab, err);
@@ -227,16 +228,16 @@ static sp_status phase_checks(wctx *w, sp_err *err) {
         w->blob = malloc((size_t)w->blob_len + 1);
         if (!w->blob) st = sp_err_set(err, SP_ENOMEM, "%s: out of memory", w->path);
     }
-    if ((st = sp_mpi_agree(ck->comm_io, st, err)) != SP_OK) goto done;
+    if ((st = sp_ck_agree(ck->comm_io, st, 0, err)) != SP_OK) goto done;
 
     for (int i = 0; i < ni; i++) {
         tab[2 * i] = (int64_t)w->crc[i];
         tab[2 * i + 1] = w->nbytes[i];
     }
-    rc = MPI_Bcast(tab, 2 * ni, MPI_INT64_T, 0, ck->comm_io);
-    if (rc == MPI_SUCCESS && w->blob_len > 0)
-        rc = MPI_Bcast(w->blob, (int)w->blob_len, MPI_BYTE, 0, ck->comm_io);
-    if ((st = sp_mpi_check(rc, "MPI_Bcast(checkpoint table)", err)) != SP_OK) goto done;
+    st = sp_ck_bcast(ck->comm_io, tab, 2 * ni, MPI_INT64_T, err);
+    if (st == SP_OK && w->blob_len > 0)
+        st = sp_ck_bcast(ck->comm_io, w->blob, (int)w->blob_len, MPI_BYTE, err);
+    if (st != SP_OK) goto done;
     w->total = 0;
     for (int i = 0; i < ni; i++) {
         w->crc[i] = (uint32_t)tab[2 * i];
@@ -327,11 +328,19 @@ static sp_status write_error(const wctx *w, const char *what, sp_err *err) {
 static sp_status phase_write(wctx *w, sp_err *err) {
     const sp_ck_job *j = w->job;
     sp_status st = SP_OK;
-    hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
-    if (dxpl < 0 || H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE) < 0) {
+    /* Collective transfers. Filtered datasets need true collective I/O (chunks are owned and
+     * compressed by one rank each). A contiguous dataset gets collective HDF5 semantics with
+     * independent MPI-IO underneath: each rank's slab is one contiguous run of the file, so
+     * two-phase aggregation would only copy data between ranks before the same writes. */
+    hid_t dxpl = H5Pcreate(H5P_DATASET_XFER), dxpl_ind = H5Pcreate(H5P_DATASET_XFER);
+    if (dxpl < 0 || dxpl_ind < 0 || H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE) < 0 ||
+        H5Pset_dxpl_mpio(dxpl_ind, H5FD_MPIO_COLLECTIVE) < 0 ||
+        H5Pset_dxpl_mpio_collective_opt(dxpl_ind, H5FD_MPIO_INDIVIDUAL_IO) < 0) {
         CLOSE_ID(H5Pclose, dxpl);
-        return sp_ck_h5err(err, SP_EIO, "%s: transfer property list", w->path);
+        CLOSE_ID(H5Pclose, dxpl_ind);
+        return sp_ck_h5err(err, SP_EIO, "%s: transfer property lists", w->path);
     }
+    const int filtered = w->ck->opts.compress != SP_CKPT_NONE;
     static const unsigned char dummy = 0; /* H5Dwrite wants a buffer even for 0 elements */
     for (int i = 0; i < j->n_items; i++) {
         const sp_ck_item *it = &j->items[i];
@@ -353,7 +362,8 @@ static sp_status phase_write(wctx *w, sp_err *err) {
         /* Issue the collective write even after an earlier local failure: the other ranks
          * are in it too; the failure is agreed after the loop. */
         if (ok)
-            ok = H5Dwrite(w->dset[i], sp_ck_mem_type(it->dt), mspace, fspace, dxpl,
+            ok = H5Dwrite(w->dset[i], sp_ck_mem_type(it->dt), mspace, fspace,
+                          filtered ? dxpl : dxpl_ind,
                           it->nrows > 0 ? it->buf : (const void *)&dummy) >= 0;
         if (!ok && st == SP_OK) {
             char what[SP_CK_NAME_MAX + 40];
@@ -365,11 +375,15 @@ static sp_status phase_write(wctx *w, sp_err *err) {
         sp_ck_service_local(w->ck); /* run_on_io callers wait at most one dataset write */
     }
     CLOSE_ID(H5Pclose, dxpl);
+    CLOSE_ID(H5Pclose, dxpl_ind);
     return st;
 }
 
-/* Phase 3: checksums, complete=1 (last), close. Returns with w->file closed. */
-static sp_status phase_close(wctx *w, sp_err *err) {
+/* Phase 3, first half: checksums, complete=1 (last), and a flush of all metadata. A flush
+ * that fails (disk full) leaves the file open and consistent, so the failure path can still
+ * close it; a failing H5Fclose would leave HDF5 with a half-destroyed file that crashes
+ * H5close at MPI_Finalize. Collective calls are made whatever the local status. */
+static sp_status phase_finish(wctx *w, sp_err *err) {
     const sp_ck_job *j = w->job;
     sp_status st = SP_OK;
     for (int i = 0; i < j->n_items && st == SP_OK; i++) {
@@ -380,16 +394,53 @@ static sp_status phase_close(wctx *w, sp_err *err) {
     if (st == SP_OK && (st = sp_ck_attr_write_i64(w->file, "complete", 1, err)) != SP_OK)
         sp_err_prefix(err, "%s", w->path);
     for (int i = 0; i < j->n_items; i++) CLOSE_ID(H5Dclose, w->dset[i]);
-    if (H5Fclose(w->file) < 0 && st == SP_OK) st = write_error(w, "closing the file", err);
-    w->file = H5I_INVALID_HID;
+    if (H5Fflush(w->file, H5F_SCOPE_LOCAL) < 0 && st == SP_OK)
+        st = write_error(w, "flushing the file", err);
     return st;
+}
+
+/* Phase 3, second half: close, then every rank fsyncs the file (H5Fclose does not sync): on
+ * a shared file system each node flushes what it wrote, and write-back errors (ENOSPC on
+ * NFS/Lustre, EIO) surface here, on the rank that hit them. */
+static sp_status phase_close(wctx *w, sp_err *err) {
+    sp_status st = SP_OK;
+    if (H5Fclose(w->file) < 0) st = write_error(w, "closing the file", err);
+    w->file = H5I_INVALID_HID;
+    if (st == SP_OK && sp_ck_fsync_path(w->tmp, 0, err) != SP_OK) {
+        char what[SP_ERR_MSG_MAX];
+        snprintf(what, sizeof what, "%s", err->msg);
+        st = write_error(w, what, err);
+    }
+    return st;
+}
+
+/* Phase 3b (collective): read the closed file back and check every dataset's CRC. Open MPI's
+ * OMPIO can report success for a collective write that hit ENOSPC (the data is simply not in
+ * the file), so the error codes of the writes are not enough to publish a checkpoint. */
+static sp_status phase_verify(wctx *w, sp_err *err) {
+    sp_status st = sp_ck_verify_file(w->ck, w->tmp, w->job->step, err);
+    if (st == SP_OK) return SP_OK;
+    /* Rank 0 words the error (free space is read once) and agreement hands it to everyone. */
+    if (w->ck->rank == 0) {
+        char why[SP_ERR_MSG_MAX];
+        snprintf(why, sizeof why, "%s", err->msg);
+        int64_t free_b = sp_ck_free_bytes(w->ck->dir);
+        char have[32];
+        sp_ck_fmt_bytes(have, sizeof have, (double)free_b);
+        if (free_b >= 0 && free_b < w->total + 65536)
+            sp_err_set(err, SP_EIO, "%s: no space left on device (the data read back do not "
+                       "match what was written: %.200s; %s free)", w->path, why, have);
+        else
+            sp_err_set(err, SP_EIO, "%s: the data read back do not match what was written: %.300s",
+                       w->path, why);
+    }
+    return SP_EIO;
 }
 
 /* Phase 4 (rank 0): make the file durable, publish it, update `latest`, prune. */
 static sp_status phase_publish(wctx *w, sp_err *err) {
     const sp_ckpt *ck = w->ck;
-    sp_status st = sp_ck_fsync_path(w->tmp, 0, err);
-    if (st != SP_OK) return write_error(w, "fsync", err);
+    sp_status st;
     if (rename(w->tmp, w->path) != 0)
         return sp_err_set(err, SP_EIO, "%s: cannot rename %s to it", w->path, w->tmp);
     const char *base = strrchr(w->path, '/') + 1;
@@ -435,8 +486,14 @@ static void log_error(sp_ckpt *ck, const sp_err *e) {
     pthread_mutex_unlock(&ck->mu);
 }
 
+static double thread_cpu_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 static void write_ckpt(sp_ckpt *ck, sp_ck_job *j) {
-    double t0 = sp_ck_now();
+    double t0 = sp_ck_now(), c0 = thread_cpu_s();
     sp_ck_quiet q;
     sp_ck_quiet_begin(&q);
     sp_err e = {SP_OK, ""};
@@ -454,7 +511,7 @@ static void write_ckpt(sp_ckpt *ck, sp_ck_job *j) {
                         (long long)j->step);
     else
         for (int i = 0; i < j->n_items; i++) w.dset[i] = H5I_INVALID_HID;
-    if ((st = sp_mpi_agree(ck->comm_io, st, &e)) != SP_OK) goto fail;
+    if ((st = sp_ck_agree(ck->comm_io, st, 0, &e)) != SP_OK) goto fail;
     if ((st = phase_checks(&w, &e)) != SP_OK) goto fail;
 
     /* Phase 1: create (collective), agree, then layout, agree. */
@@ -464,23 +521,37 @@ static void write_ckpt(sp_ckpt *ck, sp_ck_job *j) {
     if (w.file < 0) st = sp_ck_h5err(&e, SP_EIO, "%s: cannot create", w.tmp);
     CLOSE_ID(H5Pclose, fcpl); /* after reading the error: any HDF5 call clears the stack */
     CLOSE_ID(H5Pclose, fapl);
-    if ((st = sp_mpi_agree(ck->comm_io, st, &e)) != SP_OK) goto fail;
+    if ((st = sp_ck_agree(ck->comm_io, st, 0, &e)) != SP_OK) goto fail;
+    w.open_all = 1;
     st = phase_layout(&w, &e);
-    if ((st = sp_mpi_agree(ck->comm_io, st, &e)) != SP_OK) goto fail;
+    if ((st = sp_ck_agree(ck->comm_io, st, 0, &e)) != SP_OK) goto fail;
     st = phase_write(&w, &e);
-    if ((st = sp_mpi_agree(ck->comm_io, st, &e)) != SP_OK) goto fail;
+    if ((st = sp_ck_agree(ck->comm_io, st, 0, &e)) != SP_OK) goto fail;
     release(ck, j); /* the buffers are in the file (or MPI-IO's hands) now */
+    st = phase_finish(&w, &e);
+    if ((st = sp_ck_agree(ck->comm_io, st, 0, &e)) != SP_OK) goto fail;
     st = phase_close(&w, &e);
-    if ((st = sp_mpi_agree(ck->comm_io, st, &e)) != SP_OK) goto fail;
+    if ((st = sp_ck_agree(ck->comm_io, st, 0, &e)) != SP_OK) goto fail;
+    if (ck->opts.verify) {
+        st = phase_verify(&w, &e);
+        if ((st = sp_ck_agree(ck->comm_io, st, 0, &e)) != SP_OK) goto fail;
+    }
     st = ck->rank == 0 ? phase_publish(&w, &e) : SP_OK;
-    if ((st = sp_mpi_agree(ck->comm_io, st, &e)) != SP_OK) goto fail;
+    if ((st = sp_ck_agree(ck->comm_io, st, 0, &e)) != SP_OK) goto fail;
     goto done;
 
 fail:
-    /* Every rank is here after the same agreement. If H5Fcreate failed on some ranks only,
-     * closing the file on the others cannot complete collectively; MPI-IO's open is collective
-     * and fails on all ranks together in practice. */
+    /* Every rank is here after the same agreement. */
     for (int i = 0; w.dset && i < j->n_items; i++) CLOSE_ID(H5Dclose, w.dset[i]);
+    if (w.open_all && w.file >= 0) {
+        /* Free the data blocks first (the file is being discarded), so that the metadata
+         * H5Fclose flushes fits even on a full disk and the close succeeds. */
+        sp_err ignore;
+        if (ck->rank == 0) (void)truncate(w.tmp, 0);
+        (void)sp_ck_agree(ck->comm_io, SP_OK, 0, &ignore);
+    }
+    /* If H5Fcreate failed on some ranks only, closing on the others cannot complete
+     * collectively; MPI-IO's open is collective and fails on all ranks together in practice. */
     CLOSE_ID(H5Fclose, w.file);
     if (ck->rank == 0 && w.tmp) (void)unlink(w.tmp);
     if (!w.published) {
@@ -495,6 +566,7 @@ done:
     sp_ck_quiet_end(&q);
     pthread_mutex_lock(&ck->mu);
     ck->write_s += sp_ck_now() - t0;
+    ck->io_cpu_s += thread_cpu_s() - c0;
     if (st == SP_OK) {
         ck->n_done++;
         for (int i = 0; i < j->n_items; i++) ck->bytes += (int64_t)j->items[i].nbytes;

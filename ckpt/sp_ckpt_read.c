@@ -31,25 +31,6 @@ struct sp_ckpt_reader {
     hid_t file; /* POSIX driver, read-only; used on the I/O thread only */
 };
 
-/* Like sp_mpi_agree, but the lowest failing rank's message is taken as is (no "rank R: "):
- * the messages become warning lines about a file, not errors of a rank. */
-static sp_status agree_plain(MPI_Comm comm, sp_status local, sp_err *err) {
-    int rank, size;
-    MPI_Comm_rank(comm, &rank);
-    MPI_Comm_size(comm, &size);
-    int mine = local != SP_OK ? rank : size, first = size;
-    if (MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm) != MPI_SUCCESS)
-        return sp_err_set(err, SP_EMPI, "MPI_Allreduce(verify) failed");
-    if (first == size) return SP_OK;
-    sp_err buf = {local, ""};
-    if (rank == first) buf = *err;
-    if (MPI_Bcast(&buf, (int)sizeof buf, MPI_BYTE, first, comm) != MPI_SUCCESS)
-        return sp_err_set(err, SP_EMPI, "MPI_Bcast(verify) failed");
-    buf.msg[sizeof buf.msg - 1] = '\0';
-    *err = buf;
-    return buf.code;
-}
-
 /* ---- verification (I/O thread, collective) --------------------------------------------------- */
 
 typedef struct {
@@ -150,31 +131,54 @@ done:
     return st;
 }
 
-/* Rank 0 combines the per-rank CRCs (rank order = row order) and compares. */
-static sp_status check_dataset(const sp_ckpt *ck, hid_t file, const char *name, sp_err *err) {
-    uint32_t crc = 0, stored = 0;
-    int64_t len = 0, stored_n = 0;
-    sp_status st = crc_my_rows(ck, file, name, &crc, &len, &stored, &stored_n, err);
-    int64_t mine[2] = {(int64_t)crc, len}, *all = NULL;
-    if (ck->rank == 0) all = calloc(2 * (size_t)ck->size, sizeof *all);
-    int rc = MPI_Gather(mine, 2, MPI_INT64_T, all, 2, MPI_INT64_T, 0, ck->comm_io);
-    if (rc != MPI_SUCCESS && st == SP_OK) st = sp_mpi_check(rc, "MPI_Gather(verify)", err);
-    if (ck->rank == 0 && st == SP_OK) {
-        if (!all) {
-            st = sp_err_set(err, SP_ENOMEM, "dataset '%s': out of memory", name);
-        } else {
-            uLong c = crc32(0L, Z_NULL, 0);
-            int64_t total = 0;
-            for (int r = 0; r < ck->size; r++) {
-                c = crc32_combine(c, (uLong)all[2 * r], (z_off_t)all[2 * r + 1]);
-                total += all[2 * r + 1];
-            }
-            if ((uint32_t)c != stored || total != stored_n)
-                st = sp_err_set(err, SP_EFORMAT,
-                                "dataset '%s': checksum mismatch (stored 0x%08x, computed 0x%08x)",
-                                name, stored, (unsigned)c);
+/* Every dataset in `names`: each rank CRCs its block of rows, one gather, rank 0 combines the
+ * per-rank CRCs of each dataset (rank order = row order) and compares. The first problem (a
+ * local read error, or rank 0's first mismatch) is the rank's status; the caller agrees. */
+static sp_status check_datasets(const sp_ckpt *ck, hid_t file, char **names, int n,
+                                sp_err *err) {
+    int64_t *mine = calloc(4 * (size_t)n + 1, sizeof *mine), *all = NULL;
+    if (ck->rank == 0) all = calloc(4 * (size_t)n * (size_t)ck->size + 1, sizeof *all);
+    sp_status st = (!mine || (ck->rank == 0 && !all))
+                       ? sp_err_set(err, SP_ENOMEM, "out of memory verifying datasets")
+                       : SP_OK;
+    /* Collectives below need every rank; agree on the allocations first. */
+    if ((st = sp_ck_agree(ck->comm_io, st, 1, err)) != SP_OK) goto done;
+    for (int i = 0; i < n; i++) {
+        uint32_t crc = 0, stored = 0;
+        int64_t len = 0, stored_n = 0;
+        sp_err e = {SP_OK, ""};
+        sp_status s1 = crc_my_rows(ck, file, names[i], &crc, &len, &stored, &stored_n, &e);
+        if (s1 != SP_OK && st == SP_OK) {
+            st = s1;
+            *err = e;
         }
+        mine[4 * i] = crc;
+        mine[4 * i + 1] = len;
+        mine[4 * i + 2] = stored;
+        mine[4 * i + 3] = stored_n;
     }
+    sp_err ge = {SP_OK, ""};
+    sp_status gs = sp_ck_gather_i64(ck->comm_io, mine, 4 * n, all, &ge);
+    if (gs != SP_OK) {
+        *err = ge;
+        st = gs;
+    }
+    for (int i = 0; ck->rank == 0 && st == SP_OK && i < n; i++) {
+        uLong c = crc32(0L, Z_NULL, 0);
+        int64_t total = 0;
+        for (int r = 0; r < ck->size; r++) {
+            const int64_t *v = all + ((size_t)r * (size_t)n + (size_t)i) * 4;
+            c = crc32_combine(c, (uLong)v[0], (z_off_t)v[1]);
+            total += v[1];
+        }
+        uint32_t stored = (uint32_t)mine[4 * i + 2];
+        if ((uint32_t)c != stored || total != mine[4 * i + 3])
+            st = sp_err_set(err, SP_EFORMAT,
+                            "dataset '%s': checksum mismatch (stored 0x%08x, computed 0x%08x)",
+                            names[i], stored, (unsigned)c);
+    }
+done:
+    free(mine);
     free(all);
     return st;
 }
@@ -202,9 +206,7 @@ static sp_status check_root(hid_t file, int64_t step, sp_err *err) {
     return st;
 }
 
-/* Collective: SP_OK when path is a complete checkpoint whose every dataset verifies; else the
- * problem (without the file name), the same on every rank. */
-static sp_status verify(sp_ckpt *ck, const char *path, int64_t step, sp_err *err) {
+sp_status sp_ck_verify_file(sp_ckpt *ck, const char *path, int64_t step, sp_err *err) {
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), file = H5I_INVALID_HID;
     name_list l = {NULL, 0, 0, 0};
     sp_status st = SP_OK;
@@ -218,21 +220,19 @@ static sp_status verify(sp_ckpt *ck, const char *path, int64_t step, sp_err *err
         st = sp_err_set(err, trunc ? SP_ETRUNC : SP_EFORMAT, "%s (HDF5: %s)",
                         trunc ? "truncated" : "cannot open as HDF5", h5[0] ? h5 : "no detail");
     }
-    if ((st = agree_plain(ck->comm_io, st, err)) != SP_OK) return st;
+    if ((st = sp_ck_agree(ck->comm_io, st, 1, err)) != SP_OK) return st;
     st = check_root(file, step, err);
     if (st == SP_OK && H5Ovisit2(file, H5_INDEX_NAME, H5_ITER_INC, collect_dset, &l,
                                  H5O_INFO_BASIC) < 0)
         st = l.oom ? sp_err_set(err, SP_ENOMEM, "out of memory listing datasets")
                    : sp_ck_h5err(err, SP_EFORMAT, "cannot list the datasets");
-    st = agree_plain(ck->comm_io, st, err);
-    for (int i = 0; i < l.n && st == SP_OK; i++) {
-        st = check_dataset(ck, file, l.names[i], err);
-        st = agree_plain(ck->comm_io, st, err);
-    }
+    st = sp_ck_agree(ck->comm_io, st, 1, err);
+    if (st == SP_OK) st = check_datasets(ck, file, l.names, l.n, err);
+    st = sp_ck_agree(ck->comm_io, st, 1, err);
     for (int i = 0; i < l.n; i++) free(l.names[i]);
     free(l.names);
     if (H5Fclose(file) < 0 && st == SP_OK) st = sp_ck_h5err(err, SP_EIO, "cannot close");
-    return agree_plain(ck->comm_io, st, err);
+    return sp_ck_agree(ck->comm_io, st, 1, err);
 }
 
 /* ---- open_latest ------------------------------------------------------------------------------ */
@@ -298,17 +298,16 @@ static sp_status list_candidates(sp_ckpt *ck, cand **out, int64_t *n_out, char *
     }
     free(fin);
     free(tmp);
-    if ((st = sp_mpi_agree(ck->comm_io, st, err)) != SP_OK) {
+    if ((st = sp_ck_agree(ck->comm_io, st, 0, err)) != SP_OK) {
         free(c);
         return st;
     }
-    int rc = MPI_Bcast(&n, 1, MPI_INT64_T, 0, ck->comm_io);
-    if (rc == MPI_SUCCESS) rc = MPI_Bcast(latest, 256, MPI_CHAR, 0, ck->comm_io);
-    if (rc == MPI_SUCCESS && ck->rank != 0 && !(c = calloc((size_t)n + 1, sizeof *c)))
+    st = sp_ck_bcast(ck->comm_io, &n, 1, MPI_INT64_T, err);
+    if (st == SP_OK) st = sp_ck_bcast(ck->comm_io, latest, 256, MPI_CHAR, err);
+    if (st == SP_OK && ck->rank != 0 && !(c = calloc((size_t)n + 1, sizeof *c)))
         st = sp_err_set(err, SP_ENOMEM, "%s: out of memory", ck->dir);
-    if ((st = sp_mpi_agree(ck->comm_io, st, err)) == SP_OK && rc == MPI_SUCCESS)
-        rc = MPI_Bcast(c, (int)(2 * n), MPI_INT64_T, 0, ck->comm_io);
-    if (st == SP_OK) st = sp_mpi_check(rc, "MPI_Bcast(checkpoint list)", err);
+    if ((st = sp_ck_agree(ck->comm_io, st, 0, err)) == SP_OK)
+        st = sp_ck_bcast(ck->comm_io, c, (int)(2 * n), MPI_INT64_T, err);
     if (st != SP_OK) {
         free(c);
         return st;
@@ -341,7 +340,8 @@ sp_status sp_ck_open_latest_io(void *arg, sp_err *err) {
             char *path = sp_ck_final_path(ck->dir, c[i].step);
             sp_err e = {SP_OK, ""};
             sp_status v = path ? SP_OK : sp_err_set(&e, SP_ENOMEM, "out of memory");
-            if ((v = agree_plain(ck->comm_io, v, &e)) == SP_OK) v = verify(ck, path, c[i].step, &e);
+            if ((v = sp_ck_agree(ck->comm_io, v, 1, &e)) == SP_OK)
+                v = sp_ck_verify_file(ck, path, c[i].step, &e);
             free(path);
             if (v == SP_OK) {
                 chosen = i;
@@ -371,7 +371,7 @@ sp_status sp_ck_open_latest_io(void *arg, sp_err *err) {
         if (!r || !r->path) st = sp_err_set(err, SP_ENOMEM, "%s: out of memory", ck->dir);
         else if ((r->file = H5Fopen(r->path, H5F_ACC_RDONLY, H5P_DEFAULT)) < 0)
             st = sp_ck_h5err(err, SP_EIO, "%s: cannot reopen", r->path);
-        st = sp_mpi_agree(ck->comm_io, st, err);
+        st = sp_ck_agree(ck->comm_io, st, 0, err);
     }
     free(c);
     if (st != SP_OK) {

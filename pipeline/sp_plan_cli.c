@@ -11,6 +11,7 @@
 
 static const char *PLAN_USAGE =
     "usage: shardpress plan --model DIR --ranks R [options]\n"
+    "       shardpress plan --calibrate [--save-rates FILE] [--json]\n"
     "\n"
     "Predict the peak memory per rank and the time of `shardpress quantize` with these\n"
     "settings, from config.json and the weight files' headers only (no tensor is read).\n"
@@ -205,12 +206,24 @@ static sp_status plan_rank0(const char *model_dir, sp_plan_opts *o, int calibrat
                             const char *cal_dir, const char *rates_path, const char *save_rates,
                             int json, int strict, sp_err *err) {
     sp_plan_model m;
-    SP_FORWARD(sp_plan_model_read(&m, model_dir, err));
+    if (model_dir) SP_FORWARD(sp_plan_model_read(&m, model_dir, err));
     sp_plan_rates r;
     sp_plan_rates_default(&r);
     if (rates_path) SP_FORWARD(sp_plan_rates_load(&r, rates_path, err));
     if (calibrate) SP_FORWARD(sp_plan_rates_calibrate(&r, cal_dir, err));
     if (save_rates) SP_FORWARD(sp_plan_rates_save(&r, save_rates, err));
+    if (!model_dir) { /* --calibrate alone: the rates of this machine */
+        if (json)
+            printf("{\"sgemm_gflops\":%g,\"dgemm_gflops\":%g,\"round_ns\":%g,\"write_mb_s\":%g,"
+                   "\"read_mb_s\":%g,\"net_mb_s\":%g,\"base_mb\":%g}\n", r.sgemm_gflops,
+                   r.dgemm_gflops, r.round_ns, r.write_mb_s, r.read_mb_s, r.net_mb_s, r.base_mb);
+        else
+            printf("rates        %s: sgemm %.1f GF/s, dgemm %.1f GF/s, rounding %.2f ns, write %.0f "
+                   "MB/s,\n             read %.0f MB/s, network %.0f MB/s, baseline %.1f MiB\n",
+                   r.source, r.sgemm_gflops, r.dgemm_gflops, r.round_ns, r.write_mb_s,
+                   r.read_mb_s, r.net_mb_s, r.base_mb);
+        return SP_OK;
+    }
     sp_plan_result res;
     SP_FORWARD(sp_plan_predict(&m, o, &r, &res, err));
     if (json) print_json(model_dir, &m, o, &r, &res);
@@ -282,7 +295,9 @@ sp_status sp_plan_cli(MPI_Comm comm, int rank, int argc, char **argv, sp_err *er
     }
     if (st == SP_OK && optind < argc)
         st = sp_err_set(err, SP_EINVAL, "plan: unexpected argument '%s'", argv[optind]);
-    if (st == SP_OK && !model) st = sp_err_set(err, SP_EINVAL, "plan: --model is required");
+    if (st == SP_OK && !model && !calibrate)
+        st = sp_err_set(err, SP_EINVAL, "plan: --model is required (or --calibrate alone, to "
+                        "measure this machine's rates)");
     if (st == SP_OK && strict && o.mem_per_rank <= 0)
         st = sp_err_set(err, SP_EINVAL, "plan: --strict needs --mem-per-rank");
     /* --bits is always stored, as in quantize: add it to --levels and sort. */

@@ -538,7 +538,6 @@ static void check_state_after_enospc(sp_ckpt *ck, const char *dir) {
 }
 
 static void test_disk_full(void **state) {
-    sp_status st_dbg;
     (void)state;
     snprintf(g_mnt, sizeof g_mnt, "%s/tmpfs", g_base);
     int ok = 0;
@@ -570,12 +569,17 @@ static void test_disk_full(void **state) {
     /* Compressed: no up-front size check, so the collective write itself hits ENOSPC. */
     ck = make_engine(g_mnt, 2, SP_CKPT_GZIP);
     OK(write_random(ck, 3, 4096, &big, E));
-    st_dbg = sp_ckpt_wait_buffer(ck, big, &e);
-    if (st_dbg != SP_EIO) { sp_err e3 = {SP_OK, ""}; sp_status s3 = sp_ckpt_wait_all(ck, &e3); fprintf(stderr, "rank %d DBG wait_buffer %d [%s] wait_all %d [%s]\n", g_rank, st_dbg, e.msg, s3, e3.msg); }
-    assert_int_equal(st_dbg, SP_EIO);
-    if (g_rank == 0) fprintf(stderr, "disk full (gzip): %s\n", e.msg);
-    assert_non_null(strstr(e.msg, "ckpt-00000003.h5: no space left on device"));
-    OK(sp_ckpt_wait_all(ck, E)); /* reported once */
+    /* Where the failure shows depends on the MPI-IO layer: a failed collective write is
+     * reported by wait_buffer(big); a write that MPI-IO lost silently is caught by the
+     * read-back verification after close, reported by wait_all. Exactly one of them reports. */
+    sp_err e2 = {SP_OK, ""};
+    sp_status s1 = sp_ckpt_wait_buffer(ck, big, &e), s2 = sp_ckpt_wait_all(ck, &e2);
+    assert_true((s1 == SP_EIO && s2 == SP_OK) || (s1 == SP_OK && s2 == SP_EIO));
+    const char *msg = s1 == SP_EIO ? e.msg : e2.msg;
+    if (g_rank == 0) fprintf(stderr, "disk full (gzip, %s): %s\n", s1 ? "wait_buffer" : "wait_all",
+                             msg);
+    assert_non_null(strstr(msg, "ckpt-00000003.h5: no space left on device"));
+    assert_non_null(strstr(msg, "'latest' unchanged"));
     free(big);
     check_state_after_enospc(ck, g_mnt);
     /* And the engine still writes checkpoints that fit. */

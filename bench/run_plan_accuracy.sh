@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# run_plan_accuracy.sh — `shardpress plan` against real `shardpress quantize --json` runs:
+# predicted vs measured peak RSS per rank and seconds per phase, on the bundled model and on
+# synthetic models (bench/sp_synth_model), written to the "## Plan accuracy" section of
+# docs/benchmarks.md (other sections are untouched).
+#
+# Usage: bench/run_plan_accuracy.sh [--quick] [--no-doc]
+#   --quick   the two small cases only (a smoke run: printed, never recorded)
+#   --no-doc  print only
+# Environment: SP_BUILD_DIR (default <repo>/build), SP_DATA_DIR (default <repo>/../shared/data).
+# Everything runs with OPENBLAS_NUM_THREADS=1 (one BLAS thread per rank, as 2 ranks on the
+# 2-core reference machine have), and plan calibrates its rates once, with the same setting.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BUILD="${SP_BUILD_DIR:-$ROOT/build}"
+DATA="${SP_DATA_DIR:-$ROOT/../shared/data}"
+DOC="$ROOT/docs/benchmarks.md"
+SECTION="## Plan accuracy"
+export OPENBLAS_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+MPIRUN=(mpirun --oversubscribe --bind-to none)
+
+quick=0 write_doc=1
+for a in "$@"; do
+  case "$a" in
+    --quick) quick=1; write_doc=0 ;;
+    --no-doc) write_doc=0 ;;
+    *) echo "usage: $0 [--quick] [--no-doc]" >&2; exit 2 ;;
+  esac
+done
+SP="$BUILD/shardpress"
+SYN="$BUILD/sp_synth_model"
+[ -x "$SP" ] && [ -x "$SYN" ] || { echo "run_plan_accuracy.sh: build shardpress and sp_synth_model in $BUILD first" >&2; exit 1; }
+"$SP" plan --help >/dev/null 2>&1 || { echo "run_plan_accuracy.sh: $SP has no 'plan' command" >&2; exit 1; }
+CAL="$DATA/text/stories260K-samples/calib.txt"
+W=$(mktemp -d "${TMPDIR:-/tmp}/sp-planacc.XXXXXX")
+trap 'rm -rf "$W"' EXIT
+
+"$SP" plan --calibrate --calibrate-dir "$W" --save-rates "$W/rates.json" >/dev/null
+echo "rates: $(tr -d '\n ' <"$W/rates.json")"
+
+# name | model | ranks | quantize options (also given to plan)
+cases=(
+  "bundled|$ROOT/models/stories260K|2|--nsamples 8 --ctx 128 --group-size 32 --bits 4"
+  "bundled|$ROOT/models/stories260K|1|--nsamples 128 --ctx 512 --group-size 32 --bits 4"
+)
+if [ "$quick" -eq 0 ]; then
+  "$SYN" --out "$W/syn-s" --hidden 256 --intermediate 688 --layers 12 --heads 4 --kv-heads 2 --vocab 512 --max-pos 1024 --seed 1
+  "$SYN" --out "$W/syn-m" --hidden 1024 --intermediate 2816 --layers 4 --heads 16 --kv-heads 8 --vocab 512 --max-pos 1024 --seed 2
+  "$SYN" --out "$W/syn-l" --hidden 2048 --intermediate 5632 --layers 2 --heads 16 --kv-heads 4 --vocab 512 --max-pos 1024 --seed 3
+  cases+=(
+    "syn-s D256 F688 L12|$W/syn-s|2|--nsamples 16 --ctx 256 --group-size 32 --bits 4 --checkpoint-every 1"
+    "syn-m D1024 F2816 L4|$W/syn-m|1|--nsamples 32 --ctx 512 --group-size 128 --bits 4 --levels 3,4"
+    "syn-m D1024 F2816 L4|$W/syn-m|2|--nsamples 32 --ctx 512 --group-size 128 --bits 4 --levels 3,4"
+    "syn-l D2048 F5632 L2|$W/syn-l|2|--nsamples 16 --ctx 512 --group-size 128 --bits 4"
+  )
+fi
+
+rows=""
+i=0
+for c in "${cases[@]}"; do
+  IFS='|' read -r name model ranks opts <<<"$c"
+  i=$((i + 1))
+  # shellcheck disable=SC2086
+  "$SP" plan --model "$model" --ranks "$ranks" $opts --rates "$W/rates.json" --json >"$W/plan$i.json"
+  qopts=$opts
+  case "$opts" in *--checkpoint-every*) qopts="$opts --checkpoint-dir $W/ckpt$i" ;; esac
+  # shellcheck disable=SC2086
+  "${MPIRUN[@]}" -n "$ranks" "$SP" quantize --model "$model" --calib "$CAL" --out "$W/out$i" $qopts --json >"$W/run$i.json"
+  row=$(python3 - "$W/plan$i.json" "$W/run$i.json" "$name" "$ranks" "$opts" <<'PY'
+import json, sys
+p = json.load(open(sys.argv[1])); r = json.load(open(sys.argv[2]))
+name, ranks, opts = sys.argv[3], int(sys.argv[4]), sys.argv[5]
+mem = p["memory"]
+pred = [mem["rank0"]["rss_mb"]] + ([mem["other"]["rss_mb"]] if ranks > 1 else [])
+meas = r["peak_rss_mb"][:2]
+def pct(a, b): return f"{(a - b) / b * 100:+.0f}%"
+rss = "; ".join(f"r{k}: {pred[k]:.1f} / {meas[k]:.1f} ({pct(pred[k], meas[k])})" for k in range(len(meas)))
+ph = []
+for k in ("hessian", "gptq", "propagate", "write"):
+    a, b = p["phase_seconds"][k], r["phase_seconds"][k]
+    ph.append(f"{k} {a:.2f} / {b:.2f}")
+tot = f"{p['seconds']:.2f} / {r['seconds']:.2f} ({pct(p['seconds'], r['seconds'])})"
+print(f"| {name} | {ranks} | `{opts}` | {rss} | {tot} | {', '.join(ph)} |")
+PY
+)
+  echo "$row"
+  rows+="$row"$'\n'
+  rm -rf "$W/out$i" "$W/ckpt$i"
+done
+[ "$write_doc" -eq 1 ] || exit 0
+
+cpu="$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -n1)"
+section="$(cat <<EOF
+$SECTION
+
+What: \`shardpress plan\` (memory replayed from quantize's allocations, time from measured
+rates; see \`pipeline/sp_plan.h\`) against \`shardpress quantize --json\` run right after it
+with the same settings: peak RSS per rank (rank 0 and rank 1, MiB, predicted / measured, error
+relative to the measurement) and seconds (whole run and per phase, predicted / measured).
+The predicted RSS includes the weight-file pages the run maps (every block on every rank):
+they are page cache, reclaimable, and \`plan\` does not count them against --mem-per-rank.
+
+Machine: $cpu, nproc $(nproc), OPENBLAS_NUM_THREADS=1 for plan's calibration and for every
+rank. Rates (\`plan --calibrate\`): \`$(tr -d '\n ' <"$W/rates.json")\`.
+Command: \`bench/run_plan_accuracy.sh\`, $(date -u +%Y-%m-%d). Synthetic models: \`sp_synth_model\`
+(BF16, random weights, vocabulary 512 with the bundled tokenizer); calibration text
+stories260K-samples/calib.txt.
+
+| model | ranks | settings | peak RSS MiB, predicted / measured | total s | phases s, predicted / measured |
+|---|---|---|---|---|---|
+$rows
+EOF
+)"
+mkdir -p "$(dirname "$DOC")"
+[[ -f "$DOC" ]] || printf '# Benchmarks\n\nMeasured figures; each section says how to reproduce it.\n' >"$DOC"
+new_section="$W/section.md"
+printf '%s\n\n' "$section" >"$new_section"
+awk -v h="$SECTION" -v f="$new_section" '
+  $0 == h { while ((getline line < f) > 0) print line; skip = 1; found = 1; next }
+  skip && /^## / { skip = 0 }
+  !skip { print }
+  END { if (!found) { print ""; while ((getline line < f) > 0) print line } }
+' "$DOC" >"$W/doc.md"
+cat "$W/doc.md" >"$DOC"
+echo "run_plan_accuracy.sh: updated $DOC"
