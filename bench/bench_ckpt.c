@@ -1,9 +1,10 @@
 /* bench_ckpt.c — what a lazy checkpoint costs the main thread, against writing it
  * synchronously with the same engine (commit + wait_all), with compute between checkpoints.
  *
- *   phase 1 (isolated compute): R sgemms (256^3, one thread per rank), R calibrated on rank 0
- *            so that they take --compute × the synchronous checkpoint time;
- *   phase 2 (synchronous): K checkpoints, each begin/put/commit + wait_all, timed;
+ *   phase 1 (synchronous): K checkpoints, each begin/put/commit + wait_all, timed;
+ *   phase 2 (compute alone): R sgemms (256^3, one BLAS thread per rank), R calibrated so that
+ *            they take --compute × the mean synchronous time; timed alone here and again
+ *            after phase 3 (the faster run is reported, so the slowdown is not understated);
  *   phase 3 (lazy): K times { wait_buffer(buf); refill buf; begin/put/commit; R sgemms },
  *            then wait_all. A checkpoint's blocked time is its commit call plus the wait before
  *            its buffer is next overwritten (or the final wait_all for the last one).
@@ -160,10 +161,13 @@ int main(int argc, char **argv) {
         if (sp_ckpt_wait_buffer(ck, buf, &e)) return die("wait_buffer", &e);
         double w = now() - t0;
         if (it > 1) { /* the wait belongs to the previous checkpoint */
-            double bl = max_all(w + pending_commit);
+            double bl = max_all(w + pending_commit), wm = max_all(w);
+            double cm = max_all(pending_commit);
             blocked_sum += bl;
             if (bl > blocked_max) blocked_max = bl;
-            if (rank == 0) printf("lazy  ckpt %d: blocked %.4f s\n", it - 1 + iters, bl);
+            if (rank == 0)
+                printf("lazy  ckpt %d: blocked %.4f s (commit %.4f, wait_buffer %.4f)\n",
+                       it - 1 + iters, bl, cm, wm);
         }
         fill(buf, n, iters + it, rank);
         t0 = now();
@@ -173,11 +177,14 @@ int main(int argc, char **argv) {
     }
     double t0 = now();
     if (sp_ckpt_wait_all(ck, &e)) return die("wait_all", &e);
-    double bl = max_all(now() - t0 + pending_commit);
+    double wfin = now() - t0, bl = max_all(wfin + pending_commit);
+    double wm = max_all(wfin), cm = max_all(pending_commit);
     double lazy_wall = max_all(now() - t_lazy0);
     blocked_sum += bl;
     if (bl > blocked_max) blocked_max = bl;
-    if (rank == 0) printf("lazy  ckpt %d: blocked %.4f s (final wait_all)\n", 2 * iters, bl);
+    if (rank == 0)
+        printf("lazy  ckpt %d: blocked %.4f s (commit %.4f, final wait_all %.4f)\n", 2 * iters,
+               bl, cm, wm);
     sp_ckpt_stats s1;
     sp_ckpt_get_stats(ck, &s1);
     double io_lazy = max_all((s1.write_s - s0.write_s) / iters);
@@ -185,6 +192,11 @@ int main(int argc, char **argv) {
     double io_sync = max_all(s0.write_s / iters);
     double blocked_mean = blocked_sum / iters, comp_mean = comp_sum / iters;
     if (sp_ckpt_destroy(ck, &e)) return die("destroy", &e);
+    /* Compute alone once more, after the lazy phase: the machine's speed drifts (shared
+     * hosts), and the faster of the two runs makes the reported slowdown conservative. */
+    MPI_Barrier(MPI_COMM_WORLD);
+    double again = max_all(compute(reps, a, b, c));
+    if (again < comp_iso) comp_iso = again;
 
     if (rank == 0) {
         printf("checkpoint: %.0f MiB over %d ranks, %s, verify %s, %d x sync then %d x lazy\n",

@@ -145,7 +145,6 @@ static void free_engine(sp_ckpt *ck) {
     }
     free_job(ck->pend);
     if (ck->comm_io != MPI_COMM_NULL) MPI_Comm_free(&ck->comm_io);
-    if (ck->comm_main != MPI_COMM_NULL) MPI_Comm_free(&ck->comm_main);
     pthread_cond_destroy(&ck->cv_done);
     pthread_cond_destroy(&ck->cv_work);
     pthread_mutex_destroy(&ck->mu);
@@ -186,15 +185,14 @@ sp_status sp_ckpt_create(sp_ckpt **out, MPI_Comm comm, const char *dir, const sp
     ck->opts = *o;
     if (ck->opts.level == 0) ck->opts.level = o->compress == SP_CKPT_ZSTD ? 3 : 1;
     ck->last_step = -1;
-    ck->comm_main = ck->comm_io = MPI_COMM_NULL;
+    ck->comm_io = MPI_COMM_NULL;
     pthread_mutex_init(&ck->mu, NULL);
     pthread_cond_init(&ck->cv_work, NULL);
     pthread_cond_init(&ck->cv_done, NULL);
-    st = sp_mpi_check(MPI_Comm_dup(comm, &ck->comm_main), "MPI_Comm_dup", &e);
-    if (st == SP_OK) st = sp_mpi_check(MPI_Comm_dup(comm, &ck->comm_io), "MPI_Comm_dup", &e);
+    st = sp_mpi_check(MPI_Comm_dup(comm, &ck->comm_io), "MPI_Comm_dup", &e);
     if (st == SP_OK) {
-        MPI_Comm_rank(ck->comm_main, &ck->rank);
-        MPI_Comm_size(ck->comm_main, &ck->size);
+        MPI_Comm_rank(ck->comm_io, &ck->rank);
+        MPI_Comm_size(ck->comm_io, &ck->size);
         if (pthread_create(&ck->thread, NULL, sp_ck_io_main, ck) != 0)
             st = sp_err_set(&e, SP_EIO, "%s: cannot start the checkpoint I/O thread", dir);
         else
@@ -345,9 +343,11 @@ static sp_status pend_fail(sp_ckpt *ck, sp_err *err, sp_status code, const char 
 
 sp_status sp_ckpt_begin(sp_ckpt *ck, int64_t step, sp_err *err) {
     SP_RETURN_IF(!ck, err, SP_EINVAL, "sp_ckpt_begin: NULL engine");
-    SP_RETURN_IF(ck->pend_open, err, SP_EINVAL,
-                 "%s: checkpoint %lld begun while checkpoint %lld is still being described",
-                 ck->dir, (long long)step, (long long)(ck->pend ? ck->pend->step : -1));
+    if (ck->pend_open) /* the open description fails; its commit still keeps ranks in step */
+        return pend_fail(ck, err, SP_EINVAL,
+                         "%s: checkpoint %lld begun while checkpoint %lld is still being "
+                         "described", ck->dir, (long long)step,
+                         (long long)(ck->pend ? ck->pend->step : -1));
     ck->pend_open = 1;
     ck->pend_st = SP_OK;
     ck->pend = calloc(1, sizeof *ck->pend);
@@ -538,38 +538,33 @@ static uint64_t describe_hash(const sp_ck_job *j) {
 
 sp_status sp_ckpt_commit(sp_ckpt *ck, sp_err *err) {
     SP_RETURN_IF(!ck, err, SP_EINVAL, "sp_ckpt_commit: NULL engine");
-    sp_err e = {SP_OK, ""};
-    sp_status st = SP_OK;
-    if (!ck->pend_open)
-        st = sp_err_set(&e, SP_EINVAL, "%s: commit without sp_ckpt_begin", ck->dir);
-    else if (ck->pend_st != SP_OK)
-        st = sp_err_set(&e, ck->pend_st, "%s", ck->pend_err.msg);
+    int begun = ck->pend_open;
     sp_ck_job *j = ck->pend;
     ck->pend = NULL;
     ck->pend_open = 0;
-    st = sp_mpi_agree(ck->comm_main, st, &e);
-    if (st == SP_OK) {
-        /* max(h) and max(~h) = ~min(h): all equal iff max(h) == ~max(~h). */
-        uint64_t h = describe_hash(j), v[2] = {h, ~h}, r[2];
-        st = sp_mpi_check(MPI_Allreduce(v, r, 2, MPI_UINT64_T, MPI_MAX, ck->comm_main),
-                          "MPI_Allreduce(commit)", &e);
-        if (st == SP_OK && r[0] != ~r[1])
-            st = sp_err_set(&e, SP_EINVAL,
-                            "%s: checkpoint %lld: ranks described different checkpoints "
-                            "(attribute or dataset names, dtypes, shapes or order differ)",
-                            ck->dir, (long long)j->step);
+    /* Queue a job for every commit call, even a bad or missing description, so that the I/O
+     * threads of all ranks see the same sequence; a bad one fails on every rank in phase 0. */
+    if (!j) {
+        j = calloc(1, sizeof *j);
+        SP_RETURN_IF(!j, err, SP_ENOMEM, "%s: out of memory committing a checkpoint", ck->dir);
+        j->kind = SP_CK_JOB_CKPT;
+        j->step = -1;
     }
-    if (st != SP_OK) {
-        free_job(j);
-        if (err) *err = e;
-        return st;
+    if (!begun) {
+        j->bad = sp_err_set(&j->bad_err, SP_EINVAL, "%s: commit without sp_ckpt_begin",
+                            ck->dir);
+    } else if (ck->pend_st != SP_OK) {
+        j->bad = ck->pend_st;
+        j->bad_err = ck->pend_err;
     }
-    ck->last_step = j->step;
+    j->hash = describe_hash(j);
+    if (j->bad == SP_OK) ck->last_step = j->step;
     ck->n_committed++;
     j->hnext = NULL;
     if (ck->hist_tail) ck->hist_tail->hnext = j;
     else ck->hist_head = j;
     ck->hist_tail = j;
     push(ck, j);
+    if (!begun) return sp_err_set(err, SP_EINVAL, "%s: commit without sp_ckpt_begin", ck->dir);
     return SP_OK;
 }

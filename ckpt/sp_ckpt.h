@@ -23,13 +23,16 @@
  *   by one thread per rank (the "main" thread); they are not thread-safe among themselves.
  *
  * Commit protocol (per checkpoint, on the I/O threads of all ranks, same queue order)
- *   0. per dataset each rank computes the CRC-32 of its slab; rank 0 gathers them, checks that
- *      the slabs tile dim 0 exactly, combines them (crc32_combine) in row order, and checks free
- *      space when uncompressed; agree.
+ *   0. agree that every rank's description is valid and identical (a hash of step, attribute
+ *      names/types, dataset names/dtypes/shapes, order); per dataset each rank computes the
+ *      CRC-32 of its slab; rank 0 gathers them, checks that the slabs tile dim 0 exactly,
+ *      combines them (crc32_combine) in row order, and checks free space when uncompressed;
+ *      agree.
  *   1. create <dir>/.ckpt-<step>.h5.tmp (MPI-IO driver), attributes, groups, datasets; agree.
  *   2. one collective H5Dwrite per dataset; agree; the checkpoint's buffers are released.
- *   3. attributes crc32/nbytes per dataset, root attribute complete=1 (last), H5Fclose, then
- *      every rank fsyncs the file (each node flushes what it wrote); agree. Then, unless
+ *   3. attributes crc32/nbytes per dataset, root attribute complete=1 (last), H5Fflush; agree
+ *      (a flush that fails leaves the file closable); H5Fclose, then every rank fsyncs the file
+ *      (each node flushes what it wrote); agree. Then, unless
  *      opts.verify is 0, the closed file is read back collectively and every dataset's CRC
  *      checked (Open MPI's OMPIO can lose a write to a full disk without an error); agree.
  *   4. rank 0: rename the file to ckpt-<step>.h5, fsync the directory, replace
@@ -53,9 +56,14 @@
  *       (earlier checkpoints completely, buf's checkpoint up to and including its writes);
  *     - sp_ckpt_wait_all() and sp_ckpt_destroy() cover everything committed.
  *   This rule makes every rank report the same error at the same call whatever the timing of
- *   its I/O thread. sp_ckpt_commit() never reports I/O-thread errors for that reason (it does
- *   not wait); it reports only errors of the description, agreed over the ranks.
+ *   its I/O thread. sp_ckpt_commit() never reports them for that reason (it does not wait).
  *   Several unreported errors are reported as the first one plus "(and N more ...)".
+ *   A bad description (bad name, shape or row range, step not increasing, begin twice, commit
+ *   without begin, or ranks describing different checkpoints) is reported at once by the call
+ *   that detects it on this rank, but the checkpoint is still queued by sp_ckpt_commit: it then
+ *   fails on every rank in phase 0 (nothing is written) and the waits report that, agreed, as
+ *   for any I/O error. Every commit call queues exactly one job, so the I/O threads of all
+ *   ranks stay in step as long as every rank calls begin/commit the same number of times.
  */
 #ifndef SP_CKPT_H
 #define SP_CKPT_H
@@ -93,22 +101,23 @@ typedef struct sp_ckpt sp_ckpt;
 /* ---- writing ------------------------------------------------------------------------------ */
 
 /* Collective over comm. Rank 0 creates dir (and missing parents) if needed. Duplicates comm
- * twice (one for the main thread's agreement in commit, one for the I/O thread) and starts the
- * I/O thread, which registers the zstd filter (idempotent, process-wide in HDF5) and from now
- * on makes every HDF5 call of the process. o may be NULL (defaults).
+ * for the I/O thread and starts it; it registers the zstd filter (idempotent, process-wide in
+ * HDF5) and from now on makes every HDF5 call of the process. o may be NULL (defaults).
  * @return SP_OK and *out; SP_EINVAL for bad options, SP_EIO if dir cannot be created,
  *         SP_EUNSUPPORTED if MPI is not MPI_THREAD_MULTIPLE; the same code on every rank. */
 sp_status sp_ckpt_create(sp_ckpt **out, MPI_Comm comm, const char *dir, const sp_ckpt_opts *o,
                          sp_err *err);
 
 /* Start describing checkpoint `step` (>= 0, strictly greater than every step committed on this
- * engine). All ranks describe the same items in the same order (checked at commit).
- * @return SP_EINVAL for a bad step or when a description is already open. */
+ * engine). All ranks describe the same items in the same order (checked on the I/O thread).
+ * @return SP_EINVAL for a bad step, or when a description is already open (that one is then
+ *         marked bad; commit it as usual). */
 sp_status sp_ckpt_begin(sp_ckpt *ck, int64_t step, sp_err *err);
 
 /* A root attribute of the open checkpoint, copied now; rank 0's value is written (all ranks
  * must name the same attributes). Names: 1..255 bytes, no '/', not one of the reserved
- * format, version, step, complete. Strings: < 64 KiB. @return SP_EINVAL for a bad name. */
+ * format, version, step, complete. Strings: < 64 KiB.
+ * @return SP_EINVAL for a bad name (the description is marked bad, see top). */
 sp_status sp_ckpt_put_attr_str(sp_ckpt *ck, const char *name, const char *value, sp_err *err);
 sp_status sp_ckpt_put_attr_i64(sp_ckpt *ck, const char *name, int64_t v, sp_err *err);
 
@@ -118,17 +127,15 @@ sp_status sp_ckpt_put_attr_i64(sp_ckpt *ck, const char *name, int64_t v, sp_err 
  * The slabs of all ranks must tile [0, global_shape[0]) exactly (checked on the I/O thread).
  * buf is NOT copied: the caller must not modify or free it until sp_ckpt_wait_buffer(buf) or
  * sp_ckpt_wait_all() has returned.
- * @return SP_EINVAL for a bad name, dtype, shape or row range (the description stays open but
- *         is marked bad; commit then fails on every rank). */
+ * @return SP_EINVAL for a bad name, dtype, shape or row range (the description is marked bad:
+ *         commit it anyway; the checkpoint then fails on every rank, see top). */
 sp_status sp_ckpt_put_rows(sp_ckpt *ck, const char *name, sp_ckpt_dtype dt, int ndim,
                            const int64_t *global_shape, int64_t row0, int64_t nrows,
                            const void *buf, sp_err *err);
 
-/* Collective over the engine's communicator (one small allreduce, no waiting for I/O). Agrees
- * that every rank's description is valid and identical (step, attribute names and types,
- * dataset names, dtypes and shapes, in order), then queues the checkpoint and returns.
- * @return SP_OK, or the same description error on every rank (nothing is queued then; the
- *         description is closed either way). Never reports I/O-thread errors (see top). */
+/* Close the description, queue it for the I/O thread and return at once (no communication).
+ * Every call queues one job, also for a bad description or without begin (see top).
+ * @return SP_OK; SP_EINVAL without sp_ckpt_begin; SP_ENOMEM. Never reports I/O-thread errors. */
 sp_status sp_ckpt_commit(sp_ckpt *ck, sp_err *err);
 
 /* Block until no committed checkpoint still references buf (a pointer inside or at the start

@@ -49,6 +49,9 @@ struct sp_ck_job {
     int n_attrs, cap_attrs;
     sp_ck_item *items;
     int n_items, cap_items;
+    sp_status bad;       /* first error of the description (local), or SP_OK        */
+    sp_err bad_err;
+    uint64_t hash;       /* of what all ranks must describe identically              */
     int released;        /* mu: buffers no longer referenced             */
     int64_t err_mark;    /* mu: error-log count when released            */
     int finished;        /* mu: the I/O thread is done with the job      */
@@ -67,7 +70,7 @@ typedef struct {
 } sp_ck_errlog;
 
 struct sp_ckpt {
-    MPI_Comm comm_main, comm_io; /* dup'd: main thread's commit agreement; I/O thread */
+    MPI_Comm comm_io; /* MPI_Comm_dup of the engine's communicator, used by the I/O thread */
     int rank, size;
     char *dir;
     sp_ckpt_opts opts;

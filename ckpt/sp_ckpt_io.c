@@ -172,7 +172,21 @@ static sp_status phase_checks(wctx *w, sp_err *err) {
     sp_ck_job *j = w->job;
     int ni = j->n_items, root = ck->rank == 0;
     int64_t *mine = NULL, *all = NULL, *slab = NULL, *tab = NULL;
-    sp_status st = SP_OK;
+    /* The description: valid on every rank (a put_* error marks it bad), and the same on
+     * every rank (names, dtypes, shapes, order) — before any collective sized by it. */
+    sp_status st = j->bad;
+    if (st != SP_OK) *err = j->bad_err;
+    if ((st = sp_ck_agree(ck->comm_io, st, 0, err)) != SP_OK) return st;
+    uint64_t hv[2] = {j->hash, ~j->hash}, hr[2] = {0, 0};
+    MPI_Request req;
+    int rc = MPI_Iallreduce(hv, hr, 2, MPI_UINT64_T, MPI_MAX, ck->comm_io, &req);
+    st = rc == MPI_SUCCESS ? sp_ck_wait(&req, "MPI_Iallreduce(description)", err)
+                           : sp_mpi_check(rc, "MPI_Iallreduce(description)", err);
+    if (st != SP_OK) return st;
+    if (hr[0] != ~hr[1]) /* max(h) == min(h): every rank sees the same result */
+        return sp_err_set(err, SP_EINVAL,
+                          "%s: ranks described different checkpoints (attribute or dataset "
+                          "names, dtypes, shapes or order differ)", w->path);
     w->crc = calloc((size_t)ni + 1, sizeof *w->crc);
     w->nbytes = calloc((size_t)ni + 1, sizeof *w->nbytes);
     mine = calloc(4 * (size_t)ni + 1, sizeof *mine);

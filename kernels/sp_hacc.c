@@ -23,7 +23,7 @@ sp_status sp_hacc_init(sp_hacc *h, int n, int max_rows, int64_t total_rows, doub
     h->bound = bound;
     h->n = n;
     h->max_rows = max_rows;
-    size_t nn = (size_t)n * (size_t)n;
+    size_t nn = (size_t)n * (size_t)(n + 1) / 2;
     h->acc = sp_calloc(nn, sizeof *h->acc, err, "hessian accumulator");
     h->xd = h->acc ? sp_malloc((size_t)max_rows * n * sizeof *h->xd, err, "hessian input") : NULL;
     h->panel = h->xd ? sp_malloc((size_t)n * SP_HACC_PANEL * sizeof *h->panel, err, "hessian panel")
@@ -63,8 +63,9 @@ sp_status sp_hacc_add(sp_hacc *h, const float *X, int rows, sp_err *err) {
                     h->xd + j0, n, 0.0, h->panel, pw);
         for (int i = 0; i < ih; i++) {
             const double *prow = h->panel + (size_t)i * pw;
-            int64_t *arow = h->acc + (size_t)i * n + j0;
             int jstart = i > j0 ? i - j0 : 0;
+            /* packed row i starts at column i: arow[j] is entry (i, j0 + j) */
+            int64_t *arow = h->acc + sp_hacc_index(n, i, i) - (size_t)(i - j0);
             for (int j = jstart; j < pw; j++) {
                 double v = prow[j];
                 if (fabs(v) > limit)
@@ -79,7 +80,7 @@ sp_status sp_hacc_add(sp_hacc *h, const float *X, int rows, sp_err *err) {
 }
 
 sp_status sp_hacc_allreduce(sp_hacc *h, MPI_Comm comm, sp_err *err) {
-    size_t nn = (size_t)h->n * (size_t)h->n, chunk = (size_t)1 << 27;
+    size_t nn = (size_t)h->n * (size_t)(h->n + 1) / 2, chunk = (size_t)1 << 27;
     for (size_t off = 0; off < nn; off += chunk) {
         int cnt = (int)(nn - off < chunk ? nn - off : chunk);
         SP_FORWARD(sp_mpi_check(MPI_Allreduce(MPI_IN_PLACE, h->acc + off, cnt, MPI_INT64_T,
@@ -89,20 +90,17 @@ sp_status sp_hacc_allreduce(sp_hacc *h, MPI_Comm comm, sp_err *err) {
                         "MPI_Allreduce(hessian rows)", err);
 }
 
-double *sp_hacc_finalize(sp_hacc *h) {
-    _Static_assert(sizeof(double) == sizeof(int64_t), "H is built in place of A");
+double *sp_hacc_finalize(const sp_hacc *h, sp_err *err) {
     int n = h->n;
+    double *H = sp_malloc((size_t)n * (size_t)n * sizeof *H, err, "hessian");
+    if (!H) return NULL;
     double scale = h->rows > 0 ? 2.0 * h->grid / (double)h->rows : 0.0;
-    double *H = (double *)(void *)h->acc;
-    /* Row-major walk i <= j: entry (i,j) is read as int64 then written as double in place;
-     * the mirror (j,i) with j > i lies in the unused lower triangle, never read later. */
     for (int i = 0; i < n; i++) {
+        const int64_t *arow = h->acc + sp_hacc_index(n, i, i);
         for (int j = i; j < n; j++) {
-            int64_t a;
-            memcpy(&a, &h->acc[(size_t)i * n + j], sizeof a);
-            double v = (double)a * scale;
-            memcpy(&H[(size_t)i * n + j], &v, sizeof v); /* memcpy: no type-punned store */
-            memcpy(&H[(size_t)j * n + i], &v, sizeof v);
+            double v = (double)arow[j - i] * scale;
+            H[(size_t)i * n + j] = v;
+            H[(size_t)j * n + i] = v;
         }
     }
     return H;

@@ -19,9 +19,10 @@
  * 2^18 of the true maximum. A window whose entries exceed the bound is rejected (SP_EINTERNAL)
  * rather than silently overflowing.
  *
- * Memory: A is n² int64 (8 bytes per entry, the same as a double H, and converted to H in
- * place by sp_hacc_finalize). Products are formed in panels of SP_HACC_PANEL columns, so the
- * double scratch is O(T·n + n·panel).
+ * Memory: A is the packed upper triangle, n(n+1)/2 int64 (half of a dense double H: 3.3 GB
+ * for the 28672-wide down_proj input of a 70B model). Only ranks that quantize modules reading
+ * this Hessian call sp_hacc_finalize, which allocates the full n² double H. Products are formed
+ * in panels of SP_HACC_PANEL columns, so the double scratch is O(T·n + n·panel).
  *
  * Thread-safety: one accumulator per thread. The MPI reduction is collective over its comm.
  */
@@ -40,7 +41,7 @@ typedef struct {
     double grid;          /* value of one integer unit g (a power of two)             */
     double bound;         /* B: a-priori bound on |x|                                 */
     int64_t rows;         /* tokens accumulated on this rank (all ranks after reduce) */
-    int64_t *acc;         /* [n, n] integer sums; upper triangle (j >= i) is used     */
+    int64_t *acc;         /* packed upper triangle: row i holds entries j = i..n-1    */
     double *xd;           /* [max_rows, n] double copy of a window                     */
     double *panel;        /* [n, SP_HACC_PANEL] one panel of X_wᵀ X_w                   */
     int max_rows;
@@ -62,8 +63,13 @@ sp_status sp_hacc_add(sp_hacc *h, const float *X, int rows, sp_err *err);
  * Every rank ends with the global sums. */
 sp_status sp_hacc_allreduce(sp_hacc *h, MPI_Comm comm, sp_err *err);
 
-/* Convert A in place into H = 2·A·g / rows (full symmetric matrix, double [n, n]) and return
- * it. After this the accumulator holds H, not A; only sp_hacc_free may follow. */
-double *sp_hacc_finalize(sp_hacc *h);
+/* Offset of entry (i, j), i <= j, in the packed upper triangle. */
+static inline size_t sp_hacc_index(int n, int i, int j) {
+    return (size_t)i * (size_t)n - (size_t)i * (size_t)(i - 1) / 2 + (size_t)(j - i);
+}
+
+/* H = 2·A·g / rows as a full symmetric double [n, n] matrix (malloc'ed: free() it), or NULL
+ * when it cannot be allocated (err filled). The accumulator is left as it was. */
+double *sp_hacc_finalize(const sp_hacc *h, sp_err *err);
 
 #endif

@@ -3,7 +3,7 @@
  *   begin    refuse an existing --out (unless --force), make "<out>.partial", and choose where
  *            block segments go: "<checkpoint dir>/blocks" (they must outlive a killed run) or
  *            "<out>.partial/blocks".
- *   segment  after each block, its quantized modules at every level -> one segment file.
+ *   (after each block, sp_quantize.c streams its modules at every level into a segment)
  *   finish   config.json + tokenizer + model.sp.h5 (dense tensors, then every block's modules
  *            read back from its segment, in block order), then rename to <out>.
  * The container is written in one pass at the end, on the main thread, after the checkpoint
@@ -33,21 +33,6 @@ sp_status sp_qoutput_begin(sp_qjob *j, sp_err *err) {
     SP_RETURN_IF(mkdir(j->segdir, 0755) != 0 && errno != EEXIST, err, SP_EIO,
                  "%s: cannot create: %s", j->segdir, strerror(errno));
     return SP_OK;
-}
-
-sp_status sp_qoutput_write_segment(sp_qjob *j, int layer, sp_err *err) {
-    sp_segment_unit *units = sp_calloc((size_t)j->n_units, sizeof *units, err, "segment");
-    if (!units) return SP_ENOMEM;
-    for (int u = 0; u < j->n_units; u++) {
-        units[u].module = j->units[u].module;
-        units[u].bits = j->units[u].bits;
-        units[u].q = j->q[u]; /* shallow: the layers stay owned by the job */
-    }
-    uint32_t crc = 0;
-    sp_status st = sp_segment_write(j->segdir, layer, units, j->n_units, &crc, err);
-    free(units);
-    if (st == SP_OK) j->block_crc[layer] = crc;
-    return st;
 }
 
 static sp_status put_dense_tensor(sp_qjob *j, sp_qcontainer *out, const char *name, int64_t rows,

@@ -14,6 +14,7 @@
 #include "sp_calib.h"
 #include "sp_qshare.h"
 #include "sp_quantize_int.h"
+#include "sp_segment.h"
 
 #define H_QKV SP_H_QKV
 #define H_O SP_H_O
@@ -185,24 +186,49 @@ static sp_status quantize_my_units(sp_qjob *j, double *Hs[N_HESS], int layer, sp
 
 /* ---- phase 3: share and write ---------------------------------------------------------------- */
 
+/* Units at --bits go to every rank (propagation needs them); other levels only to rank 0,
+ * which streams each unit into the block's segment as it arrives and frees it, so no rank
+ * ever holds a whole block at every level (5 GB of codes for a 70B block at six levels). */
 static sp_status share_units(sp_qjob *j, int layer, double *t_write, sp_err *err) {
     const sp_quantize_opts *o = j->o;
-    sp_status st = SP_OK;
+    sp_status st = SP_OK, wst = SP_OK;
+    sp_err werr = {SP_OK, ""};
+    sp_segment_writer w;
+    double tw = 0;
+    if (j->rank == 0) wst = sp_segment_writer_open(&w, j->segdir, layer, j->n_units, &werr);
     for (int u = 0; u < j->n_units && st == SP_OK; u++) {
         sp_unit *un = &j->units[u];
-        if (un->bits == o->bits)
+        int keep = un->bits == o->bits;
+        if (keep)
             st = sp_qshare_bcast(j->comm, un->owner, &j->q[u], un->rows, un->cols, un->bits,
                                  o->group_size, o->sym, err);
         else if (un->owner != 0 && (j->rank == 0 || j->rank == un->owner))
             st = sp_qshare_sendrecv(j->comm, un->owner, 0, u, &j->q[u], un->rows, un->cols,
                                     un->bits, o->group_size, o->sym, err);
+        if (st == SP_OK && j->rank == 0 && wst == SP_OK) {
+            double t0 = now_s();
+            wst = sp_segment_writer_append(&w, un->module, &j->q[u], &werr);
+            tw += now_s() - t0;
+        }
+        if (!keep) sp_qlayer_free(&j->q[u]);
     }
-    /* Errors in point-to-point transfers reach the others here. */
+    if (j->rank == 0 && wst == SP_OK && st == SP_OK) {
+        uint32_t crc = 0;
+        double t0 = now_s();
+        wst = sp_segment_writer_close(&w, &crc, &werr);
+        tw += now_s() - t0;
+        if (wst == SP_OK) j->block_crc[layer] = crc;
+    } else if (j->rank == 0 && wst == SP_OK) {
+        sp_segment_writer_abort(&w);
+    }
+    *t_write += tw;
+    if (st == SP_OK && wst != SP_OK) {
+        st = wst;
+        if (err) *err = werr;
+    }
+    /* Errors of transfers or of the segment reach every rank here. */
     st = sp_mpi_agree(j->comm, st, err);
     if (st) return st;
-    double t0 = now_s();
-    if (j->rank == 0) st = sp_qoutput_write_segment(j, layer, err);
-    *t_write += now_s() - t0;
     /* Relative errors at --bits, for the summary (sum over owners). */
     double e[2] = {0, 0};
     for (int u = 0; u < j->n_units; u++)
@@ -213,7 +239,7 @@ static sp_status share_units(sp_qjob *j, int layer, double *t_write, sp_err *err
     MPI_Allreduce(MPI_IN_PLACE, e, 2, MPI_DOUBLE, MPI_SUM, j->comm);
     j->err_sum += e[0];
     j->err_count += (int)e[1];
-    return sp_mpi_agree(j->comm, st, err);
+    return SP_OK;
 }
 
 /* ---- phase 4: propagate through the quantized block ------------------------------------------ */
@@ -349,12 +375,28 @@ static sp_status run_block(sp_qjob *j, int l, sp_quantize_result *res, sp_err *e
     double *Hs[N_HESS] = {0};
     if (st == SP_OK && !o->rtn) {
         st = block_hessians(j, H, err);
-        for (int h = 0; h < N_HESS && st == SP_OK; h++) Hs[h] = sp_hacc_finalize(&H[h]);
+        /* Memory: drop the Hessians this rank does not use first, then expand the ones it
+         * does from packed int64 to full double one at a time, freeing each packed copy. */
+        int need[N_HESS] = {0};
+        for (int u = 0; u < j->n_units; u++)
+            if (j->units[u].owner == j->rank) need[j->units[u].hessian] = 1;
+        for (int h = 0; h < N_HESS; h++)
+            if (!need[h]) sp_hacc_free(&H[h]);
+        for (int h = 0; h < N_HESS && st == SP_OK; h++) {
+            if (!need[h]) continue;
+            Hs[h] = sp_hacc_finalize(&H[h], err);
+            if (!Hs[h]) st = SP_ENOMEM;
+            sp_hacc_free(&H[h]);
+        }
+        st = sp_mpi_agree(j->comm, st, err);
     }
     double t1 = now_s();
     res->t_hessian += t1 - t0;
     if (st == SP_OK) st = quantize_my_units(j, Hs, l, err);
-    for (int h = 0; h < N_HESS; h++) sp_hacc_free(&H[h]);
+    for (int h = 0; h < N_HESS; h++) {
+        sp_hacc_free(&H[h]);
+        free(Hs[h]);
+    }
     double t2 = now_s();
     res->t_gptq += t2 - t1;
     if (st == SP_OK) st = share_units(j, l, &res->t_write, err);

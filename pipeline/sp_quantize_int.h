@@ -46,7 +46,6 @@ typedef struct {
 
 /* sp_qoutput.c — rank 0 only. */
 sp_status sp_qoutput_begin(sp_qjob *j, sp_err *err);
-sp_status sp_qoutput_write_segment(sp_qjob *j, int layer, sp_err *err);
 sp_status sp_qoutput_finish(sp_qjob *j, sp_err *err);
 void sp_qoutput_abort(sp_qjob *j);
 

@@ -6,6 +6,12 @@
  * Longest-processing-time-first: units by decreasing cost (ties by index) go to the rank whose
  * load after taking them is smallest (ties to the lowest rank). Deterministic: every rank
  * computes the same assignment.
+ *
+ * Memory decides the granularity. Every rank that quantizes a module must hold that module's
+ * Hessian and its factorization — for a 70B down_proj, 6.6 GB + 3.3 GB. When there are no more
+ * ranks than Hessians (n_hess), whole Hessian groups (every module and level reading one
+ * Hessian) are scheduled as units, so each Hessian lives on exactly one rank; with more ranks,
+ * single units are scheduled so that all ranks get work.
  */
 #ifndef SP_SCHEDULE_H
 #define SP_SCHEDULE_H

@@ -72,46 +72,86 @@ static sp_status write_all(int fd, const void *buf, size_t n, uLong *crc, const 
     return SP_OK;
 }
 
-sp_status sp_segment_write(const char *dir, int layer, const sp_segment_unit *units, int n,
-                           uint32_t *crc_out, sp_err *err) {
-    char path[4096], tmp[4200];
-    sp_segment_path(path, sizeof path, dir, layer);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    SP_RETURN_IF(fd < 0, err, SP_EIO, "%s: cannot create: %s", tmp, strerror(errno));
+sp_status sp_segment_writer_open(sp_segment_writer *w, const char *dir, int layer, int n_units,
+                                 sp_err *err) {
+    memset(w, 0, sizeof *w);
+    w->fd = -1;
+    sp_segment_path(w->path, sizeof w->path, dir, layer);
+    snprintf(w->tmp, sizeof w->tmp, "%s.tmp", w->path);
+    w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    SP_RETURN_IF(w->fd < 0, err, SP_EIO, "%s: cannot create: %s", w->tmp, strerror(errno));
     uLong crc = crc32(0L, Z_NULL, 0);
     seg_header h;
     memset(&h, 0, sizeof h);
     memcpy(h.magic, SEG_MAGIC, 8);
     h.version = SEG_VERSION;
     h.layer = (uint32_t)layer;
-    h.n_units = (uint32_t)n;
-    sp_status st = write_all(fd, &h, sizeof h, &crc, tmp, err);
-    for (int i = 0; i < n && st == SP_OK; i++) {
-        const sp_qlayer *q = &units[i].q;
-        seg_unit u = {(uint32_t)units[i].module, (uint32_t)q->bits, (uint32_t)q->rows,
-                      (uint32_t)q->cols, q->group_size, (uint32_t)q->sym,
-                      sp_qshare_bytes(q->rows, q->cols, q->bits, q->group_size)};
-        char *buf = sp_malloc(u.nbytes, err, "segment unit");
-        if (!buf) { st = SP_ENOMEM; break; }
-        pack_layer(q, buf);
-        st = write_all(fd, &u, sizeof u, &crc, tmp, err);
-        if (st == SP_OK) st = write_all(fd, buf, u.nbytes, &crc, tmp, err);
-        free(buf);
-    }
-    uint32_t c32 = (uint32_t)crc;
+    h.n_units = (uint32_t)n_units;
+    w->expected = n_units;
+    sp_status st = write_all(w->fd, &h, sizeof h, &crc, w->tmp, err);
+    w->crc = crc;
+    if (st) sp_segment_writer_abort(w);
+    return st;
+}
+
+sp_status sp_segment_writer_append(sp_segment_writer *w, int module, const sp_qlayer *q,
+                                   sp_err *err) {
+    SP_RETURN_IF(w->written >= w->expected, err, SP_EINTERNAL, "%s: more units than announced",
+                 w->tmp);
+    seg_unit u = {(uint32_t)module, (uint32_t)q->bits, (uint32_t)q->rows, (uint32_t)q->cols,
+                  q->group_size, (uint32_t)q->sym,
+                  sp_qshare_bytes(q->rows, q->cols, q->bits, q->group_size)};
+    char *buf = sp_malloc(u.nbytes, err, "segment unit");
+    if (!buf) return SP_ENOMEM;
+    pack_layer(q, buf);
+    uLong crc = w->crc;
+    sp_status st = write_all(w->fd, &u, sizeof u, &crc, w->tmp, err);
+    if (st == SP_OK) st = write_all(w->fd, buf, u.nbytes, &crc, w->tmp, err);
+    free(buf);
+    w->crc = crc;
+    w->written++;
+    return st;
+}
+
+sp_status sp_segment_writer_close(sp_segment_writer *w, uint32_t *crc_out, sp_err *err) {
+    sp_status st = SP_OK;
+    if (w->written != w->expected)
+        st = sp_err_set(err, SP_EINTERNAL, "%s: %d of %d units written", w->tmp, w->written,
+                        w->expected);
+    uint32_t c32 = (uint32_t)w->crc;
     if (st == SP_OK) {
         uLong dummy = 0;
-        st = write_all(fd, &c32, sizeof c32, &dummy, tmp, err);
+        st = write_all(w->fd, &c32, sizeof c32, &dummy, w->tmp, err);
     }
-    if (st == SP_OK && fsync(fd) != 0)
-        st = sp_err_set(err, SP_EIO, "%s: fsync failed: %s", tmp, strerror(errno));
-    close(fd);
-    if (st == SP_OK && rename(tmp, path) != 0)
-        st = sp_err_set(err, SP_EIO, "%s: cannot rename: %s", path, strerror(errno));
-    if (st != SP_OK) unlink(tmp);
+    if (st == SP_OK && fsync(w->fd) != 0)
+        st = sp_err_set(err, SP_EIO, "%s: fsync failed: %s", w->tmp, strerror(errno));
+    close(w->fd);
+    w->fd = -1;
+    if (st == SP_OK && rename(w->tmp, w->path) != 0)
+        st = sp_err_set(err, SP_EIO, "%s: cannot rename: %s", w->path, strerror(errno));
+    if (st != SP_OK) unlink(w->tmp);
     else if (crc_out) *crc_out = c32;
     return st;
+}
+
+void sp_segment_writer_abort(sp_segment_writer *w) {
+    if (w->fd >= 0) close(w->fd);
+    w->fd = -1;
+    unlink(w->tmp);
+}
+
+sp_status sp_segment_write(const char *dir, int layer, const sp_segment_unit *units, int n,
+                           uint32_t *crc_out, sp_err *err) {
+    sp_segment_writer w;
+    SP_FORWARD(sp_segment_writer_open(&w, dir, layer, n, err));
+    for (int i = 0; i < n; i++) {
+        sp_status st = sp_segment_writer_append(&w, units[i].module, &units[i].q, err);
+        if (st) {
+            sp_segment_writer_abort(&w);
+            return st;
+        }
+    }
+    return sp_segment_writer_close(&w, crc_out, err);
 }
 
 void sp_segment_free_units(sp_segment_unit *units, int n) {

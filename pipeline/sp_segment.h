@@ -29,6 +29,22 @@ typedef struct {
 /* Path of the segment of a layer. */
 void sp_segment_path(char *buf, size_t cap, const char *dir, int layer);
 
+/* Streaming writer: open, append n_units units one by one (each may be freed right after),
+ * close (fsync + rename; *crc_out gets the file's CRC32). abort removes the temporary file. */
+typedef struct {
+    int fd;
+    unsigned long crc;
+    int expected, written;
+    char path[4096], tmp[4200];
+} sp_segment_writer;
+
+sp_status sp_segment_writer_open(sp_segment_writer *w, const char *dir, int layer, int n_units,
+                                 sp_err *err);
+sp_status sp_segment_writer_append(sp_segment_writer *w, int module, const sp_qlayer *q,
+                                   sp_err *err);
+sp_status sp_segment_writer_close(sp_segment_writer *w, uint32_t *crc_out, sp_err *err);
+void sp_segment_writer_abort(sp_segment_writer *w);
+
 /* Write the units of one layer atomically. *crc_out (may be NULL) gets the file's CRC32. */
 sp_status sp_segment_write(const char *dir, int layer, const sp_segment_unit *units, int n,
                            uint32_t *crc_out, sp_err *err);

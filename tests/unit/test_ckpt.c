@@ -112,11 +112,18 @@ static void test_keep_and_latest(void **state) {
         read_latest(dir, latest, sizeof latest);
         assert_string_equal(latest, "ckpt-00000003.h5");
     }
-    /* Steps must increase. */
+    /* Steps must increase: begin says so at once; the commit still queues the (failing)
+     * checkpoint so that every rank's I/O thread stays in step, and the wait reports it. */
     sp_err e2 = {SP_OK, ""};
     assert_int_equal(sp_ckpt_begin(ck, 3, &e2), SP_EINVAL);
-    assert_int_equal(sp_ckpt_commit(ck, &e2), SP_EINVAL); /* closes the bad description */
     assert_non_null(strstr(e2.msg, "step 3"));
+    OK(sp_ckpt_commit(ck, E));
+    e2.msg[0] = '\0';
+    assert_int_equal(sp_ckpt_wait_all(ck, &e2), SP_EINVAL);
+    assert_non_null(strstr(e2.msg, "step 3"));
+    sp_ckpt_get_stats(ck, &st);
+    assert_int_equal(st.n_failed, 1);
+    if (g_rank == 0) assert_int_equal(count_entries(dir, "ckpt-"), 2); /* nothing touched */
     OK(sp_ckpt_destroy(ck, E));
     for (int s = 0; s < 3; s++) free(bufs[s]);
 }
@@ -451,7 +458,8 @@ static void test_async_error_reporting(void **state) {
     assert_non_null(strstr(e.msg, "written by no rank"));
     assert_non_null(strstr(e.msg, "checkpoint discarded"));
     OK(sp_ckpt_wait_all(ck, E));
-    /* A description error on one rank only: commit fails on every rank, nothing is queued. */
+    /* A description error on one rank only: put_rows reports it there at once; commit queues
+     * the checkpoint anyway and it fails on every rank, reported by wait_buffer(good). */
     for (int i = 0; i < 64; i++) good[i] = (float)i;
     int64_t s2[1] = {64L * g_size};
     OK(sp_ckpt_begin(ck, 3, E));
@@ -459,16 +467,27 @@ static void test_async_error_reporting(void **state) {
                                     g_rank == g_size - 1 ? 64L * g_size : 64L * g_rank, 64, good,
                                     &e);
     assert_int_equal(st, g_rank == g_size - 1 ? SP_EINVAL : SP_OK);
-    assert_int_equal(sp_ckpt_commit(ck, &e), SP_EINVAL);
+    OK(sp_ckpt_commit(ck, E));
+    e.msg[0] = '\0';
+    /* On the bad rank the item was refused, so it holds no reference to good: wait_all. */
+    assert_int_equal(g_rank == g_size - 1 ? sp_ckpt_wait_all(ck, &e)
+                                          : sp_ckpt_wait_buffer(ck, good, &e), SP_EINVAL);
     assert_non_null(strstr(e.msg, "outside"));
+    OK(sp_ckpt_wait_all(ck, E));
     /* Ranks describing different checkpoints. */
     if (g_size > 1) {
         OK(sp_ckpt_begin(ck, 4, E));
         OK(sp_ckpt_put_rows(ck, g_rank == 0 ? "a" : "b", SP_CKPT_F32, 1, s2, 64L * g_rank, 64,
                             good, E));
-        assert_int_equal(sp_ckpt_commit(ck, &e), SP_EINVAL);
+        OK(sp_ckpt_commit(ck, E));
+        assert_int_equal(sp_ckpt_wait_all(ck, &e), SP_EINVAL);
         assert_non_null(strstr(e.msg, "different"));
     }
+    /* Commit without begin fails at once, and (queued as a failing placeholder) on every rank
+     * at the next wait. */
+    assert_int_equal(sp_ckpt_commit(ck, &e), SP_EINVAL);
+    assert_int_equal(sp_ckpt_wait_all(ck, &e), SP_EINVAL);
+    assert_non_null(strstr(e.msg, "commit without sp_ckpt_begin"));
     /* The engine goes on. */
     float *b5;
     write_simple(ck, 5, 16, &b5);
@@ -476,7 +495,7 @@ static void test_async_error_reporting(void **state) {
     sp_ckpt_stats stats;
     sp_ckpt_get_stats(ck, &stats);
     assert_int_equal(stats.n_done, 2);
-    assert_int_equal(stats.n_failed, 1);
+    assert_int_equal(stats.n_failed, g_size > 1 ? 4 : 3);
     if (g_rank == 0) {
         char latest[256];
         read_latest(dir, latest, sizeof latest);
@@ -620,14 +639,24 @@ static void test_bad_options(void **state) {
     OK(sp_ckpt_begin(ck, 1, E));
     assert_int_equal(sp_ckpt_put_rows(ck, "/abs", SP_CKPT_F32, 1, sh, g_rank, 1, x, &e),
                      SP_EINVAL);
-    assert_int_equal(sp_ckpt_commit(ck, &e), SP_EINVAL);
+    OK(sp_ckpt_commit(ck, E));
+    assert_int_equal(sp_ckpt_wait_all(ck, &e), SP_EINVAL);
+    assert_non_null(strstr(e.msg, "bad dataset name"));
     OK(sp_ckpt_begin(ck, 2, E));
     OK(sp_ckpt_put_rows(ck, "a", SP_CKPT_F32, 1, sh, g_rank, 1, x, E));
     assert_int_equal(sp_ckpt_put_rows(ck, "a/b", SP_CKPT_F32, 1, sh, g_rank, 1, x, &e),
                      SP_EINVAL);
     assert_non_null(strstr(e.msg, "clashes"));
     assert_int_equal(sp_ckpt_put_attr_i64(ck, "complete", 1, &e), SP_EINVAL);
-    assert_int_equal(sp_ckpt_commit(ck, &e), SP_EINVAL);
+    OK(sp_ckpt_commit(ck, E));
+    assert_int_equal(sp_ckpt_wait_buffer(ck, x, &e), SP_EINVAL);
+    assert_non_null(strstr(e.msg, "clashes")); /* the first error of the description */
+    /* Beginning twice fails the open description too. */
+    OK(sp_ckpt_begin(ck, 3, E));
+    assert_int_equal(sp_ckpt_begin(ck, 4, &e), SP_EINVAL);
+    OK(sp_ckpt_commit(ck, E));
+    assert_int_equal(sp_ckpt_wait_all(ck, &e), SP_EINVAL);
+    assert_non_null(strstr(e.msg, "still being described"));
     OK(sp_ckpt_destroy(ck, E));
 }
 
