@@ -7,7 +7,9 @@
  *            after phase 3 (the faster run is reported, so the slowdown is not understated);
  *   phase 3 (lazy): K times { wait_buffer(buf); refill buf; begin/put/commit; R sgemms },
  *            then wait_all. A checkpoint's blocked time is its commit call plus the wait before
- *            its buffer is next overwritten (or the final wait_all for the last one).
+ *            its buffer is next overwritten (or the final wait_all for the last one);
+ *   phase 4 (synchronous, other verification setting): K checkpoints, what read-back
+ *            verification costs.
  * Every figure is the maximum over ranks (the slowest rank sets the pace of a job).
  * Each rank checkpoints --mib MiB of float32 (rows of 1 MiB) into one global dataset.
  *
@@ -198,6 +200,25 @@ int main(int argc, char **argv) {
     double again = max_all(compute(reps, a, b, c));
     if (again < comp_iso) comp_iso = again;
 
+    /* ---- phase 4: synchronous again with the other verification setting (its cost) ---- */
+    o.verify = !verify;
+    if (sp_ckpt_create(&ck, MPI_COMM_WORLD, dir, &o, &e)) return die("create", &e);
+    double other_sum = 0;
+    for (int it = 1; it <= iters; it++) {
+        fill(buf, n, it, rank);
+        MPI_Barrier(MPI_COMM_WORLD);
+        double ts = now();
+        checkpoint(ck, 2 * iters + it, buf, rows, rank, size, row_floats);
+        if (sp_ckpt_wait_all(ck, &e)) return die("wait_all", &e);
+        double t = max_all(now() - ts);
+        other_sum += t;
+        if (rank == 0)
+            printf("sync  ckpt %d (verify %s): %.3f s (%.0f MB/s)\n", 2 * iters + it,
+                   o.verify ? "on" : "off", t, gbytes / t / 1e6);
+    }
+    if (sp_ckpt_destroy(ck, &e)) return die("destroy", &e);
+    double other_mean = other_sum / iters;
+
     if (rank == 0) {
         printf("checkpoint: %.0f MiB over %d ranks, %s, verify %s, %d x sync then %d x lazy\n",
                gbytes / 1048576.0, size,
@@ -214,6 +235,10 @@ int main(int argc, char **argv) {
         printf("compute: %.3f s per step with checkpoints in the background vs %.3f s alone "
                "(%.0f%% slower); lazy phase wall %.2f s\n", comp_mean, comp_iso,
                100.0 * (comp_mean / comp_iso - 1.0), lazy_wall);
+        printf("sync with verify %s: %.3f s per checkpoint, %.0f MB/s\n", o.verify ? "on" : "off",
+               other_mean, gbytes / other_mean / 1e6);
+        printf("SYNC_VERIFY_S %.4f\nSYNC_NOVERIFY_S %.4f\n", verify ? sync_mean : other_mean,
+               verify ? other_mean : sync_mean);
         printf("CKPT_MIB %.0f\nRANKS %d\nSYNC_S %.4f\nBLOCKED_S %.5f\nBLOCKED_MAX_S %.5f\n"
                "RATIO_PCT %.3f\nIO_LAZY_S %.4f\nBG_MBPS %.1f\nSYNC_MBPS %.1f\nCOMP_ISO_S %.4f\n"
                "COMP_LAZY_S %.4f\nIO_CPU_S %.4f\n", gbytes / 1048576.0, size, sync_mean, blocked_mean,

@@ -80,8 +80,9 @@ section="$(cat <<EOF
 $SECTION
 
 What: \`bench/bench_ckpt.c\` on 2 ranks. Each rank checkpoints $MIB MiB of float32 (one global
-dataset, $(( 2 * MIB )) MiB per checkpoint, uncompressed, read-back verification on). First $ITERS
-checkpoints written synchronously with the same engine (commit + \`wait_all\`), then $ITERS written
+dataset, $(( 2 * MIB )) MiB per checkpoint, uncompressed, read-back verification on: the
+defaults). First $ITERS checkpoints written synchronously with the same engine (commit +
+\`wait_all\`), then $ITERS written
 lazily with simulated compute between them (single-threaded \`cblas_sgemm\` loops, calibrated to
 $COMPUTE × the synchronous time, overwriting the checkpointed buffer after
 \`sp_ckpt_wait_buffer\`). Blocked time = the commit call + the wait before the buffer is next
@@ -98,6 +99,7 @@ Command: \`bench/run_ckpt.sh\` (runs \`$cmd\`), $(date -u +%Y-%m-%d).
 | lazy: main thread blocked, mean (max) | $blocked s ($blocked_max s) |
 | **blocked / synchronous, mean (max)** | **$ratio% ($ratio_max%)** |
 | lazy: background write (I/O thread time) | $(val IO_LAZY_S) s = $bg MB/s |
+| synchronous, read-back verification on / off | $(val SYNC_VERIFY_S) s / $(val SYNC_NOVERIFY_S) s |
 | lazy: I/O thread CPU time (busiest rank) | $io_cpu s |
 | compute step alone → with a checkpoint in the background | $comp_iso s → $comp_lazy s ($slow%) |
 | raw disk, dd 1 GiB buffered + conv=fsync (before / after) | $dd_fsync_before / $dd_fsync_after |
@@ -105,7 +107,8 @@ Command: \`bench/run_ckpt.sh\` (runs \`$cmd\`), $(date -u +%Y-%m-%d).
 
 The engine's write path is buffered writes + fsync, so dd with conv=fsync is its ceiling; the
 background figure also includes the CRC pass, the read-back verification and the publish
-(rename, \`latest\`, pruning). On a 2-core machine the I/O thread competes with the 2 compute
+(rename, \`latest\`, pruning); the last $ITERS checkpoints of the run are written synchronously
+with verification off, to show its cost. On a 2-core machine the I/O thread competes with the 2 compute
 threads for CPU; that shows as the compute slowdown, not as blocked time.
 
 Run log:

@@ -49,11 +49,13 @@ $SECTION
 
 What: \`sp_block_forward\` on one synthetic decoder block (random fp32 weights, no model file),
 several full windows in prefill style, against \`cblas_sgemm\` on square matrices timed in the
-same run (best of 2 runs before and 2 after the forward, after a warm-up; a disturbed
-phase therefore lowers the ratio instead of flattering it). Flops counted: every linear, 2·T·(4D² + 3DF) per window,
-plus the attention products actually computed (causal lower triangle in 256-row query tiles,
-diagonal tiles in full; about 0.56 of the full T×T square at T = 2048). Norms, RoPE, softmax and
-SwiGLU run inside the timed region but are not counted. Target: at least 50% of the sgemm rate.
+same run (best of 2 runs before and 2 after the forward, after a warm-up, so that a disturbed
+phase lowers the ratio instead of flattering it). Flops counted: every linear,
+2·T·(4D² + 3DF) per window, plus the attention products actually computed (causal lower
+triangle in 256-row query tiles, diagonal tiles in full; about 0.56 of the full T×T square at
+T = 2048). Norms, RoPE, softmax and SwiGLU run inside the timed region but are not counted.
+Target: at least 50% of the sgemm rate. Other work on the machine lowers both rates (see the
+load average); the ratio is the figure to compare.
 
 Machine: $cpu, nproc $ncpu, OpenBLAS $blas (pthread), OPENBLAS_NUM_THREADS=$OPENBLAS_NUM_THREADS;
 load average before the run: $load_before.

@@ -109,7 +109,7 @@ sp_status sp_ckpt_run_on_io(sp_ckpt *ck, sp_status (*fn)(void *arg, sp_err *err)
 static sp_status init_io(void *arg, sp_err *err) {
     sp_ckpt *ck = arg;
     sp_status st = sp_ck_zstd_register(err);
-    return sp_ck_agree(ck->comm_io, st, 0, err);
+    return sp_ck_agree(ck, st, 0, err);
 }
 
 static sp_status check_opts(const sp_ckpt_opts *o, const char *dir, sp_err *err) {

@@ -21,6 +21,11 @@
  *   in a process at a time. MPI must be initialised with MPI_THREAD_MULTIPLE; the I/O thread
  *   uses its own MPI_Comm_dup of the engine's communicator. The engine's functions are called
  *   by one thread per rank (the "main" thread); they are not thread-safe among themselves.
+ *   A checkpoint is written only when every rank has committed it, so a wait for it completes
+ *   only then: never make a rank wait for a checkpoint (wait_buffer, wait_all, open_latest,
+ *   destroy) while another rank still has to commit it after a collective of its own.
+ *   run_on_io and reader calls do not have this constraint: local jobs also run while the I/O
+ *   thread waits for other ranks.
  *
  * Commit protocol (per checkpoint, on the I/O threads of all ranks, same queue order)
  *   0. agree that every rank's description is valid and identical (a hash of step, attribute
@@ -32,9 +37,9 @@
  *   2. one collective H5Dwrite per dataset; agree; the checkpoint's buffers are released.
  *   3. attributes crc32/nbytes per dataset, root attribute complete=1 (last), H5Fflush; agree
  *      (a flush that fails leaves the file closable); H5Fclose, then every rank fsyncs the file
- *      (each node flushes what it wrote); agree. Then, unless
- *      opts.verify is 0, the closed file is read back collectively and every dataset's CRC
- *      checked (Open MPI's OMPIO can lose a write to a full disk without an error); agree.
+ *      (each node flushes what it wrote); agree. Then, unless opts.verify is 0, the closed
+ *      file is read back collectively and every dataset's CRC checked (Open MPI's OMPIO can
+ *      lose a write to a full disk without returning an error); agree.
  *   4. rank 0: rename the file to ckpt-<step>.h5, fsync the directory, replace
  *      <dir>/latest (tmp + fsync + rename + fsync dir), delete all but the newest `keep`
  *      checkpoints (and checkpoint files of a higher step, stale leftovers of an earlier run);
@@ -116,7 +121,7 @@ sp_status sp_ckpt_begin(sp_ckpt *ck, int64_t step, sp_err *err);
 
 /* A root attribute of the open checkpoint, copied now; rank 0's value is written (all ranks
  * must name the same attributes). Names: 1..255 bytes, no '/', not one of the reserved
- * format, version, step, complete. Strings: < 64 KiB.
+ * format, version, step, complete; each at most once. Strings: < 64 KiB.
  * @return SP_EINVAL for a bad name (the description is marked bad, see top). */
 sp_status sp_ckpt_put_attr_str(sp_ckpt *ck, const char *name, const char *value, sp_err *err);
 sp_status sp_ckpt_put_attr_i64(sp_ckpt *ck, const char *name, int64_t v, sp_err *err);
@@ -150,9 +155,11 @@ sp_status sp_ckpt_wait_all(sp_ckpt *ck, sp_err *err);
 
 /* Run fn(arg, err) on THIS rank's I/O thread and wait for it; not collective. Local jobs have
  * priority over queued checkpoints and also run between the dataset writes of an in-flight
- * checkpoint, so fn starts at the latest after one dataset write. fn may call HDF5 (on files
+ * checkpoint and while the I/O thread waits for other ranks, so fn starts at the latest after
+ * one dataset write or one collective call inside HDF5. fn may call HDF5 (on files
  * of its own; any driver but MPI-IO on the engine's files), must not call MPI collectives and
- * must not call engine functions. @return fn's status (its message in err). */
+ * must not call engine functions. The wait is added to run_s.
+ * @return fn's status (its message in err). */
 sp_status sp_ckpt_run_on_io(sp_ckpt *ck, sp_status (*fn)(void *arg, sp_err *err), void *arg,
                             sp_err *err);
 
@@ -169,7 +176,7 @@ typedef struct {
 /* A snapshot of this rank's counters (thread-safe). */
 void sp_ckpt_get_stats(const sp_ckpt *ck, sp_ckpt_stats *s);
 
-/* Collective: wait_all, stop and join the I/O thread, free the duplicated communicators and
+/* Collective: wait_all, stop and join the I/O thread, free the duplicated communicator and
  * ck (also when an error is returned). Readers must be closed before. ck may be NULL.
  * @return what wait_all returned. */
 sp_status sp_ckpt_destroy(sp_ckpt *ck, sp_err *err);
@@ -178,13 +185,16 @@ sp_status sp_ckpt_destroy(sp_ckpt *ck, sp_err *err);
 
 typedef struct sp_ckpt_reader sp_ckpt_reader;
 
-/* Collective over the engine's communicator. Considers, newest step first, the checkpoint
+/* Collective over the engine's communicator, queued behind the checkpoints committed before
+ * (every rank calls it at the same point of its commit sequence). Considers, newest step
+ * first, the checkpoint
  * files in the engine's dir (plus leftover .tmp files and the file `latest` names) and returns
  * the newest that opens, has format "shardpress-ckpt", version 1, the step of its name,
  * complete=1, and whose every dataset's CRC-32 verifies (each rank reads a block of rows of
  * every dataset; rank 0 combines). Each newer file that fails adds one line to warn, e.g.
  *   "ckpt-00000004.h5: dataset 'X': checksum mismatch (stored 0x..., computed 0x...)"
- *   "ckpt-00000004.h5: cannot open: truncated file: eof = ..."
+ *   "ckpt-00000004.h5: truncated (HDF5: truncated file: eof = ...)"
+ *   "ckpt-00000004.h5: incomplete (root attribute 'complete' is not 1)"
  *   "ckpt-00000005.h5: named by 'latest' but missing"
  *   ".ckpt-00000006.h5.tmp: partial checkpoint (never completed)"
  * Lines are identical on every rank; warn (may be NULL) is NUL-terminated and cut at

@@ -14,27 +14,29 @@
 
 #include "sp_ckpt_int.h"
 
-sp_status sp_ck_wait(MPI_Request *req, const char *what, sp_err *err) {
+sp_status sp_ck_wait(sp_ckpt *ck, MPI_Request *req, const char *what, sp_err *err) {
     long ns = 20000;
     for (;;) {
         int done = 0, rc = MPI_Test(req, &done, MPI_STATUS_IGNORE);
         if (rc != MPI_SUCCESS) return sp_mpi_check(rc, what, err);
         if (done) return SP_OK;
+        /* While other ranks keep us waiting, this rank's local jobs (run_on_io, reader calls)
+         * still run: no HDF5 call is in progress here. */
+        sp_ck_service_local(ck);
         struct timespec ts = {0, ns};
         nanosleep(&ts, NULL);
         if (ns < 1000000) ns *= 2;
     }
 }
 
-sp_status sp_ck_agree(MPI_Comm comm, sp_status local, int plain, sp_err *err) {
-    int rank = 0, size = 1;
-    MPI_Comm_rank(comm, &rank);
-    MPI_Comm_size(comm, &size);
+sp_status sp_ck_agree(sp_ckpt *ck, sp_status local, int plain, sp_err *err) {
+    MPI_Comm comm = ck->comm_io;
+    int rank = ck->rank, size = ck->size;
     /* Lowest failing rank: MIN over (rank if failed else size), as sp_mpi_agree. */
     int mine = local != SP_OK ? rank : size, first = size;
     MPI_Request req;
     int rc = MPI_Iallreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm, &req);
-    sp_status st = rc == MPI_SUCCESS ? sp_ck_wait(&req, "MPI_Iallreduce(agree)", err)
+    sp_status st = rc == MPI_SUCCESS ? sp_ck_wait(ck, &req, "MPI_Iallreduce(agree)", err)
                                      : sp_mpi_check(rc, "MPI_Iallreduce(agree)", err);
     if (st != SP_OK) return st;
     if (first == size) return SP_OK;
@@ -46,7 +48,7 @@ sp_status sp_ck_agree(MPI_Comm comm, sp_status local, int plain, sp_err *err) {
         else snprintf(buf.msg, sizeof buf.msg, "%s", sp_strerror(local));
     }
     rc = MPI_Ibcast(&buf, (int)sizeof buf, MPI_BYTE, first, comm, &req);
-    st = rc == MPI_SUCCESS ? sp_ck_wait(&req, "MPI_Ibcast(agree)", err)
+    st = rc == MPI_SUCCESS ? sp_ck_wait(ck, &req, "MPI_Ibcast(agree)", err)
                            : sp_mpi_check(rc, "MPI_Ibcast(agree)", err);
     if (st != SP_OK) return st;
     buf.msg[sizeof buf.msg - 1] = '\0';
@@ -55,17 +57,17 @@ sp_status sp_ck_agree(MPI_Comm comm, sp_status local, int plain, sp_err *err) {
     return sp_err_set(err, buf.code, "%s", buf.msg);
 }
 
-sp_status sp_ck_gather_i64(MPI_Comm comm, const int64_t *mine, int n, int64_t *all,
+sp_status sp_ck_gather_i64(sp_ckpt *ck, const int64_t *mine, int n, int64_t *all,
                            sp_err *err) {
     MPI_Request req;
-    int rc = MPI_Igather(mine, n, MPI_INT64_T, all, n, MPI_INT64_T, 0, comm, &req);
+    int rc = MPI_Igather(mine, n, MPI_INT64_T, all, n, MPI_INT64_T, 0, ck->comm_io, &req);
     if (rc != MPI_SUCCESS) return sp_mpi_check(rc, "MPI_Igather", err);
-    return sp_ck_wait(&req, "MPI_Igather", err);
+    return sp_ck_wait(ck, &req, "MPI_Igather", err);
 }
 
-sp_status sp_ck_bcast(MPI_Comm comm, void *buf, int n, MPI_Datatype t, sp_err *err) {
+sp_status sp_ck_bcast(sp_ckpt *ck, void *buf, int n, MPI_Datatype t, sp_err *err) {
     MPI_Request req;
-    int rc = MPI_Ibcast(buf, n, t, 0, comm, &req);
+    int rc = MPI_Ibcast(buf, n, t, 0, ck->comm_io, &req);
     if (rc != MPI_SUCCESS) return sp_mpi_check(rc, "MPI_Ibcast", err);
-    return sp_ck_wait(&req, "MPI_Ibcast", err);
+    return sp_ck_wait(ck, &req, "MPI_Ibcast", err);
 }

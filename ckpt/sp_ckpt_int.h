@@ -109,14 +109,14 @@ sp_status sp_ck_run_collective(sp_ckpt *ck, sp_status (*fn)(void *, sp_err *), v
 double sp_ck_now(void);
 
 /* ---- sp_ckpt_comm.c: collectives of the I/O thread that sleep while they wait ---- */
-/* Complete req, polling with sleeps (no busy wait). */
-sp_status sp_ck_wait(MPI_Request *req, const char *what, sp_err *err);
-/* sp_mpi_agree's contract (lowest failing rank's code and message on every rank, prefixed
- * "rank R: " when size > 1), without spinning; plain = 1 leaves the message unprefixed. */
-sp_status sp_ck_agree(MPI_Comm comm, sp_status local, int plain, sp_err *err);
-/* Gather n int64 of every rank to rank 0 (rank order); broadcast from rank 0. */
-sp_status sp_ck_gather_i64(MPI_Comm comm, const int64_t *mine, int n, int64_t *all, sp_err *err);
-sp_status sp_ck_bcast(MPI_Comm comm, void *buf, int n, MPI_Datatype t, sp_err *err);
+/* Complete req, polling with sleeps (no busy wait); this rank's local jobs run meanwhile. */
+sp_status sp_ck_wait(sp_ckpt *ck, MPI_Request *req, const char *what, sp_err *err);
+/* sp_mpi_agree's contract on ck->comm_io (lowest failing rank's code and message on every
+ * rank, prefixed "rank R: " when size > 1), without spinning; plain = 1: no prefix. */
+sp_status sp_ck_agree(sp_ckpt *ck, sp_status local, int plain, sp_err *err);
+/* Gather n int64 of every rank to rank 0 (rank order); broadcast from rank 0; on comm_io. */
+sp_status sp_ck_gather_i64(sp_ckpt *ck, const int64_t *mine, int n, int64_t *all, sp_err *err);
+sp_status sp_ck_bcast(sp_ckpt *ck, void *buf, int n, MPI_Datatype t, sp_err *err);
 
 /* ---- sp_ckpt_io.c: the I/O thread ---- */
 void *sp_ck_io_main(void *arg);

@@ -176,11 +176,11 @@ static sp_status phase_checks(wctx *w, sp_err *err) {
      * every rank (names, dtypes, shapes, order) — before any collective sized by it. */
     sp_status st = j->bad;
     if (st != SP_OK) *err = j->bad_err;
-    if ((st = sp_ck_agree(ck->comm_io, st, 0, err)) != SP_OK) return st;
+    if ((st = sp_ck_agree(ck, st, 0, err)) != SP_OK) return st;
     uint64_t hv[2] = {j->hash, ~j->hash}, hr[2] = {0, 0};
     MPI_Request req;
     int rc = MPI_Iallreduce(hv, hr, 2, MPI_UINT64_T, MPI_MAX, ck->comm_io, &req);
-    st = rc == MPI_SUCCESS ? sp_ck_wait(&req, "MPI_Iallreduce(description)", err)
+    st = rc == MPI_SUCCESS ? sp_ck_wait(ck, &req, "MPI_Iallreduce(description)", err)
                            : sp_mpi_check(rc, "MPI_Iallreduce(description)", err);
     if (st != SP_OK) return st;
     if (hr[0] != ~hr[1]) /* max(h) == min(h): every rank sees the same result */
@@ -217,10 +217,10 @@ static sp_status phase_checks(wctx *w, sp_err *err) {
             }
         }
     }
-    if ((st = sp_ck_agree(ck->comm_io, st, 0, err)) != SP_OK) goto done;
+    if ((st = sp_ck_agree(ck, st, 0, err)) != SP_OK) goto done;
 
-    st = sp_ck_gather_i64(ck->comm_io, mine, 4 * ni, all, err);
-    if (st == SP_OK) st = sp_ck_bcast(ck->comm_io, &w->blob_len, 1, MPI_INT64_T, err);
+    st = sp_ck_gather_i64(ck, mine, 4 * ni, all, err);
+    if (st == SP_OK) st = sp_ck_bcast(ck, &w->blob_len, 1, MPI_INT64_T, err);
     if (st == SP_OK && root) {
         for (int i = 0; i < ni && st == SP_OK; i++) {
             st = combine_item(w, i, all, slab, err);
@@ -242,15 +242,15 @@ static sp_status phase_checks(wctx *w, sp_err *err) {
         w->blob = malloc((size_t)w->blob_len + 1);
         if (!w->blob) st = sp_err_set(err, SP_ENOMEM, "%s: out of memory", w->path);
     }
-    if ((st = sp_ck_agree(ck->comm_io, st, 0, err)) != SP_OK) goto done;
+    if ((st = sp_ck_agree(ck, st, 0, err)) != SP_OK) goto done;
 
     for (int i = 0; i < ni; i++) {
         tab[2 * i] = (int64_t)w->crc[i];
         tab[2 * i + 1] = w->nbytes[i];
     }
-    st = sp_ck_bcast(ck->comm_io, tab, 2 * ni, MPI_INT64_T, err);
+    st = sp_ck_bcast(ck, tab, 2 * ni, MPI_INT64_T, err);
     if (st == SP_OK && w->blob_len > 0)
-        st = sp_ck_bcast(ck->comm_io, w->blob, (int)w->blob_len, MPI_BYTE, err);
+        st = sp_ck_bcast(ck, w->blob, (int)w->blob_len, MPI_BYTE, err);
     if (st != SP_OK) goto done;
     w->total = 0;
     for (int i = 0; i < ni; i++) {
@@ -525,7 +525,7 @@ static void write_ckpt(sp_ckpt *ck, sp_ck_job *j) {
                         (long long)j->step);
     else
         for (int i = 0; i < j->n_items; i++) w.dset[i] = H5I_INVALID_HID;
-    if ((st = sp_ck_agree(ck->comm_io, st, 0, &e)) != SP_OK) goto fail;
+    if ((st = sp_ck_agree(ck, st, 0, &e)) != SP_OK) goto fail;
     if ((st = phase_checks(&w, &e)) != SP_OK) goto fail;
 
     /* Phase 1: create (collective), agree, then layout, agree. */
@@ -535,23 +535,23 @@ static void write_ckpt(sp_ckpt *ck, sp_ck_job *j) {
     if (w.file < 0) st = sp_ck_h5err(&e, SP_EIO, "%s: cannot create", w.tmp);
     CLOSE_ID(H5Pclose, fcpl); /* after reading the error: any HDF5 call clears the stack */
     CLOSE_ID(H5Pclose, fapl);
-    if ((st = sp_ck_agree(ck->comm_io, st, 0, &e)) != SP_OK) goto fail;
+    if ((st = sp_ck_agree(ck, st, 0, &e)) != SP_OK) goto fail;
     w.open_all = 1;
     st = phase_layout(&w, &e);
-    if ((st = sp_ck_agree(ck->comm_io, st, 0, &e)) != SP_OK) goto fail;
+    if ((st = sp_ck_agree(ck, st, 0, &e)) != SP_OK) goto fail;
     st = phase_write(&w, &e);
-    if ((st = sp_ck_agree(ck->comm_io, st, 0, &e)) != SP_OK) goto fail;
+    if ((st = sp_ck_agree(ck, st, 0, &e)) != SP_OK) goto fail;
     release(ck, j); /* the buffers are in the file (or MPI-IO's hands) now */
     st = phase_finish(&w, &e);
-    if ((st = sp_ck_agree(ck->comm_io, st, 0, &e)) != SP_OK) goto fail;
+    if ((st = sp_ck_agree(ck, st, 0, &e)) != SP_OK) goto fail;
     st = phase_close(&w, &e);
-    if ((st = sp_ck_agree(ck->comm_io, st, 0, &e)) != SP_OK) goto fail;
+    if ((st = sp_ck_agree(ck, st, 0, &e)) != SP_OK) goto fail;
     if (ck->opts.verify) {
         st = phase_verify(&w, &e);
-        if ((st = sp_ck_agree(ck->comm_io, st, 0, &e)) != SP_OK) goto fail;
+        if ((st = sp_ck_agree(ck, st, 0, &e)) != SP_OK) goto fail;
     }
     st = ck->rank == 0 ? phase_publish(&w, &e) : SP_OK;
-    if ((st = sp_ck_agree(ck->comm_io, st, 0, &e)) != SP_OK) goto fail;
+    if ((st = sp_ck_agree(ck, st, 0, &e)) != SP_OK) goto fail;
     goto done;
 
 fail:
@@ -562,7 +562,7 @@ fail:
          * H5Fclose flushes fits even on a full disk and the close succeeds. */
         sp_err ignore;
         if (ck->rank == 0) (void)truncate(w.tmp, 0);
-        (void)sp_ck_agree(ck->comm_io, SP_OK, 0, &ignore);
+        (void)sp_ck_agree(ck, SP_OK, 0, &ignore);
     }
     /* If H5Fcreate failed on some ranks only, closing on the others cannot complete
      * collectively; MPI-IO's open is collective and fails on all ranks together in practice. */

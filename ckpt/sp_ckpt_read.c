@@ -134,7 +134,7 @@ done:
 /* Every dataset in `names`: each rank CRCs its block of rows, one gather, rank 0 combines the
  * per-rank CRCs of each dataset (rank order = row order) and compares. The first problem (a
  * local read error, or rank 0's first mismatch) is the rank's status; the caller agrees. */
-static sp_status check_datasets(const sp_ckpt *ck, hid_t file, char **names, int n,
+static sp_status check_datasets(sp_ckpt *ck, hid_t file, char **names, int n,
                                 sp_err *err) {
     int64_t *mine = calloc(4 * (size_t)n + 1, sizeof *mine), *all = NULL;
     if (ck->rank == 0) all = calloc(4 * (size_t)n * (size_t)ck->size + 1, sizeof *all);
@@ -142,7 +142,7 @@ static sp_status check_datasets(const sp_ckpt *ck, hid_t file, char **names, int
                        ? sp_err_set(err, SP_ENOMEM, "out of memory verifying datasets")
                        : SP_OK;
     /* Collectives below need every rank; agree on the allocations first. */
-    if ((st = sp_ck_agree(ck->comm_io, st, 1, err)) != SP_OK) goto done;
+    if ((st = sp_ck_agree(ck, st, 1, err)) != SP_OK) goto done;
     for (int i = 0; i < n; i++) {
         uint32_t crc = 0, stored = 0;
         int64_t len = 0, stored_n = 0;
@@ -158,7 +158,7 @@ static sp_status check_datasets(const sp_ckpt *ck, hid_t file, char **names, int
         mine[4 * i + 3] = stored_n;
     }
     sp_err ge = {SP_OK, ""};
-    sp_status gs = sp_ck_gather_i64(ck->comm_io, mine, 4 * n, all, &ge);
+    sp_status gs = sp_ck_gather_i64(ck, mine, 4 * n, all, &ge);
     if (gs != SP_OK) {
         *err = ge;
         st = gs;
@@ -220,19 +220,19 @@ sp_status sp_ck_verify_file(sp_ckpt *ck, const char *path, int64_t step, sp_err 
         st = sp_err_set(err, trunc ? SP_ETRUNC : SP_EFORMAT, "%s (HDF5: %s)",
                         trunc ? "truncated" : "cannot open as HDF5", h5[0] ? h5 : "no detail");
     }
-    if ((st = sp_ck_agree(ck->comm_io, st, 1, err)) != SP_OK) return st;
+    if ((st = sp_ck_agree(ck, st, 1, err)) != SP_OK) return st;
     st = check_root(file, step, err);
     if (st == SP_OK && H5Ovisit2(file, H5_INDEX_NAME, H5_ITER_INC, collect_dset, &l,
                                  H5O_INFO_BASIC) < 0)
         st = l.oom ? sp_err_set(err, SP_ENOMEM, "out of memory listing datasets")
                    : sp_ck_h5err(err, SP_EFORMAT, "cannot list the datasets");
-    st = sp_ck_agree(ck->comm_io, st, 1, err);
+    st = sp_ck_agree(ck, st, 1, err);
     if (st == SP_OK) st = check_datasets(ck, file, l.names, l.n, err);
-    st = sp_ck_agree(ck->comm_io, st, 1, err);
+    st = sp_ck_agree(ck, st, 1, err);
     for (int i = 0; i < l.n; i++) free(l.names[i]);
     free(l.names);
     if (H5Fclose(file) < 0 && st == SP_OK) st = sp_ck_h5err(err, SP_EIO, "cannot close");
-    return sp_ck_agree(ck->comm_io, st, 1, err);
+    return sp_ck_agree(ck, st, 1, err);
 }
 
 /* ---- open_latest ------------------------------------------------------------------------------ */
@@ -298,16 +298,16 @@ static sp_status list_candidates(sp_ckpt *ck, cand **out, int64_t *n_out, char *
     }
     free(fin);
     free(tmp);
-    if ((st = sp_ck_agree(ck->comm_io, st, 0, err)) != SP_OK) {
+    if ((st = sp_ck_agree(ck, st, 0, err)) != SP_OK) {
         free(c);
         return st;
     }
-    st = sp_ck_bcast(ck->comm_io, &n, 1, MPI_INT64_T, err);
-    if (st == SP_OK) st = sp_ck_bcast(ck->comm_io, latest, 256, MPI_CHAR, err);
+    st = sp_ck_bcast(ck, &n, 1, MPI_INT64_T, err);
+    if (st == SP_OK) st = sp_ck_bcast(ck, latest, 256, MPI_CHAR, err);
     if (st == SP_OK && ck->rank != 0 && !(c = calloc((size_t)n + 1, sizeof *c)))
         st = sp_err_set(err, SP_ENOMEM, "%s: out of memory", ck->dir);
-    if ((st = sp_ck_agree(ck->comm_io, st, 0, err)) == SP_OK)
-        st = sp_ck_bcast(ck->comm_io, c, (int)(2 * n), MPI_INT64_T, err);
+    if ((st = sp_ck_agree(ck, st, 0, err)) == SP_OK)
+        st = sp_ck_bcast(ck, c, (int)(2 * n), MPI_INT64_T, err);
     if (st != SP_OK) {
         free(c);
         return st;
@@ -340,7 +340,7 @@ sp_status sp_ck_open_latest_io(void *arg, sp_err *err) {
             char *path = sp_ck_final_path(ck->dir, c[i].step);
             sp_err e = {SP_OK, ""};
             sp_status v = path ? SP_OK : sp_err_set(&e, SP_ENOMEM, "out of memory");
-            if ((v = sp_ck_agree(ck->comm_io, v, 1, &e)) == SP_OK)
+            if ((v = sp_ck_agree(ck, v, 1, &e)) == SP_OK)
                 v = sp_ck_verify_file(ck, path, c[i].step, &e);
             free(path);
             if (v == SP_OK) {
@@ -371,7 +371,7 @@ sp_status sp_ck_open_latest_io(void *arg, sp_err *err) {
         if (!r || !r->path) st = sp_err_set(err, SP_ENOMEM, "%s: out of memory", ck->dir);
         else if ((r->file = H5Fopen(r->path, H5F_ACC_RDONLY, H5P_DEFAULT)) < 0)
             st = sp_ck_h5err(err, SP_EIO, "%s: cannot reopen", r->path);
-        st = sp_ck_agree(ck->comm_io, st, 0, err);
+        st = sp_ck_agree(ck, st, 0, err);
     }
     free(c);
     if (st != SP_OK) {

@@ -19,6 +19,7 @@
 #include "sp_cli.h"
 #include "sp_eval.h"
 #include "sp_generate.h"
+#include "sp_plan.h"
 #include "sp_quantize.h"
 #include "../shards/sp_gptq_export.h"
 
@@ -521,6 +522,12 @@ static sp_status cmd_resume(cli_ctx *cx, int argc, char **argv, sp_err *err) {
     return st;
 }
 
+/* ---- plan ------------------------------------------------------------------------------- */
+
+static sp_status cmd_plan(cli_ctx *cx, int argc, char **argv, sp_err *err) {
+    return sp_plan_cli(cx->comm, cx->rank, argc, argv, err);
+}
+
 /* ---- dispatch ---------------------------------------------------------------------------- */
 
 typedef struct {
@@ -535,6 +542,7 @@ static const subcommand COMMANDS[] = {
     {"quantize", cmd_quantize, "GPTQ/RTN quantization of every linear layer, across ranks"},
     {"resume", cmd_resume, "continue a checkpointed quantize run (any number of ranks)"},
     {"export", cmd_export, "write a quantized model as GPTQ-packed safetensors"},
+    {"plan", cmd_plan, "predict memory and time per rank of a quantize run"},
 };
 #define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
 

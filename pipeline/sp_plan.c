@@ -33,7 +33,7 @@ static const char *MEM_KEYS[SP_PLAN_M_COUNT] = {
     "output", "mpi", "checkpoint"};
 static const char *MEM_LABELS[SP_PLAN_M_COUNT] = {
     "process baseline (MPI, BLAS, libraries)", "calibration token ids (all windows)",
-    "hidden states X_r", "one window's scratch", "block weights fp32 (dense + quantized)",
+    "hidden states X_r", "one window's scratch", "block weights fp32 (one block)",
     "Hessians (4, with accumulation scratch)", "GPTQ factors and workspace",
     "quantized layers held", "output writing (rank 0)", "MPI and sharing buffers",
     "checkpoint engine (I/O thread, HDF5)"};
@@ -188,19 +188,36 @@ static void sim_rank(const geom *g, int rank, int ranks, sp_plan_rank *out) {
     if (o->checkpoint_every > 0) take(&s, SP_PLAN_M_CKPT, CKPT_ENGINE);
     take(&s, SP_PLAN_M_STATES, nw * T * D * 4); /* an empty rank never touches its buffer */
     take(&s, SP_PLAN_M_SCRATCH, g->scratch);
-    take(&s, SP_PLAN_M_WEIGHTS, 2 * g->block_f32);
+    take(&s, SP_PLAN_M_WEIGHTS, g->block_f32); /* one copy: propagate overwrites it */
     take(&s, SP_PLAN_M_IDS, (double)o->nsamples * T * 4);
-    /* Hessians (block_hessians: four sp_hacc, then the all-reduce of each) */
+    /* Hessians (block_hessians): four accumulators, each the packed upper triangle
+     * n(n+1)/2 int64 + a window copy [T, n] double + a panel [n, 512] double, then the
+     * all-reduce of each (Open MPI 4.1's in-place MPI_Allreduce holds a temporary of half the
+     * message: measured intra-node for 2 to 8 ranks) */
     s.phase = "hessian";
-    double hess = 0, piece = 0;
+    double acc[N_HESS], piece = 0, full = 0;
+    int need[N_HESS] = {0};
+    for (int i = 0; i < g->n_units; i++)
+        if (g->units[i].owner == rank) need[g->units[i].hessian] = 1;
     for (int h = 0; h < N_HESS; h++) {
         double n = g->n_h[h], pw = n < SP_HACC_PANEL ? n : SP_HACC_PANEL;
-        hess += n * n * 8 + T * n * 8 + n * pw * 8;
-        double p = n * n < ALLREDUCE_PIECE ? n * n : ALLREDUCE_PIECE;
+        double packed = n * (n + 1) / 2;
+        acc[h] = packed * 8 + T * n * 8 + n * pw * 8;
+        take(&s, SP_PLAN_M_HESSIANS, acc[h]);
+        double p = packed < ALLREDUCE_PIECE ? packed : ALLREDUCE_PIECE;
         piece = p > piece ? p : piece;
     }
-    take(&s, SP_PLAN_M_HESSIANS, hess);
-    if (ranks > 1) touch(&s, SP_PLAN_M_MPI, piece * 8); /* in-place all-reduce temporary */
+    if (ranks > 1) touch(&s, SP_PLAN_M_MPI, piece * 8 / 2);
+    /* run_block: the accumulators this rank does not use are dropped; the others are expanded
+     * one at a time into a full double H [n, n], each packed copy freed after its expansion */
+    for (int h = 0; h < N_HESS; h++)
+        if (!need[h]) give(&s, SP_PLAN_M_HESSIANS, acc[h]);
+    for (int h = 0; h < N_HESS; h++) {
+        if (!need[h]) continue;
+        take(&s, SP_PLAN_M_HESSIANS, g->n_h[h] * g->n_h[h] * 8);
+        full += g->n_h[h] * g->n_h[h] * 8;
+        give(&s, SP_PLAN_M_HESSIANS, acc[h]);
+    }
     /* GPTQ on my units (quantize_my_units): factors stay until the phase ends */
     s.phase = "gptq";
     int have[N_HESS] = {0};
@@ -222,24 +239,31 @@ static void sim_rank(const geom *g, int rank, int ranks, sp_plan_rank *out) {
         touch(&s, SP_PLAN_M_GPTQ, R * C * 4 + 2 * quad_rows(u) * C * 8);
     }
     give(&s, SP_PLAN_M_GPTQ, factors);
-    give(&s, SP_PLAN_M_HESSIANS, hess);
-    /* share_units: --bits layers broadcast to all, the others sent to rank 0 */
+    give(&s, SP_PLAN_M_HESSIANS, full);
+    /* share_units: --bits layers broadcast to every rank and kept; the other levels sent to
+     * rank 0, which appends each unit to the block's segment as it arrives (one packed unit
+     * at a time) and frees it; owners free their non---bits units too */
     s.phase = "share";
     for (int i = 0; i < g->n_units; i++) {
         const sp_unit *u = &g->units[i];
         double pb = packed_bytes(g, u), qb = qlayer_bytes(g, u);
-        if (u->bits == o->bits) {
-            if (rank != u->owner) take(&s, SP_PLAN_M_QLAYERS, qb), held += qb;
-            touch(&s, SP_PLAN_M_MPI, pb);
-        } else if (u->owner != 0 && (rank == 0 || rank == u->owner)) {
-            if (rank == 0) take(&s, SP_PLAN_M_QLAYERS, qb), held += qb;
-            touch(&s, SP_PLAN_M_MPI, pb);
+        int keep = u->bits == o->bits, mine = u->owner == rank;
+        int recv = keep ? !mine : u->owner != 0 && rank == 0;      /* gets a copy       */
+        int moved = keep || (u->owner != 0 && (rank == 0 || mine)); /* takes part at all */
+        if (moved) take(&s, SP_PLAN_M_MPI, pb);
+        if (recv) {
+            take(&s, SP_PLAN_M_QLAYERS, qb);
+            held += qb;
+        }
+        if (moved) give(&s, SP_PLAN_M_MPI, pb);
+        if (rank == 0) touch(&s, SP_PLAN_M_OUTPUT, pb);
+        if (!keep && (mine || rank == 0)) {
+            give(&s, SP_PLAN_M_QLAYERS, qb);
+            held -= qb;
         }
     }
-    /* rank 0: the block's segment, one packed unit at a time (sp_segment_write) */
-    s.phase = "write";
-    if (rank == 0)
-        for (int i = 0; i < g->n_units; i++) touch(&s, SP_PLAN_M_OUTPUT, packed_bytes(g, &g->units[i]));
+    /* propagate: the --bits layers are dequantized into the block in place (no new memory);
+     * then the block's layers are freed */
     give(&s, SP_PLAN_M_QLAYERS, held);
     double block_peak = s.peak;
     /* finish (rank 0, sp_qoutput_finish): the dense tensors in fp32 one at a time, then each
@@ -323,15 +347,19 @@ static sp_status sim_all(geom *g, int ranks, sp_plan_rank *r0, sp_plan_rank *oth
 /* ---- time ---------------------------------------------------------------------------------- */
 
 /* sp_block_forward on one window: the seven products plus the tiled causal attention
- * (kernels/sp_attention.c: two sgemm per query tile over the visible keys). */
-static double forward_flops(const geom *g) {
-    double T = g->T, D = g->D, F = g->F, q = g->q, kv = g->kv;
-    double lin = 2 * T * (D * q + 2 * D * kv + q * D + 3 * D * F), att = 0;
+ * (kernels/sp_attention.c: two sgemm per query tile over the visible keys) in flops, and the
+ * element-wise work (norms, RoPE, softmax over the visible scores, SwiGLU, residual adds),
+ * charged like the Hessian's scalar loop (round_ns per element). */
+static void forward_cost(const geom *g, double *flops, double *elems) {
+    double T = g->T, D = g->D, F = g->F, q = g->q, kv = g->kv, vis = 0;
+    double lin = 2 * T * (D * q + 2 * D * kv + q * D + 3 * D * F);
     for (double t0 = 0; t0 < T; t0 += ATTN_TILE) {
         double nq = T - t0 < ATTN_TILE ? T - t0 : ATTN_TILE;
-        att += 4 * g->hd * nq * (t0 + nq);
+        vis += nq * (t0 + nq);
     }
-    return lin + att * g->m->cfg.n_heads;
+    double Hq = g->m->cfg.n_heads;
+    *flops = lin + 4 * g->hd * vis * Hq;
+    *elems = 4 * T * D + T * (q + kv) + vis * Hq + 2 * T * F;
 }
 
 /* sp_hacc_add on one window: panel dgemms over the upper triangle, one rounding per entry of
@@ -364,7 +392,8 @@ static void predict_time(geom *g, int ranks, sp_plan_result *res) {
     const double L = g->m->cfg.n_layers, sg = r->sgemm_gflops * 1e9, dg = r->dgemm_gflops * 1e9;
     const double ns = r->round_ns * 1e-9, wr = r->write_mb_s * 1e6, rd = r->read_mb_s * 1e6;
     const double net = r->net_mb_s * 1e6;
-    double nw = windows_of(g, 0, ranks), fwd = forward_flops(g);
+    double nw = windows_of(g, 0, ranks), fwd, fwd_el;
+    forward_cost(g, &fwd, &fwd_el);
     /* hessian: read + dense forward + accumulation + all-reduce */
     double hs = 0, hd = 0, hn = 0, ar = 0;
     for (int h = 0; h < N_HESS; h++) {
@@ -372,10 +401,21 @@ static void predict_time(geom *g, int ranks, sp_plan_result *res) {
         hacc_cost(g, n, &f, &e);
         hd += f;
         hn += e;
-        if (ranks > 1) ar += 2 * n * n * 8 * (ranks - 1) / ranks / net;
+        if (ranks > 1) ar += 2 * n * (n + 1) / 2 * 8 * (ranks - 1) / ranks / net;
     }
     hs = nw * fwd;
-    double t_hess = g->m->block_bytes / rd + hs / sg + nw * (hd / dg + hn * ns) + ar;
+    /* run_block's expansion of the Hessians a rank uses (the slowest rank: every rank waits) */
+    double fin = 0;
+    for (int rk = 0; rk < ranks && rk < g->n_units; rk++) {
+        int need[N_HESS] = {0};
+        double f = 0;
+        for (int i = 0; i < g->n_units; i++)
+            if (g->units[i].owner == rk) need[g->units[i].hessian] = 1;
+        for (int h = 0; h < N_HESS; h++) f += need[h] ? g->n_h[h] * g->n_h[h] / 2 : 0;
+        fin = f > fin ? f : fin;
+    }
+    double t_hess = g->m->block_bytes / rd + hs / sg + nw * (hd / dg + (hn + fwd_el) * ns) + ar +
+                    fin * ns;
     /* gptq: the busiest rank's units (a factorization per Hessian it reads) */
     double t_gptq = 0, fs_max = 0, fd_max = 0;
     for (int rk = 0; rk < ranks && rk < g->n_units; rk++) {
@@ -407,7 +447,7 @@ static void predict_time(geom *g, int ranks, sp_plan_result *res) {
     }
     double t_seg = seg / wr;
     t_share += t_seg;
-    double t_prop = nw * fwd / sg;
+    double t_prop = nw * (fwd / sg + fwd_el * ns);
     double dense = g->V * g->D * 4 * (g->m->cfg.tie_embeddings ? 1 : 2);
     double t_write = L * t_seg + dense / wr + L * seg / rd + L * seg / wr;
     res->t[SP_PLAN_T_CALIB] = (double)o->nsamples * g->T * g->D * 4 / rd;

@@ -11,17 +11,23 @@
  *   token ids     S·T·4 (every rank holds all windows' ids)
  *   states X_r    nw·T·D·4, plus one window copy T·D·4
  *   scratch       sp_block_scratch for T tokens (only the touched part of the T×T scores)
- *   weights       one block in fp32 twice (dense, and the quantized copy used to propagate)
- *   Hessians      4 × (n²·8 accumulator + T·n·8 window copy + n·512·8 panel), kernels/sp_hacc.h
+ *   weights       one block in fp32 (propagate overwrites the matrices with their --bits
+ *                 dequantization in place)
+ *   Hessians      4 × (n(n+1)/2·8 packed accumulator + T·n·8 window copy + n·512·8 panel),
+ *                 kernels/sp_hacc.h; then, one at a time, each Hessian the rank uses is
+ *                 expanded to a full n²·8 double H (its accumulator freed after), the others
+ *                 dropped; the H's live through the GPTQ phase
  *   GPTQ          per Hessian the rank factors: n²·4 (F32 Cholesky factor, kept for the whole
  *                 GPTQ phase of the block); per unit, for a chunk of min(rows, 1024) rows:
  *                 (n + 256)·4 + n bytes per row (+ group parameters, lazy-batch snapshot), then
  *                 the layer error's dequantized copy rows·n·4 and 2 × 32 MiB of dgemm rows
- *   quantized     one sp_qlayer per unit held (rows·cols + groups·5 bytes): rank 0 all units of
- *                 the block at every level, others their own plus the --bits ones
+ *   quantized     one sp_qlayer per unit held (rows·cols + groups·5 bytes): a rank's own units
+ *                 (every level) until they are shared, then the --bits ones of the block;
+ *                 rank 0 streams the other levels into the block's segment one at a time
  *   output        rank 0, at the end: one dense tensor in fp32 (the embedding, V·D·4), or one
  *                 block's segment read back with its layers unpacked; HDF5's state
- *   MPI           the temporary of an in-place MPI_Allreduce of a Hessian (≤ 1 GiB pieces)
+ *   MPI           the temporary of an in-place MPI_Allreduce of a Hessian: half of a piece of
+ *                 at most 1 GiB (measured for Open MPI 4.1.4); packed layers while shared
  *   checkpoint    the engine's I/O thread, HDF5 and MPI-IO state; the checkpoints reference
  *                 X_r instead of copying it
  * plus the process baseline (MPI, OpenBLAS, libraries; measured by --calibrate).
@@ -34,7 +40,8 @@
  * Time per phase (the names of `quantize --json`'s phase_seconds), from rates:
  *   hessian    read the block (bytes / read rate) + dense forward of nw windows (sgemm) +
  *              Σ_h T·n·(n + 512) flops (dgemm) + n²/2 roundings per window (round_ns) +
- *              ring all-reduce of the 4 Hessians (2·n²·8·(R−1)/R bytes / network rate)
+ *              ring all-reduce of the 4 packed Hessians (2·n²/2·8·(R−1)/R bytes / network
+ *              rate) + the expansion of the used ones (n²/2 entries at round_ns)
  *   gptq       per rank, for the units the scheduler (pipeline/sp_schedule.h) gives it: n³/3 per
  *              factorization + rows·n·(n−1) flops (sgemm) + 4·rows·n² (dgemm, the relative
  *              layer error) + 4 roundings per weight; the phase lasts as long as the busiest

@@ -18,7 +18,7 @@ size_t sp_qshare_bytes(int rows, int cols, int bits, int group_size) {
     return (size_t)rows * (sp_pack_nwords((size_t)cols, bits) * 4 + ng * (sizeof(float) + 1));
 }
 
-static sp_status pack(const sp_qlayer *q, char *buf, sp_err *err) {
+sp_status sp_qshare_pack(const sp_qlayer *q, char *buf, sp_err *err) {
     size_t wpr = sp_pack_nwords((size_t)q->cols, q->bits), ng = (size_t)q->n_groups;
     uint32_t *words = (uint32_t *)(void *)buf;
     for (int r = 0; r < q->rows; r++)
@@ -30,7 +30,7 @@ static sp_status pack(const sp_qlayer *q, char *buf, sp_err *err) {
     return SP_OK;
 }
 
-static void unpack(sp_qlayer *q, const char *buf) {
+void sp_qshare_unpack(sp_qlayer *q, const char *buf) {
     size_t wpr = sp_pack_nwords((size_t)q->cols, q->bits), ng = (size_t)q->n_groups;
     for (int r = 0; r < q->rows; r++)
         sp_unpack_bits(q->codes + (size_t)r * q->cols, 1, buf + (size_t)r * wpr * 4, 1,
@@ -50,7 +50,7 @@ sp_status sp_qshare_bcast(MPI_Comm comm, int root, sp_qlayer *q, int rows, int c
     size_t n = sp_qshare_bytes(rows, cols, bits, group_size);
     char *buf = sp_malloc(n, err, "packed layer");
     sp_status st = buf ? SP_OK : SP_ENOMEM;
-    if (st == SP_OK && rank == root) st = pack(q, buf, err);
+    if (st == SP_OK && rank == root) st = sp_qshare_pack(q, buf, err);
     if (st == SP_OK && rank != root) st = sp_qlayer_alloc(q, rows, cols, bits, group_size, sym, err);
     st = sp_mpi_agree(comm, st, err);
     for (size_t off = 0; st == SP_OK && off < n; off += SP_QSHARE_PIECE) {
@@ -58,7 +58,7 @@ sp_status sp_qshare_bcast(MPI_Comm comm, int root, sp_qlayer *q, int rows, int c
         st = sp_mpi_check(MPI_Bcast(buf + off, (int)cnt, MPI_BYTE, root, comm),
                           "MPI_Bcast(layer)", err);
     }
-    if (st == SP_OK && rank != root) unpack(q, buf);
+    if (st == SP_OK && rank != root) sp_qshare_unpack(q, buf);
     free(buf);
     return st;
 }
@@ -72,7 +72,7 @@ sp_status sp_qshare_sendrecv(MPI_Comm comm, int src, int dst, int tag, sp_qlayer
     if (!buf) return SP_ENOMEM;
     sp_status st = SP_OK;
     if (rank == src) {
-        st = pack(q, buf, err);
+        st = sp_qshare_pack(q, buf, err);
         for (size_t off = 0; st == SP_OK && off < n; off += SP_QSHARE_PIECE) {
             size_t cnt = n - off < SP_QSHARE_PIECE ? n - off : SP_QSHARE_PIECE;
             st = sp_mpi_check(MPI_Send(buf + off, (int)cnt, MPI_BYTE, dst, tag, comm),
@@ -85,7 +85,7 @@ sp_status sp_qshare_sendrecv(MPI_Comm comm, int src, int dst, int tag, sp_qlayer
             st = sp_mpi_check(MPI_Recv(buf + off, (int)cnt, MPI_BYTE, src, tag, comm,
                                        MPI_STATUS_IGNORE), "MPI_Recv(layer)", err);
         }
-        if (st == SP_OK) unpack(q, buf);
+        if (st == SP_OK) sp_qshare_unpack(q, buf);
     }
     free(buf);
     return st;

@@ -17,6 +17,11 @@
 /* Bytes of the wire form of a layer of this shape. */
 size_t sp_qshare_bytes(int rows, int cols, int bits, int group_size);
 
+/* q -> its wire form in out (sp_qshare_bytes(...) bytes). */
+sp_status sp_qshare_pack(const sp_qlayer *q, char *out, sp_err *err);
+/* Wire form -> q (allocated by the caller with the matching shape). */
+void sp_qshare_unpack(sp_qlayer *q, const char *in);
+
 /* Collective over comm: root's q is broadcast; other ranks' q is allocated here (shape given
  * by the arguments, which every rank must pass alike). */
 sp_status sp_qshare_bcast(MPI_Comm comm, int root, sp_qlayer *q, int rows, int cols, int bits,

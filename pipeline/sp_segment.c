@@ -10,7 +10,6 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "../kernels/sp_pack.h"
 #include "sp_qshare.h"
 
 #define SEG_MAGIC "SPBLK001"
@@ -32,27 +31,6 @@ _Static_assert(sizeof(seg_unit) == 32, "segment unit header is 32 bytes");
 
 void sp_segment_path(char *buf, size_t cap, const char *dir, int layer) {
     snprintf(buf, cap, "%s/block-%05d.spb", dir, layer);
-}
-
-/* Wire form of a layer (same as sp_qshare: packed codes, scales, zeros). */
-static void pack_layer(const sp_qlayer *q, char *out) {
-    size_t wpr = sp_pack_nwords((size_t)q->cols, q->bits), ng = (size_t)q->n_groups;
-    for (int r = 0; r < q->rows; r++)
-        sp_pack_bits((uint32_t *)(void *)(out + (size_t)r * wpr * 4), 1,
-                     q->codes + (size_t)r * q->cols, 1, (size_t)q->cols, q->bits, NULL);
-    char *p = out + (size_t)q->rows * wpr * 4;
-    memcpy(p, q->scales, (size_t)q->rows * ng * sizeof(float));
-    memcpy(p + (size_t)q->rows * ng * sizeof(float), q->zeros, (size_t)q->rows * ng);
-}
-
-static void unpack_layer(sp_qlayer *q, const char *in) {
-    size_t wpr = sp_pack_nwords((size_t)q->cols, q->bits), ng = (size_t)q->n_groups;
-    for (int r = 0; r < q->rows; r++)
-        sp_unpack_bits(q->codes + (size_t)r * q->cols, 1, in + (size_t)r * wpr * 4, 1,
-                       (size_t)q->cols, q->bits);
-    const char *p = in + (size_t)q->rows * wpr * 4;
-    memcpy(q->scales, p, (size_t)q->rows * ng * sizeof(float));
-    memcpy(q->zeros, p + (size_t)q->rows * ng * sizeof(float), (size_t)q->rows * ng);
 }
 
 static sp_status write_all(int fd, const void *buf, size_t n, uLong *crc, const char *path,
@@ -103,9 +81,9 @@ sp_status sp_segment_writer_append(sp_segment_writer *w, int module, const sp_ql
                   sp_qshare_bytes(q->rows, q->cols, q->bits, q->group_size)};
     char *buf = sp_malloc(u.nbytes, err, "segment unit");
     if (!buf) return SP_ENOMEM;
-    pack_layer(q, buf);
+    sp_status st = sp_qshare_pack(q, buf, err);
     uLong crc = w->crc;
-    sp_status st = write_all(w->fd, &u, sizeof u, &crc, w->tmp, err);
+    if (st == SP_OK) st = write_all(w->fd, &u, sizeof u, &crc, w->tmp, err);
     if (st == SP_OK) st = write_all(w->fd, buf, u.nbytes, &crc, w->tmp, err);
     free(buf);
     w->crc = crc;
@@ -224,7 +202,7 @@ sp_status sp_segment_read(const char *dir, int layer, const uint32_t *expect_crc
         (*units)[i].bits = (int)u.bits;
         st = sp_qlayer_alloc(&(*units)[i].q, (int)u.rows, (int)u.cols, (int)u.bits, u.group_size,
                              (int)u.sym, err);
-        if (st == SP_OK) unpack_layer(&(*units)[i].q, data + off);
+        if (st == SP_OK) sp_qshare_unpack(&(*units)[i].q, data + off);
         off += u.nbytes;
         *n = (int)i + 1;
     }
