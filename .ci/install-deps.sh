@@ -4,7 +4,7 @@ set -euo pipefail
 PKGS=(build-essential cmake pkg-config openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools
       zlib1g-dev libzstd-dev libcmocka-dev libopenblas-dev liblapacke-dev libcjson-dev libpcre2-dev
       # the throwaway local Slurm cluster of the tests (srun --mpi=pmix needs the pmix plugin)
-      slurmctld slurmd slurm-client slurm-wlm-basic-plugins libpmix2)
+      slurmctld slurmd slurm-client slurm-wlm-basic-plugins libpmix-dev)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

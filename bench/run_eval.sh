@@ -30,7 +30,7 @@ What: \`shardpress eval\` on the bundled stories260K model over \`stories260K-sa
 wall time of the forward + scoring phase (tokenization excluded). The perplexity column shows the
 runs computed the same thing on every rank count.
 
-Machine: ${cpu}, nproc $(nproc). Command: \`bench/run_eval.sh\`, $(date +%Y-%m-%d).
+Machine: ${cpu}, nproc $(nproc), load average at start $(cut -d" " -f1-3 /proc/loadavg). Command: \`bench/run_eval.sh\`, $(date +%Y-%m-%d).
 
 | ranks | windows × ctx | tokens/s | seconds | ppl |
 |---|---|---|---|---|

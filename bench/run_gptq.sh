@@ -31,7 +31,7 @@ if [[ ! -f "$BUILD/CMakeCache.txt" ]]; then
 fi
 cmake --build "$BUILD" --target bench_gptq -j"$(nproc)" >/dev/null
 
-cmd="OPENBLAS_NUM_THREADS=$OPENBLAS_NUM_THREADS bench_gptq ${args[*]:-}"
+cmd="OPENBLAS_NUM_THREADS=$OPENBLAS_NUM_THREADS bench_gptq${args[*]:+ ${args[*]}}"
 out="$("$BUILD/bench_gptq" "${args[@]}")"
 echo "$out"
 [[ $write_doc -eq 1 ]] || exit 0
@@ -69,7 +69,7 @@ C = 28672 over the first 1024 rows). H has rank <= 2048 < C (singular before dam
 can move error into its null space: the GPTQ/RTN ratios are lower than on real calibration data.
 
 Machine: $cpu, nproc $ncpu, OpenBLAS $blas (pthread), OPENBLAS_NUM_THREADS=$OPENBLAS_NUM_THREADS.
-Command: \`bench/run_gptq.sh ${args[*]:-}\` (runs \`$cmd\`), $(date -u +%Y-%m-%d).
+Command: \`bench/run_gptq.sh${args[*]:+ ${args[*]}}\` (runs \`$cmd\`), $(date -u +%Y-%m-%d).
 Timings are the best of 3 runs (4096 x 4096), 2 ([11008, 4096]) or 1 ([8192, 28672]): the
 machine is shared with other jobs, and single runs vary by ±15% or more.
 

@@ -514,11 +514,31 @@ static sp_status cmd_resume(cli_ctx *cx, int argc, char **argv, sp_err *err) {
     SP_RETURN_IF(optind != argc - 1, err, SP_EINVAL, "resume: expected one checkpoint directory");
     sp_quantize_result r;
     sp_status st = sp_quantize_resume(cx->comm, argv[optind], &g_stop_requested, &r, err);
-    sp_quantize_opts o;
-    sp_quantize_defaults(&o);
-    o.out_dir = argv[optind];
-    o.checkpoint_dir = argv[optind];
-    print_quantize_result(cx, &o, &r, st, json);
+    /* The run's own options live in run.json; the summary shows what resume did. */
+    if (st == SP_OK && cx->rank == 0) {
+        if (r.warnings[0]) fprintf(stderr, "%s", r.warnings);
+        if (json) {
+            cJSON *j = cJSON_CreateObject();
+            cJSON_AddStringToObject(j, "checkpoint_dir", argv[optind]);
+            cJSON_AddNumberToObject(j, "seconds", r.seconds);
+            cJSON_AddNumberToObject(j, "ranks", r.ranks);
+            cJSON_AddNumberToObject(j, "start_layer", r.start_layer);
+            cJSON_AddNumberToObject(j, "modules", r.modules);
+            cJSON_AddNumberToObject(j, "checkpoints", r.checkpoints);
+            cJSON_AddNumberToObject(j, "peak_rss_mb_max", r.peak_rss_mb_max);
+            cJSON_AddNumberToObject(j, "checkpoint_blocked_s", r.ckpt_blocked_s);
+            char *s = cJSON_PrintUnformatted(j);
+            printf("%s\n", s);
+            free(s);
+            cJSON_Delete(j);
+        } else {
+            printf("resumed      %s from block %d on %d rank%s: %d modules done\n", argv[optind],
+                   r.start_layer, r.ranks, r.ranks == 1 ? "" : "s", r.modules);
+            printf("time         %.2f s, peak RSS %.1f MB max, %d checkpoints written\n", r.seconds,
+                   r.peak_rss_mb_max, r.checkpoints);
+        }
+    }
+    free(r.peak_rss_mb);
     return st;
 }
 
@@ -564,6 +584,14 @@ static void configure_blas_threads(MPI_Comm comm) {
 }
 
 int main(int argc, char **argv) {
+    /* The preemption signals are caught before MPI starts: a SIGUSR1 from Slurm that arrives
+     * during MPI_Init must not kill the process (it is then seen at the first block boundary). */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
     int provided = 0;
     MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
     cli_ctx cx = {.comm = MPI_COMM_WORLD};
@@ -588,12 +616,6 @@ int main(int argc, char **argv) {
             st = sp_err_set(&err, SP_EMPI, "the MPI library does not provide MPI_THREAD_MULTIPLE");
         } else {
             configure_blas_threads(cx.comm);
-            struct sigaction sa;
-            memset(&sa, 0, sizeof sa);
-            sa.sa_handler = on_stop_signal;
-            sigemptyset(&sa.sa_mask);
-            sigaction(SIGUSR1, &sa, NULL);
-            sigaction(SIGTERM, &sa, NULL);
             optind = 1;
             st = cmd->run(&cx, argc - 1, argv + 1, &err);
         }

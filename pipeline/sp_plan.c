@@ -236,7 +236,8 @@ static void sim_rank(const geom *g, int rank, int ranks, sp_plan_rank *out) {
         take(&s, SP_PLAN_M_QLAYERS, qb);
         held += qb;
         touch(&s, SP_PLAN_M_GPTQ, gptq_run_bytes(g, u));
-        touch(&s, SP_PLAN_M_GPTQ, R * C * 4 + 2 * quad_rows(u) * C * 8);
+        /* layer error (sp_gptq_layer_error + weight energy): only at --bits */
+        if (u->bits == g->o->bits) touch(&s, SP_PLAN_M_GPTQ, R * C * 4 + 2 * quad_rows(u) * C * 8);
     }
     give(&s, SP_PLAN_M_GPTQ, factors);
     give(&s, SP_PLAN_M_HESSIANS, full);
@@ -376,13 +377,13 @@ static void hacc_cost(const geom *g, double n, double *flops, double *entries) {
 
 /* One unit's GPTQ: the updates (every column pair j < k, one multiply-add per row), the
  * scalar quantizer (about four roundings' worth per weight, plus the group parameters), and
- * the two dgemm traces of the relative layer error (weight energy and layer error). */
+ * the two dgemm traces of the relative layer error (weight energy and layer error), which
+ * quantize computes only for units at --bits. */
 static void gptq_cost(const geom *g, const sp_unit *u, double *sflops, double *dflops,
                       double *scalar) {
     double R = u->rows, C = u->cols;
-    (void)g;
     *sflops = R * C * (C - 1);
-    *dflops = 4 * R * C * C;
+    *dflops = u->bits == g->o->bits ? 4 * R * C * C : 0; /* layer error only at --bits */
     *scalar = 4 * R * C;
 }
 

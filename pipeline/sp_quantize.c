@@ -165,10 +165,14 @@ static sp_status quantize_my_units(sp_qjob *j, double *Hs[N_HESS], int layer, sp
                 go.mse = o->mse;
                 st = sp_gptq_prepare(&ctx[un->hessian], Hs[un->hessian], un->cols, &go, err);
             }
+            /* The layer error tr(ΔW H ΔWᵀ) costs more than GPTQ itself (two products with H):
+             * it is computed only at --bits, the level the summary reports. */
+            int diag = un->bits == o->bits;
             double layer_err = 0;
             if (st == SP_OK)
-                st = sp_gptq_quantize(ctx[un->hessian], W, un->rows, un->bits, &j->q[u], &layer_err, err);
-            if (st == SP_OK) {
+                st = sp_gptq_quantize(ctx[un->hessian], W, un->rows, un->bits, &j->q[u],
+                                      diag ? &layer_err : NULL, err);
+            if (st == SP_OK && diag) {
                 double base = sp_gptq_weight_energy(W, Hs[un->hessian], un->rows, un->cols);
                 rel = base > 0 ? layer_err / base : 0;
             }
