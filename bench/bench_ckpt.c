@@ -14,7 +14,7 @@
  * Each rank checkpoints --mib MiB of float32 (rows of 1 MiB) into one global dataset.
  *
  * Usage: mpiexec -n 2 bench_ckpt --dir DIR [--mib 512] [--iters 4] [--compute 2.0]
- *                                [--compress none|gzip|zstd] [--no-verify]
+ *                                [--compress none|gzip|zstd] [--verify auto|on|off]
  * Prints a human log and machine lines "KEY value" (parsed by bench/run_ckpt.sh).
  */
 #include <cblas.h>
@@ -76,7 +76,7 @@ int main(int argc, char **argv) {
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     const char *dir = NULL;
-    int mib = 512, iters = 4, verify = 1;
+    int mib = 512, iters = 4, verify = -1;
     double factor = 2.0;
     sp_ckpt_compress comp = SP_CKPT_NONE;
     for (int i = 1; i < argc; i++) {
@@ -85,14 +85,17 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--mib") && v) mib = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--iters") && v) iters = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--compute") && v) factor = atof(argv[++i]);
-        else if (!strcmp(argv[i], "--no-verify")) verify = 0;
+        else if (!strcmp(argv[i], "--verify") && v) {
+            i++;
+            verify = !strcmp(v, "on") ? 1 : !strcmp(v, "off") ? 0 : -1;
+        }
         else if (!strcmp(argv[i], "--compress") && v) {
             i++;
             comp = !strcmp(v, "gzip") ? SP_CKPT_GZIP : !strcmp(v, "zstd") ? SP_CKPT_ZSTD
                                                                          : SP_CKPT_NONE;
         } else {
             if (rank == 0) fprintf(stderr, "usage: bench_ckpt --dir DIR [--mib N] [--iters K] "
-                                   "[--compute F] [--compress none|gzip|zstd] [--no-verify]\n");
+                                   "[--compute F] [--compress none|gzip|zstd] [--verify auto|on|off]\n");
             MPI_Finalize();
             return 2;
         }
@@ -119,6 +122,7 @@ int main(int argc, char **argv) {
     sp_ckpt_opts_default(&o);
     o.keep = 2;
     o.compress = comp;
+    if (verify < 0) verify = comp != SP_CKPT_NONE; /* the engine's default (auto) */
     o.verify = verify;
     sp_err e = {SP_OK, ""};
     sp_ckpt *ck = NULL;

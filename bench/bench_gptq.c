@@ -1,5 +1,5 @@
 /* bench_gptq.c — speed of GPTQ (kernels/sp_gptq.h) and of the double Hessian accumulation
- * (kernels/sp_hessian.h), against the machine's cblas_sgemm / cblas_dsyrk rates measured in
+ * (kernels/sp_hacc.h, the exact fixed-point accumulator the quantize pipeline uses), against the machine's cblas_sgemm / cblas_dsyrk rates measured in
  * the same run, plus the layer error of GPTQ vs round-to-nearest on the same matrix.
  *
  * Shapes, W [out, in] = [R, C] (H is C x C):
@@ -11,7 +11,7 @@
  *
  * Inputs: X [n = 2048, C] "low rank plus noise": X = Z·M/√k + 0.5·noise with Z [n, k],
  * M [k, C], k = 64, columns scaled by exp(N(0, 0.5²)) (a few loud input features, as in
- * LLM activations); H = 2/n XᵀX accumulated by sp_hessian. W ~ N(0, 0.02²) with 1% outliers ×5.
+ * LLM activations); H = 2/n XᵀX accumulated by sp_hacc. W ~ N(0, 0.02²) with 1% outliers ×5.
  * H has rank <= n < C here (singular before damping): GPTQ can move error into its null space,
  * so the GPTQ/RTN error ratios are lower than with real calibration data (n >> C).
  *
@@ -35,7 +35,7 @@
 #include <time.h>
 
 #include "kernels/sp_gptq.h"
-#include "kernels/sp_hessian.h"
+#include "kernels/sp_hacc.h"
 #include "kernels/sp_quant.h"
 
 static double now_s(void) {
@@ -168,29 +168,36 @@ int main(int argc, char **argv) {
                   {"70B down", 8192, 28672}};
     const int n_shapes = quick ? 2 : 3;
     int haveC = 0;
-    sp_hessian *hs = NULL;
-    const double *H = NULL;
+    sp_hacc hs;
+    memset(&hs, 0, sizeof hs);
+    double *H = NULL;
     sp_err e = {0};
     for (int si = 0; si < n_shapes; si++) {
         const int R = shapes[si].R, C = shapes[si].C;
         if (C != haveC) {
-            sp_hessian_free(hs);
+            sp_hacc_free(&hs);
+            free(H);
+            H = NULL;
             float *X = make_inputs(n, C, 100 + (uint64_t)C);
-            if (sp_hessian_create(&hs, C, &e) != SP_OK) die("hessian", &e);
-            /* The first batch also pays the page faults of S (C² doubles); later ones are the
+            double xmax = 0;
+            for (size_t i = 0; i < (size_t)n * C; i++) xmax = fabs(X[i]) > xmax ? fabs(X[i]) : xmax;
+            /* 4 adds at most (first + 3 reps); the bound is the data's own maximum. */
+            if (sp_hacc_init(&hs, C, n, 4 * (int64_t)n, 1.01 * xmax, &e) != SP_OK) die("hessian", &e);
+            /* The first batch also pays the page faults of the accumulator; later ones are the
              * steady state of a calibration run (best of 3 for C = 4096). Adding the same X
              * again leaves H unchanged. */
             double t = now_s();
-            if (sp_hessian_add(hs, X, (size_t)n, &e) != SP_OK) die("hessian add", &e);
+            if (sp_hacc_add(&hs, X, n, &e) != SP_OK) die("hessian add", &e);
             double t_first = now_s() - t, t_add = 1e30;
             for (int rep = 0; rep < (C > 8192 ? 1 : 3); rep++) {
                 t = now_s();
-                if (sp_hessian_add(hs, X, (size_t)n, &e) != SP_OK) die("hessian add", &e);
+                if (sp_hacc_add(&hs, X, n, &e) != SP_OK) die("hessian add", &e);
                 t = now_s() - t;
                 t_add = t < t_add ? t : t_add;
             }
             t = now_s();
-            if (sp_hessian_finalize(hs, &H, &e) != SP_OK) die("hessian finalize", &e);
+            H = sp_hacc_finalize(&hs, &e);
+            if (!H) die("hessian finalize", &e);
             double t_fin = now_s() - t, rate = (double)n * C * (double)C / t_add * 1e-9;
             printf("hessian C=%d n=%d: first add %.3f s, add %.3f s (%.1f GFLOP/s = %.0f%% of "
                    "dsyrk at C=4096), finalize %.3f s\n",
@@ -267,6 +274,7 @@ int main(int argc, char **argv) {
         }
         free(W);
     }
-    sp_hessian_free(hs);
+    sp_hacc_free(&hs);
+    free(H);
     return 0;
 }

@@ -65,7 +65,7 @@ echo "dd 1 GiB O_DIRECT:       $dd_direct_before (before), $dd_direct_after (aft
 [[ $write_doc -eq 1 ]] || exit 0
 
 val() { sed -n "s/^$1 //p" <<<"$out"; }
-pct() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", 100 * a / b }'; }
+pct() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", 100 * a / b }'; }
 cpu="$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -n1)"
 ncpu="$(nproc)"
 disk="$(df -h "$DIR" | awk 'NR == 2 { printf "%s (%s, %s total, %s free), mounted on %s", $1, fs, $2, $4, $6 }' fs="$(df -T "$DIR" | awk 'NR == 2 { print $2 }')")"
@@ -79,17 +79,19 @@ slow="$(awk -v a="$comp_lazy" -v b="$comp_iso" 'BEGIN { printf "%+.0f", 100 * (a
 section="$(cat <<EOF
 $SECTION
 
-What: \`bench/bench_ckpt.c\` on 2 ranks. Each rank checkpoints $MIB MiB of float32 (one global
-dataset, $(( 2 * MIB )) MiB per checkpoint, uncompressed, read-back verification on: the
-defaults). First $ITERS checkpoints written synchronously with the same engine (commit +
-\`wait_all\`), then $ITERS written
-lazily with simulated compute between them (single-threaded \`cblas_sgemm\` loops, calibrated to
-$COMPUTE × the synchronous time, overwriting the checkpointed buffer after
-\`sp_ckpt_wait_buffer\`). Blocked time = the commit call + the wait before the buffer is next
-overwritten (the final \`wait_all\` for the last checkpoint); all figures are the maximum over
-the 2 ranks. Goal: blocked ≤ 5% of the synchronous time.
+What: \`bench/bench_ckpt.c\` on 2 ranks, engine defaults (uncompressed, so no read-back
+verification). Each rank checkpoints $MIB MiB of float32 into one global dataset, $(( 2 * MIB )) MiB
+per checkpoint. First $ITERS checkpoints are written synchronously with the same engine (commit +
+\`wait_all\`), then $ITERS lazily with simulated compute between them (single-threaded
+\`cblas_sgemm\` loops calibrated to $COMPUTE × the synchronous time; the checkpointed buffer
+is overwritten after \`sp_ckpt_wait_buffer\`), then $ITERS synchronously again with read-back
+verification forced on (the default for compressed checkpoints), to show its cost. Blocked
+time = the commit call + the wait before the buffer is next overwritten (the final
+\`wait_all\` for the last checkpoint). All figures are the maximum over the 2 ranks.
+Goal: blocked ≤ 5% of the synchronous time.
 
-Machine: $cpu, nproc $ncpu; load average before the run: $load_before.
+Machine: $cpu, nproc $ncpu; load average before the run: $load_before (a shared machine:
+other jobs may run at the same time, so the I/O figures scatter; see the run log).
 Disk: $disk.
 Command: \`bench/run_ckpt.sh\` (runs \`$cmd\`), $(date -u +%Y-%m-%d).
 
@@ -99,17 +101,19 @@ Command: \`bench/run_ckpt.sh\` (runs \`$cmd\`), $(date -u +%Y-%m-%d).
 | lazy: main thread blocked, mean (max) | $blocked s ($blocked_max s) |
 | **blocked / synchronous, mean (max)** | **$ratio% ($ratio_max%)** |
 | lazy: background write (I/O thread time) | $(val IO_LAZY_S) s = $bg MB/s |
-| synchronous, read-back verification on / off | $(val SYNC_VERIFY_S) s / $(val SYNC_NOVERIFY_S) s |
 | lazy: I/O thread CPU time (busiest rank) | $io_cpu s |
+| synchronous, read-back verification off / on | $(val SYNC_NOVERIFY_S) s / $(val SYNC_VERIFY_S) s |
 | compute step alone → with a checkpoint in the background | $comp_iso s → $comp_lazy s ($slow%) |
 | raw disk, dd 1 GiB buffered + conv=fsync (before / after) | $dd_fsync_before / $dd_fsync_after |
 | raw disk, dd 1 GiB oflag=direct (before / after) | $dd_direct_before / $dd_direct_after |
 
-The engine's write path is buffered writes + fsync, so dd with conv=fsync is its ceiling; the
-background figure also includes the CRC pass, the read-back verification and the publish
-(rename, \`latest\`, pruning); the last $ITERS checkpoints of the run are written synchronously
-with verification off, to show its cost. On a 2-core machine the I/O thread competes with the 2 compute
-threads for CPU; that shows as the compute slowdown, not as blocked time.
+The engine writes through the page cache and fsyncs, so dd with conv=fsync is its ceiling; a
+checkpoint also costs a CRC pass over the data before the write, the fsync of every rank,
+and the publish (rename, \`latest\`, deleting the checkpoint that falls out of \`keep\`).
+With 2 ranks on 2 cores the compute threads use every core, so the I/O threads' CPU time
+(CRC, copies into the page cache) and the kernel's write-back slow the compute down: that is
+the price of checkpointing from the CPU on a saturated machine, and it shows as compute
+slowdown, not as blocked time.
 
 Run log:
 

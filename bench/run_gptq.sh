@@ -52,7 +52,7 @@ $SECTION
 
 What: \`sp_gptq_prepare\` + \`sp_gptq_quantize\` (float path) at 4 bits, group 128, asymmetric,
 block 128, damp 0.01, on synthetic layers of Llama shapes, W [out, in] = [R, C]; and
-\`sp_hessian_add\` (double accumulation). Inputs: X [2048, C] low rank (64) plus noise with
+\`sp_hacc_add\` (exact fixed-point accumulation of double products, as quantize uses it). Inputs: X [2048, C] low rank (64) plus noise with
 log-normal column scales, H = 2/n·XᵀX; W ~ N(0, 0.02²) with 1% outliers ×5. Reference rates
 from the same run: \`cblas_sgemm\` 4096³ and \`cblas_dsyrk\` (C = 4096, k = 2048), best of 3.
 

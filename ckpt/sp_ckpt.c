@@ -24,7 +24,7 @@ void sp_ckpt_opts_default(sp_ckpt_opts *o) {
     o->keep = 2;
     o->compress = SP_CKPT_NONE;
     o->level = 0;
-    o->verify = 1;
+    o->verify = -1;
 }
 
 size_t sp_ckpt_dtype_size(sp_ckpt_dtype dt) {
@@ -123,6 +123,8 @@ static sp_status check_opts(const sp_ckpt_opts *o, const char *dir, sp_err *err)
     int max = o->compress == SP_CKPT_ZSTD ? 22 : o->compress == SP_CKPT_GZIP ? 9 : 0;
     SP_RETURN_IF(o->level < 0 || (o->compress != SP_CKPT_NONE && o->level > max), err,
                  SP_EINVAL, "%s: compression level %d is outside 0..%d", dir, o->level, max);
+    SP_RETURN_IF(o->verify < -1 || o->verify > 1, err, SP_EINVAL,
+                 "%s: verify must be -1 (auto), 0 or 1 (got %d)", dir, o->verify);
     return SP_OK;
 }
 
@@ -184,6 +186,7 @@ sp_status sp_ckpt_create(sp_ckpt **out, MPI_Comm comm, const char *dir, const sp
     ck->dir = d;
     ck->opts = *o;
     if (ck->opts.level == 0) ck->opts.level = o->compress == SP_CKPT_ZSTD ? 3 : 1;
+    if (ck->opts.verify < 0) ck->opts.verify = o->compress != SP_CKPT_NONE;
     ck->last_step = -1;
     ck->comm_io = MPI_COMM_NULL;
     pthread_mutex_init(&ck->mu, NULL);

@@ -37,9 +37,11 @@
  *   2. one collective H5Dwrite per dataset; agree; the checkpoint's buffers are released.
  *   3. attributes crc32/nbytes per dataset, root attribute complete=1 (last), H5Fflush; agree
  *      (a flush that fails leaves the file closable); H5Fclose, then every rank fsyncs the file
- *      (each node flushes what it wrote); agree. Then, unless opts.verify is 0, the closed
- *      file is read back collectively and every dataset's CRC checked (Open MPI's OMPIO can
- *      lose a write to a full disk without returning an error); agree.
+ *      (each node flushes what it wrote); agree. Then, if opts.verify says so (by default for
+ *      compressed checkpoints), the closed file is read back collectively and every dataset's
+ *      CRC checked: Open MPI's OMPIO can lose a collective write to a full disk without
+ *      returning an error (independent writes, used for uncompressed data, do report it);
+ *      agree. Every rank drops the file's pages from its page cache.
  *   4. rank 0: rename the file to ckpt-<step>.h5, fsync the directory, replace
  *      <dir>/latest (tmp + fsync + rename + fsync dir), delete all but the newest `keep`
  *      checkpoints (and checkpoint files of a higher step, stale leftovers of an earlier run);
@@ -91,11 +93,12 @@ typedef struct {
     int keep;                  /* checkpoints kept on disk (newest first), >= 1; default 2 */
     sp_ckpt_compress compress; /* default SP_CKPT_NONE (contiguous datasets)               */
     int level;                 /* gzip 1..9 (default 1), zstd 1..22 (default 3); 0: default */
-    int verify;                /* 1 (default): read each file back and check its CRCs before
-                                  publishing it (catches writes MPI-IO lost silently)        */
+    int verify;                /* read each file back and check its CRCs before publishing
+                                  it: 1 always, 0 never, -1 (default) when compressing, the
+                                  case where MPI-IO (collective) can lose writes silently    */
 } sp_ckpt_opts;
 
-/* Fill o with the defaults: keep 2, no compression, level 0 (default), verify 1. */
+/* Fill o with the defaults: keep 2, no compression, level 0 (default), verify -1 (auto). */
 void sp_ckpt_opts_default(sp_ckpt_opts *o);
 
 /* Bytes per element of dt (0 for an invalid value). */

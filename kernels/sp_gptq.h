@@ -5,7 +5,7 @@
  *   B   lazy-batch block (columns)        gs  group size (columns), G = ceil(C / gs)
  *
  * Inputs: W [R, C] fp32 row-major and the layer's Hessian H = 2/n · Σ x xᵀ [C, C] in double
- * (full symmetric matrix, as sp_hessian_finalize returns it). The result is the reference
+ * (full symmetric matrix, as sp_hacc_finalize returns it). The result is the reference
  * gptq.py `fasterquant` (IST-DASLab), with its choices:
  *   dead   columns with H[i,i] == 0: H[i,i] = 1 and W[:, i] = 0
  *   act_order: columns processed in the order of decreasing diag(H) (stable sort: ties keep

@@ -142,7 +142,12 @@ static void test_roundtrip(void **state) {
     };
     int n = (int)(sizeof its / sizeof its[0]);
     for (int k = 0; k < n; k++) item_alloc(&its[k], k);
-    sp_ckpt *ck = make_engine(dir, 2, SP_CKPT_NONE);
+    sp_ckpt_opts o;
+    sp_ckpt_opts_default(&o);
+    assert_int_equal(o.verify, -1);
+    o.verify = 1; /* read back before publishing, also uncompressed */
+    sp_ckpt *ck = NULL;
+    OK(sp_ckpt_create(&ck, MPI_COMM_WORLD, dir, &o, E));
     OK(sp_ckpt_begin(ck, 7, E));
     OK(sp_ckpt_put_attr_str(ck, "run", g_rank == 0 ? "{\"model\": \"x\"}" : "ignored", E));
     OK(sp_ckpt_put_attr_i64(ck, "layers_done", g_rank == 0 ? -42 : 99, E));
