@@ -35,7 +35,8 @@ done
 if [[ ! -f "$BUILD/CMakeCache.txt" ]]; then
   cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 fi
-cmake --build "$BUILD" --target bench_ckpt -j"$(nproc)" >/dev/null
+cmake --build "$BUILD" --target bench_ckpt -j"$(nproc)" >/dev/null 2>&1 ||
+  { echo "run_ckpt.sh: building bench_ckpt failed" >&2; exit 1; }
 
 mkdir -p "$DIR"
 trap 'rm -rf "$DIR/ck" "$DIR/dd.tmp"; rmdir "$DIR" 2>/dev/null || true' EXIT

@@ -135,23 +135,33 @@ sp_status sp_qckpt_start(sp_qjob *j, int resume, char *warn, size_t warn_cap, sp
 sp_status sp_qckpt_save(sp_qjob *j, int layers_done, sp_err *err) {
     const sp_quantize_opts *o = j->o;
     const sp_config *c = j->c;
-    SP_FORWARD(sp_ckpt_begin(j->ck, layers_done, err));
-    SP_FORWARD(sp_ckpt_put_attr_str(j->ck, "run", j->run_json, err));
-    SP_FORWARD(sp_ckpt_put_attr_i64(j->ck, "layers_done", layers_done, err));
-    SP_FORWARD(sp_ckpt_put_attr_i64(j->ck, "model_fingerprint", j->model_fp, err));
-    SP_FORWARD(sp_ckpt_put_attr_i64(j->ck, "calib_fingerprint", j->calib_fp, err));
+    /* Every rank must reach sp_ckpt_commit even when one of its puts failed: the engine then
+     * discards that checkpoint on every rank, while a rank that skipped the commit would leave
+     * the other ranks' I/O threads waiting. The first error is kept and agreed on below. */
+    sp_status st = sp_ckpt_begin(j->ck, layers_done, err);
+    if (st == SP_OK) st = sp_ckpt_put_attr_str(j->ck, "run", j->run_json, err);
+    if (st == SP_OK) st = sp_ckpt_put_attr_i64(j->ck, "layers_done", layers_done, err);
+    if (st == SP_OK) st = sp_ckpt_put_attr_i64(j->ck, "model_fingerprint", j->model_fp, err);
+    if (st == SP_OK) st = sp_ckpt_put_attr_i64(j->ck, "calib_fingerprint", j->calib_fp, err);
     /* Only rank 0 knows the CRCs (it wrote the segments); the others add no rows. */
     int64_t crc_shape[1] = {layers_done};
-    SP_FORWARD(sp_ckpt_put_rows(j->ck, "block_crc", SP_CKPT_I64, 1, crc_shape, 0,
-                                j->rank == 0 ? layers_done : 0, j->block_crc, err));
-    if (!o->rtn) {
+    if (st == SP_OK)
+        st = sp_ckpt_put_rows(j->ck, "block_crc", SP_CKPT_I64, 1, crc_shape, 0,
+                              j->rank == 0 ? layers_done : 0, j->block_crc, err);
+    if (st == SP_OK && !o->rtn) {
         int64_t shape[3] = {o->nsamples, o->ctx, c->dim};
-        SP_FORWARD(sp_ckpt_put_rows(j->ck, "X", SP_CKPT_F32, 3, shape, (int64_t)j->w0,
-                                    (int64_t)(j->w1 - j->w0), j->X, err));
+        st = sp_ckpt_put_rows(j->ck, "X", SP_CKPT_F32, 3, shape, (int64_t)j->w0,
+                              (int64_t)(j->w1 - j->w0), j->X, err);
     }
-    SP_FORWARD(sp_ckpt_commit(j->ck, err));
-    j->checkpoints++;
-    return SP_OK;
+    sp_err cerr = {SP_OK, ""};
+    sp_status cst = sp_ckpt_commit(j->ck, &cerr);
+    if (st == SP_OK && cst != SP_OK) {
+        st = cst;
+        if (err) *err = cerr;
+    }
+    st = sp_mpi_agree(j->comm, st, err);
+    if (st == SP_OK) j->checkpoints++;
+    return st;
 }
 
 sp_status sp_qckpt_before_overwrite(sp_qjob *j, sp_err *err) {

@@ -10,9 +10,9 @@ Q=(--nsamples 8 --ctx 128 --group-size 32 --bits 4)
 
 "$SP_BIN" plan --model "$M" --ranks 2 "${Q[@]}" --calibrate --calibrate-dir "$WORK" --json >"$WORK/plan.json"
 mpi 2 "$SP_BIN" quantize --model "$M" --calib "$CAL" --out "$WORK/q" "${Q[@]}" --json >"$WORK/run.json"
-python3 - "$WORK/plan.json" "$WORK/run.json" <<'PY'
+python3 - "$WORK/plan.json" "$WORK/run.json" "${SP_SANITIZED:-0}" <<'PY'
 import json, sys
-p = json.load(open(sys.argv[1])); r = json.load(open(sys.argv[2]))
+p = json.load(open(sys.argv[1])); r = json.load(open(sys.argv[2])); sanitized = sys.argv[3] == "1"
 for k in ("memory", "phase_seconds", "peak_rss_mb_max", "rates", "seconds"):
     assert k in p, k
 assert set(p["phase_seconds"]) == set(r["phase_seconds"]), (p["phase_seconds"], r["phase_seconds"])
@@ -21,7 +21,8 @@ meas = r["peak_rss_mb"]
 for k in range(2):
     err = (pred[k] - meas[k]) / meas[k]
     print(f"rank {k}: predicted {pred[k]:.1f} MiB, measured {meas[k]:.1f} MiB ({err:+.0%})")
-    assert abs(err) < 0.25, (k, pred[k], meas[k])
+    # Under ASan the RSS holds shadow memory and the quarantine, which plan does not model.
+    assert sanitized or abs(err) < 0.25, (k, pred[k], meas[k])
 assert p["memory"]["rank0"]["items"]["states"] == 4 * 128 * 64 * 4
 PY
 
