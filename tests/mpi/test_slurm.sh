@@ -94,9 +94,14 @@ requeue)
     case "$s" in COMPLETED) return 0 ;; FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY|BOOT_FAIL|DEADLINE)
       fail "job $jid ended $s" ;; esac
     # Slurm holds a requeued job back for the credential lifetime (about 2 min, Reason=BeginTime);
-    # a real cluster waits it out, the test moves the begin time to now.
+    # a real cluster waits it out, the test moves the begin time to now — but only a few
+    # seconds after the requeue: slurmd compares credential times in whole seconds, and a
+    # relaunch in the same second as the revocation is killed ("Job credential revoked").
     if [ "$s" = PENDING ] && [ "$(job_field "$jid" Reason)" = BeginTime ]; then
-      scontrol update JobId="$jid" StartTime=now >/dev/null 2>&1 || true
+      [ -n "${pending_since:-}" ] || pending_since=$SECONDS
+      if (( SECONDS - pending_since >= 5 )); then
+        scontrol update JobId="$jid" StartTime=now >/dev/null 2>&1 || true
+      fi
     fi
     return 1
   }
