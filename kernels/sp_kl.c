@@ -47,7 +47,7 @@ sp_status sp_kl_nll(double *nll, const float *logits, int target, int V, sp_err 
     SP_RETURN_IF(V < 1, err, SP_EINVAL, "sp_kl_nll: vocabulary size %d must be >= 1", V);
     SP_RETURN_IF(target < 0 || target >= V, err, SP_EINVAL,
                  "sp_kl_nll: target id %d outside [0, %d)", target, V);
-    double m, s;
+    double m = 0, s = 1; /* set by row_norm on SP_OK; initialised for -O3 flow analysis */
     SP_FORWARD(row_norm(&m, &s, logits, V, err));
     *nll = (m + log(s)) - (double)logits[target];
     return SP_OK;
@@ -59,7 +59,7 @@ sp_status sp_kl_row(float *top_lp, int32_t *top_id, float *rest_lp, double *nll,
                  "sp_kl_row: vocabulary size %d and top-K %d must be >= 1", V, K);
     SP_RETURN_IF(nll && (target < 0 || target >= V), err, SP_EINVAL,
                  "sp_kl_row: target id %d outside [0, %d)", target, V);
-    double m, s;
+    double m = 0, s = 1; /* set by row_norm on SP_OK; initialised for -O3 flow analysis */
     SP_FORWARD(row_norm(&m, &s, logits, V, err));
     double lse = m + log(s);
 
@@ -156,7 +156,7 @@ sp_status sp_kl_row_vs_ref(double *kl, double *nll, const float *logits, int tar
         }
     }
 
-    double m, s;
+    double m = 0, s = 1; /* set by row_norm on SP_OK; initialised for -O3 flow analysis */
     st = row_norm(&m, &s, logits, V, err);
     if (st != SP_OK) goto cleanup;
     double lse = m + log(s), log_s = log(s);

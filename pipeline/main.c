@@ -79,7 +79,7 @@ static const char *EVAL_USAGE =
 static sp_status cmd_eval(cli_ctx *cx, int argc, char **argv, sp_err *err) {
     sp_eval_opts o = {.ctx = 0, .topk = 64};
     int json = 0;
-    long v;
+    long v = 0;
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'}, {"text", required_argument, 0, 't'},
         {"ctx", required_argument, 0, 'c'},   {"max-windows", required_argument, 0, 'w'},
@@ -154,7 +154,7 @@ static const char *GENERATE_USAGE =
 
 static sp_status cmd_generate(cli_ctx *cx, int argc, char **argv, sp_err *err) {
     sp_generate_opts o = {.steps = 256, .temperature = 0.0f, .seed = 0};
-    long v;
+    long v = 0;
     double d;
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'}, {"steps", required_argument, 0, 'n'},
@@ -229,7 +229,7 @@ static sp_status cmd_quantize(cli_ctx *cx, int argc, char **argv, sp_err *err) {
     sp_quantize_opts o;
     sp_quantize_defaults(&o);
     int json = 0, have_levels = 0;
-    long v;
+    long v = 0;
     double d;
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'}, {"calib", required_argument, 0, 'c'},

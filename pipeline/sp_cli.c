@@ -39,7 +39,7 @@ sp_status sp_cli_int_list(const char *opt, const char *val, long lo, long hi, in
     *n = 0;
     for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         SP_RETURN_IF(*n >= max, err, SP_EINVAL, "%s: more than %d values", opt, max);
-        long v;
+        long v = 0;
         SP_FORWARD(sp_cli_int(opt, tok, lo, hi, &v, err));
         out[(*n)++] = (int)v;
     }

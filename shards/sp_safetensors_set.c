@@ -196,7 +196,7 @@ static sp_status st_tensor_desc(void *ctx, const char *name, sp_tensor_desc *des
 /* Rows are contiguous in a row-major tensor, so a row range is one conversion call. */
 static sp_status st_read_rows(void *ctx, const char *name, int64_t row0, int64_t nrows,
                               float *dst, sp_err *err) {
-    sp_tensor_desc d;
+    sp_tensor_desc d = {0}; /* zeroed: -O3 cannot see that st_tensor_desc fills it on SP_OK */
     SP_FORWARD(st_tensor_desc(ctx, name, &d, err));
     const char *file = NULL;
     const sp_st_tensor *t = sp_st_set_find(ctx, name, &file);
