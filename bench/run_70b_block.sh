@@ -4,6 +4,7 @@
 # 2,3,4,5,6,8. Records time per phase and peak RSS per rank in docs/benchmarks.md.
 # Usage: bench/run_70b_block.sh [build dir] [nsamples] [ctx]
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$(dirname "$0")/.."
 B=${1:-build}; NS=${2:-4}; CTX=${3:-512}
 . .ci/env.sh
@@ -52,13 +53,6 @@ Mean relative layer error at 4 bits: {j['mean_rel_layer_error']:.4e}.
 """)
 PY
 )
-python3 - "$section" <<'PY'
-import re, sys, os
-p = "docs/benchmarks.md"; new = sys.argv[1].rstrip() + "\n"
-s = open(p).read() if os.path.exists(p) else "# Benchmarks\n"
-pat = re.compile(r"^## 70B-shaped block, end to end\n.*?(?=^## |\Z)", re.S | re.M)
-s = pat.sub(new + "\n", s) if pat.search(s) else s.rstrip() + "\n\n" + new
-open(p, "w").write(s)
-PY
+sp_bench_write_section docs/benchmarks.md "## 70B-shaped block, end to end" "$section"
 echo "$section"
 [ -n "${SP_BENCH_DIR:-}" ] || rm -rf "$W"

@@ -3,6 +3,7 @@
 # "## Eval throughput" section of docs/benchmarks.md.
 # Usage: bench/run_eval.sh [build dir (default build)]
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$(dirname "$0")/.."
 B=${1:-build}
 . .ci/env.sh
@@ -37,12 +38,5 @@ Machine: ${cpu}, nproc $(nproc), load average at start $(cut -d" " -f1-3 /proc/l
 ${rows}
 MD
 )
-python3 - "$section" <<'PY'
-import re, sys
-p = "docs/benchmarks.md"; new = sys.argv[1].rstrip() + "\n"
-s = open(p).read() if __import__("os").path.exists(p) else "# Benchmarks\n"
-pat = re.compile(r"^## Eval throughput\n.*?(?=^## |\Z)", re.S | re.M)
-s = pat.sub(new + "\n", s) if pat.search(s) else s.rstrip() + "\n\n" + new
-open(p, "w").write(s)
-PY
+sp_bench_write_section docs/benchmarks.md "## Eval throughput" "$section"
 echo "$section"

@@ -9,6 +9,7 @@
 # Environment: SP_BUILD_DIR (default <repo>/build), OPENBLAS_NUM_THREADS (default 2: the
 # reference machine has 2 cores). The full run needs about 14 GB of memory and a few minutes.
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD="${SP_BUILD_DIR:-$ROOT/build}"
@@ -94,19 +95,5 @@ $detail
 EOF
 )"
 
-mkdir -p "$(dirname "$DOC")"
-[[ -f "$DOC" ]] || printf '# Benchmarks\n\nMeasured figures; each section says how to reproduce it.\n' >"$DOC"
-new_section="$(mktemp)"
-tmp="$(mktemp)"
-trap 'rm -f "$new_section" "$tmp"' EXIT
-printf '%s\n\n' "$section" >"$new_section"
-# Replace the old section in place (its heading up to the next "## " heading); append the
-# section when the file has none. Everything else is copied unchanged.
-awk -v h="$SECTION" -v f="$new_section" '
-  $0 == h { while ((getline line < f) > 0) print line; skip = 1; found = 1; next }
-  skip && /^## / { skip = 0 }
-  !skip { print }
-  END { if (!found) { print ""; while ((getline line < f) > 0) print line } }
-' "$DOC" >"$tmp"
-cat "$tmp" >"$DOC"
+sp_bench_write_section "$DOC" "$SECTION" "$section"
 echo "run_gptq.sh: updated $DOC"

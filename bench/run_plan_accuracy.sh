@@ -14,6 +14,7 @@
 # 2-core reference machine have). plan calibrates its rates right before each case, with the
 # same setting, so that the rates see the machine as the run will (other load included).
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD="${SP_BUILD_DIR:-$ROOT/build}"
@@ -131,15 +132,5 @@ stories260K-samples/calib.txt.
 $rows
 EOF
 )"
-mkdir -p "$(dirname "$DOC")"
-[[ -f "$DOC" ]] || printf '# Benchmarks\n\nMeasured figures; each section says how to reproduce it.\n' >"$DOC"
-new_section="$W/section.md"
-printf '%s\n\n' "$section" >"$new_section"
-awk -v h="$SECTION" -v f="$new_section" '
-  $0 == h { while ((getline line < f) > 0) print line; skip = 1; found = 1; next }
-  skip && /^## / { skip = 0 }
-  !skip { print }
-  END { if (!found) { print ""; while ((getline line < f) > 0) print line } }
-' "$DOC" >"$W/doc.md"
-cat "$W/doc.md" >"$DOC"
+sp_bench_write_section "$DOC" "$SECTION" "$section"
 echo "run_plan_accuracy.sh: updated $DOC"

@@ -54,6 +54,14 @@ typedef struct {
     int rank, size;
 } cli_ctx;
 
+/* Print one JSON object on one line of stdout and free it. */
+static void print_json(cJSON *j) {
+    char *s = cJSON_PrintUnformatted(j);
+    if (s) printf("%s\n", s);
+    free(s);
+    cJSON_Delete(j);
+}
+
 /* ---- eval ------------------------------------------------------------------------------- */
 
 static const char *EVAL_USAGE =
@@ -125,10 +133,7 @@ static sp_status cmd_eval(cli_ctx *cx, int argc, char **argv, sp_err *err) {
         cJSON_AddNumberToObject(j, "seconds", r.seconds);
         cJSON_AddNumberToObject(j, "tokens_per_s", r.tokens_per_s);
         cJSON_AddNumberToObject(j, "ranks", r.ranks);
-        char *s = cJSON_PrintUnformatted(j);
-        printf("%s\n", s);
-        free(s);
-        cJSON_Delete(j);
+        print_json(j);
     } else {
         printf("model        %s\n", o.model_dir);
         printf("tokens       %zu\n", r.tokens);
@@ -358,10 +363,7 @@ static void print_quantize_result(cli_ctx *cx, const sp_quantize_opts *op, sp_qu
             cJSON_AddNumberToObject(ph, "share", r.t_share);
             cJSON_AddNumberToObject(ph, "propagate", r.t_propagate);
             cJSON_AddNumberToObject(ph, "write", r.t_write);
-            char *s = cJSON_PrintUnformatted(j);
-            printf("%s\n", s);
-            free(s);
-            cJSON_Delete(j);
+            print_json(j);
         } else {
             printf("quantized    %d modules, %s, %d bits (levels", r.modules, o.rtn ? "RTN" : "GPTQ", o.bits);
             for (int i = 0; i < o.n_levels; i++) printf(" %d", o.levels[i]);
@@ -401,43 +403,6 @@ static const char *EXPORT_USAGE =
     "  --bits-map FILE   'module_name bits' per line: levels to export instead of the defaults\n"
     "  --force           replace an existing --out\n";
 
-/* Parse a bits map into parallel arrays (names malloc'ed into one pool). */
-static sp_status read_bits_map(const char *path, char ***names, int **bits, int *n, sp_err *err) {
-    FILE *f = fopen(path, "r");
-    SP_RETURN_IF(!f, err, SP_EIO, "%s: cannot open bits map", path);
-    int cap = 0, lineno = 0;
-    char line[1024];
-    sp_status st = SP_OK;
-    *names = NULL;
-    *bits = NULL;
-    *n = 0;
-    while (st == SP_OK && fgets(line, sizeof line, f)) {
-        lineno++;
-        char name[900];
-        int b = 0;
-        char *p = line;
-        while (*p == ' ' || *p == '\t') p++;
-        if (*p == '#' || *p == '\n' || *p == '\0') continue;
-        if (sscanf(p, "%899s %d", name, &b) != 2 || b < 2 || b > 8) {
-            st = sp_err_set(err, SP_EFORMAT, "%s: line %d: expected 'module_name bits' with bits "
-                            "in 2..8", path, lineno);
-            break;
-        }
-        if (*n == cap) {
-            cap = cap ? 2 * cap : 64;
-            char **nn = realloc(*names, sizeof(char *) * (size_t)cap);
-            int *nb = nn ? realloc(*bits, sizeof(int) * (size_t)cap) : NULL;
-            if (nn) *names = nn;
-            if (nb) *bits = nb;
-            if (!nn || !nb) { st = sp_err_set(err, SP_ENOMEM, "%s: out of memory", path); break; }
-        }
-        (*names)[*n] = strdup(name);
-        (*bits)[(*n)++] = b;
-    }
-    fclose(f);
-    return st;
-}
-
 static sp_status cmd_export(cli_ctx *cx, int argc, char **argv, sp_err *err) {
     const char *model = NULL, *out = NULL, *format = NULL, *bits_map = NULL;
     sp_gptq_export_opts eo;
@@ -467,18 +432,16 @@ static sp_status cmd_export(cli_ctx *cx, int argc, char **argv, sp_err *err) {
     SP_RETURN_IF(!model || !out, err, SP_EINVAL, "export: --model and --out are required");
     SP_RETURN_IF(!format || strcmp(format, "gptq") != 0, err, SP_EUNSUPPORTED,
                  "export: --format '%s' is not supported (gptq)", format ? format : "");
-    char **names = NULL;
-    int *bits = NULL, n = 0;
+    sp_bits_map map;
+    memset(&map, 0, sizeof map);
     sp_status st = SP_OK;
-    if (bits_map) st = read_bits_map(bits_map, &names, &bits, &n, err);
-    eo.n_overrides = n;
-    eo.override_modules = (const char *const *)names;
-    eo.override_bits = bits;
+    if (bits_map) st = sp_bits_map_read(bits_map, &map, err);
+    eo.n_overrides = map.n;
+    eo.override_modules = (const char *const *)map.names;
+    eo.override_bits = map.bits;
     /* A single writer: rank 0 exports, the others wait for its verdict. */
     if (st == SP_OK && cx->rank == 0) st = sp_export_gptq(model, out, &eo, err);
-    for (int i = 0; i < n; i++) free(names[i]);
-    free(names);
-    free(bits);
+    sp_bits_map_free(&map);
     st = sp_mpi_agree(cx->comm, st, err);
     if (st == SP_OK && cx->rank == 0) printf("exported     %s -> %s (gptq%s)\n", model, out, eo.checkpoint_v2 ? " v2" : "");
     return st;
@@ -527,10 +490,7 @@ static sp_status cmd_resume(cli_ctx *cx, int argc, char **argv, sp_err *err) {
             cJSON_AddNumberToObject(j, "checkpoints", r.checkpoints);
             cJSON_AddNumberToObject(j, "peak_rss_mb_max", r.peak_rss_mb_max);
             cJSON_AddNumberToObject(j, "checkpoint_blocked_s", r.ckpt_blocked_s);
-            char *s = cJSON_PrintUnformatted(j);
-            printf("%s\n", s);
-            free(s);
-            cJSON_Delete(j);
+            print_json(j);
         } else {
             printf("resumed      %s from block %d on %d rank%s: %d modules done\n", argv[optind],
                    r.start_layer, r.ranks, r.ranks == 1 ? "" : "s", r.modules);

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,4 +46,52 @@ sp_status sp_cli_int_list(const char *opt, const char *val, long lo, long hi, in
     }
     SP_RETURN_IF(*n == 0, err, SP_EINVAL, "%s: empty list", opt);
     return SP_OK;
+}
+
+sp_status sp_bits_map_read(const char *path, sp_bits_map *map, sp_err *err) {
+    memset(map, 0, sizeof *map);
+    FILE *f = fopen(path, "r");
+    SP_RETURN_IF(!f, err, SP_EIO, "%s: cannot open bits map", path);
+    int cap = 0, lineno = 0;
+    char line[1024];
+    sp_status st = SP_OK;
+    while (st == SP_OK && fgets(line, sizeof line, f)) {
+        lineno++;
+        char name[900];
+        int b = 0;
+        char *p = line;
+        while (*p == ' ' || *p == '\t') p++;
+        if (*p == '#' || *p == '\n' || *p == '\0') continue;
+        if (sscanf(p, "%899s %d", name, &b) != 2 || b < 2 || b > 8) {
+            st = sp_err_set(err, SP_EFORMAT, "%s: line %d: expected 'module_name bits' with bits "
+                            "in 2..8", path, lineno);
+            break;
+        }
+        if (map->n == cap) {
+            cap = cap ? 2 * cap : 64;
+            char **nn = realloc(map->names, sizeof(char *) * (size_t)cap);
+            if (nn) map->names = nn;
+            int *nb = nn ? realloc(map->bits, sizeof(int) * (size_t)cap) : NULL;
+            if (nb) map->bits = nb;
+            if (!nn || !nb) {
+                st = sp_err_set(err, SP_ENOMEM, "%s: out of memory", path);
+                break;
+            }
+        }
+        map->names[map->n] = strdup(name);
+        if (!map->names[map->n]) {
+            st = sp_err_set(err, SP_ENOMEM, "%s: out of memory", path);
+            break;
+        }
+        map->bits[map->n++] = b;
+    }
+    fclose(f);
+    return st;
+}
+
+void sp_bits_map_free(sp_bits_map *map) {
+    for (int i = 0; i < map->n; i++) free(map->names[i]);
+    free(map->names);
+    free(map->bits);
+    memset(map, 0, sizeof *map);
 }

@@ -14,4 +14,17 @@ sp_status sp_cli_double(const char *opt, const char *val, double lo, double hi, 
 sp_status sp_cli_int_list(const char *opt, const char *val, long lo, long hi, int *out, int max,
                           int *n, sp_err *err);
 
+/* A --bits-map file: one "module_name bits" per line (bits 2..8; '#' comments and blank lines
+ * allowed). Used by eval/generate (level selection) and export (GPTQ dynamic overrides). */
+typedef struct {
+    int n;
+    char **names;   /* [n] module names (HF tensor name without ".weight") */
+    int *bits;      /* [n]                                                   */
+} sp_bits_map;
+
+/* Read path into map (free with sp_bits_map_free, also after a failure). Errors name the file
+ * and the line. */
+sp_status sp_bits_map_read(const char *path, sp_bits_map *map, sp_err *err);
+void sp_bits_map_free(sp_bits_map *map);
+
 #endif

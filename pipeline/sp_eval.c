@@ -24,6 +24,7 @@
 #include "../mpi/sp_mpi.h"
 #include "../shards/sp_model.h"
 #include "../shards/sp_tokenizer.h"
+#include "sp_cli.h"
 #include "sp_logits.h"
 
 /* Activations of one chunk of windows are kept under this many bytes. */
@@ -42,27 +43,13 @@ static double now_s(void) {
 sp_status sp_eval_select_levels(sp_model *m, int level, const char *bits_map, sp_err *err) {
     if (level > 0) SP_FORWARD(sp_model_select_bits(m, NULL, level, err));
     if (!bits_map) return SP_OK;
-    FILE *f = fopen(bits_map, "r");
-    SP_RETURN_IF(!f, err, SP_EIO, "%s: cannot open bits map", bits_map);
-    char line[1024];
-    int lineno = 0;
-    sp_status st = SP_OK;
-    while (st == SP_OK && fgets(line, sizeof line, f)) {
-        lineno++;
-        char name[900];
-        int bits = 0;
-        char *p = line;
-        while (*p == ' ' || *p == '\t') p++;
-        if (*p == '#' || *p == '\n' || *p == '\0') continue;
-        if (sscanf(p, "%899s %d", name, &bits) != 2 || bits < 2 || bits > 8) {
-            st = sp_err_set(err, SP_EFORMAT, "%s: line %d: expected 'module_name bits' with bits "
-                            "in 2..8", bits_map, lineno);
-            break;
-        }
-        st = sp_model_select_bits(m, name, bits, err);
-        if (st) sp_err_prefix(err, "%s: line %d", bits_map, lineno);
+    sp_bits_map map;
+    sp_status st = sp_bits_map_read(bits_map, &map, err);
+    for (int i = 0; st == SP_OK && i < map.n; i++) {
+        st = sp_model_select_bits(m, map.names[i], map.bits[i], err);
+        if (st) sp_err_prefix(err, "%s", bits_map);
     }
-    fclose(f);
+    sp_bits_map_free(&map);
     return st;
 }
 
