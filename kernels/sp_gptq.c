@@ -189,6 +189,9 @@ done:
     return SP_OK;
 }
 
+static sp_status quad_trace(const float *W, const float *deq, const sp_qlayer *q,
+                            const double *H, int rows, int cols, double *out, sp_err *err);
+
 sp_status sp_gptq_quantize(const sp_gptq_ctx *ctx, const float *W, int rows, int bits,
                            sp_qlayer *out, double *layer_err_out, sp_err *err) {
     SP_RETURN_IF(!out, err, SP_EINVAL, "sp_gptq_quantize: output layer is NULL");
@@ -205,44 +208,43 @@ sp_status sp_gptq_quantize(const sp_gptq_ctx *ctx, const float *W, int rows, int
     SP_FORWARD(sp_qlayer_alloc(out, rows, ctx->cols, bits, ctx->gs, ctx->o.sym, err));
     sp_status st = ctx->o.precision == SP_GPTQ_F64 ? run_f64(ctx, W, rows, bits, out, err)
                                                    : run_f32(ctx, W, rows, bits, out, err);
-    if (st == SP_OK && layer_err_out) {
-        float *deq = sp_malloc((size_t)rows * C * sizeof *deq, err, "dequantized weights");
-        if (!deq) {
-            st = SP_ENOMEM;
-        } else {
-            sp_qlayer_dequant(deq, out);
-            st = sp_gptq_layer_error(W, deq, ctx->H, rows, ctx->cols, layer_err_out, err);
-            free(deq);
-        }
-    }
+    if (st == SP_OK && layer_err_out)
+        st = quad_trace(W, NULL, out, ctx->H, rows, ctx->cols, layer_err_out, err);
     if (st != SP_OK) sp_qlayer_free(out);
     return st;
 }
 
-/* Σ_r δ_r H δ_rᵀ with δ = W − deq (deq NULL: δ = W), in blocks of about 4M doubles of rows. */
-static sp_status quad_trace(const float *W, const float *deq, const double *H, int rows,
-                            int cols, double *out, sp_err *err) {
+/* Σ_r δ_r H δ_rᵀ with δ = W − deq, in blocks of about 4M doubles of rows. deq comes from the
+ * dense array deq or, row block by row block, from the quantized layer q (no full dequantized
+ * copy: 4·R·C bytes saved, 0.9 GB for a 70B down_proj); both NULL: δ = W. */
+static sp_status quad_trace(const float *W, const float *deq, const sp_qlayer *q,
+                            const double *H, int rows, int cols, double *out, sp_err *err) {
     const size_t C = (size_t)cols;
     size_t rc = ((size_t)1 << 22) / C;
     rc = rc < 1 ? 1 : rc > (size_t)rows ? (size_t)rows : rc;
     double *D = sp_malloc(rc * C * sizeof *D, err, "layer error ΔW");
     double *M = sp_malloc(rc * C * sizeof *M, err, "layer error ΔW·H");
-    if (!D || !M) {
+    float *Q = q ? sp_malloc(rc * C * sizeof *Q, err, "layer error rows") : NULL;
+    if (!D || !M || (q && !Q)) {
         free(D);
         free(M);
+        free(Q);
         return SP_ENOMEM;
     }
     double total = 0;
     for (size_t r0 = 0; r0 < (size_t)rows; r0 += rc) {
         size_t m = (size_t)rows - r0 < rc ? (size_t)rows - r0 : rc;
+        const float *dq = deq ? deq + r0 * C : Q;
+        if (q) sp_qlayer_dequant_rows(Q, q, (int)r0, (int)(r0 + m));
         for (size_t i = 0; i < m * C; i++)
-            D[i] = (double)W[r0 * C + i] - (deq ? (double)deq[r0 * C + i] : 0.0);
+            D[i] = (double)W[r0 * C + i] - (dq ? (double)dq[i] : 0.0);
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, cols, cols, 1.0, D, cols,
                     H, cols, 0.0, M, cols);
         for (size_t i = 0; i < m * C; i++) total += M[i] * D[i];
     }
     free(D);
     free(M);
+    free(Q);
     *out = total;
     return SP_OK;
 }
@@ -252,12 +254,12 @@ sp_status sp_gptq_layer_error(const float *W, const float *deq, const double *H,
     SP_RETURN_IF(!W || !deq || !H || !out, err, SP_EINVAL, "sp_gptq_layer_error: NULL argument");
     SP_RETURN_IF(rows < 1 || cols < 1, err, SP_EINVAL,
                  "sp_gptq_layer_error: shape [%d, %d] is not positive", rows, cols);
-    return quad_trace(W, deq, H, rows, cols, out, err);
+    return quad_trace(W, deq, NULL, H, rows, cols, out, err);
 }
 
 double sp_gptq_weight_energy(const float *W, const double *H, int rows, int cols) {
     double e = NAN;
     if (!W || !H || rows < 1 || cols < 1) return NAN;
-    if (quad_trace(W, NULL, H, rows, cols, &e, NULL) != SP_OK) return NAN;
+    if (quad_trace(W, NULL, NULL, H, rows, cols, &e, NULL) != SP_OK) return NAN;
     return e;
 }

@@ -43,6 +43,7 @@ void sp_hacc_free(sp_hacc *h) {
 }
 
 sp_status sp_hacc_add(sp_hacc *h, const float *X, int rows, sp_err *err) {
+    SP_RETURN_IF(!h->xd, err, SP_EINVAL, "hessian: accumulator already reduced");
     SP_RETURN_IF(rows < 1 || rows > h->max_rows, err, SP_EINVAL,
                  "hessian: %d rows (max %d)", rows, h->max_rows);
     int n = h->n;
@@ -80,6 +81,10 @@ sp_status sp_hacc_add(sp_hacc *h, const float *X, int rows, sp_err *err) {
 }
 
 sp_status sp_hacc_allreduce(sp_hacc *h, MPI_Comm comm, sp_err *err) {
+    /* The window scratch is done with: give it back before the reduction's own buffers. */
+    free(h->xd);
+    free(h->panel);
+    h->xd = h->panel = NULL;
     size_t nn = (size_t)h->n * (size_t)(h->n + 1) / 2, chunk = (size_t)1 << 27;
     for (size_t off = 0; off < nn; off += chunk) {
         int cnt = (int)(nn - off < chunk ? nn - off : chunk);
@@ -103,5 +108,44 @@ double *sp_hacc_finalize(const sp_hacc *h, sp_err *err) {
             H[(size_t)j * n + i] = v;
         }
     }
+    return H;
+}
+
+/* Expand in place. The packed row i starts at p_i = sp_hacc_index(n, i, i) <= i·n + i, where
+ * row i's upper part goes, and ends before p_{i+1}. Rows are expanded from the last one up and
+ * each row from its last entry down, so every write lands at or after the entry it reads and
+ * after every packed entry still unread (those of rows < i end at p_i). Then the lower
+ * triangle is mirrored from the upper one in 64 x 64 tiles. Elements change type (int64 ->
+ * double) through memcpy, so no pointer aliases two types. */
+double *sp_hacc_take(sp_hacc *h, sp_err *err) {
+    const size_t n = (size_t)h->n;
+    double scale = h->rows > 0 ? 2.0 * h->grid / (double)h->rows : 0.0;
+    free(h->xd);
+    free(h->panel);
+    h->xd = h->panel = NULL;
+    unsigned char *m = realloc(h->acc, n * n * sizeof(double));
+    if (!m) {
+        sp_hacc_free(h);
+        sp_err_set(err, SP_ENOMEM, "cannot allocate %zu bytes for hessian", n * n * sizeof(double));
+        return NULL;
+    }
+    h->acc = NULL;
+    sp_hacc_free(h);
+    for (size_t i = n; i-- > 0;) {
+        size_t src = sp_hacc_index((int)n, (int)i, (int)i);
+        for (size_t j = n; j-- > i;) {
+            int64_t a;
+            memcpy(&a, m + (src + (j - i)) * sizeof a, sizeof a);
+            double v = (double)a * scale;
+            memcpy(m + (i * n + j) * sizeof v, &v, sizeof v);
+        }
+    }
+    double *H = (double *)(void *)m;
+    for (size_t i0 = 0; i0 < n; i0 += 64)
+        for (size_t j0 = i0; j0 < n; j0 += 64) {
+            size_t i1 = i0 + 64 < n ? i0 + 64 : n, j1 = j0 + 64 < n ? j0 + 64 : n;
+            for (size_t i = i0; i < i1; i++)
+                for (size_t j = j0 > i + 1 ? j0 : i + 1; j < j1; j++) H[j * n + i] = H[i * n + j];
+        }
     return H;
 }

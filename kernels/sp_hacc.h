@@ -21,7 +21,7 @@
  *
  * Memory: A is the packed upper triangle, n(n+1)/2 int64 (half of a dense double H: 3.3 GB
  * for the 28672-wide down_proj input of a 70B model). Only ranks that quantize modules reading
- * this Hessian call sp_hacc_finalize, which allocates the full n² double H. Products are formed
+ * this Hessian call sp_hacc_take, which grows A in place into the full n² double H. Products are formed
  * in panels of SP_HACC_PANEL columns, so the double scratch is O(T·n + n·panel).
  *
  * Thread-safety: one accumulator per thread. The MPI reduction is collective over its comm.
@@ -60,7 +60,8 @@ void sp_hacc_free(sp_hacc *h);
 sp_status sp_hacc_add(sp_hacc *h, const float *X, int rows, sp_err *err);
 
 /* Collective over comm: sum the integer accumulators and row counts of all ranks (exact).
- * Every rank ends with the global sums. */
+ * Every rank ends with the global sums. The window scratch is freed first: sp_hacc_add
+ * refuses (SP_EINVAL) after it. */
 sp_status sp_hacc_allreduce(sp_hacc *h, MPI_Comm comm, sp_err *err);
 
 /* Offset of entry (i, j), i <= j, in the packed upper triangle. */
@@ -71,5 +72,11 @@ static inline size_t sp_hacc_index(int n, int i, int j) {
 /* H = 2·A·g / rows as a full symmetric double [n, n] matrix (malloc'ed: free() it), or NULL
  * when it cannot be allocated (err filled). The accumulator is left as it was. */
 double *sp_hacc_finalize(const sp_hacc *h, sp_err *err);
+
+/* The same H, built in the accumulator's own memory (realloc to n² doubles, expanded in
+ * place): the peak is n² doubles instead of n² + n(n+1)/2 — 6.6 instead of 9.9 GB for a 70B
+ * down_proj. Consumes the accumulator (it is freed, as by sp_hacc_free, success or not).
+ * @return H (free() it), or NULL with err filled (SP_ENOMEM). */
+double *sp_hacc_take(sp_hacc *h, sp_err *err);
 
 #endif

@@ -61,11 +61,15 @@ void sp_qlayer_free(sp_qlayer *q) {
 }
 
 void sp_qlayer_dequant(float *W, const sp_qlayer *q) {
+    sp_qlayer_dequant_rows(W, q, 0, q->rows);
+}
+
+void sp_qlayer_dequant_rows(float *W, const sp_qlayer *q, int r0, int r1) {
     const size_t C = (size_t)q->cols, G = (size_t)q->n_groups;
-    for (size_t r = 0; r < (size_t)q->rows; r++) {
+    for (size_t r = (size_t)r0; r < (size_t)r1; r++) {
         const float *s = q->scales + r * G;
         const uint8_t *z = q->zeros + r * G, *code = q->codes + r * C;
-        float *w = W + r * C;
+        float *w = W + (r - (size_t)r0) * C;
         for (size_t c = 0; c < C; c++) {
             int32_t g = q->g_idx[c];
             w[c] = s[g] * (float)((int)code[c] - (int)z[g]);

@@ -38,6 +38,8 @@ void sp_qlayer_free(sp_qlayer *q);
 
 /* W [rows, cols] <- dequantized weights. */
 void sp_qlayer_dequant(float *W, const sp_qlayer *q);
+/* W [r1 - r0, cols] <- dequantized rows r0 .. r1-1 (0 <= r0 <= r1 <= rows). */
+void sp_qlayer_dequant_rows(float *W, const sp_qlayer *q, int r0, int r1);
 
 /* ---- the quantizer (min-max, as the reference GPTQ's quant.py Quantizer) ------------------
  *

@@ -191,100 +191,127 @@ static void sim_rank(const geom *g, int rank, int ranks, sp_plan_rank *out) {
     take(&s, SP_PLAN_M_WEIGHTS, g->block_f32); /* one copy: propagate overwrites it */
     take(&s, SP_PLAN_M_IDS, (double)o->nsamples * T * 4);
     /* Hessians (block_hessians): four accumulators, each the packed upper triangle
-     * n(n+1)/2 int64 + a window copy [T, n] double + a panel [n, 512] double, then the
-     * all-reduce of each (Open MPI 4.1's in-place MPI_Allreduce holds a temporary of half the
-     * message: measured intra-node for 2 to 8 ranks) */
+     * n(n+1)/2 int64 + a window copy [T, n] double + a panel [n, 512] double */
     s.phase = "hessian";
-    double acc[N_HESS], piece = 0, full = 0;
+    double acc[N_HESS], scr[N_HESS], full = 0;
     int need[N_HESS] = {0};
     for (int i = 0; i < g->n_units; i++)
         if (g->units[i].owner == rank) need[g->units[i].hessian] = 1;
     for (int h = 0; h < N_HESS; h++) {
         double n = g->n_h[h], pw = n < SP_HACC_PANEL ? n : SP_HACC_PANEL;
-        double packed = n * (n + 1) / 2;
-        acc[h] = packed * 8 + T * n * 8 + n * pw * 8;
-        take(&s, SP_PLAN_M_HESSIANS, acc[h]);
-        double p = packed < ALLREDUCE_PIECE ? packed : ALLREDUCE_PIECE;
-        piece = p > piece ? p : piece;
+        acc[h] = n * (n + 1) / 2 * 8;
+        scr[h] = T * n * 8 + n * pw * 8;
+        take(&s, SP_PLAN_M_HESSIANS, acc[h] + scr[h]);
     }
-    if (ranks > 1) touch(&s, SP_PLAN_M_MPI, piece * 8 / 2);
-    /* run_block: the accumulators this rank does not use are dropped; the others are expanded
-     * one at a time into a full double H [n, n], each packed copy freed after its expansion */
+    /* after the dense forward, the fp32 weights of the modules this rank does not quantize are
+     * released (release_unowned, madvise) until propagate writes their dequantized --bits
+     * layers */
+    int mine[SP_MOD_COUNT] = {0};
+    for (int i = 0; i < g->n_units; i++)
+        if (g->units[i].owner == rank) mine[g->units[i].module] = 1;
+    double released = 0;
+    for (int mod = 0; mod < SP_MOD_COUNT; mod++) {
+        double rows, cols;
+        unit_shape(g, mod, &rows, &cols);
+        if (!mine[mod]) released += rows * cols * 4;
+    }
+    give(&s, SP_PLAN_M_WEIGHTS, released);
+    /* the all-reduce of each accumulator frees its window scratch first; Open MPI 4.1's
+     * in-place MPI_Allreduce holds a temporary of half the message (measured intra-node for
+     * 2 to 8 ranks) */
+    for (int h = 0; h < N_HESS; h++) {
+        give(&s, SP_PLAN_M_HESSIANS, scr[h]);
+        double p = acc[h] / 8 < ALLREDUCE_PIECE ? acc[h] / 8 : ALLREDUCE_PIECE;
+        if (ranks > 1) touch(&s, SP_PLAN_M_MPI, p * 8 / 2);
+    }
+    /* run_block: the accumulators this rank does not use are dropped; the others grow in
+     * place (sp_hacc_take: realloc) into a full double H [n, n], one at a time */
     for (int h = 0; h < N_HESS; h++)
         if (!need[h]) give(&s, SP_PLAN_M_HESSIANS, acc[h]);
     for (int h = 0; h < N_HESS; h++) {
         if (!need[h]) continue;
-        take(&s, SP_PLAN_M_HESSIANS, g->n_h[h] * g->n_h[h] * 8);
+        take(&s, SP_PLAN_M_HESSIANS, g->n_h[h] * g->n_h[h] * 8 - acc[h]);
         full += g->n_h[h] * g->n_h[h] * 8;
-        give(&s, SP_PLAN_M_HESSIANS, acc[h]);
     }
-    /* GPTQ on my units (quantize_my_units): factors stay until the phase ends */
+    /* GPTQ on my units (quantize_my_units): factors stay until the phase ends; each unit not at
+     * --bits is packed as soon as it is done (pack_unit) */
     s.phase = "gptq";
     int have[N_HESS] = {0};
     double factors = 0, held = 0;
     for (int i = 0; i < g->n_units; i++) {
         const sp_unit *u = &g->units[i];
         if (u->owner != rank) continue;
-        double C = u->cols, R = u->rows;
+        double C = u->cols;
         if (!have[u->hessian]) {
             have[u->hessian] = 1;
             touch(&s, SP_PLAN_M_GPTQ, C * 24);             /* diag copy + sort keys */
             take(&s, SP_PLAN_M_GPTQ, C * C * 4 + C * 9);   /* Cholesky factor, order */
             factors += C * C * 4 + C * 9;
         }
-        double qb = qlayer_bytes(g, u);
+        double qb = qlayer_bytes(g, u), pb = packed_bytes(g, u);
         take(&s, SP_PLAN_M_QLAYERS, qb);
-        held += qb;
         touch(&s, SP_PLAN_M_GPTQ, gptq_run_bytes(g, u));
-        /* layer error (sp_gptq_layer_error + weight energy): only at --bits */
-        if (u->bits == g->o->bits) touch(&s, SP_PLAN_M_GPTQ, R * C * 4 + 2 * quad_rows(u) * C * 8);
+        if (u->bits == g->o->bits) {
+            /* layer error (quad_trace, twice): row blocks of ΔW and ΔW·H in double, + the
+             * dequantized rows in float */
+            double rc = quad_rows(u);
+            touch(&s, SP_PLAN_M_GPTQ, rc * C * 20);
+            held += qb;
+        } else {
+            take(&s, SP_PLAN_M_QLAYERS, pb);
+            give(&s, SP_PLAN_M_QLAYERS, qb);
+            held += pb;
+        }
     }
     give(&s, SP_PLAN_M_GPTQ, factors);
     give(&s, SP_PLAN_M_HESSIANS, full);
-    /* share_units: --bits layers broadcast to every rank and kept; the other levels sent to
-     * rank 0, which appends each unit to the block's segment as it arrives (one packed unit
-     * at a time) and frees it; owners free their non---bits units too */
+    /* share_units: --bits layers broadcast to every rank and kept; the other levels, packed,
+     * sent to rank 0, which appends each unit to the block's segment as it arrives and frees
+     * it; owners free their packed units too */
     s.phase = "share";
     for (int i = 0; i < g->n_units; i++) {
         const sp_unit *u = &g->units[i];
         double pb = packed_bytes(g, u), qb = qlayer_bytes(g, u);
-        int keep = u->bits == o->bits, mine = u->owner == rank;
-        int recv = keep ? !mine : u->owner != 0 && rank == 0;      /* gets a copy       */
-        int moved = keep || (u->owner != 0 && (rank == 0 || mine)); /* takes part at all */
-        if (moved) take(&s, SP_PLAN_M_MPI, pb);
-        if (recv) {
-            take(&s, SP_PLAN_M_QLAYERS, qb);
-            held += qb;
-        }
-        if (moved) give(&s, SP_PLAN_M_MPI, pb);
-        if (rank == 0) touch(&s, SP_PLAN_M_OUTPUT, pb);
-        if (!keep && (mine || rank == 0)) {
-            give(&s, SP_PLAN_M_QLAYERS, qb);
-            held -= qb;
+        int keep = u->bits == o->bits, mine_u = u->owner == rank;
+        if (keep) {
+            take(&s, SP_PLAN_M_MPI, pb);                  /* sp_qshare_bcast's buffer */
+            if (!mine_u) {
+                take(&s, SP_PLAN_M_QLAYERS, qb);
+                held += qb;
+            }
+            give(&s, SP_PLAN_M_MPI, pb);
+            if (rank == 0) touch(&s, SP_PLAN_M_OUTPUT, pb); /* the segment writer packs it */
+        } else {
+            if (rank == 0 && !mine_u) take(&s, SP_PLAN_M_MPI, pb);
+            if (rank == 0 && !mine_u) give(&s, SP_PLAN_M_MPI, pb);
+            if (mine_u) {
+                give(&s, SP_PLAN_M_QLAYERS, pb);
+                held -= pb;
+            }
         }
     }
-    /* propagate: the --bits layers are dequantized into the block in place (no new memory);
-     * then the block's layers are freed */
+    /* propagate: the --bits layers are dequantized into the block in place, faulting the
+     * released pages back in; then the block's layers are freed */
+    s.phase = "propagate";
+    take(&s, SP_PLAN_M_WEIGHTS, released);
     give(&s, SP_PLAN_M_QLAYERS, held);
     double block_peak = s.peak;
-    /* finish (rank 0, sp_qoutput_finish): the dense tensors in fp32 one at a time, then each
-     * segment read whole and unpacked while its units are written */
+    /* finish (rank 0, sp_qoutput_finish): the dense tensors in fp32 one at a time, then the
+     * segments unit by unit (sp_segment_each: the wire form, the unpacked layer, and the
+     * container's packed codes) */
     double finish_peak = 0;
     if (rank == 0) {
         s.phase = "finish";
         if (o->checkpoint_every > 0) give(&s, SP_PLAN_M_CKPT, CKPT_ENGINE); /* ended before */
         take(&s, SP_PLAN_M_OUTPUT, RANK0_FINISH);
         touch(&s, SP_PLAN_M_OUTPUT, g->V * D * 4);
-        double seg = 0, layers = 0, pmax = 0;
+        double umax = 0;
         for (int i = 0; i < g->n_units; i++) {
-            double pb = packed_bytes(g, &g->units[i]);
-            seg += pb + 40;
-            layers += qlayer_bytes(g, &g->units[i]);
-            pmax = pb > pmax ? pb : pmax;
+            double b = qlayer_bytes(g, &g->units[i]) + packed_bytes(g, &g->units[i]);
+            umax = b > umax ? b : umax;
         }
-        touch(&s, SP_PLAN_M_OUTPUT, seg + layers + pmax);
-        finish_peak = s.total + (seg + layers + pmax > g->V * D * 4 ? seg + layers + pmax
-                                                                      : g->V * D * 4);
+        touch(&s, SP_PLAN_M_OUTPUT, umax);
+        finish_peak = s.total + (umax > g->V * D * 4 ? umax : g->V * D * 4);
     }
     memset(out, 0, sizeof *out);
     out->rank = rank;

@@ -72,21 +72,24 @@ static sp_status put_dense(sp_qjob *j, sp_qcontainer *out, sp_err *err) {
     return SP_OK;
 }
 
-/* Every block's modules, read back from its segment (CRC checked against the run's record). */
+/* Every block's modules, read back from its segment one unit at a time (CRC checked against
+ * the run's record first). */
+typedef struct {
+    sp_qcontainer *out;
+    int layer;
+} put_ctx;
+
+static sp_status put_unit(void *ctx, int module, const sp_qlayer *q, sp_err *err) {
+    put_ctx *p = ctx;
+    char name[256];
+    snprintf(name, sizeof name, "model.layers.%d.%s", p->layer, sp_module_suffix(module));
+    return sp_qcontainer_put_qlayer(p->out, name, q, err);
+}
+
 static sp_status put_blocks(sp_qjob *j, sp_qcontainer *out, sp_err *err) {
     for (int l = 0; l < j->c->n_layers; l++) {
-        sp_segment_unit *units = NULL;
-        int n = 0;
-        uint32_t crc = (uint32_t)j->block_crc[l];
-        SP_FORWARD(sp_segment_read(j->segdir, l, &crc, &units, &n, err));
-        sp_status st = SP_OK;
-        for (int u = 0; u < n && st == SP_OK; u++) {
-            char name[256];
-            snprintf(name, sizeof name, "model.layers.%d.%s", l, sp_module_suffix(units[u].module));
-            st = sp_qcontainer_put_qlayer(out, name, &units[u].q, err);
-        }
-        sp_segment_free_units(units, n);
-        SP_FORWARD(st);
+        put_ctx p = {out, l};
+        SP_FORWARD(sp_segment_each(j->segdir, l, (uint32_t)j->block_crc[l], put_unit, &p, err));
     }
     return SP_OK;
 }

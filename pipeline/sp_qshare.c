@@ -63,30 +63,19 @@ sp_status sp_qshare_bcast(MPI_Comm comm, int root, sp_qlayer *q, int rows, int c
     return st;
 }
 
-sp_status sp_qshare_sendrecv(MPI_Comm comm, int src, int dst, int tag, sp_qlayer *q, int rows,
-                             int cols, int bits, int group_size, int sym, sp_err *err) {
+sp_status sp_qshare_sendrecv(MPI_Comm comm, int src, int dst, int tag, char *buf, size_t n,
+                             sp_err *err) {
     int rank = 0;
     MPI_Comm_rank(comm, &rank);
-    size_t n = sp_qshare_bytes(rows, cols, bits, group_size);
-    char *buf = sp_malloc(n, err, "packed layer");
-    if (!buf) return SP_ENOMEM;
     sp_status st = SP_OK;
-    if (rank == src) {
-        st = sp_qshare_pack(q, buf, err);
-        for (size_t off = 0; st == SP_OK && off < n; off += SP_QSHARE_PIECE) {
-            size_t cnt = n - off < SP_QSHARE_PIECE ? n - off : SP_QSHARE_PIECE;
+    for (size_t off = 0; st == SP_OK && off < n; off += SP_QSHARE_PIECE) {
+        size_t cnt = n - off < SP_QSHARE_PIECE ? n - off : SP_QSHARE_PIECE;
+        if (rank == src)
             st = sp_mpi_check(MPI_Send(buf + off, (int)cnt, MPI_BYTE, dst, tag, comm),
                               "MPI_Send(layer)", err);
-        }
-    } else if (rank == dst) {
-        st = sp_qlayer_alloc(q, rows, cols, bits, group_size, sym, err);
-        for (size_t off = 0; st == SP_OK && off < n; off += SP_QSHARE_PIECE) {
-            size_t cnt = n - off < SP_QSHARE_PIECE ? n - off : SP_QSHARE_PIECE;
+        else if (rank == dst)
             st = sp_mpi_check(MPI_Recv(buf + off, (int)cnt, MPI_BYTE, src, tag, comm,
                                        MPI_STATUS_IGNORE), "MPI_Recv(layer)", err);
-        }
-        if (st == SP_OK) sp_qshare_unpack(q, buf);
     }
-    free(buf);
     return st;
 }

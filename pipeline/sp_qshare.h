@@ -27,8 +27,10 @@ void sp_qshare_unpack(sp_qlayer *q, const char *in);
 sp_status sp_qshare_bcast(MPI_Comm comm, int root, sp_qlayer *q, int rows, int cols, int bits,
                           int group_size, int sym, sp_err *err);
 
-/* Point to point: src sends q to dst (both call; other ranks must not). dst allocates q. */
-sp_status sp_qshare_sendrecv(MPI_Comm comm, int src, int dst, int tag, sp_qlayer *q, int rows,
-                             int cols, int bits, int group_size, int sym, sp_err *err);
+/* Point to point: src sends the n bytes of buf (a layer's wire form) to dst, which receives
+ * them into its own buf of n bytes (allocated by the caller). Both call; other ranks must not.
+ * Layers other than the propagation level travel like this, packed since they were quantized. */
+sp_status sp_qshare_sendrecv(MPI_Comm comm, int src, int dst, int tag, char *buf, size_t n,
+                             sp_err *err);
 
 #endif

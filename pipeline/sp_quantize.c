@@ -5,8 +5,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "../kernels/sp_gptq.h"
 #include "../kernels/sp_hacc.h"
@@ -114,7 +117,51 @@ static void input_bounds(const sp_block_weights *w, const sp_config *c, double B
 }
 
 static void free_units_q(sp_qjob *j) {
-    for (int u = 0; u < j->n_units; u++) sp_qlayer_free(&j->q[u]);
+    for (int u = 0; u < j->n_units; u++) {
+        sp_qlayer_free(&j->q[u]);
+        free(j->packed[u]);
+        j->packed[u] = NULL;
+    }
+}
+
+/* Bytes of a unit's wire form. */
+static size_t unit_bytes(const sp_qjob *j, const sp_unit *un) {
+    return sp_qshare_bytes(un->rows, un->cols, un->bits, j->o->group_size);
+}
+
+/* A unit that is not at --bits is needed only by rank 0's segment writer: keep it packed
+ * (bits/8 bytes per weight instead of one byte per code) from the moment it is computed. For a
+ * 70B block at levels 2..8 this is 1.9 GB less per rank than holding the codes unpacked. */
+static sp_status pack_unit(sp_qjob *j, int u, sp_err *err) {
+    j->packed[u] = sp_malloc(unit_bytes(j, &j->units[u]), err, "packed layer");
+    if (!j->packed[u]) return SP_ENOMEM;
+    sp_status st = sp_qshare_pack(&j->q[u], j->packed[u], err);
+    sp_qlayer_free(&j->q[u]);
+    return st;
+}
+
+/* After the Hessians a rank reads only the weights of the modules it quantizes, and propagate
+ * overwrites all seven with their dequantized --bits layers: the pages of the others go back to
+ * the kernel now (MADV_DONTNEED on anonymous memory: they read as zero when next touched) and
+ * return, zeroed, when propagate writes them. 2.3 GB less on a rank that owns only down_proj
+ * of a 70B block. The range is shrunk to whole pages inside the tensor. */
+static void release_module(sp_qjob *j, int mod) {
+    int rows, cols;
+    module_shape(j->c, mod, &rows, &cols);
+    uintptr_t a = (uintptr_t)module_weight(&j->dense, mod);
+    uintptr_t b = a + (size_t)rows * (size_t)cols * sizeof(float);
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    a = (a + page - 1) / page * page;
+    b = b / page * page;
+    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
+static void release_unowned(sp_qjob *j) {
+    int mine[SP_MOD_COUNT] = {0};
+    for (int u = 0; u < j->n_units; u++)
+        if (j->units[u].owner == j->rank) mine[j->units[u].module] = 1;
+    for (int mod = 0; mod < SP_MOD_COUNT; mod++)
+        if (!mine[mod]) release_module(j, mod);
 }
 
 /* ---- phase 1: Hessians -------------------------------------------------------------------- */
@@ -135,6 +182,9 @@ static sp_status block_hessians(sp_qjob *j, sp_hacc H[N_HESS], sp_err *err) {
         for (int h = 0; h < N_HESS && st == SP_OK; h++) st = sp_hacc_add(&H[h], taps[h], T, err);
     }
     st = sp_mpi_agree(j->comm, st, err);
+    /* The dense forward is done: weights this rank will not quantize can go before the
+     * reduction (see release_module). */
+    if (st == SP_OK) release_unowned(j);
     for (int h = 0; h < N_HESS && st == SP_OK; h++) st = sp_hacc_allreduce(&H[h], j->comm, err);
     return st;
 }
@@ -177,6 +227,7 @@ static sp_status quantize_my_units(sp_qjob *j, double *Hs[N_HESS], int layer, sp
                 rel = base > 0 ? layer_err / base : 0;
             }
         }
+        if (st == SP_OK && un->bits != o->bits) st = pack_unit(j, u, err);
         if (st) {
             char name[256];
             module_name(name, sizeof name, layer, un->module);
@@ -190,9 +241,10 @@ static sp_status quantize_my_units(sp_qjob *j, double *Hs[N_HESS], int layer, sp
 
 /* ---- phase 3: share and write ---------------------------------------------------------------- */
 
-/* Units at --bits go to every rank (propagation needs them); other levels only to rank 0,
- * which streams each unit into the block's segment as it arrives and frees it, so no rank
- * ever holds a whole block at every level (5 GB of codes for a 70B block at six levels). */
+/* Units at --bits go to every rank (propagation needs them); other levels, packed since GPTQ,
+ * only to rank 0, which streams each unit into the block's segment as it arrives and frees it,
+ * so no rank ever holds a whole block at every level (5 GB of codes for a 70B block at six
+ * levels). */
 static sp_status share_units(sp_qjob *j, int layer, double *t_write, sp_err *err) {
     const sp_quantize_opts *o = j->o;
     sp_status st = SP_OK, wst = SP_OK;
@@ -203,18 +255,30 @@ static sp_status share_units(sp_qjob *j, int layer, double *t_write, sp_err *err
     for (int u = 0; u < j->n_units && st == SP_OK; u++) {
         sp_unit *un = &j->units[u];
         int keep = un->bits == o->bits;
-        if (keep)
+        if (keep) {
             st = sp_qshare_bcast(j->comm, un->owner, &j->q[u], un->rows, un->cols, un->bits,
                                  o->group_size, o->sym, err);
-        else if (un->owner != 0 && (j->rank == 0 || j->rank == un->owner))
-            st = sp_qshare_sendrecv(j->comm, un->owner, 0, u, &j->q[u], un->rows, un->cols,
-                                    un->bits, o->group_size, o->sym, err);
+        } else if (un->owner != 0) {
+            if (j->rank == 0) {
+                j->packed[u] = sp_malloc(unit_bytes(j, un), err, "packed layer");
+                st = j->packed[u] ? SP_OK : SP_ENOMEM;
+            }
+            /* Every rank learns whether rank 0 could take it before the owner sends. */
+            st = sp_mpi_agree(j->comm, st, err);
+            if (st == SP_OK && (j->rank == 0 || j->rank == un->owner))
+                st = sp_qshare_sendrecv(j->comm, un->owner, 0, u, j->packed[u], unit_bytes(j, un),
+                                        err);
+        }
         if (st == SP_OK && j->rank == 0 && wst == SP_OK) {
             double t0 = now_s();
-            wst = sp_segment_writer_append(&w, un->module, &j->q[u], &werr);
+            wst = keep ? sp_segment_writer_append(&w, un->module, &j->q[u], &werr)
+                       : sp_segment_writer_append_packed(&w, un->module, un->bits, un->rows,
+                                                         un->cols, o->group_size, o->sym,
+                                                         j->packed[u], &werr);
             tw += now_s() - t0;
         }
-        if (!keep) sp_qlayer_free(&j->q[u]);
+        free(j->packed[u]);
+        j->packed[u] = NULL;
     }
     if (j->rank == 0 && wst == SP_OK && st == SP_OK) {
         uint32_t crc = 0;
@@ -310,7 +374,9 @@ static sp_status setup(sp_qjob *j, int resume, char *warn, size_t warn_cap, sp_e
     j->n_units = SP_MOD_COUNT * o->n_levels;
     j->units = sp_calloc((size_t)j->n_units, sizeof *j->units, err, "work units");
     j->q = j->units ? sp_calloc((size_t)j->n_units, sizeof *j->q, err, "quantized layers") : NULL;
-    j->unit_err = j->q ? sp_calloc((size_t)j->n_units, sizeof(double), err, "unit errors") : NULL;
+    j->packed = j->q ? sp_calloc((size_t)j->n_units, sizeof(char *), err, "packed layers") : NULL;
+    j->unit_err = j->packed ? sp_calloc((size_t)j->n_units, sizeof(double), err, "unit errors")
+                            : NULL;
     j->block_crc = j->unit_err ? sp_calloc((size_t)c->n_layers, sizeof(int64_t), err, "crcs") : NULL;
     st = j->block_crc ? SP_OK : SP_ENOMEM;
     if (st == SP_OK && !o->rtn) {
@@ -346,8 +412,9 @@ static sp_status setup(sp_qjob *j, int resume, char *warn, size_t warn_cap, sp_e
 
 static void teardown(sp_qjob *j, sp_status st) {
     if (j->rank == 0 && st != SP_OK) sp_qoutput_abort(j);
-    if (j->q) free_units_q(j);
+    if (j->q && j->packed) free_units_q(j);
     free(j->q);
+    free(j->packed);
     free(j->units);
     free(j->unit_err);
     free(j->block_crc);
@@ -380,7 +447,7 @@ static sp_status run_block(sp_qjob *j, int l, sp_quantize_result *res, sp_err *e
     if (st == SP_OK && !o->rtn) {
         st = block_hessians(j, H, err);
         /* Memory: drop the Hessians this rank does not use first, then expand the ones it
-         * does from packed int64 to full double one at a time, freeing each packed copy. */
+         * does from packed int64 to full double in place, one at a time. */
         int need[N_HESS] = {0};
         for (int u = 0; u < j->n_units; u++)
             if (j->units[u].owner == j->rank) need[j->units[u].hessian] = 1;
@@ -388,12 +455,12 @@ static sp_status run_block(sp_qjob *j, int l, sp_quantize_result *res, sp_err *e
             if (!need[h]) sp_hacc_free(&H[h]);
         for (int h = 0; h < N_HESS && st == SP_OK; h++) {
             if (!need[h]) continue;
-            Hs[h] = sp_hacc_finalize(&H[h], err);
+            Hs[h] = sp_hacc_take(&H[h], err);
             if (!Hs[h]) st = SP_ENOMEM;
-            sp_hacc_free(&H[h]);
         }
         st = sp_mpi_agree(j->comm, st, err);
     }
+    if (st == SP_OK && o->rtn) release_unowned(j);
     double t1 = now_s();
     res->t_hessian += t1 - t0;
     if (st == SP_OK) st = quantize_my_units(j, Hs, l, err);

@@ -29,7 +29,9 @@ typedef struct {
     sp_block_scratch scratch;
     sp_unit *units;          /* [7 · n_levels]                                               */
     int n_units;
-    sp_qlayer *q;            /* [n_units]: mine, the --bits ones, and all of them on rank 0  */
+    sp_qlayer *q;            /* [n_units]: the --bits layers (mine after GPTQ, all after share) */
+    char **packed;           /* [n_units]: my other levels in wire form (sp_qshare.h), from   *
+                              * GPTQ until share_units hands them to rank 0                   */
     double *unit_err;        /* [n_units] relative layer error (owner's value, 0 elsewhere)  */
     int64_t *block_crc;      /* [n_layers] CRC32 of each finished block's segment (rank 0)   */
     char partial[4096];      /* rank 0: "<out>.partial"                                       */

@@ -72,22 +72,32 @@ sp_status sp_segment_writer_open(sp_segment_writer *w, const char *dir, int laye
     return st;
 }
 
-sp_status sp_segment_writer_append(sp_segment_writer *w, int module, const sp_qlayer *q,
-                                   sp_err *err) {
+sp_status sp_segment_writer_append_packed(sp_segment_writer *w, int module, int bits, int rows,
+                                          int cols, int group_size, int sym, const char *data,
+                                          sp_err *err) {
     SP_RETURN_IF(w->written >= w->expected, err, SP_EINTERNAL, "%s: more units than announced",
                  w->tmp);
-    seg_unit u = {(uint32_t)module, (uint32_t)q->bits, (uint32_t)q->rows, (uint32_t)q->cols,
-                  q->group_size, (uint32_t)q->sym,
-                  sp_qshare_bytes(q->rows, q->cols, q->bits, q->group_size)};
-    char *buf = sp_malloc(u.nbytes, err, "segment unit");
-    if (!buf) return SP_ENOMEM;
-    sp_status st = sp_qshare_pack(q, buf, err);
+    int gs = group_size <= 0 ? cols : group_size;
+    seg_unit u = {(uint32_t)module, (uint32_t)bits, (uint32_t)rows, (uint32_t)cols, gs,
+                  (uint32_t)(sym != 0), sp_qshare_bytes(rows, cols, bits, gs)};
     uLong crc = w->crc;
-    if (st == SP_OK) st = write_all(w->fd, &u, sizeof u, &crc, w->tmp, err);
-    if (st == SP_OK) st = write_all(w->fd, buf, u.nbytes, &crc, w->tmp, err);
-    free(buf);
+    sp_status st = write_all(w->fd, &u, sizeof u, &crc, w->tmp, err);
+    if (st == SP_OK) st = write_all(w->fd, data, u.nbytes, &crc, w->tmp, err);
     w->crc = crc;
     w->written++;
+    return st;
+}
+
+sp_status sp_segment_writer_append(sp_segment_writer *w, int module, const sp_qlayer *q,
+                                   sp_err *err) {
+    size_t n = sp_qshare_bytes(q->rows, q->cols, q->bits, q->group_size);
+    char *buf = sp_malloc(n, err, "segment unit");
+    if (!buf) return SP_ENOMEM;
+    sp_status st = sp_qshare_pack(q, buf, err);
+    if (st == SP_OK)
+        st = sp_segment_writer_append_packed(w, module, q->bits, q->rows, q->cols, q->group_size,
+                                             q->sym, buf, err);
+    free(buf);
     return st;
 }
 
@@ -118,101 +128,58 @@ void sp_segment_writer_abort(sp_segment_writer *w) {
     unlink(w->tmp);
 }
 
-sp_status sp_segment_write(const char *dir, int layer, const sp_segment_unit *units, int n,
-                           uint32_t *crc_out, sp_err *err) {
-    sp_segment_writer w;
-    SP_FORWARD(sp_segment_writer_open(&w, dir, layer, n, err));
-    for (int i = 0; i < n; i++) {
-        sp_status st = sp_segment_writer_append(&w, units[i].module, &units[i].q, err);
-        if (st) {
-            sp_segment_writer_abort(&w);
-            return st;
-        }
-    }
-    return sp_segment_writer_close(&w, crc_out, err);
+static sp_status read_exact(FILE *f, void *buf, size_t n, const char *path, sp_err *err) {
+    SP_RETURN_IF(fread(buf, 1, n, f) != n, err, SP_EIO, "%s: read failed", path);
+    return SP_OK;
 }
 
-void sp_segment_free_units(sp_segment_unit *units, int n) {
-    if (!units) return;
-    for (int i = 0; i < n; i++) sp_qlayer_free(&units[i].q);
-    free(units);
-}
-
-sp_status sp_segment_read(const char *dir, int layer, const uint32_t *expect_crc,
-                          sp_segment_unit **units, int *n, sp_err *err) {
+sp_status sp_segment_each(const char *dir, int layer, uint32_t expect_crc, sp_segment_fn fn,
+                          void *ctx, sp_err *err) {
+    /* The whole file is checked before any of it is trusted; the second pass below reads the
+     * same bytes (from the page cache, usually). */
+    SP_FORWARD(sp_segment_verify(dir, layer, expect_crc, err));
     char path[4096];
     sp_segment_path(path, sizeof path, dir, layer);
-    *units = NULL;
-    *n = 0;
     FILE *f = fopen(path, "rb");
     SP_RETURN_IF(!f, err, errno == ENOENT ? SP_ENOTFOUND : SP_EIO, "%s: cannot open: %s", path,
                  strerror(errno));
     struct stat sb;
-    char *data = NULL;
-    sp_status st = SP_OK;
-    if (fstat(fileno(f), &sb) != 0 || sb.st_size < (off_t)(sizeof(seg_header) + 4)) {
-        st = sp_err_set(err, SP_ETRUNC, "%s: shorter than a segment header", path);
-        goto done;
-    }
-    size_t size = (size_t)sb.st_size;
-    data = sp_malloc(size, err, "segment");
-    if (!data) { st = SP_ENOMEM; goto done; }
-    if (fread(data, 1, size, f) != size) {
-        st = sp_err_set(err, SP_EIO, "%s: read failed", path);
-        goto done;
-    }
-    uint32_t stored;
-    memcpy(&stored, data + size - 4, 4);
-    uint32_t actual = (uint32_t)crc32(crc32(0L, Z_NULL, 0), (const Bytef *)data, (uInt)(size - 4));
-    if (stored != actual) {
-        st = sp_err_set(err, SP_EFORMAT, "%s: field 'crc32': stored %08x, computed %08x (corrupt "
-                        "or truncated)", path, stored, actual);
-        goto done;
-    }
-    if (expect_crc && stored != *expect_crc) {
-        st = sp_err_set(err, SP_EFORMAT, "%s: CRC %08x differs from the checkpoint's %08x (a "
-                        "segment of another run?)", path, stored, *expect_crc);
-        goto done;
-    }
+    size_t size = fstat(fileno(f), &sb) == 0 ? (size_t)sb.st_size : 0;
     seg_header h;
-    memcpy(&h, data, sizeof h);
-    if (memcmp(h.magic, SEG_MAGIC, 8) != 0 || h.version != SEG_VERSION || h.layer != (uint32_t)layer
-        || h.n_units == 0 || h.n_units > 64) {
-        st = sp_err_set(err, SP_EFORMAT, "%s: field 'magic'/'version'/'layer'/'n_units' invalid", path);
-        goto done;
-    }
-    *units = sp_calloc(h.n_units, sizeof **units, err, "segment units");
-    if (!*units) { st = SP_ENOMEM; goto done; }
+    sp_status st = read_exact(f, &h, sizeof h, path, err);
+    if (st == SP_OK && (memcmp(h.magic, SEG_MAGIC, 8) != 0 || h.version != SEG_VERSION ||
+                        h.layer != (uint32_t)layer || h.n_units == 0 || h.n_units > 64))
+        st = sp_err_set(err, SP_EFORMAT, "%s: field 'magic'/'version'/'layer'/'n_units' invalid",
+                        path);
     size_t off = sizeof h;
-    for (uint32_t i = 0; i < h.n_units && st == SP_OK; i++) {
+    for (uint32_t i = 0; st == SP_OK && i < h.n_units; i++) {
         seg_unit u;
         if (off + sizeof u > size - 4) {
             st = sp_err_set(err, SP_EFORMAT, "%s: unit %u header past the end", path, i);
             break;
         }
-        memcpy(&u, data + off, sizeof u);
+        st = read_exact(f, &u, sizeof u, path, err);
         off += sizeof u;
-        if (u.bits < 2 || u.bits > 8 || u.rows == 0 || u.cols == 0 || u.module >= 7 ||
-            u.nbytes != sp_qshare_bytes((int)u.rows, (int)u.cols, (int)u.bits, u.group_size) ||
-            off + u.nbytes > size - 4) {
+        if (st == SP_OK && (u.bits < 2 || u.bits > 8 || u.rows == 0 || u.cols == 0 ||
+                            u.module >= 7 || u.nbytes != sp_qshare_bytes((int)u.rows, (int)u.cols,
+                                                                         (int)u.bits, u.group_size) ||
+                            off + u.nbytes > size - 4))
             st = sp_err_set(err, SP_EFORMAT, "%s: unit %u: inconsistent shape/bits/nbytes", path, i);
-            break;
-        }
-        (*units)[i].module = (int)u.module;
-        (*units)[i].bits = (int)u.bits;
-        st = sp_qlayer_alloc(&(*units)[i].q, (int)u.rows, (int)u.cols, (int)u.bits, u.group_size,
-                             (int)u.sym, err);
-        if (st == SP_OK) sp_qshare_unpack(&(*units)[i].q, data + off);
+        if (st) break;
+        /* One unit at a time: its wire form, then the unpacked layer handed to fn. */
+        char *data = sp_malloc(u.nbytes, err, "segment unit");
+        sp_qlayer q;
+        memset(&q, 0, sizeof q);
+        st = data ? read_exact(f, data, u.nbytes, path, err) : SP_ENOMEM;
+        if (st == SP_OK)
+            st = sp_qlayer_alloc(&q, (int)u.rows, (int)u.cols, (int)u.bits, u.group_size,
+                                 (int)u.sym, err);
+        if (st == SP_OK) sp_qshare_unpack(&q, data);
+        free(data);
+        if (st == SP_OK) st = fn(ctx, (int)u.module, &q, err);
+        sp_qlayer_free(&q);
         off += u.nbytes;
-        *n = (int)i + 1;
     }
-done:
-    if (st != SP_OK) {
-        sp_segment_free_units(*units, *n);
-        *units = NULL;
-        *n = 0;
-    }
-    free(data);
     fclose(f);
     return st;
 }

@@ -21,11 +21,6 @@
 #include "../common/sp_error.h"
 #include "../kernels/sp_quant.h"
 
-typedef struct {
-    int module, bits;
-    sp_qlayer q;
-} sp_segment_unit;
-
 /* Path of the segment of a layer. */
 void sp_segment_path(char *buf, size_t cap, const char *dir, int layer);
 
@@ -42,20 +37,22 @@ sp_status sp_segment_writer_open(sp_segment_writer *w, const char *dir, int laye
                                  sp_err *err);
 sp_status sp_segment_writer_append(sp_segment_writer *w, int module, const sp_qlayer *q,
                                    sp_err *err);
+/* The same for a layer already in its wire form: data holds sp_qshare_bytes(rows, cols, bits,
+ * group_size) bytes (pipeline/sp_qshare.h). group_size <= 0 means cols. */
+sp_status sp_segment_writer_append_packed(sp_segment_writer *w, int module, int bits, int rows,
+                                          int cols, int group_size, int sym, const char *data,
+                                          sp_err *err);
 sp_status sp_segment_writer_close(sp_segment_writer *w, uint32_t *crc_out, sp_err *err);
 void sp_segment_writer_abort(sp_segment_writer *w);
 
-/* Write the units of one layer atomically. *crc_out (may be NULL) gets the file's CRC32. */
-sp_status sp_segment_write(const char *dir, int layer, const sp_segment_unit *units, int n,
-                           uint32_t *crc_out, sp_err *err);
-
-/* Read and verify a segment. When expect_crc is not NULL the file's CRC must equal it.
- * *units (malloc'ed, n entries; free with sp_segment_free_units) hold allocated layers.
- * Errors name the file: SP_ENOTFOUND (missing), SP_ETRUNC, SP_EFORMAT (bad field or CRC). */
-sp_status sp_segment_read(const char *dir, int layer, const uint32_t *expect_crc,
-                          sp_segment_unit **units, int *n, sp_err *err);
-
-void sp_segment_free_units(sp_segment_unit *units, int n);
+/* Read a segment unit by unit: the file's CRC is verified first (against its stored value and
+ * expect_crc), then fn gets each unit in file order, unpacked into a layer that is freed when
+ * fn returns. Memory: one unit (packed + unpacked) at a time, whatever the block's size.
+ * Errors name the file: SP_ENOTFOUND (missing), SP_ETRUNC, SP_EFORMAT (bad field or CRC), or
+ * fn's own status (reading stops there). */
+typedef sp_status (*sp_segment_fn)(void *ctx, int module, const sp_qlayer *q, sp_err *err);
+sp_status sp_segment_each(const char *dir, int layer, uint32_t expect_crc, sp_segment_fn fn,
+                          void *ctx, sp_err *err);
 
 /* Check a segment's stored CRC against its bytes and against expect_crc, streaming (no unpack,
  * constant memory). Errors as sp_segment_read. */

@@ -57,6 +57,34 @@ static void test_order_independent(void **state) {
     free(X);
 }
 
+/* sp_hacc_take (in place) gives the same bits as sp_hacc_finalize (a new matrix), for sizes
+ * below, at and across the 64-wide mirror tiles and the 512-wide panels; the accumulator is
+ * consumed. */
+static void test_take_equals_finalize(void **state) {
+    (void)state;
+    const int sizes[] = {1, 2, 63, 64, 65, 130, 600};
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        int n = sizes[k], t = 9;
+        float *X = malloc(sizeof(float) * (size_t)t * n);
+        uint64_t seed = 100 + k;
+        for (int i = 0; i < t * n; i++) X[i] = frand(&seed);
+        sp_err err;
+        sp_hacc a;
+        assert_int_equal(sp_hacc_init(&a, n, t, t, 1.0, &err), SP_OK);
+        assert_int_equal(sp_hacc_add(&a, X, t, &err), SP_OK);
+        double *H1 = sp_hacc_finalize(&a, &err);
+        assert_non_null(H1);
+        double *H2 = sp_hacc_take(&a, &err);
+        assert_non_null(H2);
+        assert_null(a.acc);
+        assert_memory_equal(H1, H2, sizeof(double) * (size_t)n * n);
+        for (int i = 0; i < n; i++) assert_true(H2[(size_t)i * n + i] > 0);
+        free(H1);
+        free(H2);
+        free(X);
+    }
+}
+
 /* The MPI reduction (one rank here) keeps the sums and row counts. */
 static void test_allreduce_single(void **state) {
     (void)state;
@@ -72,6 +100,8 @@ static void test_allreduce_single(void **state) {
     assert_int_equal(sp_hacc_allreduce(&a, MPI_COMM_WORLD, &err), SP_OK);
     assert_memory_equal(copy, a.acc, sizeof(int64_t) * np);
     assert_int_equal(a.rows, W * T);
+    /* The window scratch is gone: more windows are refused, not written to freed memory. */
+    assert_int_equal(sp_hacc_add(&a, X, T, &err), SP_EINVAL);
     sp_hacc_free(&a);
     free(copy);
     free(X);
@@ -100,6 +130,7 @@ int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_order_independent),
         cmocka_unit_test(test_allreduce_single),
+        cmocka_unit_test(test_take_equals_finalize),
         cmocka_unit_test(test_bound_violation),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
