@@ -196,11 +196,11 @@ int main(int argc, char **argv) {
                 t_add = t < t_add ? t : t_add;
             }
             t = now_s();
-            H = sp_hacc_finalize(&hs, &e);
-            if (!H) die("hessian finalize", &e);
+            H = sp_hacc_take(&hs, &e); /* in place, as quantize does; hs is consumed */
+            if (!H) die("hessian take", &e);
             double t_fin = now_s() - t, rate = (double)n * C * (double)C / t_add * 1e-9;
             printf("hessian C=%d n=%d: first add %.3f s, add %.3f s (%.1f GFLOP/s = %.0f%% of "
-                   "dsyrk at C=4096), finalize %.3f s\n",
+                   "dsyrk at C=4096), take (expand to full H) %.3f s\n",
                    C, n, t_first, t_add, rate, 100 * rate / dk, t_fin);
             printf("ROWH | %d | %d | %.3f | %.3f | %.1f | %.0f%% | %.3f |\n", C, n, t_first, t_add,
                    rate, 100 * rate / dk, t_fin);

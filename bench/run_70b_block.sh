@@ -29,7 +29,7 @@ OPENBLAS_NUM_THREADS=1 "$B/shardpress" plan --calibrate --calibrate-dir "$W" --s
 sampler() {
   local max=0 s
   while :; do
-    s=$(ps -C shardpress -o rss= 2>/dev/null | awk '{t += $1} END {print t + 0}')
+    s=$( (ps -C shardpress -o rss= 2>/dev/null || true) | awk '{t += $1} END {print t + 0}')
     [ "$s" -gt "$max" ] && max=$s && echo "$max" >"$W/rss_sum_kb"
     sleep 2
   done

@@ -78,7 +78,7 @@ machine is shared with other jobs, and single runs vary by ±15% or more.
 |---|---|
 $mrow
 
-| Hessian C | rows n | first add s | add s | GFLOP/s | vs dsyrk (C=4096) | finalize s |
+| Hessian C | rows n | first add s | add s | GFLOP/s | vs dsyrk (C=4096) | expand s (sp_hacc_take) |
 |---|---|---|---|---|---|---|
 $hrows
 

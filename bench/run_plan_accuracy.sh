@@ -119,6 +119,8 @@ Hessian piece, measured). Time: flop counts at the calibrated GEMM rates plus el
 at the measured scalar rate; MPI waits, page faults and other processes on the machine are not
 modelled, so time predictions are lower bounds on a busy machine (the rates are calibrated just
 before each case, but 2 ranks then share the 2 cores with whatever else runs).
+The Llama-70B-shaped block (2 ranks, six levels) is compared with its plan in the next section,
+"70B-shaped block, end to end" (bench/run_70b_block.sh runs plan before it).
 
 Machine: $cpu, nproc $(nproc), OPENBLAS_NUM_THREADS=1 for plan's calibration and for every
 rank; \`plan --calibrate\` right before each case (its sgemm / dgemm GFLOP/s in the last

@@ -19,14 +19,11 @@
  * which makes q·k (and so attention) identical under HF's rotate-half RoPE.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
+#include "../common/sp_mapfile.h"
 #include "sp_model_backend.h"
 
 #define L2C_HEADER_BYTES 28
@@ -56,7 +53,7 @@ static int cmp_l2c(const void *a, const void *b) {
 static void l2c_close(void *ctx) {
     l2c_model *m = ctx;
     if (!m) return;
-    if (m->map) munmap(m->map, m->map_len);
+    sp_mapfile_close(m->map, m->map_len);
     free(m->e);
     free(m->path);
     free(m);
@@ -180,7 +177,6 @@ sp_status sp_llama2c_probe(const char *path, const sp_config *cfg, sp_config *cf
                            const sp_model_backend **be, sp_err *err) {
     *ctx = NULL;
     sp_status st = SP_OK;
-    int fd = -1;
     l2c_model *m = sp_calloc(1, sizeof *m, err, "llama2.c model");
     if (!m) return SP_ENOMEM;
     m->path = strdup(path);
@@ -188,28 +184,10 @@ sp_status sp_llama2c_probe(const char *path, const sp_config *cfg, sp_config *cf
         st = sp_err_set(err, SP_ENOMEM, "%s: out of memory", path);
         goto fail;
     }
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        st = sp_err_set(err, errno == ENOENT ? SP_ENOTFOUND : SP_EIO, "%s: cannot open: %s", path,
-                        strerror(errno));
-        goto fail;
-    }
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        st = sp_err_set(err, SP_EIO, "%s: not a regular file", path);
-        goto fail;
-    }
-    size_t size = (size_t)sb.st_size;
-    if (size < L2C_HEADER_BYTES) {
-        st = sp_err_set(err, SP_ETRUNC, "%s: file is %zu bytes, shorter than the 28-byte llama2.c "
-                        "header", path, size);
-        goto fail;
-    }
-    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (map == MAP_FAILED) {
-        st = sp_err_set(err, SP_EIO, "%s: mmap failed: %s", path, strerror(errno));
-        goto fail;
-    }
+    void *map = NULL;
+    size_t size = 0;
+    st = sp_mapfile_open(path, L2C_HEADER_BYTES, "the 28-byte llama2.c header", &map, &size, err);
+    if (st != SP_OK) goto fail;
     m->map = map;
     m->map_len = size;
     int32_t h[7];
@@ -243,7 +221,6 @@ sp_status sp_llama2c_probe(const char *path, const sp_config *cfg, sp_config *cf
     m->head_dim = hd;
     st = build_table(m, D, F, L, kv, V, S, hd, tied, err);
     if (st != SP_OK) goto fail;
-    close(fd);
 
     memset(cfg_out, 0, sizeof *cfg_out);
     snprintf(cfg_out->arch, sizeof cfg_out->arch, "llama2c");
@@ -264,7 +241,6 @@ sp_status sp_llama2c_probe(const char *path, const sp_config *cfg, sp_config *cf
     *be = &l2c_backend;
     return SP_OK;
 fail:
-    if (fd >= 0) close(fd);
     l2c_close(m);
     return st;
 }

@@ -10,16 +10,14 @@
  */
 #include "sp_safetensors.h"
 
+#include "../common/sp_mapfile.h"
+
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "shardpress reads little-endian tensor data in place; big-endian hosts are not supported"
@@ -66,7 +64,7 @@ const char *sp_safetensors_metadata(const sp_st_file *f, const char *key) {
 
 void sp_safetensors_close(sp_st_file *f) {
     if (!f) return;
-    if (f->map) munmap(f->map, f->map_len);
+    sp_mapfile_close(f->map, f->map_len);
     cJSON_Delete(f->meta);
     free(f->t);
     free(f->names);
@@ -271,7 +269,6 @@ done:
 sp_status sp_safetensors_open(sp_st_file **out, const char *path, sp_err *err) {
     *out = NULL;
     sp_status st = SP_OK;
-    int fd = -1;
     sp_st_file *f = sp_calloc(1, sizeof *f, err, "safetensors file");
     if (!f) return SP_ENOMEM;
     f->path = strdup(path);
@@ -279,28 +276,11 @@ sp_status sp_safetensors_open(sp_st_file **out, const char *path, sp_err *err) {
         st = sp_err_set(err, SP_ENOMEM, "%s: out of memory", path);
         goto fail;
     }
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        st = sp_err_set(err, errno == ENOENT ? SP_ENOTFOUND : SP_EIO, "%s: cannot open: %s", path,
-                        strerror(errno));
-        goto fail;
-    }
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        st = sp_err_set(err, SP_EIO, "%s: not a regular file", path);
-        goto fail;
-    }
-    size_t size = (size_t)sb.st_size;
-    if (size < 8) {
-        st = sp_err_set(err, SP_ETRUNC, "%s: file is %zu bytes, shorter than the 8-byte header "
-                        "length; the file is truncated", path, size);
-        goto fail;
-    }
-    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (map == MAP_FAILED) {
-        st = sp_err_set(err, SP_EIO, "%s: mmap failed: %s", path, strerror(errno));
-        goto fail;
-    }
+    void *map = NULL;
+    size_t size = 0;
+    st = sp_mapfile_open(path, 8, "the 8-byte header length; the file is truncated", &map, &size,
+                         err);
+    if (st != SP_OK) goto fail;
     f->map = map;
     f->map_len = size;
     uint64_t hlen = 0;
@@ -319,11 +299,9 @@ sp_status sp_safetensors_open(sp_st_file **out, const char *path, sp_err *err) {
     f->data_len = size - 8 - hlen;
     st = parse_header(f, (const char *)f->map + 8, (size_t)hlen, err);
     if (st != SP_OK) goto fail;
-    close(fd);
     *out = f;
     return SP_OK;
 fail:
-    if (fd >= 0) close(fd);
     sp_safetensors_close(f);
     return st;
 }
