@@ -59,9 +59,15 @@ sp_status sp_hacc_add(sp_hacc *h, const float *X, int rows, sp_err *err) {
     for (int j0 = 0; j0 < n; j0 += SP_HACC_PANEL) {
         int pw = n - j0 < SP_HACC_PANEL ? n - j0 : SP_HACC_PANEL;
         int ih = j0 + pw; /* rows i < ih of columns [j0, j0+pw) hold the upper triangle */
-        /* panel [ih, pw] = X[:, 0:ih]ᵀ · X[:, j0:j0+pw]   (both read from xd [rows, n]) */
-        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ih, pw, rows, 1.0, h->xd, n,
-                    h->xd + j0, n, 0.0, h->panel, pw);
+        /* panel rows [0, j0) = X[:, 0:j0]ᵀ · X[:, j0:j0+pw] (a rectangle: dgemm), rows
+         * [j0, ih) = the upper triangle of X[:, j0:j0+pw]ᵀ · X[:, j0:j0+pw] (dsyrk: half the
+         * flops of a full diagonal block, which would add pw/n to the work). Both read xd
+         * [rows, n]; the same calls on every rank, so the same bits. */
+        if (j0 > 0)
+            cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, j0, pw, rows, 1.0, h->xd, n,
+                        h->xd + j0, n, 0.0, h->panel, pw);
+        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, pw, rows, 1.0, h->xd + j0, n, 0.0,
+                    h->panel + (size_t)j0 * pw, pw);
         for (int i = 0; i < ih; i++) {
             const double *prow = h->panel + (size_t)i * pw;
             int jstart = i > j0 ? i - j0 : 0;
