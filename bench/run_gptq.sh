@@ -62,8 +62,8 @@ pair of columns j < k gets one multiply-add per row: the lazy block updates and 
 inside blocks); quantization, transposes and group parameters run inside the measured time
 but are not counted. (The reference gptq.py also inverts H and factors the inverse:
 4/3·C³ + R·C².) Hessian = n·C², for a second batch of n rows (the first add also pays the
-page faults of the C² sum). Targets: GPTQ at least 50% of the sgemm rate; 4096 x 4096 in
-at most 0.8 s (the reference gptq.py on torch takes about 4.1 s on this machine, a figure
+page faults of the C² sum; best of 5 at C = 4096, one at C = 28672). Targets: GPTQ at least
+50% of the sgemm rate; 4096 x 4096 in at most 0.8 s (the reference gptq.py on torch takes about 4.1 s on this machine, a figure
 given to us, not re-measured here: torch is not installed); Hessian at least 80% of dsyrk.
 Layer error = tr(ΔW H ΔWᵀ) with the undamped H, vs round-to-nearest with the same groups (for
 C = 28672 over the first 1024 rows). H has rank <= 2048 < C (singular before damping), so GPTQ
