@@ -72,18 +72,22 @@ can move error into its null space: the GPTQ/RTN ratios are lower than on real c
 Machine: $cpu, nproc $ncpu, OpenBLAS $blas (pthread), OPENBLAS_NUM_THREADS=$OPENBLAS_NUM_THREADS.
 Command: \`bench/run_gptq.sh${args[*]:+ ${args[*]}}\` (runs \`$cmd\`), $(date -u +%Y-%m-%d).
 Timings are the best of 3 runs (4096 x 4096), 2 ([11008, 4096]) or 1 ([8192, 28672]): the
-machine is shared with other jobs, and single runs vary by ±15% or more.
+machine is shared with other jobs, and single runs vary by ±15% or more. Every timed run is
+paired with a reference measured right before it (one sgemm 4096³ before each GPTQ run, one
+dsyrk C=4096 before each Hessian add), and the percentages compare the best run with its own
+reference: the machine's speed drifts over seconds, so a reference taken minutes earlier would
+add that drift to the ratio. The table just below is the best of 3 at the start of the run.
 
 | sgemm GFLOP/s | dsyrk GFLOP/s |
 |---|---|
 $mrow
 
-| Hessian C | rows n | first add s | add s | GFLOP/s | vs dsyrk (C=4096) | expand s (sp_hacc_take) |
-|---|---|---|---|---|---|---|
+| Hessian C | rows n | first add s | add s | GFLOP/s | dsyrk C=4096 just before, GFLOP/s | vs that dsyrk | expand s (sp_hacc_take) |
+|---|---|---|---|---|---|---|---|
 $hrows
 
-| layer | W [R, C] | act_order | prepare s | quantize s | total s | GFLOP/s | vs sgemm | layer err GPTQ | layer err RTN | GPTQ/RTN |
-|---|---|---|---|---|---|---|---|---|---|---|
+| layer | W [R, C] | act_order | prepare s | quantize s | total s | GFLOP/s | sgemm just before, GFLOP/s | vs that sgemm | layer err GPTQ | layer err RTN | GPTQ/RTN |
+|---|---|---|---|---|---|---|---|---|---|---|---|
 $rows
 
 One factorization serves every bit width: after the 4-bit run above, the same context
