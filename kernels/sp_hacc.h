@@ -21,8 +21,10 @@
  *
  * Memory: A is the packed upper triangle, n(n+1)/2 int64 (half of a dense double H: 3.3 GB
  * for the 28672-wide down_proj input of a 70B model). Only ranks that quantize modules reading
- * this Hessian call sp_hacc_take, which grows A in place into the full n² double H. Products are formed
- * in panels of SP_HACC_PANEL columns, so the double scratch is O(T·n + n·panel).
+ * this Hessian call sp_hacc_take, which grows A in place into the full n² double H. Products
+ * are formed in panels of SP_HACC_PANEL columns (dgemm above the panel's diagonal block, dsyrk
+ * for the block itself: only the upper triangle is computed), so the double scratch is
+ * O(T·n + n·panel).
  *
  * Thread-safety: one accumulator per thread. The MPI reduction is collective over its comm.
  */
