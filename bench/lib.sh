@@ -1,5 +1,11 @@
 # bench/lib.sh — shared by the bench/run_*.sh scripts (source it).
 
+# Where every bench script works: the repository, the build it runs (SP_BUILD_DIR, default
+# <repo>/build) and the figures file.
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BUILD="${SP_BUILD_DIR:-$ROOT/build}"
+DOC="$ROOT/docs/benchmarks.md"
+
 # sp_bench_write_section DOC HEADING TEXT
 # Put TEXT (a markdown section that starts with the line HEADING) into DOC: the old section,
 # from HEADING up to the next "## " heading, is replaced in place; a missing one is appended.

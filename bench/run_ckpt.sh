@@ -14,9 +14,6 @@
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BUILD="${SP_BUILD_DIR:-$ROOT/build}"
-DOC="$ROOT/docs/benchmarks.md"
 SECTION="## Checkpoint engine"
 MIB="${SP_CKPT_MIB:-512}"
 ITERS="${SP_CKPT_ITERS:-4}"

@@ -11,9 +11,6 @@
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BUILD="${SP_BUILD_DIR:-$ROOT/build}"
-DOC="$ROOT/docs/benchmarks.md"
 SECTION="## Forward block throughput"
 export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-2}"
 

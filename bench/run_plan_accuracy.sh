@@ -16,10 +16,7 @@
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BUILD="${SP_BUILD_DIR:-$ROOT/build}"
 DATA="${SP_DATA_DIR:-$ROOT/../shared/data}"
-DOC="$ROOT/docs/benchmarks.md"
 SECTION="## Plan accuracy"
 export OPENBLAS_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 MPIRUN=(mpirun --oversubscribe --bind-to none)

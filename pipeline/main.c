@@ -225,6 +225,29 @@ static const char *QUANTIZE_USAGE =
     "  --checkpoint-compress none|gzip|zstd  chunked compression of checkpoints (none)\n"
     "  --json              print one JSON object with the run's figures\n";
 
+/* What a quantize job did, as quantize --json and resume --json both report it. */
+static void add_run_summary(cJSON *j, const sp_quantize_result *r) {
+    cJSON_AddNumberToObject(j, "seconds", r->seconds);
+    cJSON_AddNumberToObject(j, "peak_rss_mb_max", r->peak_rss_mb_max);
+    cJSON *arr = cJSON_AddArrayToObject(j, "peak_rss_mb");
+    for (int i = 0; i < r->ranks && r->peak_rss_mb; i++)
+        cJSON_AddItemToArray(arr, cJSON_CreateNumber(r->peak_rss_mb[i]));
+    cJSON_AddNumberToObject(j, "ranks", r->ranks);
+    cJSON_AddNumberToObject(j, "modules", r->modules);
+    cJSON_AddNumberToObject(j, "mean_rel_layer_error", r->mean_rel_error);
+    cJSON_AddNumberToObject(j, "start_layer", r->start_layer);
+    cJSON_AddNumberToObject(j, "checkpoints", r->checkpoints);
+    cJSON_AddNumberToObject(j, "checkpoint_blocked_s", r->ckpt_blocked_s);
+    cJSON_AddNumberToObject(j, "checkpoint_write_s", r->ckpt_write_s);
+    cJSON *ph = cJSON_AddObjectToObject(j, "phase_seconds");
+    cJSON_AddNumberToObject(ph, "calibration", r->t_calib);
+    cJSON_AddNumberToObject(ph, "hessian", r->t_hessian);
+    cJSON_AddNumberToObject(ph, "gptq", r->t_gptq);
+    cJSON_AddNumberToObject(ph, "share", r->t_share);
+    cJSON_AddNumberToObject(ph, "propagate", r->t_propagate);
+    cJSON_AddNumberToObject(ph, "write", r->t_write);
+}
+
 static void print_quantize_result(cli_ctx *cx, const sp_quantize_opts *op, sp_quantize_result *rp,
                                   sp_status st, int json);
 
@@ -336,11 +359,7 @@ static void print_quantize_result(cli_ctx *cx, const sp_quantize_opts *op, sp_qu
         if (json) {
             cJSON *j = cJSON_CreateObject();
             cJSON_AddStringToObject(j, "out", o.out_dir);
-            cJSON_AddNumberToObject(j, "seconds", r.seconds);
-            cJSON_AddNumberToObject(j, "peak_rss_mb_max", r.peak_rss_mb_max);
-            cJSON *arr = cJSON_AddArrayToObject(j, "peak_rss_mb");
-            for (int i = 0; i < r.ranks && r.peak_rss_mb; i++) cJSON_AddItemToArray(arr, cJSON_CreateNumber(r.peak_rss_mb[i]));
-            cJSON_AddNumberToObject(j, "ranks", r.ranks);
+            add_run_summary(j, &r);
             cJSON_AddNumberToObject(j, "bits", o.bits);
             cJSON *lv = cJSON_AddArrayToObject(j, "levels");
             for (int i = 0; i < o.n_levels; i++) cJSON_AddItemToArray(lv, cJSON_CreateNumber(o.levels[i]));
@@ -348,21 +367,8 @@ static void print_quantize_result(cli_ctx *cx, const sp_quantize_opts *op, sp_qu
             cJSON_AddBoolToObject(j, "sym", o.sym);
             cJSON_AddBoolToObject(j, "act_order", o.act_order);
             cJSON_AddStringToObject(j, "method", o.rtn ? "rtn" : "gptq");
-            cJSON_AddNumberToObject(j, "modules", r.modules);
             cJSON_AddNumberToObject(j, "nsamples", o.rtn ? 0 : o.nsamples);
             cJSON_AddNumberToObject(j, "ctx", o.ctx);
-            cJSON_AddNumberToObject(j, "mean_rel_layer_error", r.mean_rel_error);
-            cJSON_AddNumberToObject(j, "start_layer", r.start_layer);
-            cJSON_AddNumberToObject(j, "checkpoints", r.checkpoints);
-            cJSON_AddNumberToObject(j, "checkpoint_blocked_s", r.ckpt_blocked_s);
-            cJSON_AddNumberToObject(j, "checkpoint_write_s", r.ckpt_write_s);
-            cJSON *ph = cJSON_AddObjectToObject(j, "phase_seconds");
-            cJSON_AddNumberToObject(ph, "calibration", r.t_calib);
-            cJSON_AddNumberToObject(ph, "hessian", r.t_hessian);
-            cJSON_AddNumberToObject(ph, "gptq", r.t_gptq);
-            cJSON_AddNumberToObject(ph, "share", r.t_share);
-            cJSON_AddNumberToObject(ph, "propagate", r.t_propagate);
-            cJSON_AddNumberToObject(ph, "write", r.t_write);
             print_json(j);
         } else {
             printf("quantized    %d modules, %s, %d bits (levels", r.modules, o.rtn ? "RTN" : "GPTQ", o.bits);
@@ -483,13 +489,7 @@ static sp_status cmd_resume(cli_ctx *cx, int argc, char **argv, sp_err *err) {
         if (json) {
             cJSON *j = cJSON_CreateObject();
             cJSON_AddStringToObject(j, "checkpoint_dir", argv[optind]);
-            cJSON_AddNumberToObject(j, "seconds", r.seconds);
-            cJSON_AddNumberToObject(j, "ranks", r.ranks);
-            cJSON_AddNumberToObject(j, "start_layer", r.start_layer);
-            cJSON_AddNumberToObject(j, "modules", r.modules);
-            cJSON_AddNumberToObject(j, "checkpoints", r.checkpoints);
-            cJSON_AddNumberToObject(j, "peak_rss_mb_max", r.peak_rss_mb_max);
-            cJSON_AddNumberToObject(j, "checkpoint_blocked_s", r.ckpt_blocked_s);
+            add_run_summary(j, &r);
             print_json(j);
         } else {
             printf("resumed      %s from block %d on %d rank%s: %d modules done\n", argv[optind],
