@@ -103,7 +103,7 @@ section="$(cat <<EOF
 $SECTION
 
 What: \`shardpress plan\` (memory replayed from quantize's allocations, time from measured
-rates; see \`pipeline/sp_plan.h\`) against \`shardpress quantize --json\` run right after it
+rates; see \`pipeline/plan/sp_plan.h\`) against \`shardpress quantize --json\` run right after it
 with the same settings: peak RSS per rank (rank 0 and rank 1, MiB, predicted / measured, error
 relative to the measurement) and seconds (whole run and per phase, predicted / measured).
 The predicted RSS includes the weight-file pages the run maps (every block on every rank):

@@ -27,11 +27,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../common/sp_error.h"
-#include "../pipeline/sp_outdir.h"
-#include "../shards/sp_config.h"
-#include "../shards/sp_model.h"
-#include "../shards/sp_safetensors.h"
+#include "common/sp_error.h"
+#include "pipeline/sp_outdir.h"
+#include "shards/sp_config.h"
+#include "shards/sp_model.h"
+#include "shards/sp_safetensors.h"
 
 #define MAX_NAME 128
 

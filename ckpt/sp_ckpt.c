@@ -12,7 +12,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "sp_ckpt_int.h"
+#include "ckpt/sp_ckpt_int.h"
 
 double sp_ck_now(void) {
     struct timespec ts;

@@ -79,7 +79,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../common/sp_error.h"
+#include "common/sp_error.h"
 
 typedef enum { SP_CKPT_NONE = 0, SP_CKPT_GZIP, SP_CKPT_ZSTD } sp_ckpt_compress;
 typedef enum { SP_CKPT_U8 = 0, SP_CKPT_I32, SP_CKPT_I64, SP_CKPT_F32, SP_CKPT_F64 } sp_ckpt_dtype;

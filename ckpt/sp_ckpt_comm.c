@@ -12,7 +12,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "sp_ckpt_int.h"
+#include "ckpt/sp_ckpt_int.h"
 
 sp_status sp_ck_wait(sp_ckpt *ck, MPI_Request *req, const char *what, sp_err *err) {
     long ns = 20000;

@@ -16,7 +16,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-#include "sp_ckpt_int.h"
+#include "ckpt/sp_ckpt_int.h"
 
 sp_status sp_ck_mkdirs(const char *dir, sp_err *err) {
     size_t n = strlen(dir);

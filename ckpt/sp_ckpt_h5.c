@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sp_ckpt_int.h"
+#include "ckpt/sp_ckpt_int.h"
 
 #define CLOSE_ID(fn, id)             \
     do {                             \

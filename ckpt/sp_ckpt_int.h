@@ -9,8 +9,8 @@
 #include <hdf5.h>
 #include <pthread.h>
 
-#include "../mpi/sp_mpi.h"
-#include "sp_ckpt.h"
+#include "mpi/sp_mpi.h"
+#include "ckpt/sp_ckpt.h"
 
 #define SP_CK_FORMAT "shardpress-ckpt"
 #define SP_CK_VERSION 1

@@ -15,7 +15,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "sp_ckpt_int.h"
+#include "ckpt/sp_ckpt_int.h"
 
 _Static_assert(sizeof(z_off_t) >= 8, "crc32_combine needs 64-bit lengths");
 

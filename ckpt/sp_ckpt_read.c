@@ -14,7 +14,7 @@
 #include <string.h>
 #include <zlib.h>
 
-#include "sp_ckpt_int.h"
+#include "ckpt/sp_ckpt_int.h"
 
 #define CLOSE_ID(fn, id)             \
     do {                             \

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <zstd.h>
 
-#include "sp_ckpt_int.h"
+#include "ckpt/sp_ckpt_int.h"
 
 /* A chunk larger than this is refused when decoding (HDF5 chunks are < 4 GiB anyway). */
 #define MAX_CHUNK_BYTES ((unsigned long long)4 << 30)

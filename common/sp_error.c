@@ -1,5 +1,5 @@
 /* sp_error.c — see sp_error.h. */
-#include "sp_error.h"
+#include "common/sp_error.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -1,5 +1,5 @@
 /* sp_mapfile.c — see sp_mapfile.h. */
-#include "sp_mapfile.h"
+#include "common/sp_mapfile.h"
 
 #include <errno.h>
 #include <fcntl.h>

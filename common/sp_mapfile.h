@@ -6,7 +6,7 @@
 
 #include <stddef.h>
 
-#include "sp_error.h"
+#include "common/sp_error.h"
 
 /* Map path. A file shorter than min_size is refused with
  * "<path>: file is N bytes, shorter than <min_what>" (SP_ETRUNC).

@@ -9,7 +9,7 @@
  *   O_h[t0:t0+nq] = softmax_causal(S) · V_kv[0:nk]               (ldc = Hq*hd)
  * which computes (T/tile + 1)/(2 T/tile) of the full square, about 56% at T = 2048.
  */
-#include "sp_ops.h"
+#include "kernels/sp_ops.h"
 
 #include <cblas.h>
 #include <math.h>

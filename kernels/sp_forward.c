@@ -7,13 +7,13 @@
  * which is 2 (4D² + 3DF) for Hkv = Hq and hd = D/Hq, plus attention (sp_attention_flops).
  * Every linear is one sgemm over the whole window, so the block runs at close to the BLAS rate.
  */
-#include "sp_forward.h"
+#include "kernels/sp_forward.h"
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "sp_ops.h"
+#include "kernels/sp_ops.h"
 
 /* Bytes of n floats rounded up to 64 so that every scratch buffer starts on a cache line. */
 static size_t aligned_bytes(size_t n) {

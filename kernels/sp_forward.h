@@ -26,9 +26,9 @@
 
 #include <stddef.h>
 
-#include "../common/sp_error.h"
-#include "../shards/sp_config.h"
-#include "../shards/sp_model.h"
+#include "common/sp_error.h"
+#include "shards/sp_config.h"
+#include "shards/sp_model.h"
 
 /* Scratch for one window of up to max_T tokens. After sp_block_forward the four "taps" hold
  * the inputs of the block's linear layers for that window (used by GPTQ's Hessians):

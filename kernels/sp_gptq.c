@@ -5,7 +5,7 @@
  * for code against a plain implementation of the reference, and the float instance against
  * the double one.
  */
-#include "sp_gptq.h"
+#include "kernels/sp_gptq.h"
 
 #include <cblas.h>
 #include <float.h>
@@ -41,7 +41,7 @@ struct sp_gptq_ctx {
 #define SP_TRTRI LAPACKE_strtri_work
 #define SP_QPARAMS sp_quant_params_f32
 #define SP_QCOLUMN sp_quant_column_f32
-#include "sp_gptq_body.h"
+#include "kernels/sp_gptq_body.h"
 #undef SP_T
 #undef SP_FN
 #undef SP_GEMM
@@ -59,7 +59,7 @@ struct sp_gptq_ctx {
 #define SP_TRTRI LAPACKE_dtrtri_work
 #define SP_QPARAMS sp_quant_params_f64
 #define SP_QCOLUMN sp_quant_column_f64
-#include "sp_gptq_body.h"
+#include "kernels/sp_gptq_body.h"
 #undef SP_T
 #undef SP_FN
 #undef SP_GEMM

@@ -49,8 +49,8 @@
 #ifndef SP_GPTQ_H
 #define SP_GPTQ_H
 
-#include "../common/sp_error.h"
-#include "sp_quant.h"
+#include "common/sp_error.h"
+#include "kernels/sp_quant.h"
 
 enum { SP_GPTQ_F32 = 0, SP_GPTQ_F64 = 1 };
 

@@ -1,12 +1,12 @@
 /* sp_hacc.c — see sp_hacc.h. */
-#include "sp_hacc.h"
+#include "kernels/sp_hacc.h"
 
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../mpi/sp_mpi.h"
+#include "mpi/sp_mpi.h"
 
 sp_status sp_hacc_init(sp_hacc *h, int n, int max_rows, int64_t total_rows, double bound,
                        sp_err *err) {

@@ -13,7 +13,7 @@
  *   3. H = 2 · A · g / N.
  *
  * The grid comes from an a-priori bound B ≥ |x_ti| supplied by the caller (derived from the
- * weights: see pipeline/sp_quantize.c): |Σ S_w[i][j]| ≤ N·B², so g = 2^(ceil(log2(N·B²)) − 61)
+ * weights: see pipeline/quantize/sp_quantize.c): |Σ S_w[i][j]| ≤ N·B², so g = 2^(ceil(log2(N·B²)) − 61)
  * keeps every partial sum below 2^62 (no overflow, whatever the order). Precision is then
  * 61 bits below N·B² — finer than the fp32 Hessian of the reference GPTQ for any bound within
  * 2^18 of the true maximum. A window whose entries exceed the bound is rejected (SP_EINTERNAL)
@@ -34,7 +34,7 @@
 #include <mpi.h>
 #include <stdint.h>
 
-#include "../common/sp_error.h"
+#include "common/sp_error.h"
 
 #define SP_HACC_PANEL 512
 

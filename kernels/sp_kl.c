@@ -2,7 +2,7 @@
  *
  * Shape legend: V vocabulary, K kept entries, k = min(K, V) real (non-padding) entries.
  */
-#include "sp_kl.h"
+#include "kernels/sp_kl.h"
 
 #include <math.h>
 #include <stdlib.h>

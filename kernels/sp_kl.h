@@ -40,7 +40,7 @@
 
 #include <stdint.h>
 
-#include "../common/sp_error.h"
+#include "common/sp_error.h"
 
 /* Summarise one reference row.
  * Outputs: top_lp [K] log-probs (float), top_id [K] ids, *rest_lp = log(1 - sum of the top-K

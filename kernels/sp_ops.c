@@ -2,7 +2,7 @@
  *
  * Shape legend: T rows, D row width, hd head dim, half = hd/2, n_in/n_out linear widths.
  */
-#include "sp_ops.h"
+#include "kernels/sp_ops.h"
 
 #include <cblas.h>
 #include <math.h>

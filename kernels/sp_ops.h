@@ -16,7 +16,7 @@
 
 #include <stddef.h>
 
-#include "../shards/sp_config.h"
+#include "shards/sp_config.h"
 
 /* RMSNorm of each row: out[t, :] = x[t, :] / sqrt(mean_j x[t, j]^2 + eps) * w.
  * The mean of squares is accumulated in double in index order (deterministic); the scaling is

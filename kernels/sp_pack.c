@@ -3,7 +3,7 @@
  * Shape legend: n codes, b = bits per code, W = ceil(n·b / 32) words.
  * Stream bit k = i·b + j (bit j of code i) lives in word k >> 5 at position k & 31.
  */
-#include "sp_pack.h"
+#include "kernels/sp_pack.h"
 
 #include <string.h>
 

@@ -21,7 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../common/sp_error.h"
+#include "common/sp_error.h"
 
 /* Words needed for n codes of `bits` bits: ceil(n·bits / 32). */
 size_t sp_pack_nwords(size_t n, int bits);

@@ -9,7 +9,7 @@
  * result to float, which gives the float result exactly: +, −, ×, ÷ rounded to double and then
  * to float equal the directly rounded float result because double has ≥ 2·24 + 2 bits.
  */
-#include "sp_quant.h"
+#include "kernels/sp_quant.h"
 
 #include <math.h>
 #include <stdlib.h>

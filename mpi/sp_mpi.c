@@ -1,5 +1,5 @@
 /* sp_mpi.c — see sp_mpi.h. */
-#include "sp_mpi.h"
+#include "mpi/sp_mpi.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../common/sp_error.h"
+#include "common/sp_error.h"
 
 /* Collective. Every rank passes its local status (err holds its message when not SP_OK).
  * @return SP_OK on every rank if all ranks passed SP_OK; otherwise, on every rank, the code

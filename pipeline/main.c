@@ -14,14 +14,14 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../common/sp_error.h"
-#include "../mpi/sp_mpi.h"
-#include "sp_cli.h"
-#include "sp_eval.h"
-#include "sp_generate.h"
-#include "sp_plan.h"
-#include "sp_quantize.h"
-#include "../shards/sp_gptq_export.h"
+#include "common/sp_error.h"
+#include "mpi/sp_mpi.h"
+#include "pipeline/sp_cli.h"
+#include "pipeline/sp_eval.h"
+#include "pipeline/sp_generate.h"
+#include "pipeline/plan/sp_plan.h"
+#include "pipeline/quantize/sp_quantize.h"
+#include "shards/formats/sp_gptq_export.h"
 
 #define SP_VERSION "0.1.0"
 

@@ -1,11 +1,11 @@
 /* sp_calib.c — see sp_calib.h. */
-#include "sp_calib.h"
+#include "pipeline/sp_calib.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "../mpi/sp_mpi.h"
-#include "../shards/sp_tokenizer.h"
+#include "mpi/sp_mpi.h"
+#include "shards/tok/sp_tokenizer.h"
 
 static uint64_t xorshift64s(uint64_t *s) {
     *s ^= *s >> 12;

@@ -11,8 +11,8 @@
 #include <mpi.h>
 #include <stdint.h>
 
-#include "../common/sp_error.h"
-#include "../shards/sp_model.h"
+#include "common/sp_error.h"
+#include "shards/sp_model.h"
 
 /* Collective. Rank 0 reads + tokenizes path with the model's tokenizer and draws the windows;
  * every rank receives all of them: *ids [nsamples, ctx] (malloc'ed; free it).

@@ -1,5 +1,5 @@
 /* sp_cli.c — see sp_cli.h. */
-#include "sp_cli.h"
+#include "pipeline/sp_cli.h"
 
 #include <errno.h>
 #include <math.h>

@@ -3,7 +3,7 @@
 #ifndef SP_CLI_H
 #define SP_CLI_H
 
-#include "../common/sp_error.h"
+#include "common/sp_error.h"
 
 /* Parse an integer option value in [lo, hi]; the message names the option. */
 sp_status sp_cli_int(const char *opt, const char *val, long lo, long hi, long *out, sp_err *err);

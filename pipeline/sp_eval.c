@@ -11,7 +11,7 @@
  *   4. reduce    per-window sums are gathered in window order and summed identically on
  *                every rank.
  */
-#include "sp_eval.h"
+#include "pipeline/sp_eval.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -19,13 +19,13 @@
 #include <string.h>
 #include <time.h>
 
-#include "../kernels/sp_forward.h"
-#include "../kernels/sp_kl.h"
-#include "../mpi/sp_mpi.h"
-#include "../shards/sp_model.h"
-#include "../shards/sp_tokenizer.h"
-#include "sp_cli.h"
-#include "sp_logits.h"
+#include "kernels/sp_forward.h"
+#include "kernels/sp_kl.h"
+#include "mpi/sp_mpi.h"
+#include "shards/sp_model.h"
+#include "shards/tok/sp_tokenizer.h"
+#include "pipeline/sp_cli.h"
+#include "pipeline/sp_logits.h"
 
 /* Activations of one chunk of windows are kept under this many bytes. */
 #define SP_EVAL_CHUNK_BYTES ((size_t)1 << 30)

@@ -14,7 +14,7 @@
 #include <mpi.h>
 #include <stddef.h>
 
-#include "../common/sp_error.h"
+#include "common/sp_error.h"
 
 typedef struct {
     const char *model_dir;     /* model directory (or llama2.c .bin)                     */

@@ -1,16 +1,16 @@
 /* sp_generate.c — see sp_generate.h. */
-#include "sp_generate.h"
+#include "pipeline/sp_generate.h"
 
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../kernels/sp_forward.h"
-#include "../mpi/sp_mpi.h"
-#include "../shards/sp_model.h"
-#include "../shards/sp_tokenizer.h"
-#include "sp_eval.h"
+#include "kernels/sp_forward.h"
+#include "mpi/sp_mpi.h"
+#include "shards/sp_model.h"
+#include "shards/tok/sp_tokenizer.h"
+#include "pipeline/sp_eval.h"
 
 /* xorshift64* — small, seedable, and identical on every platform. */
 static uint64_t rng_next(uint64_t *s) {

@@ -11,7 +11,7 @@
 
 #include <mpi.h>
 
-#include "../common/sp_error.h"
+#include "common/sp_error.h"
 
 typedef struct {
     const char *model_dir;

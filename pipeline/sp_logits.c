@@ -1,5 +1,5 @@
 /* sp_logits.c — see sp_logits.h. */
-#include "sp_logits.h"
+#include "pipeline/sp_logits.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../mpi/sp_mpi.h"
+#include "mpi/sp_mpi.h"
 
 #define SP_LOGITS_MAGIC "SPLOGIT1"
 #define SP_LOGITS_VERSION 1u

@@ -20,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../common/sp_error.h"
+#include "common/sp_error.h"
 
 typedef struct {
     uint32_t topk, ctx, n_windows, vocab;

@@ -1,6 +1,6 @@
 /* sp_outdir.c — see sp_outdir.h. */
 #define _XOPEN_SOURCE 700
-#include "sp_outdir.h"
+#include "pipeline/sp_outdir.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -11,7 +11,7 @@
 
 #include <stddef.h>
 
-#include "../common/sp_error.h"
+#include "common/sp_error.h"
 
 /* Check <out> (SP_EEXIST without force), clear a stale "<out>.partial", create it.
  * partial receives "<out>.partial". */

@@ -8,7 +8,7 @@
  * Architectures: LlamaForCausalLM, MistralForCausalLM (no sliding window), Qwen2ForCausalLM
  * (q/k/v biases; sliding window only when use_sliding_window is true).
  */
-#include "sp_config.h"
+#include "shards/sp_config.h"
 
 #include <cjson/cJSON.h>
 #include <limits.h>
@@ -17,8 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sp_model.h"
-#include "sp_safetensors.h"
+#include "shards/sp_model.h"
+#include "shards/sp_safetensors.h"
 
 typedef enum { ARCH_LLAMA, ARCH_MISTRAL, ARCH_QWEN2 } arch_kind;
 

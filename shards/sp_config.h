@@ -8,7 +8,7 @@
 #ifndef SP_CONFIG_H
 #define SP_CONFIG_H
 
-#include "../common/sp_error.h"
+#include "common/sp_error.h"
 
 typedef struct {
     char arch[64];        /* e.g. "LlamaForCausalLM" (llama2.c files report "llama2c")  */

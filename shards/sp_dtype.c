@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "sp_model.h"
+#include "shards/sp_model.h"
 
 size_t sp_dtype_size(sp_dtype dt) {
     switch (dt) {

@@ -23,8 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../common/sp_mapfile.h"
-#include "sp_model_backend.h"
+#include "common/sp_mapfile.h"
+#include "shards/sp_model_backend.h"
 
 #define L2C_HEADER_BYTES 28
 #define L2C_NAME_MAX 80

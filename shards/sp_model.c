@@ -18,8 +18,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "sp_model_backend.h"
-#include "sp_safetensors.h"
+#include "shards/sp_model_backend.h"
+#include "shards/sp_safetensors.h"
 
 /* The probes are referenced strongly on purpose. A weak reference (#pragma weak) would let
  * the build link without the quantized backends, but from a static library the linker never

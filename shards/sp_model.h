@@ -24,8 +24,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../common/sp_error.h"
-#include "sp_config.h"
+#include "common/sp_error.h"
+#include "shards/sp_config.h"
 
 typedef enum { SP_DTYPE_F32 = 0, SP_DTYPE_F16, SP_DTYPE_BF16, SP_DTYPE_I32, SP_DTYPE_U8,
                SP_DTYPE_I8, SP_DTYPE_I64 } sp_dtype;

@@ -10,7 +10,7 @@
 #ifndef SP_MODEL_BACKEND_H
 #define SP_MODEL_BACKEND_H
 
-#include "sp_model.h"
+#include "shards/sp_model.h"
 
 typedef struct {
     const char *name; /* "safetensors", "llama2c", "sp-hdf5", "gptq" */

@@ -8,9 +8,9 @@
  *   5. every range inside the data area                                (ETRUNC: the file is
  *      shorter than its own header says, which is what a cut-off download looks like)
  */
-#include "sp_safetensors.h"
+#include "shards/sp_safetensors.h"
 
-#include "../common/sp_mapfile.h"
+#include "common/sp_mapfile.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>

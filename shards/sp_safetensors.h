@@ -21,8 +21,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../common/sp_error.h"
-#include "sp_model.h"
+#include "common/sp_error.h"
+#include "shards/sp_model.h"
 
 #define SP_ST_MAX_DIMS 8
 

@@ -13,8 +13,8 @@
 
 #include <cjson/cJSON.h>
 
-#include "sp_model_backend.h"
-#include "sp_safetensors.h"
+#include "shards/sp_model_backend.h"
+#include "shards/sp_safetensors.h"
 
 typedef struct {
     const char *name;       /* points into the shard's tensor table */

@@ -15,7 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "sp_safetensors.h"
+#include "shards/sp_safetensors.h"
 
 static int write_all(int fd, const void *buf, size_t len) {
     const unsigned char *p = buf;

@@ -20,7 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "sp_model.h"
+#include "shards/sp_model.h"
 
 /* @return the offset of the first byte of the first invalid sequence, or len if all valid. */
 static size_t utf8_first_invalid(const unsigned char *s, size_t len) {

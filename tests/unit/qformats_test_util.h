@@ -24,9 +24,9 @@
 
 #include "kernels/sp_pack.h"
 #include "kernels/sp_quant.h"
-#include "shards/sp_gptq_export.h"
+#include "shards/formats/sp_gptq_export.h"
 #include "shards/sp_model.h"
-#include "shards/sp_qcontainer.h"
+#include "shards/formats/sp_qcontainer.h"
 #include "shards/sp_safetensors.h"
 
 

@@ -3,7 +3,7 @@
  * checkpoints on resume, gzip and zstd, reading on fewer ranks, disk full, description errors.
  * Runs as 1 process (ctest "test_ckpt") and as 1, 2 and 4 ranks (tests/mpi/ckpt.cmake).
  */
-#include "ckpt_test_util.h"
+#include "tests/unit/ckpt_test_util.h"
 
 #define OK(expr)                                                      \
     do {                                                              \

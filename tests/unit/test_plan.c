@@ -1,8 +1,8 @@
 /* test_plan.c — `shardpress plan`: the memory prediction of quantize, the time model's
  * monotonicity, and the errors for bad models, options and rates files.
  *
- * Expected byte counts are written out here from the allocations of pipeline/sp_quantize.c
- * and the kernels (independently of pipeline/sp_plan.c's code), for the bundled model and for
+ * Expected byte counts are written out here from the allocations of pipeline/quantize/sp_quantize.c
+ * and the kernels (independently of pipeline/plan/sp_plan.c's code), for the bundled model and for
  * a Llama-2-70B-shaped model whose weight files are sparse: real safetensors headers with
  * the data area left as a hole (nothing is ever read from it).
  */
@@ -20,8 +20,8 @@
 
 #include <cmocka.h>
 
-#include "pipeline/sp_plan.h"
-#include "pipeline/sp_schedule.h"
+#include "pipeline/plan/sp_plan.h"
+#include "pipeline/quantize/sp_schedule.h"
 
 #define GIB 1073741824.0
 

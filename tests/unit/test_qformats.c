@@ -2,7 +2,7 @@
  * byte-identical rewrites, validation of corrupt files, and the one-thread rule.
  * The GPTQ export and the two quantized sp_model backends: test_qformats_export.c.
  */
-#include "qformats_test_util.h"
+#include "tests/unit/qformats_test_util.h"
 
 /* ---- bit packing ------------------------------------------------------------------------ */
 

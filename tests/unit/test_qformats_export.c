@@ -5,7 +5,7 @@
  * bit-identically, including the 3-bit padding path (172·3 bits is not a multiple of 32),
  * per-module "dynamic" overrides, sharded output and gptq_v2.
  */
-#include "qformats_test_util.h"
+#include "tests/unit/qformats_test_util.h"
 
 /* ---- export round trip on the bundled model --------------------------------------------- */
 

@@ -13,7 +13,7 @@
 
 #include <cmocka.h>
 
-#include "shards_test_util.h"
+#include "tests/unit/shards_test_util.h"
 
 static sp_model *open_ok(const char *path) {
     sp_model *m = NULL;

@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "shards_test_util.h"
+#include "tests/unit/shards_test_util.h"
 
 static sp_status load_cfg_text(const char *json, sp_config *c, sp_err *err) {
     char dir[256], p[4096];

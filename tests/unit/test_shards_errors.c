@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "shards_test_util.h"
+#include "tests/unit/shards_test_util.h"
 
 typedef struct {
     char dir[256];

@@ -24,7 +24,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "shards/sp_tokenizer.h"
+#include "shards/tok/sp_tokenizer.h"
 
 /* merge k (rank k) makes token 256 + k, except "a a" which makes 272 */
 static const char *const MERGES[][2] = {

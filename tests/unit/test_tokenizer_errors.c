@@ -13,7 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "shards/sp_tokenizer.h"
+#include "shards/tok/sp_tokenizer.h"
 
 #define MODEL SP_TEST_MODEL_DIR
 

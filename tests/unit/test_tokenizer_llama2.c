@@ -17,7 +17,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "shards/sp_tokenizer.h"
+#include "shards/tok/sp_tokenizer.h"
 
 #define LLAMA2 SP_TEST_DATA_DIR "/tokenizers/llama2/tokenizer.bin"
 #define TOK512 SP_TEST_MODEL_DIR "/tok512.bin"

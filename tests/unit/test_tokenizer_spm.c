@@ -20,7 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "shards/sp_tokenizer.h"
+#include "shards/tok/sp_tokenizer.h"
 
 #define MODEL SP_TEST_MODEL_DIR
 #define WIKI SP_TEST_DATA_DIR "/text/wikitext-2-raw/wiki.test.raw"

@@ -1,0 +1,123 @@
+/* sp_qoutput.c — the output directory of quantize (rank 0 only).
+ *
+ *   begin    refuse an existing --out (unless --force), make "<out>.partial", and choose where
+ *            block segments go: "<checkpoint dir>/blocks" (they must outlive a killed run) or
+ *            "<out>.partial/blocks".
+ *   (after each block, sp_quantize.c streams its modules at every level into a segment)
+ *   finish   config.json + tokenizer + model.sp.h5 (dense tensors, then every block's modules
+ *            read back from its segment, in block order), then rename to <out>.
+ * The container is written in one pass at the end, on the main thread, after the checkpoint
+ * engine (the only other HDF5 user) has stopped; the same segments always give the same bytes,
+ * which is what makes a resumed run's output identical to an uninterrupted one.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "shards/formats/sp_qcontainer.h"
+#include "pipeline/sp_outdir.h"
+#include "pipeline/quantize/sp_quantize_int.h"
+#include "pipeline/quantize/sp_segment.h"
+
+sp_status sp_qoutput_begin(sp_qjob *j, sp_err *err) {
+    const sp_quantize_opts *o = j->o;
+    SP_FORWARD(sp_outdir_begin(o->out_dir, o->force, j->partial, sizeof j->partial, err));
+    int n = o->checkpoint_dir
+                ? snprintf(j->segdir, sizeof j->segdir, "%s/blocks", o->checkpoint_dir)
+                : snprintf(j->segdir, sizeof j->segdir, "%s/blocks", j->partial);
+    SP_RETURN_IF(n < 0 || (size_t)n >= sizeof j->segdir, err, SP_EINVAL, "%s: path too long",
+                 o->checkpoint_dir ? o->checkpoint_dir : j->partial);
+    if (o->checkpoint_dir) mkdir(o->checkpoint_dir, 0755);
+    SP_RETURN_IF(mkdir(j->segdir, 0755) != 0 && errno != EEXIST, err, SP_EIO,
+                 "%s: cannot create: %s", j->segdir, strerror(errno));
+    return SP_OK;
+}
+
+static sp_status put_dense_tensor(sp_qjob *j, sp_qcontainer *out, const char *name, int64_t rows,
+                                  int64_t cols, sp_err *err) {
+    float *buf = sp_malloc((size_t)rows * (size_t)cols * sizeof(float), err, name);
+    if (!buf) return SP_ENOMEM;
+    /* 1-D tensors (cols == 1) are read as one row of their length. */
+    sp_status st = sp_model_read_rows(j->m, name, 0, cols > 1 ? rows : 1, buf, err);
+    int64_t shape[2] = {rows, cols};
+    if (st == SP_OK) st = sp_qcontainer_put_dense(out, name, cols > 1 ? 2 : 1, shape, buf, err);
+    free(buf);
+    return st;
+}
+
+static sp_status put_dense(sp_qjob *j, sp_qcontainer *out, sp_err *err) {
+    const sp_config *c = j->c;
+    int64_t D = c->dim, V = c->vocab_size;
+    SP_FORWARD(put_dense_tensor(j, out, "model.embed_tokens.weight", V, D, err));
+    SP_FORWARD(put_dense_tensor(j, out, "model.norm.weight", D, 1, err));
+    if (!c->tie_embeddings) SP_FORWARD(put_dense_tensor(j, out, "lm_head.weight", V, D, err));
+    int64_t q = (int64_t)c->n_heads * c->head_dim, kv = (int64_t)c->n_kv_heads * c->head_dim;
+    for (int l = 0; l < c->n_layers; l++) {
+        char name[256];
+        snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
+        SP_FORWARD(put_dense_tensor(j, out, name, D, 1, err));
+        snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
+        SP_FORWARD(put_dense_tensor(j, out, name, D, 1, err));
+        if (c->qkv_bias) {
+            const char *p[3] = {"q_proj", "k_proj", "v_proj"};
+            int64_t n[3] = {q, kv, kv};
+            for (int i = 0; i < 3; i++) {
+                snprintf(name, sizeof name, "model.layers.%d.self_attn.%s.bias", l, p[i]);
+                SP_FORWARD(put_dense_tensor(j, out, name, n[i], 1, err));
+            }
+        }
+    }
+    return SP_OK;
+}
+
+/* Every block's modules, read back from its segment one unit at a time (CRC checked against
+ * the run's record first). */
+typedef struct {
+    sp_qcontainer *out;
+    int layer;
+} put_ctx;
+
+static sp_status put_unit(void *ctx, int module, const sp_qlayer *q, sp_err *err) {
+    put_ctx *p = ctx;
+    char name[256];
+    snprintf(name, sizeof name, "model.layers.%d.%s", p->layer, sp_module_suffix(module));
+    return sp_qcontainer_put_qlayer(p->out, name, q, err);
+}
+
+static sp_status put_blocks(sp_qjob *j, sp_qcontainer *out, sp_err *err) {
+    for (int l = 0; l < j->c->n_layers; l++) {
+        put_ctx p = {out, l};
+        SP_FORWARD(sp_segment_each(j->segdir, l, (uint32_t)j->block_crc[l], put_unit, &p, err));
+    }
+    return SP_OK;
+}
+
+sp_status sp_qoutput_finish(sp_qjob *j, sp_err *err) {
+    const sp_quantize_opts *o = j->o;
+    char path[4600];
+    snprintf(path, sizeof path, "%s/config.json", j->partial);
+    SP_FORWARD(sp_config_save_json(j->c, path, NULL, err));
+    SP_FORWARD(sp_outdir_copy_tokenizer(o->model_dir, j->partial, err));
+    sp_qcontainer_meta meta = {.default_bits = o->bits, .group_size = o->group_size,
+                               .sym = o->sym, .n_levels = o->n_levels};
+    snprintf(meta.method, sizeof meta.method, "%s", o->rtn ? "rtn" : "gptq");
+    memcpy(meta.levels, o->levels, sizeof(int) * (size_t)o->n_levels);
+    snprintf(path, sizeof path, "%s/%s", j->partial, SP_QCONTAINER_FILE);
+    sp_qcontainer *out = NULL;
+    SP_FORWARD(sp_qcontainer_create(&out, path, &meta, 0, err));
+    sp_status st = put_dense(j, out, err);
+    if (st == SP_OK) st = put_blocks(j, out, err);
+    if (st != SP_OK) {
+        sp_qcontainer_discard(out);
+        return st;
+    }
+    SP_FORWARD(sp_qcontainer_close(out, err));
+    if (!o->checkpoint_dir) sp_outdir_rmtree(j->segdir); /* the segments were scratch */
+    return sp_outdir_commit(o->out_dir, o->force, err);
+}
+
+void sp_qoutput_abort(sp_qjob *j) {
+    if (j->partial[0]) sp_outdir_abort(j->o->out_dir);
+}

@@ -1,0 +1,552 @@
+/* sp_quantize.c — see sp_quantize.h. The job in four phases per block; helpers first. */
+#include "pipeline/quantize/sp_quantize.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stdint.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kernels/sp_gptq.h"
+#include "kernels/sp_hacc.h"
+#include "mpi/sp_mpi.h"
+#include "pipeline/sp_calib.h"
+#include "pipeline/quantize/sp_qshare.h"
+#include "pipeline/quantize/sp_quantize_int.h"
+#include "pipeline/quantize/sp_segment.h"
+
+#define H_QKV SP_H_QKV
+#define H_O SP_H_O
+#define H_GATEUP SP_H_GATEUP
+#define H_DOWN SP_H_DOWN
+#define N_HESS SP_N_HESS
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void sp_quantize_defaults(sp_quantize_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->bits = 4;
+    o->group_size = 128;
+    o->sym = 0;
+    o->damp = 0.01;
+    o->block = 128;
+    o->nsamples = 128;
+    o->ctx = 2048;
+    o->checkpoint_every = 1;
+}
+
+/* ---- module geometry ---------------------------------------------------------------------- */
+
+/* Which Hessian each module reads, and its [rows, cols]. */
+static int module_hessian(int mod) {
+    switch (mod) {
+    case SP_MOD_Q: case SP_MOD_K: case SP_MOD_V: return H_QKV;
+    case SP_MOD_O: return H_O;
+    case SP_MOD_GATE: case SP_MOD_UP: return H_GATEUP;
+    default: return H_DOWN;
+    }
+}
+
+static void module_shape(const sp_config *c, int mod, int *rows, int *cols) {
+    int q = c->n_heads * c->head_dim, kv = c->n_kv_heads * c->head_dim;
+    switch (mod) {
+    case SP_MOD_Q: *rows = q; *cols = c->dim; break;
+    case SP_MOD_K: case SP_MOD_V: *rows = kv; *cols = c->dim; break;
+    case SP_MOD_O: *rows = c->dim; *cols = q; break;
+    case SP_MOD_GATE: case SP_MOD_UP: *rows = c->hidden_dim; *cols = c->dim; break;
+    default: *rows = c->dim; *cols = c->hidden_dim; break;
+    }
+}
+
+static float *module_weight(sp_block_weights *w, int mod) {
+    switch (mod) {
+    case SP_MOD_Q: return w->wq;
+    case SP_MOD_K: return w->wk;
+    case SP_MOD_V: return w->wv;
+    case SP_MOD_O: return w->wo;
+    case SP_MOD_GATE: return w->w_gate;
+    case SP_MOD_UP: return w->w_up;
+    default: return w->w_down;
+    }
+}
+
+static void module_name(char *buf, size_t cap, int layer, int mod) {
+    snprintf(buf, cap, "model.layers.%d.%s", layer, sp_module_suffix(mod));
+}
+
+/* ---- a-priori bounds on the inputs of each Hessian (see kernels/sp_hacc.h) -----------------
+ * RMSNorm output: ‖x/rms(x)‖₂ = √D, so |xn_i| ≤ √D·max|w_norm|, and ‖xn‖₂ ≤ √D·max|w_norm|.
+ * Attention output is a convex combination of v rows: |attn| ≤ ‖xn1‖₂·max_j‖Wv_j‖₂ + max|bv|.
+ * SwiGLU: |silu(g)| ≤ max(|g|, 0.2785) and |g| ≤ ‖xn2‖₂·max_j‖Wg_j‖₂ (same for u).
+ * 1% slack covers float rounding. */
+static double abs_max(const float *v, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) m = fabs(v[i]) > m ? fabs(v[i]) : m;
+    return m;
+}
+
+static double row_norm_max(const float *W, int rows, int cols) {
+    double m = 0;
+    for (int r = 0; r < rows; r++) {
+        double s = 0;
+        for (int c = 0; c < cols; c++) s += (double)W[(size_t)r * cols + c] * W[(size_t)r * cols + c];
+        m = s > m ? s : m;
+    }
+    return sqrt(m);
+}
+
+static void input_bounds(const sp_block_weights *w, const sp_config *c, double B[N_HESS]) {
+    int kv = c->n_kv_heads * c->head_dim;
+    double sd = sqrt((double)c->dim);
+    double b0 = sd * abs_max(w->attn_norm, (size_t)c->dim);
+    double b1 = b0 * row_norm_max(w->wv, kv, c->dim) + (w->bv ? abs_max(w->bv, (size_t)kv) : 0);
+    double b2 = sd * abs_max(w->ffn_norm, (size_t)c->dim);
+    double bg = b2 * row_norm_max(w->w_gate, c->hidden_dim, c->dim);
+    double bu = b2 * row_norm_max(w->w_up, c->hidden_dim, c->dim);
+    double b3 = (bg > 0.2785 ? bg : 0.2785) * bu;
+    double raw[N_HESS] = {b0, b1, b2, b3};
+    for (int h = 0; h < N_HESS; h++) B[h] = (raw[h] > 1e-30 ? raw[h] : 1e-30) * 1.01;
+}
+
+static void free_units_q(sp_qjob *j) {
+    for (int u = 0; u < j->n_units; u++) {
+        sp_qlayer_free(&j->q[u]);
+        free(j->packed[u]);
+        j->packed[u] = NULL;
+    }
+}
+
+/* Bytes of a unit's wire form. */
+static size_t unit_bytes(const sp_qjob *j, const sp_unit *un) {
+    return sp_qshare_bytes(un->rows, un->cols, un->bits, j->o->group_size);
+}
+
+/* A unit that is not at --bits is needed only by rank 0's segment writer: keep it packed
+ * (bits/8 bytes per weight instead of one byte per code) from the moment it is computed. For a
+ * 70B block at levels 2..8 this is 1.9 GB less per rank than holding the codes unpacked. */
+static sp_status pack_unit(sp_qjob *j, int u, sp_err *err) {
+    j->packed[u] = sp_malloc(unit_bytes(j, &j->units[u]), err, "packed layer");
+    if (!j->packed[u]) return SP_ENOMEM;
+    sp_status st = sp_qshare_pack(&j->q[u], j->packed[u], err);
+    sp_qlayer_free(&j->q[u]);
+    return st;
+}
+
+/* After the Hessians a rank reads only the weights of the modules it quantizes, and propagate
+ * overwrites all seven with their dequantized --bits layers: the pages of the others go back to
+ * the kernel now (MADV_DONTNEED on anonymous memory: they read as zero when next touched) and
+ * return, zeroed, when propagate writes them. 2.3 GB less on a rank that owns only down_proj
+ * of a 70B block. The range is shrunk to whole pages inside the tensor. */
+static void release_module(sp_qjob *j, int mod) {
+    int rows, cols;
+    module_shape(j->c, mod, &rows, &cols);
+    uintptr_t a = (uintptr_t)module_weight(&j->dense, mod);
+    uintptr_t b = a + (size_t)rows * (size_t)cols * sizeof(float);
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    a = (a + page - 1) / page * page;
+    b = b / page * page;
+    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
+static void release_unowned(sp_qjob *j) {
+    int mine[SP_MOD_COUNT] = {0};
+    for (int u = 0; u < j->n_units; u++)
+        if (j->units[u].owner == j->rank) mine[j->units[u].module] = 1;
+    for (int mod = 0; mod < SP_MOD_COUNT; mod++)
+        if (!mine[mod]) release_module(j, mod);
+}
+
+/* ---- phase 1: Hessians -------------------------------------------------------------------- */
+
+static sp_status block_hessians(sp_qjob *j, sp_hacc H[N_HESS], sp_err *err) {
+    const sp_config *c = j->c;
+    int T = j->o->ctx, D = c->dim, dims[N_HESS] = {D, c->n_heads * c->head_dim, D, c->hidden_dim};
+    double B[N_HESS];
+    input_bounds(&j->dense, c, B);
+    int64_t total = (int64_t)j->o->nsamples * T;
+    sp_status st = SP_OK;
+    for (int h = 0; h < N_HESS && st == SP_OK; h++) st = sp_hacc_init(&H[h], dims[h], T, total, B[h], err);
+    sp_block_scratch *s = &j->scratch;
+    for (size_t w = 0; st == SP_OK && w < j->w1 - j->w0; w++) {
+        memcpy(j->xtmp, j->X + w * (size_t)T * D, (size_t)T * D * sizeof(float));
+        sp_block_forward(j->xtmp, &j->dense, c, T, s);
+        const float *taps[N_HESS] = {s->xn1, s->attn, s->xn2, s->act};
+        for (int h = 0; h < N_HESS && st == SP_OK; h++) st = sp_hacc_add(&H[h], taps[h], T, err);
+    }
+    st = sp_mpi_agree(j->comm, st, err);
+    /* The dense forward is done: weights this rank will not quantize can go before the
+     * reduction (see release_module). */
+    if (st == SP_OK) release_unowned(j);
+    for (int h = 0; h < N_HESS && st == SP_OK; h++) st = sp_hacc_allreduce(&H[h], j->comm, err);
+    return st;
+}
+
+/* ---- phase 2: GPTQ / RTN on my units ------------------------------------------------------ */
+
+static sp_status quantize_my_units(sp_qjob *j, double *Hs[N_HESS], int layer, sp_err *err) {
+    const sp_quantize_opts *o = j->o;
+    sp_gptq_ctx *ctx[N_HESS] = {0};
+    sp_status st = SP_OK;
+    for (int u = 0; u < j->n_units && st == SP_OK; u++) {
+        sp_unit *un = &j->units[u];
+        if (un->owner != j->rank) continue;
+        const float *W = module_weight(&j->dense, un->module);
+        double rel = 0;
+        if (o->rtn) {
+            st = sp_quant_rtn(W, un->rows, un->cols, un->bits, o->group_size, o->sym, o->mse,
+                              &j->q[u], err);
+        } else {
+            if (!ctx[un->hessian]) {
+                sp_gptq_opts go;
+                sp_gptq_opts_default(&go);
+                go.damp = o->damp;
+                go.block = o->block;
+                go.act_order = o->act_order;
+                go.group_size = o->group_size;
+                go.sym = o->sym;
+                go.mse = o->mse;
+                st = sp_gptq_prepare(&ctx[un->hessian], Hs[un->hessian], un->cols, &go, err);
+            }
+            /* The layer error tr(ΔW H ΔWᵀ) costs more than GPTQ itself (two products with H):
+             * it is computed only at --bits, the level the summary reports. */
+            int diag = un->bits == o->bits;
+            double layer_err = 0;
+            if (st == SP_OK)
+                st = sp_gptq_quantize(ctx[un->hessian], W, un->rows, un->bits, &j->q[u],
+                                      diag ? &layer_err : NULL, err);
+            if (st == SP_OK && diag) {
+                double base = sp_gptq_weight_energy(W, Hs[un->hessian], un->rows, un->cols);
+                rel = base > 0 ? layer_err / base : 0;
+            }
+        }
+        if (st == SP_OK && un->bits != o->bits) st = pack_unit(j, u, err);
+        if (st) {
+            char name[256];
+            module_name(name, sizeof name, layer, un->module);
+            sp_err_prefix(err, "%s (%d bits)", name, un->bits);
+        }
+        j->unit_err[u] = rel;
+    }
+    for (int h = 0; h < N_HESS; h++) sp_gptq_free(ctx[h]);
+    return sp_mpi_agree(j->comm, st, err);
+}
+
+/* ---- phase 3: share and write ---------------------------------------------------------------- */
+
+/* Units at --bits go to every rank (propagation needs them); other levels, packed since GPTQ,
+ * only to rank 0, which streams each unit into the block's segment as it arrives and frees it,
+ * so no rank ever holds a whole block at every level (5 GB of codes for a 70B block at six
+ * levels). */
+static sp_status share_units(sp_qjob *j, int layer, double *t_write, sp_err *err) {
+    const sp_quantize_opts *o = j->o;
+    sp_status st = SP_OK, wst = SP_OK;
+    sp_err werr = {SP_OK, ""};
+    sp_segment_writer w;
+    double tw = 0;
+    if (j->rank == 0) wst = sp_segment_writer_open(&w, j->segdir, layer, j->n_units, &werr);
+    for (int u = 0; u < j->n_units && st == SP_OK; u++) {
+        sp_unit *un = &j->units[u];
+        int keep = un->bits == o->bits;
+        if (keep) {
+            st = sp_qshare_bcast(j->comm, un->owner, &j->q[u], un->rows, un->cols, un->bits,
+                                 o->group_size, o->sym, err);
+        } else if (un->owner != 0) {
+            if (j->rank == 0) {
+                j->packed[u] = sp_malloc(unit_bytes(j, un), err, "packed layer");
+                st = j->packed[u] ? SP_OK : SP_ENOMEM;
+            }
+            /* Every rank learns whether rank 0 could take it before the owner sends. */
+            st = sp_mpi_agree(j->comm, st, err);
+            if (st == SP_OK && (j->rank == 0 || j->rank == un->owner))
+                st = sp_qshare_sendrecv(j->comm, un->owner, 0, u, j->packed[u], unit_bytes(j, un),
+                                        err);
+        }
+        if (st == SP_OK && j->rank == 0 && wst == SP_OK) {
+            double t0 = now_s();
+            wst = keep ? sp_segment_writer_append(&w, un->module, &j->q[u], &werr)
+                       : sp_segment_writer_append_packed(&w, un->module, un->bits, un->rows,
+                                                         un->cols, o->group_size, o->sym,
+                                                         j->packed[u], &werr);
+            tw += now_s() - t0;
+        }
+        free(j->packed[u]);
+        j->packed[u] = NULL;
+    }
+    if (j->rank == 0 && wst == SP_OK && st == SP_OK) {
+        uint32_t crc = 0;
+        double t0 = now_s();
+        wst = sp_segment_writer_close(&w, &crc, &werr);
+        tw += now_s() - t0;
+        if (wst == SP_OK) j->block_crc[layer] = crc;
+    } else if (j->rank == 0 && wst == SP_OK) {
+        sp_segment_writer_abort(&w);
+    }
+    *t_write += tw;
+    if (st == SP_OK && wst != SP_OK) {
+        st = wst;
+        if (err) *err = werr;
+    }
+    /* Errors of transfers or of the segment reach every rank here. */
+    st = sp_mpi_agree(j->comm, st, err);
+    if (st) return st;
+    /* Relative errors at --bits, for the summary (sum over owners). */
+    double e[2] = {0, 0};
+    for (int u = 0; u < j->n_units; u++)
+        if (j->units[u].owner == j->rank && j->units[u].bits == o->bits) {
+            e[0] += j->unit_err[u];
+            e[1] += 1;
+        }
+    MPI_Allreduce(MPI_IN_PLACE, e, 2, MPI_DOUBLE, MPI_SUM, j->comm);
+    j->err_sum += e[0];
+    j->err_count += (int)e[1];
+    return SP_OK;
+}
+
+/* ---- phase 4: propagate through the quantized block ------------------------------------------ */
+
+static sp_status propagate(sp_qjob *j, sp_err *err) {
+    const sp_config *c = j->c;
+    int T = j->o->ctx;
+    size_t D = (size_t)c->dim;
+    /* The dense matrices are no longer needed once the block is quantized: the seven are
+     * overwritten in place by their --bits dequantization (norms and biases stay), which saves
+     * a second fp32 copy of the block (3.4 GB for a 70B block). */
+    for (int u = 0; u < j->n_units; u++)
+        if (j->units[u].bits == j->o->bits)
+            sp_qlayer_dequant(module_weight(&j->dense, j->units[u].module), &j->q[u]);
+    for (size_t w = 0; w < j->w1 - j->w0; w++)
+        sp_block_forward(j->X + w * (size_t)T * D, &j->dense, c, T, &j->scratch);
+    return sp_mpi_agree(j->comm, SP_OK, err);
+}
+
+/* ---- setup -------------------------------------------------------------------------------- */
+
+static sp_status check_opts(const sp_quantize_opts *o, sp_err *err) {
+    SP_RETURN_IF(!o->model_dir, err, SP_EINVAL, "quantize: --model is required");
+    SP_RETURN_IF(!o->out_dir, err, SP_EINVAL, "quantize: --out is required");
+    SP_RETURN_IF(!o->rtn && !o->calib_path, err, SP_EINVAL, "quantize: --calib is required for GPTQ");
+    SP_RETURN_IF(o->bits < 2 || o->bits > 8, err, SP_EINVAL,
+                 "quantize: --bits %d is outside 2..8", o->bits);
+    SP_RETURN_IF(o->group_size == 0 || o->group_size < -1, err, SP_EINVAL,
+                 "quantize: --group-size %d must be >= 1, or -1 for one group per row", o->group_size);
+    SP_RETURN_IF(!(o->damp > 0) || o->damp >= 1, err, SP_EINVAL,
+                 "quantize: --damp %g must be in (0, 1)", o->damp);
+    SP_RETURN_IF(o->block < 1, err, SP_EINVAL, "quantize: --block must be >= 1");
+    SP_RETURN_IF(o->nsamples < 1 || o->ctx < 1, err, SP_EINVAL,
+                 "quantize: --nsamples and --ctx must be >= 1");
+    int has_bits = 0;
+    for (int i = 0; i < o->n_levels; i++) {
+        SP_RETURN_IF(o->levels[i] < 2 || o->levels[i] > 8, err, SP_EINVAL,
+                     "quantize: --levels value %d is outside 2..8", o->levels[i]);
+        SP_RETURN_IF(i > 0 && o->levels[i] <= o->levels[i - 1], err, SP_EINVAL,
+                     "quantize: --levels must be ascending and unique");
+        has_bits |= o->levels[i] == o->bits;
+    }
+    SP_RETURN_IF(!has_bits, err, SP_EINVAL, "quantize: --bits %d is not among --levels", o->bits);
+    return SP_OK;
+}
+
+/* Allocate the per-rank state. Fresh runs draw the calibration windows and embed them; a
+ * resumed run gets X from the checkpoint instead (sp_qckpt_start). */
+static sp_status setup(sp_qjob *j, int resume, char *warn, size_t warn_cap, sp_err *err) {
+    const sp_quantize_opts *o = j->o;
+    sp_status st = check_opts(o, err);
+    if (st == SP_OK) st = sp_model_open(&j->m, o->model_dir, err);
+    if (st == SP_OK) {
+        j->c = sp_model_config(j->m);
+        if (o->ctx > j->c->max_seq_len)
+            st = sp_err_set(err, SP_EINVAL, "quantize: --ctx %d is larger than the model's maximum "
+                            "(max_position_embeddings %d)", o->ctx, j->c->max_seq_len);
+    }
+    st = sp_mpi_agree(j->comm, st, err);
+    if (st) return st;
+    const sp_config *c = j->c;
+    if (!o->rtn) sp_mpi_split_range((size_t)o->nsamples, j->rank, j->size, &j->w0, &j->w1);
+    size_t nw = j->w1 - j->w0, T = (size_t)o->ctx, D = (size_t)c->dim;
+    j->n_units = SP_MOD_COUNT * o->n_levels;
+    j->units = sp_calloc((size_t)j->n_units, sizeof *j->units, err, "work units");
+    j->q = j->units ? sp_calloc((size_t)j->n_units, sizeof *j->q, err, "quantized layers") : NULL;
+    j->packed = j->q ? sp_calloc((size_t)j->n_units, sizeof(char *), err, "packed layers") : NULL;
+    j->unit_err = j->packed ? sp_calloc((size_t)j->n_units, sizeof(double), err, "unit errors")
+                            : NULL;
+    j->block_crc = j->unit_err ? sp_calloc((size_t)c->n_layers, sizeof(int64_t), err, "crcs") : NULL;
+    st = j->block_crc ? SP_OK : SP_ENOMEM;
+    if (st == SP_OK && !o->rtn) {
+        j->X = sp_malloc((nw ? nw : 1) * T * D * sizeof(float), err, "calibration states");
+        j->xtmp = j->X ? sp_malloc(T * D * sizeof(float), err, "window") : NULL;
+        st = j->xtmp ? SP_OK : SP_ENOMEM;
+        if (st == SP_OK) st = sp_block_scratch_alloc(&j->scratch, c, o->ctx, err);
+    }
+    if (st == SP_OK) st = sp_block_weights_alloc(&j->dense, c, err);
+    if (st == SP_OK) {
+        for (int mod = 0, u = 0; mod < SP_MOD_COUNT; mod++)
+            for (int l = 0; l < o->n_levels; l++, u++) {
+                j->units[u].module = mod;
+                j->units[u].bits = o->levels[l];
+                j->units[u].hessian = module_hessian(mod);
+                module_shape(c, mod, &j->units[u].rows, &j->units[u].cols);
+            }
+        st = sp_schedule_assign(j->units, j->n_units, j->size, N_HESS, !o->rtn, err);
+    }
+    /* The output directory is checked (and "<out>.partial" made) before any work. */
+    if (st == SP_OK && j->rank == 0) st = sp_qoutput_begin(j, err);
+    st = sp_mpi_agree(j->comm, st, err);
+    if (st) return st;
+    /* Checkpoints: a fresh run records run.json; a resumed run restores X and progress. */
+    if (o->checkpoint_dir) SP_FORWARD(sp_qckpt_start(j, resume, warn, warn_cap, err));
+    if (!o->rtn && j->start_layer == 0) {
+        SP_FORWARD(sp_calib_windows(j->comm, j->m, o->calib_path, o->nsamples, o->ctx, o->seed,
+                                    &j->calib, NULL, err));
+        if (nw) st = sp_model_embed(j->m, j->calib + j->w0 * T, nw * T, j->X, err);
+    }
+    return sp_mpi_agree(j->comm, st, err);
+}
+
+static void teardown(sp_qjob *j, sp_status st) {
+    if (j->rank == 0 && st != SP_OK) sp_qoutput_abort(j);
+    if (j->q && j->packed) free_units_q(j);
+    free(j->q);
+    free(j->packed);
+    free(j->units);
+    free(j->unit_err);
+    free(j->block_crc);
+    free(j->calib);
+    free(j->X);
+    free(j->xtmp);
+    free(j->run_json);
+    sp_block_weights_free(&j->dense);
+    sp_block_scratch_free(&j->scratch);
+    sp_model_close(j->m);
+}
+
+/* ---- the job ------------------------------------------------------------------------------ */
+
+/* Collective: has any rank been asked to stop? */
+static int stop_requested(sp_qjob *j) {
+    int mine = j->o->stop_flag && *j->o->stop_flag ? 1 : 0, any = 0;
+    MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, j->comm);
+    return any;
+}
+
+/* One decoder block: Hessians, GPTQ, share + segment, propagate. */
+static sp_status run_block(sp_qjob *j, int l, sp_quantize_result *res, sp_err *err) {
+    const sp_quantize_opts *o = j->o;
+    double t0 = now_s();
+    sp_status st = sp_mpi_agree(j->comm, sp_model_load_block(j->m, l, &j->dense, err), err);
+    sp_hacc H[N_HESS];
+    memset(H, 0, sizeof H);
+    double *Hs[N_HESS] = {0};
+    if (st == SP_OK && !o->rtn) {
+        st = block_hessians(j, H, err);
+        /* Memory: drop the Hessians this rank does not use first, then expand the ones it
+         * does from packed int64 to full double in place, one at a time. */
+        int need[N_HESS] = {0};
+        for (int u = 0; u < j->n_units; u++)
+            if (j->units[u].owner == j->rank) need[j->units[u].hessian] = 1;
+        for (int h = 0; h < N_HESS; h++)
+            if (!need[h]) sp_hacc_free(&H[h]);
+        for (int h = 0; h < N_HESS && st == SP_OK; h++) {
+            if (!need[h]) continue;
+            Hs[h] = sp_hacc_take(&H[h], err);
+            if (!Hs[h]) st = SP_ENOMEM;
+        }
+        st = sp_mpi_agree(j->comm, st, err);
+    }
+    if (st == SP_OK && o->rtn) release_unowned(j);
+    double t1 = now_s();
+    res->t_hessian += t1 - t0;
+    if (st == SP_OK) st = quantize_my_units(j, Hs, l, err);
+    for (int h = 0; h < N_HESS; h++) {
+        sp_hacc_free(&H[h]);
+        free(Hs[h]);
+    }
+    double t2 = now_s();
+    res->t_gptq += t2 - t1;
+    if (st == SP_OK) st = share_units(j, l, &res->t_write, err);
+    double t3 = now_s();
+    res->t_share += t3 - t2;
+    /* X is about to be overwritten: a checkpoint still writing it must finish first. */
+    if (st == SP_OK && !o->rtn && j->ck) st = sp_qckpt_before_overwrite(j, err);
+    if (st == SP_OK && !o->rtn) st = propagate(j, err);
+    res->t_propagate += now_s() - t3;
+    free_units_q(j);
+    return st;
+}
+
+sp_status sp_quantize_job(MPI_Comm comm, const sp_quantize_opts *o, int resume,
+                          sp_quantize_result *res, sp_err *err) {
+    sp_qjob j;
+    memset(&j, 0, sizeof j);
+    memset(res, 0, sizeof *res);
+    j.comm = comm;
+    j.o = o;
+    MPI_Comm_rank(comm, &j.rank);
+    MPI_Comm_size(comm, &j.size);
+    double t_start = now_s();
+    sp_status st = setup(&j, resume, res->warnings, sizeof res->warnings, err);
+    res->t_calib = now_s() - t_start;
+    res->start_layer = j.start_layer;
+
+    int stopped = 0;
+    for (int l = j.start_layer; st == SP_OK && l < j.c->n_layers; l++) {
+        st = run_block(&j, l, res, err);
+        if (st) break;
+        int done = l + 1, stop = stop_requested(&j);
+        if (j.ck && done < j.c->n_layers && (done % o->checkpoint_every == 0 || stop))
+            st = sp_qckpt_save(&j, done, err);
+        if (st == SP_OK && stop && done < j.c->n_layers) {
+            stopped = done;
+            break;
+        }
+    }
+    /* The checkpoint engine (and its HDF5 thread) ends before rank 0 writes the container. */
+    if (j.ck) {
+        sp_status s2 = sp_qckpt_finish(&j, res, err);
+        if (st == SP_OK) st = s2;
+    }
+    if (st == SP_OK && stopped)
+        st = sp_err_set(err, SP_EINTERRUPTED, o->checkpoint_dir
+                        ? "stopped by a signal after block %d of %d; checkpoint written, continue "
+                          "with: shardpress resume %s"
+                        : "stopped by a signal after block %d of %d (no --checkpoint-dir%s: "
+                          "nothing saved)", stopped, j.c->n_layers,
+                        o->checkpoint_dir ? o->checkpoint_dir : "");
+    if (st == SP_OK) {
+        double tw = now_s();
+        if (j.rank == 0) st = sp_qoutput_finish(&j, err);
+        res->t_write += now_s() - tw;
+    }
+    st = sp_mpi_agree(comm, st, err);
+
+    /* Summary: peak RSS of every rank, module count, mean relative error at --bits. */
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double mine = (double)ru.ru_maxrss / 1024.0;
+    res->ranks = j.size;
+    res->peak_rss_mb = malloc(sizeof(double) * (size_t)j.size);
+    if (res->peak_rss_mb) {
+        MPI_Allgather(&mine, 1, MPI_DOUBLE, res->peak_rss_mb, 1, MPI_DOUBLE, comm);
+        for (int r = 0; r < j.size; r++)
+            if (res->peak_rss_mb[r] > res->peak_rss_mb_max) res->peak_rss_mb_max = res->peak_rss_mb[r];
+    }
+    if (j.c) res->modules = SP_MOD_COUNT * j.c->n_layers;
+    res->mean_rel_error = j.err_count ? j.err_sum / j.err_count : 0;
+    res->checkpoints = j.checkpoints;
+    res->seconds = now_s() - t_start;
+    /* Any failure, an interruption included, removes "<out>.partial": resume rebuilds it. */
+    teardown(&j, st);
+    return st;
+}
+
+sp_status sp_quantize_run(MPI_Comm comm, const sp_quantize_opts *o, sp_quantize_result *res,
+                          sp_err *err) {
+    return sp_quantize_job(comm, o, 0, res, err);
+}

@@ -1,0 +1,64 @@
+/* sp_quantize_int.h — the state of a quantize job, shared by sp_quantize.c (the block loop),
+ * sp_qoutput.c (the output directory) and sp_qckpt.c (checkpoints and resume). Internal. */
+#ifndef SP_QUANTIZE_INT_H
+#define SP_QUANTIZE_INT_H
+
+#include <mpi.h>
+#include <stdint.h>
+
+#include "ckpt/sp_ckpt.h"
+#include "kernels/sp_forward.h"
+#include "kernels/sp_quant.h"
+#include "shards/sp_model.h"
+#include "pipeline/quantize/sp_quantize.h"
+#include "pipeline/quantize/sp_schedule.h"
+
+enum { SP_H_QKV = 0, SP_H_O, SP_H_GATEUP, SP_H_DOWN, SP_N_HESS };
+
+typedef struct {
+    MPI_Comm comm;
+    int rank, size;
+    const sp_quantize_opts *o;
+    sp_model *m;
+    const sp_config *c;
+    int32_t *calib;          /* [nsamples, ctx] token ids (fresh runs)                       */
+    size_t w0, w1;           /* my windows                                                   */
+    float *X;                /* [w1-w0, ctx, D] my windows' hidden states                    */
+    float *xtmp;             /* [ctx, D] one window, run through the dense block             */
+    sp_block_weights dense;  /* block weights: dense, then (propagate) dequantized in place */
+    sp_block_scratch scratch;
+    sp_unit *units;          /* [7 · n_levels]                                               */
+    int n_units;
+    sp_qlayer *q;            /* [n_units]: the --bits layers (mine after GPTQ, all after share) */
+    char **packed;           /* [n_units]: my other levels in wire form (sp_qshare.h), from   *
+                              * GPTQ until share_units hands them to rank 0                   */
+    double *unit_err;        /* [n_units] relative layer error (owner's value, 0 elsewhere)  */
+    int64_t *block_crc;      /* [n_layers] CRC32 of each finished block's segment (rank 0)   */
+    char partial[4096];      /* rank 0: "<out>.partial"                                       */
+    char segdir[4096];       /* where block segments go (checkpoint dir or partial)         */
+    double err_sum;
+    int err_count;
+    /* checkpoints */
+    sp_ckpt *ck;             /* NULL without --checkpoint-dir                                */
+    char *run_json;          /* the run's description (run.json), every rank                 */
+    uint32_t model_fp, calib_fp;
+    int start_layer;         /* first block to compute                                       */
+    int checkpoints;
+} sp_qjob;
+
+/* sp_qoutput.c — rank 0 only. */
+sp_status sp_qoutput_begin(sp_qjob *j, sp_err *err);
+sp_status sp_qoutput_finish(sp_qjob *j, sp_err *err);
+void sp_qoutput_abort(sp_qjob *j);
+
+/* sp_qckpt.c — collective. */
+sp_status sp_qckpt_start(sp_qjob *j, int resume, char *warn, size_t warn_cap, sp_err *err);
+sp_status sp_qckpt_save(sp_qjob *j, int layers_done, sp_err *err);
+sp_status sp_qckpt_before_overwrite(sp_qjob *j, sp_err *err);
+sp_status sp_qckpt_finish(sp_qjob *j, sp_quantize_result *res, sp_err *err);
+
+/* sp_quantize.c — the job itself (resume = 1 continues from the checkpoint directory). */
+sp_status sp_quantize_job(MPI_Comm comm, const sp_quantize_opts *o, int resume,
+                          sp_quantize_result *res, sp_err *err);
+
+#endif
