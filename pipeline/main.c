@@ -214,7 +214,8 @@ static const char *QUANTIZE_USAGE =
     "  --block B           GPTQ column block for lazy batch updates (128)\n"
     "  --mse               search the clipping range that minimises the error\n"
     "  --nsamples N        calibration windows (128)\n"
-    "  --ctx T             tokens per calibration window (2048)\n"
+    "  --ctx T             tokens per calibration window (default: min(2048,\n"
+    "                      max_position_embeddings); a larger value is an error)\n"
     "  --method M          gptq (default) or rtn\n"
     "  --seed S            seed of the calibration window sampler (0)\n"
     "  --force             replace an existing --out\n"
@@ -368,13 +369,17 @@ static void print_quantize_result(cli_ctx *cx, const sp_quantize_opts *op, sp_qu
             cJSON_AddBoolToObject(j, "act_order", o.act_order);
             cJSON_AddStringToObject(j, "method", o.rtn ? "rtn" : "gptq");
             cJSON_AddNumberToObject(j, "nsamples", o.rtn ? 0 : o.nsamples);
-            cJSON_AddNumberToObject(j, "ctx", o.ctx);
+            cJSON_AddNumberToObject(j, "ctx", r.ctx);
+            cJSON_AddBoolToObject(j, "ctx_defaulted", r.ctx_defaulted);
             print_json(j);
         } else {
             printf("quantized    %d modules, %s, %d bits (levels", r.modules, o.rtn ? "RTN" : "GPTQ", o.bits);
             for (int i = 0; i < o.n_levels; i++) printf(" %d", o.levels[i]);
             printf("), group %d, %s\n", o.group_size, o.sym ? "sym" : "asym");
             printf("output       %s\n", o.out_dir);
+            if (!o.rtn)
+                printf("calibration  %d windows x %d tokens%s\n", o.nsamples, r.ctx,
+                       r.ctx_defaulted ? " (--ctx default: min(2048, max_position_embeddings))" : "");
             printf("time         %.2f s (hessian %.2f, gptq %.2f, share %.2f, propagate %.2f)\n",
                    r.seconds, r.t_hessian, r.t_gptq, r.t_share, r.t_propagate);
             printf("peak RSS     %.1f MB max over %d rank%s\n", r.peak_rss_mb_max, r.ranks, r.ranks == 1 ? "" : "s");

@@ -325,3 +325,7 @@ done:
     cJSON_Delete(root);
     return st;
 }
+
+int sp_config_default_ctx(const sp_config *cfg) {
+    return cfg->max_seq_len < SP_CONFIG_DEFAULT_CTX ? cfg->max_seq_len : SP_CONFIG_DEFAULT_CTX;
+}

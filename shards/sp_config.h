@@ -37,6 +37,11 @@ typedef struct {
  *         sliding window, unknown rope_scaling type). cfg is undefined on failure. */
 sp_status sp_config_load_json(sp_config *cfg, const char *path, sp_err *err);
 
+/* The default calibration/search window: min(2048, max_position_embeddings). 2048 is the
+ * reference's (GPTQ, EvoPress) length; a model trained on shorter contexts gets its maximum. */
+#define SP_CONFIG_DEFAULT_CTX 2048
+int sp_config_default_ctx(const sp_config *cfg);
+
 /* Write cfg back as a Hugging Face config.json (used by exporters). extra_json, when
  * non-NULL, is a JSON object text whose members are appended (e.g. quantization_config). */
 sp_status sp_config_save_json(const sp_config *cfg, const char *path, const char *extra_json,

@@ -50,7 +50,7 @@ void sp_plan_opts_default(sp_plan_opts *o) {
     memset(o, 0, sizeof *o);
     o->ranks = 1;
     o->nsamples = 128;
-    o->ctx = 2048;
+    o->ctx = 0; /* min(2048, max_position_embeddings): sp_plan_resolve_ctx */
     o->bits = 4;
     o->n_levels = 1;
     o->levels[0] = 4;

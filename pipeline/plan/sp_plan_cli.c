@@ -19,7 +19,7 @@ static const char *PLAN_USAGE =
     "  --model DIR            model directory (HF safetensors, sharded or not) or llama2.c .bin\n"
     "  --ranks R              MPI ranks the job would run on (1)\n"
     "  --nsamples N           calibration windows (128)\n"
-    "  --ctx T                tokens per window (2048)\n"
+    "  --ctx T                tokens per window (default: min(2048, max_position_embeddings))\n"
     "  --bits B               bits used to propagate (4)\n"
     "  --levels L,L,...       bit levels stored (default: just --bits)\n"
     "  --group-size G         columns per group (128; -1: one group per row)\n"
@@ -72,7 +72,7 @@ static cJSON *rank_json(const sp_plan_rank *r) {
 }
 
 static void print_json(const char *model_dir, const sp_plan_model *m, const sp_plan_opts *o,
-                       const sp_plan_rates *r, const sp_plan_result *res) {
+                       const sp_plan_rates *r, const sp_plan_result *res, int ctx_defaulted) {
     const sp_config *c = &m->cfg;
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "model", model_dir);
@@ -92,6 +92,7 @@ static void print_json(const char *model_dir, const sp_plan_model *m, const sp_p
     cJSON_AddNumberToObject(j, "ranks", o->ranks);
     cJSON_AddNumberToObject(j, "nsamples", o->nsamples);
     cJSON_AddNumberToObject(j, "ctx", o->ctx);
+    cJSON_AddBoolToObject(j, "ctx_defaulted", ctx_defaulted);
     cJSON_AddNumberToObject(j, "bits", o->bits);
     cJSON *lv = cJSON_AddArrayToObject(j, "levels");
     for (int i = 0; i < o->n_levels; i++) cJSON_AddItemToArray(lv, cJSON_CreateNumber(o->levels[i]));
@@ -224,9 +225,14 @@ static sp_status plan_rank0(const char *model_dir, sp_plan_opts *o, int calibrat
                    r.read_mb_s, r.net_mb_s, r.base_mb);
         return SP_OK;
     }
+    int ctx_defaulted = o->ctx <= 0;
+    if (ctx_defaulted) o->ctx = sp_config_default_ctx(&m.cfg);
     sp_plan_result res;
     SP_FORWARD(sp_plan_predict(&m, o, &r, &res, err));
-    if (json) print_json(model_dir, &m, o, &r, &res);
+    if (ctx_defaulted && !json)
+        printf("note         --ctx %d: the default, min(2048, max_position_embeddings %d)\n",
+               o->ctx, m.cfg.max_seq_len);
+    if (json) print_json(model_dir, &m, o, &r, &res, ctx_defaulted);
     else print_human(model_dir, &m, o, &r, &res);
     fflush(stdout);
     SP_RETURN_IF(strict && res.fits == 0, err, SP_EINVAL, "plan: does not fit: %.2f GiB needed "

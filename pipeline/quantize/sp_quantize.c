@@ -39,7 +39,7 @@ void sp_quantize_defaults(sp_quantize_opts *o) {
     o->damp = 0.01;
     o->block = 128;
     o->nsamples = 128;
-    o->ctx = 2048;
+    o->ctx = 0; /* min(2048, max_position_embeddings), resolved when the model is opened */
     o->checkpoint_every = 1;
 }
 
@@ -494,6 +494,7 @@ sp_status sp_quantize_job(MPI_Comm comm, const sp_quantize_opts *o, int resume,
     sp_status st = setup(&j, resume, res->warnings, sizeof res->warnings, err);
     res->t_calib = now_s() - t_start;
     res->start_layer = j.start_layer;
+    res->ctx = o->ctx;
 
     int stopped = 0;
     for (int l = j.start_layer; st == SP_OK && l < j.c->n_layers; l++) {
@@ -548,5 +549,19 @@ sp_status sp_quantize_job(MPI_Comm comm, const sp_quantize_opts *o, int resume,
 
 sp_status sp_quantize_run(MPI_Comm comm, const sp_quantize_opts *o, sp_quantize_result *res,
                           sp_err *err) {
-    return sp_quantize_job(comm, o, 0, res, err);
+    /* --ctx not given: min(2048, max_position_embeddings). Resolved here, before run.json is
+     * written, so a resumed run reads the value that was used. */
+    sp_quantize_opts oc = *o;
+    int defaulted = 0;
+    if (oc.ctx <= 0) {
+        sp_model *m = NULL;
+        sp_status st = sp_mpi_agree(comm, sp_model_open(&m, oc.model_dir, err), err);
+        if (st) return st;
+        oc.ctx = sp_config_default_ctx(sp_model_config(m));
+        sp_model_close(m);
+        defaulted = 1;
+    }
+    sp_status st = sp_quantize_job(comm, &oc, 0, res, err);
+    res->ctx_defaulted = defaulted;
+    return st;
 }

@@ -55,6 +55,8 @@ typedef struct {
     int ranks;
     int modules;             /* linear modules quantized                                  */
     double mean_rel_error;   /* mean over modules at --bits of tr(ΔW H ΔWᵀ)/tr(W H Wᵀ)     */
+    int ctx;                 /* the window length used (the default resolved)              */
+    int ctx_defaulted;       /* 1: ctx was not given and is min(2048, max_position_emb.)  */
     int start_layer;         /* first block computed by this run (> 0 after a resume)      */
     int checkpoints;         /* checkpoints written by this run                            */
     double ckpt_blocked_s;   /* main-thread time blocked by checkpoints (max over ranks)   */
@@ -62,7 +64,8 @@ typedef struct {
     char warnings[1024];     /* resume: checkpoints skipped as corrupt, one line each      */
 } sp_quantize_result;
 
-/* Fill o with the defaults (bits 4, group 128, asym, damp 0.01, block 128, 128 x 2048). */
+/* Fill o with the defaults (bits 4, group 128, asym, damp 0.01, block 128, 128 windows of
+ * ctx 0 = min(2048, max_position_embeddings), resolved by sp_quantize_run). */
 void sp_quantize_defaults(sp_quantize_opts *o);
 
 /* Collective over comm. @return the same status on every rank; SP_EINTERRUPTED when
