@@ -21,6 +21,7 @@
 #include "pipeline/sp_generate.h"
 #include "pipeline/plan/sp_plan.h"
 #include "pipeline/quantize/sp_quantize.h"
+#include "pipeline/search/sp_search_cli.h"
 #include "shards/formats/sp_gptq_export.h"
 
 #define SP_VERSION "0.1.0"
@@ -486,6 +487,16 @@ static sp_status cmd_resume(cli_ctx *cx, int argc, char **argv, sp_err *err) {
         }
     }
     SP_RETURN_IF(optind != argc - 1, err, SP_EINVAL, "resume: expected one checkpoint directory");
+    if (sp_search_is_checkpoint_dir(argv[optind])) {
+        sp_search_result sr;
+        sp_status s2 = sp_search_resume(cx->comm, argv[optind], &g_stop_requested, &sr, err);
+        sp_search_opts so;
+        sp_search_defaults(&so);
+        char map[64] = "(see search.json)";
+        so.out_map = map;
+        if (s2 == SP_OK) sp_search_print_result(cx->rank, &so, &sr, json);
+        return s2;
+    }
     sp_quantize_result r;
     sp_status st = sp_quantize_resume(cx->comm, argv[optind], &g_stop_requested, &r, err);
     /* The run's own options live in run.json; the summary shows what resume did. */
@@ -507,7 +518,12 @@ static sp_status cmd_resume(cli_ctx *cx, int argc, char **argv, sp_err *err) {
     return st;
 }
 
-/* ---- plan ------------------------------------------------------------------------------- */
+/* ---- search, plan ------------------------------------------------------------------------ */
+
+static sp_status cmd_search(cli_ctx *cx, int argc, char **argv, sp_err *err) {
+    return sp_search_cli(cx->comm, cx->rank, argc, argv, &g_stop_requested, err);
+}
+
 
 static sp_status cmd_plan(cli_ctx *cx, int argc, char **argv, sp_err *err) {
     return sp_plan_cli(cx->comm, cx->rank, argc, argv, err);
@@ -525,7 +541,8 @@ static const subcommand COMMANDS[] = {
     {"eval", cmd_eval, "perplexity and KL divergence of a model on a text"},
     {"generate", cmd_generate, "generate text from a model"},
     {"quantize", cmd_quantize, "GPTQ/RTN quantization of every linear layer, across ranks"},
-    {"resume", cmd_resume, "continue a checkpointed quantize run (any number of ranks)"},
+    {"search", cmd_search, "choose per-module bit widths under a budget (EvoPress, greedy)"},
+    {"resume", cmd_resume, "continue a checkpointed quantize or search run (any ranks)"},
     {"export", cmd_export, "write a quantized model as GPTQ-packed safetensors"},
     {"plan", cmd_plan, "predict memory and time per rank of a quantize run"},
 };

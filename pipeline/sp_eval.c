@@ -29,8 +29,6 @@
 
 /* Activations of one chunk of windows are kept under this many bytes. */
 #define SP_EVAL_CHUNK_BYTES ((size_t)1 << 30)
-/* Positions whose logits are materialised at once ([rows, V] floats). */
-#define SP_EVAL_HEAD_ROWS 64
 
 static double now_s(void) {
     struct timespec ts;
@@ -75,8 +73,7 @@ static sp_status tokenize_text(const sp_eval_opts *o, const sp_model *m, int32_t
 
 /* ---- phase 2: forward ---------------------------------------------------------------- */
 
-/* x [nw, ctx, D] <- hidden states after the last block, for windows ids [nw, ctx]. */
-static sp_status forward_windows(const sp_model *m, const int32_t *ids, size_t nw, int ctx,
+sp_status sp_eval_forward_windows(const sp_model *m, const int32_t *ids, size_t nw, int ctx,
                                  float *x, sp_err *err) {
     const sp_config *c = sp_model_config(m);
     size_t D = (size_t)c->dim, T = (size_t)ctx;
@@ -100,20 +97,7 @@ static sp_status forward_windows(const sp_model *m, const int32_t *ids, size_t n
 
 /* ---- phase 3: score ------------------------------------------------------------------ */
 
-typedef struct {
-    const sp_config *c;
-    const float *norm;     /* [D]                                  */
-    const float *head;     /* [V, D]                               */
-    float *logits;         /* [SP_EVAL_HEAD_ROWS, V]               */
-    float *xn;             /* [SP_EVAL_HEAD_ROWS, D]               */
-    int topk;              /* K of the records being written/read  */
-    size_t rec_bytes;
-} scorer;
-
-/* Score the ctx−1 predictions of one window. x [ctx, D] final hidden states, ids [ctx].
- * save: records out [ctx−1]; ref: reference records in [ctx−1] (at most one of them).
- * Fails (SP_ENUMERIC) when the model produces a non-finite logit. */
-static sp_status score_window(const scorer *sc, const float *x, const int32_t *ids, int ctx,
+sp_status sp_eval_score_window(const sp_eval_scorer *sc, const float *x, const int32_t *ids, int ctx,
                               char *save, const char *ref, double *nll_sum, double *kl_sum,
                               sp_err *err) {
     int V = sc->c->vocab_size, D = sc->c->dim, K = sc->topk;
@@ -263,15 +247,15 @@ sp_status sp_eval_run(MPI_Comm comm, const sp_eval_opts *o, sp_eval_result *res,
     /* 2 + 3. forward and score, chunk by chunk (no collectives inside) */
     MPI_Barrier(comm);
     double t_start = now_s();
-    scorer sc = {.c = c, .norm = s.norm, .head = s.head, .logits = s.logits, .xn = s.xn,
+    sp_eval_scorer sc = {.c = c, .norm = s.norm, .head = s.head, .logits = s.logits, .xn = s.xn,
                  .topk = (int)K, .rec_bytes = rec_bytes};
     for (size_t cw = 0; cw < mine && st == SP_OK; cw += chunk) {
         size_t nw = mine - cw < chunk ? mine - cw : chunk;
         const int32_t *cids = s.ids + (w0 + cw) * T;
-        st = forward_windows(s.m, cids, nw, o->ctx, s.x, err);
+        st = sp_eval_forward_windows(s.m, cids, nw, o->ctx, s.x, err);
         for (size_t i = 0; i < nw && st == SP_OK; i++) {
             char *rec = s.records ? s.records + (cw + i) * (T - 1) * rec_bytes : NULL;
-            st = score_window(&sc, s.x + i * T * D, cids + i * T, o->ctx,
+            st = sp_eval_score_window(&sc, s.x + i * T * D, cids + i * T, o->ctx,
                               o->save_logits ? rec : NULL, o->kl_base ? rec : NULL,
                               &s.nll_w[cw + i], &s.kl_w[cw + i], err);
         }

@@ -13,8 +13,10 @@
 
 #include <mpi.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "common/sp_error.h"
+#include "shards/sp_config.h"
 
 typedef struct {
     const char *model_dir;     /* model directory (or llama2.c .bin)                     */
@@ -44,8 +46,38 @@ typedef struct {
 /* Collective over comm. @return the same status on every rank; res is filled on every rank. */
 sp_status sp_eval_run(MPI_Comm comm, const sp_eval_opts *o, sp_eval_result *res, sp_err *err);
 
-/* Apply --level / --bits-map to an opened model (shared with other jobs). */
+/* ---- pieces shared with other jobs (search) ---------------------------------------------- */
+
 struct sp_model;
+/* x [nw, ctx, D] <- hidden states after the last block, for windows ids [nw, ctx]: one block
+ * converted to fp32 at a time, every window run through it. */
+sp_status sp_eval_forward_windows(const struct sp_model *m, const int32_t *ids, size_t nw,
+                                  int ctx, float *x, sp_err *err);
+
+/* Positions whose logits are materialised at once ([rows, V] floats). */
+#define SP_EVAL_HEAD_ROWS 64
+
+/* What scoring a window needs: the final norm, the head, scratch, and the record layout
+ * (sp_logits.h: f32 top_lp[K], i32 top_id[K], f32 rest_lp per position). */
+typedef struct {
+    const sp_config *c;
+    const float *norm;     /* [D]                                  */
+    const float *head;     /* [V, D]                               */
+    float *logits;         /* [SP_EVAL_HEAD_ROWS, V]               */
+    float *xn;             /* [SP_EVAL_HEAD_ROWS, D]               */
+    int topk;              /* K of the records being written/read  */
+    size_t rec_bytes;
+} sp_eval_scorer;
+
+/* Score the ctx−1 predictions of one window. x [ctx, D] final hidden states, ids [ctx].
+ * save: records out [ctx−1]; ref: reference records in [ctx−1] (at most one of them).
+ * *nll_sum, *kl_sum: sums over the window's positions (kl 0 without ref).
+ * Fails (SP_ENUMERIC) when the model produces a non-finite logit. */
+sp_status sp_eval_score_window(const sp_eval_scorer *sc, const float *x, const int32_t *ids,
+                               int ctx, char *save, const char *ref, double *nll_sum,
+                               double *kl_sum, sp_err *err);
+
+/* Apply --level / --bits-map to an opened model (shared with other jobs). */
 sp_status sp_eval_select_levels(struct sp_model *m, int level, const char *bits_map, sp_err *err);
 
 #endif

@@ -4,7 +4,8 @@
  *            block segments go: "<checkpoint dir>/blocks" (they must outlive a killed run) or
  *            "<out>.partial/blocks".
  *   (after each block, sp_quantize.c streams its modules at every level into a segment)
- *   finish   config.json + tokenizer + model.sp.h5 (dense tensors, then every block's modules
+ *   finish   config.json + tokenizer + source.json (where the dense model is, for search) +
+ *            model.sp.h5 (dense tensors, then every block's modules
  *            read back from its segment, in block order), then rename to <out>.
  * The container is written in one pass at the end, on the main thread, after the checkpoint
  * engine (the only other HDF5 user) has stopped; the same segments always give the same bytes,
@@ -16,6 +17,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <limits.h>
+
+#include "pipeline/quantize/sp_qrun.h"
 #include "shards/formats/sp_qcontainer.h"
 #include "pipeline/sp_outdir.h"
 #include "pipeline/quantize/sp_quantize_int.h"
@@ -94,12 +98,30 @@ static sp_status put_blocks(sp_qjob *j, sp_qcontainer *out, sp_err *err) {
     return SP_OK;
 }
 
+/* source.json: the dense model this container came from (absolute path + the fingerprint of
+ * sp_qrun.h), so `search` finds the dense reference and can tell when it changed. */
+static sp_status write_source(const sp_quantize_opts *o, const char *dir, sp_err *err) {
+    char abs[PATH_MAX], path[4600], text[PATH_MAX + 256];
+    uint32_t fp = 0;
+    SP_RETURN_IF(!realpath(o->model_dir, abs), err, SP_EIO, "%s: %s", o->model_dir, strerror(errno));
+    SP_FORWARD(sp_qrun_model_fingerprint(o->model_dir, &fp, err));
+    /* The path is a JSON string: refuse the characters that would need escaping. */
+    for (const char *c = abs; *c; c++)
+        SP_RETURN_IF(*c == '"' || *c == '\\' || (unsigned char)*c < 0x20, err, SP_EUNSUPPORTED,
+                     "%s: the model path has a character source.json cannot hold", abs);
+    snprintf(text, sizeof text, "{\"format\": \"shardpress-source\", \"version\": 1, "
+             "\"model_dir\": \"%s\", \"model_fingerprint\": %u}\n", abs, (unsigned)fp);
+    snprintf(path, sizeof path, "%s/source.json", dir);
+    return sp_qrun_write_file(path, text, err);
+}
+
 sp_status sp_qoutput_finish(sp_qjob *j, sp_err *err) {
     const sp_quantize_opts *o = j->o;
     char path[4600];
     snprintf(path, sizeof path, "%s/config.json", j->partial);
     SP_FORWARD(sp_config_save_json(j->c, path, NULL, err));
     SP_FORWARD(sp_outdir_copy_tokenizer(o->model_dir, j->partial, err));
+    SP_FORWARD(write_source(o, j->partial, err));
     sp_qcontainer_meta meta = {.default_bits = o->bits, .group_size = o->group_size,
                                .sym = o->sym, .n_levels = o->n_levels};
     snprintf(meta.method, sizeof meta.method, "%s", o->rtn ? "rtn" : "gptq");

@@ -1,0 +1,167 @@
+/* sp_search_cli.c — the command line of `shardpress search` (main.c dispatches here). */
+#include <cjson/cJSON.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mpi/sp_mpi.h"
+#include "pipeline/search/sp_search.h"
+#include "pipeline/search/sp_search_cli.h"
+#include "pipeline/sp_cli.h"
+
+static const char *SEARCH_USAGE =
+    "usage: mpirun -n N shardpress search --model QDIR --calib FILE --target-bits B --out MAP\n"
+    "           [--method evolution|greedy] [--generations 150] [--offspring 128]\n"
+    "           [--stages 2048,16384,131072] [--survivors 16,4,1] [--ctx N]\n"
+    "           [--init uniform|greedy] [--groups size|name|none] [--seed S] [--dense DIR]\n"
+    "           [--topk 64] [--checkpoint-dir D] [--json]\n"
+    "\n"
+    "Choose a bit width per linear module under a global budget (EvoPress evolutionary search,\n"
+    "fitness = KL(dense || candidate) per token on calibration windows; or a Hessian-aware\n"
+    "greedy allocation). QDIR is the output of 'shardpress quantize --levels ...'; the dense\n"
+    "model is found through QDIR/source.json, or given with --dense.\n"
+    "\n"
+    "  --target-bits B     average STORED bits per quantized weight over all linear modules:\n"
+    "                      codes + fp16 scale + zero per group, as in the GPTQ export. The\n"
+    "                      uniform levels' averages are printed (and in --json) to pick from\n"
+    "  --out MAP           the bits map ('module bits' lines, read by eval/generate/export\n"
+    "                      --bits-map); also MAP.evopress.txt, MAP.svg, MAP.history.json\n"
+    "  --method M          evolution (default) or greedy (Lagrangian on estimated layer errors)\n"
+    "  --generations G     generations of evolution (default 150)\n"
+    "  --offspring K       children per generation (default 128)\n"
+    "  --stages T1,T2,..   tokens scored per selection stage (default 2048,16384,131072);\n"
+    "                      fresh random calibration windows at every stage and generation\n"
+    "  --survivors S1,..   candidates kept after each stage (default 16,4,1)\n"
+    "  --ctx N             window length (default: min(2048, max_position_embeddings))\n"
+    "  --init I            uniform (default; random fills when no uniform level meets B) or\n"
+    "                      greedy (start from the --method greedy map)\n"
+    "  --groups G          mutation groups: size (equal-shaped modules, default), name (same\n"
+    "                      module kind), none (raise one module, lower others until it fits)\n"
+    "  --seed S            seed of mutations and window draws (default 0)\n"
+    "  --dense DIR         the dense model (default: QDIR/source.json)\n"
+    "  --topk K            top-K of the dense reference (default 64)\n"
+    "  --checkpoint-dir D  checkpoint every generation; SIGUSR1/SIGTERM checkpoint and exit 3;\n"
+    "                      'shardpress resume D' finishes with the same MAP\n"
+    "  --json              one JSON object on stdout (progress lines go to stderr)\n";
+
+static sp_status parse_stage_list(const char *opt, const char *val, int *out, int *n, sp_err *err) {
+    return sp_cli_int_list(opt, val, 1, 1L << 30, out, SP_SEARCH_MAX_STAGES, n, err);
+}
+
+void sp_search_print_result(int rank, const sp_search_opts *o, const sp_search_result *r, int json) {
+    if (rank != 0) return;
+    if (json) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "out", o->out_map);
+        cJSON_AddStringToObject(j, "method", o->method == SP_SEARCH_GREEDY ? "greedy" : "evolution");
+        cJSON_AddNumberToObject(j, "target_bits", r->target_bits);
+        cJSON_AddNumberToObject(j, "avg_bits", r->avg_bits);
+        cJSON_AddNumberToObject(j, "fitness_kl", r->fitness_kl);
+        cJSON_AddNumberToObject(j, "generations", r->generations);
+        cJSON_AddNumberToObject(j, "start_generation", r->start_generation);
+        cJSON_AddNumberToObject(j, "accepted", r->accepted);
+        cJSON_AddBoolToObject(j, "uniform_start", r->uniform_start);
+        cJSON_AddNumberToObject(j, "layer_evaluations", (double)r->layer_evals);
+        cJSON_AddNumberToObject(j, "layer_evaluations_full", (double)r->layer_evals_full);
+        cJSON_AddNumberToObject(j, "layer_evaluations_saved",
+                                (double)(r->layer_evals_full - r->layer_evals));
+        cJSON_AddNumberToObject(j, "seconds", r->seconds);
+        cJSON_AddNumberToObject(j, "ranks", r->ranks);
+        cJSON_AddNumberToObject(j, "ctx", r->ctx);
+        cJSON_AddNumberToObject(j, "pool_windows", r->pool_windows);
+        cJSON_AddNumberToObject(j, "checkpoints", r->checkpoints);
+        cJSON *u = cJSON_AddObjectToObject(j, "uniform_avg_bits");
+        for (int k = 0; k < r->n_levels; k++) {
+            char key[8];
+            snprintf(key, sizeof key, "%d", r->levels[k]);
+            cJSON_AddNumberToObject(u, key, r->uniform_avg[k]);
+        }
+        char *s = cJSON_PrintUnformatted(j);
+        if (s) printf("%s\n", s);
+        free(s);
+        cJSON_Delete(j);
+        return;
+    }
+    printf("uniform      ");
+    for (int k = 0; k < r->n_levels; k++)
+        printf("%s%d-bit %.6f", k ? ", " : "", r->levels[k], r->uniform_avg[k]);
+    printf(" stored bits/weight\n");
+    printf("map          %s (%s): %.6f bits/weight for target %.6f\n", o->out_map,
+           o->method == SP_SEARCH_GREEDY ? "greedy" : "evolution", r->avg_bits, r->target_bits);
+    printf("fitness      KL %.6f per token on the last stage's windows\n", r->fitness_kl);
+    printf("generations  %d (%d accepted), layer evaluations %lld (full re-runs: %lld, %.2fx)\n",
+           r->generations, r->accepted, (long long)r->layer_evals, (long long)r->layer_evals_full,
+           r->layer_evals > 0 ? (double)r->layer_evals_full / (double)r->layer_evals : 0.0);
+    printf("time         %.2f s on %d rank%s\n", r->seconds, r->ranks, r->ranks == 1 ? "" : "s");
+}
+
+sp_status sp_search_cli(MPI_Comm comm, int rank, int argc, char **argv,
+                        volatile sig_atomic_t *stop_flag, sp_err *err) {
+    sp_search_opts o;
+    sp_search_defaults(&o);
+    o.stop_flag = stop_flag;
+    int json = 0, nsurv = 3, have_surv = 0;
+    long v = 0;
+    double d = 0;
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'}, {"calib", required_argument, 0, 'c'},
+        {"target-bits", required_argument, 0, 'b'}, {"out", required_argument, 0, 'o'},
+        {"method", required_argument, 0, 'M'}, {"generations", required_argument, 0, 'g'},
+        {"offspring", required_argument, 0, 'k'}, {"stages", required_argument, 0, 's'},
+        {"survivors", required_argument, 0, 'S'}, {"ctx", required_argument, 0, 'T'},
+        {"init", required_argument, 0, 'i'}, {"groups", required_argument, 0, 'G'},
+        {"seed", required_argument, 0, 'e'}, {"dense", required_argument, 0, 'd'},
+        {"topk", required_argument, 0, 'K'}, {"checkpoint-dir", required_argument, 0, 'C'},
+        {"json", no_argument, 0, 'j'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    int ch;
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'm': o.ev.qdir = optarg; break;
+        case 'c': o.ev.calib_path = optarg; break;
+        case 'b': SP_FORWARD(sp_cli_double("--target-bits", optarg, 1.0, 64.0, &d, err)); o.target_bits = d; break;
+        case 'o': o.out_map = optarg; break;
+        case 'M':
+            if (!strcmp(optarg, "greedy")) o.method = SP_SEARCH_GREEDY;
+            else if (!strcmp(optarg, "evolution") || !strcmp(optarg, "evopress")) o.method = SP_SEARCH_EVO;
+            else return sp_err_set(err, SP_EINVAL, "search: --method must be evolution or greedy");
+            break;
+        case 'g': SP_FORWARD(sp_cli_int("--generations", optarg, 0, 1 << 24, &v, err)); o.generations = (int)v; break;
+        case 'k': SP_FORWARD(sp_cli_int("--offspring", optarg, 1, 4096, &v, err)); o.offspring = (int)v; break;
+        case 's': SP_FORWARD(parse_stage_list("--stages", optarg, o.stages, &o.n_stages, err)); break;
+        case 'S': SP_FORWARD(parse_stage_list("--survivors", optarg, o.survivors, &nsurv, err)); have_surv = 1; break;
+        case 'T': SP_FORWARD(sp_cli_int("--ctx", optarg, 2, 1 << 24, &v, err)); o.ev.ctx = (int)v; break;
+        case 'i':
+            if (!strcmp(optarg, "greedy")) o.init_greedy = 1;
+            else if (!strcmp(optarg, "uniform")) o.init_greedy = 0;
+            else return sp_err_set(err, SP_EINVAL, "search: --init must be uniform or greedy");
+            break;
+        case 'G':
+            if (!strcmp(optarg, "size")) o.ev.group_by = SP_SGROUPS_SIZE;
+            else if (!strcmp(optarg, "name")) o.ev.group_by = SP_SGROUPS_NAME;
+            else if (!strcmp(optarg, "none")) o.ev.group_by = SP_SGROUPS_NONE;
+            else return sp_err_set(err, SP_EINVAL, "search: --groups must be size, name or none");
+            break;
+        case 'e': SP_FORWARD(sp_cli_int("--seed", optarg, 0, 1L << 62, &v, err)); o.seed = (uint64_t)v; break;
+        case 'd': o.ev.dense_dir = optarg; break;
+        case 'K': SP_FORWARD(sp_cli_int("--topk", optarg, 1, 1 << 16, &v, err)); o.ev.topk = (int)v; break;
+        case 'C': o.checkpoint_dir = optarg; break;
+        case 'j': json = 1; break;
+        case 'h': if (rank == 0) fputs(SEARCH_USAGE, stdout); return SP_OK;
+        default:
+            return sp_err_set(err, SP_EINVAL, "search: unknown or incomplete option '%s' (see "
+                              "shardpress search --help)", argv[optind - 1]);
+        }
+    }
+    SP_RETURN_IF(optind < argc, err, SP_EINVAL, "search: unexpected argument '%s'", argv[optind]);
+    SP_RETURN_IF(have_surv && nsurv != o.n_stages, err, SP_EINVAL, "search: --survivors has %d "
+                 "values for %d --stages", nsurv, o.n_stages);
+    SP_RETURN_IF(!have_surv && o.n_stages != 3, err, SP_EINVAL, "search: give --survivors with "
+                 "one value per stage (%d stages)", o.n_stages);
+    o.progress_to_stderr = json;
+    sp_search_result r;
+    sp_status st = sp_search_run(comm, &o, &r, err);
+    if (st == SP_OK) sp_search_print_result(rank, &o, &r, json);
+    return st;
+}
