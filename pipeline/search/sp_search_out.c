@@ -83,7 +83,7 @@ static sp_status write_history(const sp_search_state *s, const char *path, sp_er
     SP_FORWARD(open_tmp(path, tmp, sizeof tmp, &f, err));
     fprintf(f, "{\"target_bits\": %.6f, \"generations\": [", s->o->target_bits);
     for (int g = 0; g < s->n_hist; g++)
-        fprintf(f, "%s\n  {\"generation\": %d, \"fitness_kl\": %.9g, \"accepted\": %s, "
+        fprintf(f, "%s\n  {\"generation\": %d, \"fitness_kl\": %.17g, \"accepted\": %s, "
                    "\"layer_evaluations\": %lld, \"layer_evaluations_full\": %lld}", g ? "," : "",
                 g + 1, s->hist[g].fitness, s->hist[g].accepted ? "true" : "false",
                 (long long)s->hist[g].evals, (long long)s->hist[g].full);

@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# shardpress search on the bundled model, one case per invocation:
+#   ranks     the same MAP bytes on 1, 2 and 4 ranks (evolution and greedy), the JSON keys, the
+#             EvoPress map, SVG and history files, and the budget
+#   resume    SIGUSR1 -> checkpoint -> exit 3, and SIGKILL mid-run; `resume` finishes both with
+#             the MAP of an uninterrupted run
+#   bad       one line and a non-zero exit, no MAP left behind, for each bad input of issue 10
+. "$(dirname "$0")/lib.sh"
+M="$SP_MODEL_DIR"; CAL="$SP_DATA_DIR/text/stories260K-samples/calib.txt"
+Q="$WORK/q"
+mpi 2 "$SP_BIN" quantize --model "$M" --calib "$CAL" --out "$Q" --nsamples 16 --ctx 128 \
+  --levels 2,3,4,8 --group-size 32 >/dev/null
+S=(--model "$Q" --calib "$CAL" --target-bits 3.0 --ctx 128 --generations 3 --offspring 6
+   --stages 256,512 --survivors 2,1 --seed 5)
+
+case "$1" in
+  ranks)
+    for n in 1 2 4; do
+      mpi $n "$SP_BIN" search "${S[@]}" --out "$WORK/map$n" --json >"$WORK/r$n.json" 2>"$WORK/p$n"
+      mpi $n "$SP_BIN" search "${S[@]}" --method greedy --out "$WORK/greedy$n" >/dev/null
+    done
+    for n in 2 4; do
+      cmp "$WORK/map1" "$WORK/map$n" || fail "evolution MAP differs between 1 and $n ranks"
+      cmp "$WORK/map1.evopress.txt" "$WORK/map$n.evopress.txt" || fail "EvoPress map differs ($n ranks)"
+      cmp "$WORK/greedy1" "$WORK/greedy$n" || fail "greedy MAP differs between 1 and $n ranks"
+    done
+    [ "$(grep -c '^gen ' "$WORK/p1")" -eq 3 ] || fail "expected 3 progress lines: $(cat "$WORK/p1")"
+    python3 - "$WORK" <<'PY'
+import json, re, sys
+w = sys.argv[1]
+r = json.load(open(f"{w}/r1.json")); r4 = json.load(open(f"{w}/r4.json"))
+for k in ("target_bits", "avg_bits", "fitness_kl", "generations", "layer_evaluations",
+          "layer_evaluations_saved", "seconds", "ranks", "uniform_avg_bits"):
+    assert k in r, k
+assert r["generations"] == 3 and r4["ranks"] == 4
+assert r["fitness_kl"] == r4["fitness_kl"], (r["fitness_kl"], r4["fitness_kl"])
+# (layer evaluations may differ: ranks that share a window each run its parent states)
+assert 0 < r["layer_evaluations"] < r["layer_evaluations_full"], r
+assert r["avg_bits"] <= 3.0 + 5e-7 and r["avg_bits"] > r["uniform_avg_bits"]["2"], r
+# the map: every linear module once, bits among the stored levels; the EvoPress form agrees
+lines = [l.split() for l in open(f"{w}/map1") if not l.startswith("#")]
+assert len(lines) == 35 and all(b in ("2", "3", "4", "8") for _, b in lines), lines
+evo = [l.strip().split(": ") for l in open(f"{w}/map1.evopress.txt")]
+assert [[n, b] for n, b in lines] == evo
+# stored bits recomputed from the shapes: codes + fp16 scale + b-bit zero per group of 32
+shape = {"q_proj": (64, 64), "k_proj": (32, 64), "v_proj": (32, 64), "o_proj": (64, 64),
+         "gate_proj": (172, 64), "up_proj": (172, 64), "down_proj": (64, 172)}
+bits = tot = 0
+for n, b in lines:
+    rows, cols = shape[n.split(".")[-1]]; b = int(b); g = -(-cols // 32)
+    bits += rows * cols * b + rows * g * (16 + b); tot += rows * cols
+assert abs(bits / tot - r["avg_bits"]) < 1e-12, (bits / tot, r["avg_bits"])
+h = json.load(open(f"{w}/map1.history.json"))
+assert len(h["generations"]) == 3 and h["generations"][-1]["fitness_kl"] == r["fitness_kl"]
+svg = open(f"{w}/map1.svg").read()
+assert svg.startswith("<svg") and svg.count("<rect") >= 35
+PY
+    # the map is usable: eval reads it
+    mpi 2 "$SP_BIN" eval --model "$Q" --text "$CAL" --ctx 128 --max-windows 4 --bits-map "$WORK/map1" >/dev/null \
+      || fail "eval cannot read the searched map"
+    echo ok ;;
+  resume)
+    mpi 2 "$SP_BIN" search "${S[@]}" --out "$WORK/ref" >/dev/null
+    # SIGUSR1: checkpoint at the end of the generation, exit 3, resume on another rank count
+    rc=0
+    ( mpi 2 "$SP_BIN" search "${S[@]}" --out "$WORK/sig" --checkpoint-dir "$WORK/ck" >"$WORK/sig.out" 2>&1 ) &
+    pid=$!
+    for _ in $(seq 100); do grep -q '^gen ' "$WORK/sig.out" 2>/dev/null && break; sleep 0.2; done
+    pkill -USR1 -f "shardpress search .*--checkpoint-dir $WORK/ck" || true
+    wait $pid || rc=$?
+    [ -e "$WORK/sig" ] && [ $rc -eq 0 ] && echo "note: the search finished before the signal"
+    [ $rc -eq 0 ] || [ $rc -eq 3 ] || fail "expected exit 3 after SIGUSR1, got $rc: $(cat "$WORK/sig.out")"
+    if [ $rc -eq 3 ]; then
+      [ ! -e "$WORK/sig" ] || fail "an interrupted search left a MAP"
+      grep -q "shardpress resume" "$WORK/sig.out" || fail "no resume hint: $(cat "$WORK/sig.out")"
+      mpi 1 "$SP_BIN" resume "$WORK/ck" >/dev/null || fail "resume failed"
+    fi
+    cmp "$WORK/ref" "$WORK/sig" || fail "resumed MAP differs from the uninterrupted one"
+    # SIGKILL in the middle: resume from the last generation's checkpoint
+    ( mpi 2 "$SP_BIN" search "${S[@]}" --out "$WORK/kill" --checkpoint-dir "$WORK/ck2" >"$WORK/kill.out" 2>&1 ) &
+    pid=$!
+    for _ in $(seq 100); do [ -e "$WORK/ck2/latest" ] && break; sleep 0.2; done
+    pkill -KILL -f "shardpress search .*--checkpoint-dir $WORK/ck2" || true
+    wait $pid || true
+    [ ! -e "$WORK/kill" ] || [ -e "$WORK/ck2/latest" ] || fail "neither finished nor checkpointed"
+    mpi 2 "$SP_BIN" resume "$WORK/ck2" >/dev/null || fail "resume after SIGKILL failed"
+    cmp "$WORK/ref" "$WORK/kill" || fail "MAP after SIGKILL + resume differs"
+    echo ok ;;
+  bad)
+    mpi 1 "$SP_BIN" quantize --model "$M" --calib "$CAL" --out "$WORK/q1" --nsamples 2 --ctx 64 \
+      --levels 4 >/dev/null
+    expect_error "holds one level \(4 bits\); search needs a quantize run with several --levels" \
+      "$SP_BIN" search "${S[@]}" --model "$WORK/q1" --out "$WORK/m1"
+    expect_error "search: --target-bits 2.000000 is outside what the stored levels allow: 2.578390 \(uniform 2-bit\) to 8.771186 \(uniform 8-bit\)" \
+      "$SP_BIN" search "${S[@]}" --target-bits 2 --out "$WORK/m2"
+    expect_error "search: --target-bits 9.000000 is outside" "$SP_BIN" search "${S[@]}" --target-bits 9 --out "$WORK/m3"
+    head -c 2000 "$CAL" >"$WORK/short.txt"
+    expect_error "short.txt: the calibration text makes [0-9]+ windows of 128 tokens \([0-9]+ tokens\), shorter than the first stage of 4096 tokens" \
+      "$SP_BIN" search "${S[@]}" --calib "$WORK/short.txt" --stages 4096,8192 --out "$WORK/m4"
+    # a dense model that is not the container's: same shapes, other weights -> fingerprint
+    cp -r "$M" "$WORK/other"; python3 - "$WORK/other/config.json" <<'PY'
+import json, sys
+p = sys.argv[1]; c = json.load(open(p)); c["rms_norm_eps"] = 1e-6; json.dump(c, open(p, "w"))
+PY
+    expect_error "other: fingerprint 0x[0-9a-f]{8}, but .*source.json says the container was made from a model with 0x[0-9a-f]{8}: not the same dense model" \
+      "$SP_BIN" search "${S[@]}" --dense "$WORK/other" --out "$WORK/m5"
+    # ... and one of other shapes
+    "$SP_SYNTH" --out "$WORK/synth" --hidden 64 --intermediate 128 --layers 5 --heads 8 \
+      --kv-heads 4 --vocab 512 --dtype f32 --max-pos 512 >/dev/null
+    expect_error "synth: does not match .*: config.json field hidden_dim is 128 in the dense model, 172 in the container" \
+      "$SP_BIN" search "${S[@]}" --dense "$WORK/synth" --out "$WORK/m6"
+    mv "$Q/source.json" "$WORK/source.json"
+    expect_error "no source.json naming the dense model; pass --dense DIR" "$SP_BIN" search "${S[@]}" --out "$WORK/m7"
+    mv "$WORK/source.json" "$Q/source.json"
+    expect_error "search: --survivors has 1 values for 2 --stages" "$SP_BIN" search "${S[@]}" --survivors 1 --out "$WORK/m8"
+    # errors on 2 ranks end both with one line
+    rc=0; timeout 120 $SP_MPIEXEC -n 2 "$SP_BIN" search "${S[@]}" --target-bits 9 --out "$WORK/m9" 2>"$WORK/err" || rc=$?
+    [ $rc -ne 0 ] && [ $rc -ne 124 ] || fail "2 ranks: expected a clean failure, rc=$rc"
+    [ "$(grep -c 'shardpress: error' "$WORK/err")" -eq 1 ] || fail "2 ranks: $(cat "$WORK/err")"
+    for i in 1 2 3 4 5 6 7 8 9; do
+      ls "$WORK"/m$i* >/dev/null 2>&1 && fail "a failed search left $WORK/m$i*"
+    done
+    echo ok ;;
+  *) fail "unknown case $1" ;;
+esac
