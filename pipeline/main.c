@@ -19,6 +19,7 @@
 #include "pipeline/sp_cli.h"
 #include "pipeline/sp_eval.h"
 #include "pipeline/sp_generate.h"
+#include "pipeline/sp_tokenize.h"
 #include "pipeline/plan/sp_plan.h"
 #include "pipeline/quantize/sp_quantize.h"
 #include "pipeline/search/sp_search_cli.h"
@@ -529,6 +530,65 @@ static sp_status cmd_plan(cli_ctx *cx, int argc, char **argv, sp_err *err) {
     return sp_plan_cli(cx->comm, cx->rank, argc, argv, err);
 }
 
+/* ---- tokenize --------------------------------------------------------------------------- */
+
+static const char *TOKENIZE_USAGE =
+    "usage: shardpress tokenize (--model DIR | --tokenizer FILE) [--no-bos] [--ids | --pieces]\n"
+    "                           (--file F | TEXT)\n"
+    "\n"
+    "Print what the tokenizer makes of a text, on one line: the ids separated by spaces\n"
+    "(default), or the pieces. The input is F's bytes exactly, newlines included (or TEXT),\n"
+    "encoded in one piece as eval and quantize encode their files; it must be UTF-8.\n"
+    "\n"
+    "  --model DIR       use the model's tokenizer, found as eval finds it (tokenizer.json,\n"
+    "                    tokenizer.bin, tok<vocab_size>.bin)\n"
+    "  --tokenizer FILE  a tokenizer.json (Hugging Face BPE; tokenizer_config.json beside it\n"
+    "                    is read for BOS/EOS) or a llama2.c tokenizer.bin\n"
+    "  --no-bos          do not add BOS (by default it is added when the tokenizer has one,\n"
+    "                    as the model's tokenizer does)\n"
+    "  --ids             print token ids (default)\n"
+    "  --pieces          print the vocabulary pieces (\"\xE2\x96\x81the\", \"\xC4\xA0the\", \"<0x0A>\"), separated by\n"
+    "                    spaces, escaped so that no piece contains one:\n"
+    "                    \\\\ for '\\', \\s space, \\t tab, \\n LF, \\r CR, \\xHH for other control\n"
+    "                    bytes and bytes that are not valid UTF-8\n"
+    "  --file F          read the text from F\n"
+    "  -h, --help        this text\n";
+
+static sp_status cmd_tokenize(cli_ctx *cx, int argc, char **argv, sp_err *err) {
+    sp_tokenize_opts o;
+    memset(&o, 0, sizeof o);
+    int ids = 0;
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'}, {"tokenizer", required_argument, 0, 't'},
+        {"no-bos", no_argument, 0, 'B'},      {"ids", no_argument, 0, 'i'},
+        {"pieces", no_argument, 0, 'p'},      {"file", required_argument, 0, 'f'},
+        {"help", no_argument, 0, 'h'},        {0, 0, 0, 0}};
+    int ch;
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'm': o.model_dir = optarg; break;
+        case 't': o.tokenizer_path = optarg; break;
+        case 'B': o.no_bos = 1; break;
+        case 'i': ids = 1; break;
+        case 'p': o.pieces = 1; break;
+        case 'f': o.file = optarg; break;
+        case 'h': if (cx->rank == 0) fputs(TOKENIZE_USAGE, stdout); return SP_OK;
+        default:
+            return sp_err_set(err, SP_EINVAL, "tokenize: unknown or incomplete option '%s' (see "
+                              "shardpress tokenize --help)", argv[optind - 1]);
+        }
+    }
+    SP_RETURN_IF(ids && o.pieces, err, SP_EINVAL, "tokenize: give --ids or --pieces, not both");
+    SP_RETURN_IF(argc - optind > 1, err, SP_EINVAL, "tokenize: unexpected argument '%s' (quote "
+                 "a TEXT that has spaces)", argv[optind + 1]);
+    if (optind < argc) o.text = argv[optind];
+    /* One reader and one writer: rank 0 tokenizes and prints, the others wait for its
+     * verdict, so every rank exits with the same status. */
+    sp_status st = cx->rank == 0 ? sp_tokenize_run(&o, stdout, err) : SP_OK;
+    return sp_mpi_agree(cx->comm, st, err);
+}
+
 /* ---- dispatch ---------------------------------------------------------------------------- */
 
 typedef struct {
@@ -545,6 +605,7 @@ static const subcommand COMMANDS[] = {
     {"resume", cmd_resume, "continue a checkpointed quantize or search run (any ranks)"},
     {"export", cmd_export, "write a quantized model as GPTQ-packed safetensors"},
     {"plan", cmd_plan, "predict memory and time per rank of a quantize run"},
+    {"tokenize", cmd_tokenize, "print the token ids or pieces of a text"},
 };
 #define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
 

@@ -128,4 +128,8 @@ sp_status sp_model_select_bits(sp_model *m, const char *module, int bits, sp_err
  * not valid UTF-8 (the message gives the byte offset). *out is NUL-terminated; free() it. */
 sp_status sp_text_read_file(const char *path, char **out, size_t *len, sp_err *err);
 
+/* Length of the longest strict-UTF-8 prefix of s[0..len) (len when all of it is valid);
+ * the rules are those sp_text_read_file checks. Pure function. */
+size_t sp_text_utf8_valid_len(const char *s, size_t len);
+
 #endif

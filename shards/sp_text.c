@@ -55,6 +55,10 @@ static size_t utf8_first_invalid(const unsigned char *s, size_t len) {
     return len;
 }
 
+size_t sp_text_utf8_valid_len(const char *s, size_t len) {
+    return utf8_first_invalid((const unsigned char *)s, len);
+}
+
 sp_status sp_text_read_file(const char *path, char **out, size_t *len, sp_err *err) {
     *out = NULL;
     if (len) *len = 0;

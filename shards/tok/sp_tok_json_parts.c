@@ -1,7 +1,7 @@
 /* sp_tok_json_parts.c — the normalizer, pre_tokenizer and decoder sections of tokenizer.json.
  *
  * Each section is null or an object with "type"; "Sequence" nests. Supported:
- *   normalizer     Prepend, Replace (String pattern), NFC (a no-op: input is taken as NFC)
+ *   normalizer     Prepend, Replace (String pattern), NFC
  *   pre_tokenizer  ByteLevel, Split (Regex or String pattern; Isolated or Removed),
  *                  Digits (a \p{N} split), Metaspace
  *   decoder        Replace, ByteFallback, Fuse, Strip, ByteLevel, Metaspace
@@ -116,8 +116,12 @@ sp_status sp_tok_parse_normalizer(sp_tokenizer *t, const cJSON *j, sp_err *err) 
         cJSON_ArrayForEach(it, arr) SP_FORWARD(sp_tok_parse_normalizer(t, it, err));
         return SP_OK;
     }
-    if (strcmp(type, "NFC") == 0) return SP_OK;
     sp_tok_norm *n;
+    if (strcmp(type, "NFC") == 0) {
+        if (!(n = grow((void **)&t->norm, &t->n_norm, sizeof *n, err))) return SP_ENOMEM;
+        n->kind = SP_TOK_NORM_NFC;
+        return SP_OK;
+    }
     if (strcmp(type, "Prepend") == 0) {
         const char *p = str_field(j, "prepend");
         SP_RETURN_IF(!p, err, SP_EFORMAT, "%s: normalizer Prepend has no prepend", t->path);

@@ -1,7 +1,7 @@
 /* sp_tok_pretok.c — encode one text segment: normalize, pre-tokenize, BPE each word.
  *
  * Pipeline (Hugging Face tokenizers order, for a segment with no added tokens in it):
- *   normalizer steps (Prepend, Replace) -> one string
+ *   normalizer steps (Prepend, Replace, NFC) -> one string
  *   pre-tokenizer steps, each splitting every current piece further:
  *     Split      PCRE2 regex; Isolated keeps matches and the gaps between them as pieces,
  *                Removed keeps only the gaps
@@ -84,6 +84,23 @@ static char *replace_all(pretok_ctx *c, const char *s, size_t len, const char *p
     }
     *out_len = k;
     return o;
+}
+
+/* NFC of s, or s itself when it has no byte >= 0xCC: every code point below U+0300 is
+ * NFC-stable and none of them composes with another, so such text (ASCII, Latin-1, most
+ * Latin) is NFC already and costs no copy. */
+static const char *nfc(pretok_ctx *c, const char *s, size_t len, size_t *out_len, sp_err *err) {
+    size_t i = 0;
+    while (i < len && (unsigned char)s[i] < 0xCC) i++;
+    *out_len = len;
+    if (i == len) return s;
+    char *o = new_buf(c, 0, err); /* a slot in c->bufs; replaced by the NFC text below */
+    if (!o) return NULL;
+    char *r;
+    if (sp_tok_nfc(s, len, &r, out_len, err) != SP_OK) return NULL;
+    free(o);
+    c->bufs[c->n_bufs - 1] = r;
+    return r;
 }
 
 static char *prepend(pretok_ctx *c, const char *s, size_t len, const char *pre, size_t *out_len,
@@ -249,6 +266,8 @@ static sp_status encode_words(const sp_tokenizer *t, pretok_ctx *c, const char *
         const sp_tok_norm *nm = &t->norm[k];
         if (nm->kind == SP_TOK_NORM_PREPEND) {
             if (nlen > 0) norm = prepend(c, norm, nlen, nm->a, &nlen, err);
+        } else if (nm->kind == SP_TOK_NORM_NFC) {
+            norm = nfc(c, norm, nlen, &nlen, err);
         } else {
             norm = replace_all(c, norm, nlen, nm->a, nm->b, &nlen, err);
         }

@@ -7,7 +7,8 @@
  *     one leading space.
  *   - tokenizer.json, byte-level BPE (GPT-2 / Llama 3 / Qwen2): a PCRE2 regex pre-tokenizer
  *     (from pre_tokenizer Split/ByteLevel), the GPT-2 byte-to-unicode map, rank-ordered
- *     merges, added/special tokens matched verbatim before pre-tokenization.
+ *     merges, added/special tokens matched verbatim before pre-tokenization, and the NFC
+ *     normalizer where the file has one (Qwen2/Qwen3).
  *   - llama2.c tokenizer.bin: max_token_length then (score, len, bytes) per token; encode
  *     is llama2.c's greedy best-score pair merging, with a dummy prefix space and byte
  *     fallback (ids 3..258 are <0x00>..<0xFF>).
