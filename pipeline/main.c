@@ -209,8 +209,8 @@ static const char *QUANTIZE_USAGE =
     "  --levels L,L,...    bit levels stored (default: just --bits), e.g. 2,3,4,5,6,8\n"
     "  --group-size G      columns per quantization group (128; -1: one group per row)\n"
     "  --sym | --asym      symmetric or asymmetric (default) quantization grid\n"
-    "  --act-order         quantize columns in order of decreasing Hessian diagonal\n"
-    "                      (static groups, so g_idx stays c / group_size)\n"
+    "  --act-order | --no-act-order  quantize columns in order of decreasing Hessian\n"
+    "                      diagonal (static groups, so g_idx stays c / group_size) (%s)\n"
     "  --damp D            dampening, fraction of mean(diag H) (0.01)\n"
     "  --block B           GPTQ column block for lazy batch updates (128)\n"
     "  --scale-search S    how each group's scale/zero is chosen: minmax (the group's range),\n"
@@ -263,7 +263,7 @@ static int cmp_int(const void *a, const void *b) { return *(const int *)a - *(co
 static sp_status cmd_quantize(cli_ctx *cx, int argc, char **argv, sp_err *err) {
     sp_quantize_opts o;
     sp_quantize_defaults(&o);
-    int json = 0, have_levels = 0;
+    int json = 0, have_levels = 0, have_search = 0;
     long v = 0;
     double d;
     static const struct option opts[] = {
@@ -271,7 +271,8 @@ static sp_status cmd_quantize(cli_ctx *cx, int argc, char **argv, sp_err *err) {
         {"out", required_argument, 0, 'o'}, {"bits", required_argument, 0, 'b'},
         {"levels", required_argument, 0, 'L'}, {"group-size", required_argument, 0, 'g'},
         {"sym", no_argument, 0, 'S'}, {"asym", no_argument, 0, 'A'},
-        {"act-order", no_argument, 0, 'a'}, {"damp", required_argument, 0, 'd'},
+        {"act-order", no_argument, 0, 'a'}, {"no-act-order", no_argument, 0, 'O'},
+        {"damp", required_argument, 0, 'd'},
         {"block", required_argument, 0, 'B'}, {"mse", no_argument, 0, 'E'},
         {"scale-search", required_argument, 0, 'Q'}, {"true-sequential", no_argument, 0, 'W'},
         {"no-true-sequential", no_argument, 0, 'w'},
@@ -311,13 +312,15 @@ static sp_status cmd_quantize(cli_ctx *cx, int argc, char **argv, sp_err *err) {
         case 'S': o.sym = 1; break;
         case 'A': o.sym = 0; break;
         case 'a': o.act_order = 1; break;
+        case 'O': o.act_order = 0; break;
         case 'd': SP_FORWARD(sp_cli_double("--damp", optarg, 1e-12, 0.999, &d, err)); o.damp = d; break;
         case 'B': SP_FORWARD(sp_cli_int("--block", optarg, 1, 1 << 20, &v, err)); o.block = (int)v; break;
-        case 'E': o.scale_search = SP_QSEARCH_MSE; break;
+        case 'E': o.scale_search = SP_QSEARCH_MSE; have_search = 1; break;
         case 'Q':
             o.scale_search = sp_quant_search_parse(optarg);
             SP_RETURN_IF(o.scale_search < 0, err, SP_EINVAL,
                          "--scale-search: '%s' is not minmax, mse or hmse", optarg);
+            have_search = 1;
             break;
         case 'W': o.true_sequential = 1; break;
         case 'w': o.true_sequential = 0; break;
@@ -335,7 +338,8 @@ static sp_status cmd_quantize(cli_ctx *cx, int argc, char **argv, sp_err *err) {
             if (cx->rank == 0) {
                 sp_quantize_opts dflt;
                 sp_quantize_defaults(&dflt);
-                printf(QUANTIZE_USAGE, sp_quant_search_name(dflt.scale_search),
+                printf(QUANTIZE_USAGE, dflt.act_order ? "default" : "off by default",
+                       sp_quant_search_name(dflt.scale_search),
                        dflt.true_sequential ? "default" : "off by default");
             }
             return SP_OK;
@@ -345,6 +349,8 @@ static sp_status cmd_quantize(cli_ctx *cx, int argc, char **argv, sp_err *err) {
         }
     }
     SP_RETURN_IF(optind < argc, err, SP_EINVAL, "quantize: unexpected argument '%s'", argv[optind]);
+    /* The default search weights by diag(H); RTN has no Hessian and keeps min-max. */
+    if (o.rtn && !have_search) o.scale_search = SP_QSEARCH_MINMAX;
     /* --bits is always stored: add it to --levels when missing. */
     int found = 0;
     for (int i = 0; i < o.n_levels; i++) found |= o.levels[i] == o.bits;

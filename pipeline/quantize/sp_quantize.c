@@ -41,6 +41,11 @@ void sp_quantize_defaults(sp_quantize_opts *o) {
     o->nsamples = 128;
     o->ctx = 2048;
     o->checkpoint_every = 1;
+    /* Issue 9 (docs/architecture.md, "Quality defaults"): act-order and the diag(H)-weighted
+     * scale search; true-sequential stays an option. */
+    o->act_order = 1;
+    o->scale_search = SP_QSEARCH_HMSE;
+    o->true_sequential = 0;
 }
 
 /* ---- module geometry ---------------------------------------------------------------------- */

@@ -68,7 +68,9 @@ typedef struct {
     char warnings[1024];     /* resume: checkpoints skipped as corrupt, one line each      */
 } sp_quantize_result;
 
-/* Fill o with the defaults (bits 4, group 128, asym, damp 0.01, block 128, 128 x 2048). */
+/* Fill o with the defaults (bits 4, group 128, asym, damp 0.01, block 128, 128 x 2048,
+ * act-order, scale search hmse, not true-sequential). hmse needs GPTQ: a caller that sets rtn
+ * picks another scale search (the CLI uses minmax). */
 void sp_quantize_defaults(sp_quantize_opts *o);
 
 /* Collective over comm. @return the same status on every rank; SP_EINTERRUPTED when
