@@ -55,12 +55,21 @@ for model in models/stories260K "$SYN"; do
   base_s=""
   for s in "${SETTINGS[@]}"; do
     name=${s%%|*}; flags=${s#*|}
-    # shellcheck disable=SC2086
-    q=$(mpirun -n "$NR" "$B/shardpress" quantize --model "$model" --calib $CAL --out "$W/q" --force \
-          --bits 4 --levels 4,8 --group-size 32 --nsamples $NS --ctx $CTX $flags --json)
+    # Quantize twice and keep the faster run's times: the machine is shared, and the output
+    # is deterministic (the same bytes each time).
+    sec=""; g=""
+    for rep in 1 2; do
+      # shellcheck disable=SC2086
+      q=$(mpirun -n "$NR" "$B/shardpress" quantize --model "$model" --calib $CAL --out "$W/q" --force \
+            --bits 4 --levels 4,8 --group-size 32 --nsamples $NS --ctx $CTX $flags --json)
+      s1=$(jget "$q" "['seconds']")
+      if [ -z "$sec" ] || python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) < float(sys.argv[2]) else 1)" "$s1" "$sec"; then
+        sec=$s1; g=$(jget "$q" "['phase_seconds']['gptq']")
+      fi
+    done
     e=$(mpirun -n "$NR" "$B/shardpress" eval --model "$W/q" --text $EVAL --ctx $CTX --max-windows $EW \
           --bits-map "$W/$tag.bits" --kl-base "$W/$tag.dense" --json)
-    sec=$(jget "$q" "['seconds']"); kl=$(jget "$e" "['kl']"); g=$(jget "$q" "['phase_seconds']['gptq']")
+    kl=$(jget "$e" "['kl']")
     [ -n "$base_s" ] || base_s=$sec
     rows+=$(python3 -c "
 import sys; n,t,f,sec,g,kl,b=sys.argv[1:]
@@ -80,7 +89,8 @@ Setting as in issue 9: 4 bits, group 32, asymmetric, down_proj at 8 bits (\`--le
 bits map with every down_proj at 8, the rest at 4), calibration $NS × $CTX tokens of
 \`stories260K-samples/calib.txt\`, KL over the first $EW windows × $CTX tokens of
 \`stories260K-samples/eval.txt\` (top-64 saved log-probs of the dense model). $NR rank(s).
-"time" is the whole quantize run, "gptq" its GPTQ phase, "× old" time relative to the first row.
+"time" is the whole quantize run (the faster of two), "gptq" its GPTQ phase, "× old" time
+relative to the first row of the same model.
 
 Models: **stories260K** (the bundled real model); **synth**: no second real small Llama model could
 be obtained here (the npm registry's search endpoint answers 404 and no package in its index

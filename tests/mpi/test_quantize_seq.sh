@@ -38,7 +38,7 @@ fi
 cmp "$WORK/s1/model.sp.h5" "$OUT/model.sp.h5" || fail "resumed true-sequential run differs"
 echo "ok: resumed run identical"
 "$SP_BIN" eval --model "$M" --text "$EV" --ctx 256 --max-windows 32 --save-logits "$WORK/ref.lg" >/dev/null
-"$SP_BIN" quantize --model "$M" --out "$WORK/r" --method rtn --bits 4 --levels 3,4 --group-size 32 --scale-search mse >/dev/null
+"$SP_BIN" quantize --model "$M" --out "$WORK/r" --method rtn --bits 4 --levels 3,4 --group-size 32 --ctx 256 --scale-search mse >/dev/null
 for m in s1 r; do
   "$SP_BIN" eval --model "$WORK/$m" --text "$EV" --ctx 256 --max-windows 32 --kl-base "$WORK/ref.lg" --level 4 --json >"$WORK/$m.kl.json"
 done
@@ -46,5 +46,5 @@ python3 -c "
 import json; g=json.load(open('$WORK/s1.kl.json'))['kl']; r=json.load(open('$WORK/r.kl.json'))['kl']
 print(f'KL 4 bits: true-seq hmse act-order {g:.5f}  rtn mse {r:.5f}'); assert 0 < g < r, (g, r)"
 # hmse needs a Hessian
-expect_error "hmse.*GPTQ" "$SP_BIN" quantize --model "$M" --out "$WORK/x" --method rtn --scale-search hmse
+expect_error "hmse.*GPTQ" "$SP_BIN" quantize --model "$M" --out "$WORK/x" --method rtn --ctx 256 --scale-search hmse
 expect_error "scale-search.*'foo'" "$SP_BIN" quantize --model "$M" --calib "$CAL" --out "$WORK/x" --scale-search foo
