@@ -93,8 +93,8 @@ void sp_block_scratch_free(sp_block_scratch *s) {
     memset(s, 0, sizeof *s);
 }
 
-void sp_block_forward(float *x, const sp_block_weights *w, const sp_config *c, int T,
-                      sp_block_scratch *s) {
+void sp_block_forward_taps(float *x, const sp_block_weights *w, const sp_config *c, int T,
+                           sp_block_scratch *s, int last_tap) {
     size_t Tn = (size_t)T, D = (size_t)c->dim, F = (size_t)c->hidden_dim;
     int hd = c->head_dim, Hq = c->n_heads, Hkv = c->n_kv_heads;
     size_t qd = (size_t)Hq * (size_t)hd, kvd = (size_t)Hkv * (size_t)hd;
@@ -102,20 +102,29 @@ void sp_block_forward(float *x, const sp_block_weights *w, const sp_config *c, i
 
     /* ---- attention half: x += Attn(RMSNorm(x)) Woᵀ -------------------------------------- */
     sp_rmsnorm_forward(s->xn1, x, w->attn_norm, c->norm_eps, Tn, D);  /* xn1 [T, D]      */
+    if (last_tap <= SP_TAP_XN1) return;
     sp_linear_forward(s->q, s->xn1, w->wq, w->bq, Tn, D, qd, 0);      /* q   [T, Hq*hd]  */
     sp_linear_forward(s->k, s->xn1, w->wk, w->bk, Tn, D, kvd, 0);     /* k   [T, Hkv*hd] */
     sp_linear_forward(s->v, s->xn1, w->wv, w->bv, Tn, D, kvd, 0);     /* v   [T, Hkv*hd] */
     sp_rope_apply(s->q, s->rope_cos, s->rope_sin, Tn, qd, Hq, hd);
     sp_rope_apply(s->k, s->rope_cos, s->rope_sin, Tn, kvd, Hkv, hd);
     sp_attention_forward(s->attn, s->scores, s->q, s->k, s->v, Tn, Hq, Hkv, hd); /* [T, Hq*hd] */
+    if (last_tap <= SP_TAP_ATTN) return;
     sp_linear_forward(x, s->attn, w->wo, NULL, Tn, qd, D, 1);         /* x  += attn Woᵀ  */
 
     /* ---- MLP half: x += (silu(xn2 Wgateᵀ) * xn2 Wupᵀ) Wdownᵀ ----------------------------- */
     sp_rmsnorm_forward(s->xn2, x, w->ffn_norm, c->norm_eps, Tn, D);   /* xn2  [T, D]     */
+    if (last_tap <= SP_TAP_XN2) return;
     sp_linear_forward(s->gate, s->xn2, w->w_gate, NULL, Tn, D, F, 0); /* gate [T, F]     */
     sp_linear_forward(s->act, s->xn2, w->w_up, NULL, Tn, D, F, 0);    /* up   [T, F]     */
     sp_swiglu_forward(s->act, s->gate, Tn * F);                       /* act  [T, F]     */
+    if (last_tap <= SP_TAP_ACT) return;
     sp_linear_forward(x, s->act, w->w_down, NULL, Tn, F, D, 1);       /* x += act Wdownᵀ */
+}
+
+void sp_block_forward(float *x, const sp_block_weights *w, const sp_config *c, int T,
+                      sp_block_scratch *s) {
+    sp_block_forward_taps(x, w, c, T, s, SP_TAP_ALL);
 }
 
 void sp_head_forward(float *logits, float *xn, const float *x, const float *norm,

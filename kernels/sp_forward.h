@@ -54,6 +54,16 @@ void sp_block_scratch_free(sp_block_scratch *s);
 void sp_block_forward(float *x, const sp_block_weights *w, const sp_config *c, int T,
                       sp_block_scratch *s);
 
+/* The taps in forward order (SP_TAP_ALL: the whole block). */
+enum { SP_TAP_XN1 = 0, SP_TAP_ATTN, SP_TAP_XN2, SP_TAP_ACT, SP_TAP_ALL };
+
+/* The block up to and including tap last_tap (SP_TAP_*): the same operations as
+ * sp_block_forward, stopped early, so the taps computed are bit for bit the same; x is left
+ * partly updated (x += attn Woᵀ is done from SP_TAP_XN2 on). Used by true-sequential
+ * quantization, which needs one tap per pass. */
+void sp_block_forward_taps(float *x, const sp_block_weights *w, const sp_config *c, int T,
+                           sp_block_scratch *s, int last_tap);
+
 /* Final RMSNorm then head rows [v0, v0+nv): logits[t, j] = RMSNorm(x_t)·head[j].
  * x [T, D], norm [D], head_rows [nv, D], logits [T, nv] (row stride nv). xn [T, D] is scratch. */
 void sp_head_forward(float *logits, float *xn, const float *x, const float *norm,

@@ -30,6 +30,7 @@ struct sp_gptq_ctx {
     int32_t *perm;        /* [C] position j processes original column perm[j]               */
     int32_t *invperm;     /* [C] inverse of perm                                            */
     uint8_t *dead;        /* [C] 1 where H[i,i] == 0                                        */
+    double *hdiag;        /* [C] diag(H) (dead: 1), original order: weights of SP_QSEARCH_HMSE */
     void *R;              /* [C, C] float or double, see sp_gptq_body.h                     */
 };
 
@@ -40,6 +41,7 @@ struct sp_gptq_ctx {
 #define SP_POTRF LAPACKE_spotrf_work
 #define SP_TRTRI LAPACKE_strtri_work
 #define SP_QPARAMS sp_quant_params_f32
+#define SP_QSEARCH sp_quant_params_search_f32
 #define SP_QCOLUMN sp_quant_column_f32
 #include "kernels/sp_gptq_body.h"
 #undef SP_T
@@ -49,6 +51,7 @@ struct sp_gptq_ctx {
 #undef SP_POTRF
 #undef SP_TRTRI
 #undef SP_QPARAMS
+#undef SP_QSEARCH
 #undef SP_QCOLUMN
 
 #define SP_T double
@@ -58,6 +61,7 @@ struct sp_gptq_ctx {
 #define SP_POTRF LAPACKE_dpotrf_work
 #define SP_TRTRI LAPACKE_dtrtri_work
 #define SP_QPARAMS sp_quant_params_f64
+#define SP_QSEARCH sp_quant_params_search_f64
 #define SP_QCOLUMN sp_quant_column_f64
 #include "kernels/sp_gptq_body.h"
 #undef SP_T
@@ -67,6 +71,7 @@ struct sp_gptq_ctx {
 #undef SP_POTRF
 #undef SP_TRTRI
 #undef SP_QPARAMS
+#undef SP_QSEARCH
 #undef SP_QCOLUMN
 
 void sp_gptq_opts_default(sp_gptq_opts *o) {
@@ -82,6 +87,7 @@ void sp_gptq_free(sp_gptq_ctx *ctx) {
     free(ctx->perm);
     free(ctx->invperm);
     free(ctx->dead);
+    free(ctx->hdiag);
     free(ctx->R);
     free(ctx);
 }
@@ -129,7 +135,8 @@ sp_status sp_gptq_prepare(sp_gptq_ctx **out, const double *H, int cols, const sp
                  op.precision);
     op.act_order = op.act_order != 0;
     op.sym = op.sym != 0;
-    op.mse = op.mse != 0;
+    SP_RETURN_IF(op.mse < 0 || op.mse >= SP_QSEARCH_COUNT, err, SP_EINVAL,
+                 "sp_gptq_prepare: mse=%d is not an SP_QSEARCH_* value", op.mse);
     const size_t n = (size_t)cols;
     /* The float factorization needs H (and λ) well inside float range. */
     const double hmax = op.precision == SP_GPTQ_F32 ? 1e30 : DBL_MAX;
@@ -178,6 +185,10 @@ sp_status sp_gptq_prepare(sp_gptq_ctx **out, const double *H, int cols, const sp
     }
     st = op.precision == SP_GPTQ_F64 ? factor_f64(c, H, dfix, mean, err)
                                      : factor_f32(c, H, dfix, mean, err);
+    if (st == SP_OK && op.mse == SP_QSEARCH_HMSE) {
+        c->hdiag = dfix; /* kept: the weights of the group parameter search */
+        dfix = NULL;
+    }
 done:
     free(keys);
     free(dfix);

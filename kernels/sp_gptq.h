@@ -19,6 +19,9 @@
  *   group_size -1 (one group per row) is group_size = C; its parameters come from W after the
  *          dead columns are zeroed (the reference takes them before: a difference only for
  *          dead columns, whose inputs are always 0).
+ *   mse    SP_QSEARCH_HMSE: each group's (s, z) minimises Σ_k diag(H)_k (w_k − q_k)² over the
+ *          shrink grid, w the group's weights as above (static groups: W; lazy groups: W at
+ *          the block start) and diag(H) undamped (dead columns: 1, their weights are 0).
  *   damping λ = damp · mean(diag H) (after the dead fix) on the diagonal; if the Cholesky
  *          factorization fails, damp is multiplied by 10 and retried (up to 4 times).
  *
@@ -60,7 +63,8 @@ typedef struct {
     int group_size;  /* >= 1, or -1 for one group per row. Default 128                         */
     int act_order;   /* 1: decreasing diag(H) order, static groups. Default 0                 */
     int sym;         /* 1: symmetric quantizer. Default 0                                      */
-    int mse;         /* 1: the quantizer's MSE shrink search for each group. Default 0        */
+    int mse;         /* group parameter search, SP_QSEARCH_* (sp_quant.h): 0 min-max, 1 the  *
+                      * quantizer's MSE shrink search, 2 the diag(H)-weighted one. Default 0  */
     int precision;   /* SP_GPTQ_F32 or SP_GPTQ_F64. Default SP_GPTQ_F32                       */
 } sp_gptq_opts;
 
@@ -83,7 +87,7 @@ void sp_gptq_opts_default(sp_gptq_opts *o);
  * H [cols, cols] must be symmetric with both triangles filled. The context keeps a pointer to
  * H (not a copy) for the layer error of sp_gptq_quantize: H must stay alive and unchanged
  * while the context is used with layer_err_out != NULL. opts NULL means the defaults.
- * Memory: cols² floats (F32) or doubles (F64), plus O(cols).
+ * Memory: cols² floats (F32) or doubles (F64), plus O(cols) (+ cols doubles with HMSE).
  * @return SP_OK and *ctx (free with sp_gptq_free); SP_EINVAL (bad option, cols < 1, NULL);
  *         SP_ENUMERIC (NaN/Inf in H, mean of diag(H) <= 0, or H + λI not positive definite
  *         even after the retries — the message gives the last damp); SP_ENOMEM.

@@ -2,7 +2,7 @@
  * (SP_GPTQ_F32) and once with SP_T = double (SP_GPTQ_F64). Not a public header.
  *
  * Expects: SP_T, SP_FN(name) (name with a type suffix), SP_GEMM, SP_GER, SP_POTRF, SP_TRTRI,
- * SP_QPARAMS, SP_QCOLUMN, and from sp_gptq.c struct sp_gptq_ctx and the SP_GPTQ_* constants. Shape legend as in sp_gptq.h; C = ctx->cols, R = rows.
+ * SP_QPARAMS, SP_QSEARCH, SP_QCOLUMN, and from sp_gptq.c struct sp_gptq_ctx and the SP_GPTQ_* constants. Shape legend as in sp_gptq.h; C = ctx->cols, R = rows.
  *
  * Layouts inside the loop (all "transposed": one column of W is contiguous):
  *   X   [C, R]  row j = W[:, perm[j]] (dead columns 0); after column j is quantized, row j
@@ -106,6 +106,18 @@ static void SP_FN(store_codes)(uint8_t *codes, const uint8_t *Ct, const int32_t 
         }
 }
 
+/* Parameters of the group whose first original column is c0 (n columns), its weights V [n, R]
+ * (column k contiguous): min-max or quant.py's --mse (SP_QPARAMS), or the importance-weighted
+ * search with h_k = diag(H)[c0 + k] (SP_QSEARCH, norm 2). */
+static void SP_FN(group_params)(const sp_gptq_ctx *c, float *Ps, uint8_t *Pz, const SP_T *V,
+                                size_t c0, int rows, int n, int bits) {
+    const size_t Rn = (size_t)rows;
+    if (c->o.mse == SP_QSEARCH_HMSE)
+        SP_QSEARCH(Ps, Pz, 1, V, 1, Rn, rows, n, bits, c->o.sym, c->hdiag + c0, 2.0);
+    else
+        SP_QPARAMS(Ps, Pz, 1, V, 1, Rn, rows, n, bits, c->o.sym, c->o.mse);
+}
+
 /* Where the column loop stands: block [i1, i2) inside panel [p1, p2) (see run). */
 typedef struct {
     int i1, i2, p1, p2;
@@ -155,7 +167,7 @@ static sp_status SP_FN(lazy_params)(const sp_gptq_ctx *c, const SP_FN(loop_at) *
                         1, Uin + (size_t)(m0[part] - i1) + (size_t)(j - i1) * sn, s, src[part],
                         rows, 1, V, rows);
     }
-    SP_QPARAMS(Ps, Pz, 1, V, 1, Rn, rows, n, bits, c->o.sym, c->o.mse);
+    SP_FN(group_params)(c, Ps, Pz, V, (size_t)j, rows, n, bits); /* no act_order: perm = id */
     return SP_OK;
 }
 
@@ -218,8 +230,7 @@ static sp_status SP_FN(rows)(const sp_gptq_ctx *c, const SP_FN(work) *wk, const 
                     memcpy(V + k * Rn, X + (size_t)c->invperm[c0 + k] * Rn, Rn * sizeof(SP_T));
                 src = V;
             }
-            SP_QPARAMS(Ps + g * Rn, Pz + g * Rn, 1, src, 1, Rn, rows, (int)n, bits, c->o.sym,
-                       c->o.mse);
+            SP_FN(group_params)(c, Ps + g * Rn, Pz + g * Rn, src, c0, rows, (int)n, bits);
         }
 
     SP_FN(loop_at) L = {0, 0, 0, 0, Ap, S, V, Uin, Ae};

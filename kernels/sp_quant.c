@@ -226,14 +226,19 @@ static void group_minmax(double *mn, double *mx, const grp_view *v, int r0, int 
     }
 }
 
-/* quant.py's --mse search for rows r0..r0+m-1 whose adjusted ranges are xmin, xmax: try the
- * shrunk ranges p·(xmin, xmax), p = 1 − i/grid, keep the first (s, z) with the least
- * Σ_k |deq − x|^norm (i = 0 reproduces the plain parameters, so the result is never worse). */
+/* Grid search over shrunk ranges for rows r0..r0+m-1 whose adjusted ranges are xmin, xmax:
+ * try p·(xmin, xmax), p = 1 − i/grid, i < 80, and keep the first (s, z) with the least
+ *   E(s, z) = Σ_k wt_k · |deq_k − x_k|^norm       (wt NULL: wt_k = 1)
+ * norm 2.4 and wt NULL is quant.py's --mse; norm 2 with wt = diag(H) of the group's columns is
+ * the importance-weighted search (sp_quant_params_search_*). i = 0 reproduces the min-max
+ * parameters, so the result is never worse than min-max in E. */
 static void mse_search(float *s, int *z, const double *xmin, const double *xmax,
-                       const grp_view *v, int r0, int m, int n, int maxq, int sym, int f32) {
+                       const grp_view *v, int r0, int m, int n, int maxq, int sym, int f32,
+                       const double *wt, double norm) {
     double best[SP_Q_CHUNK], e[SP_Q_CHUNK];
     float s1[SP_Q_CHUNK];
     int z1[SP_Q_CHUNK];
+    const int sq = norm == 2.0;
     for (int i = 0; i < m; i++) best[i] = INFINITY;
     for (int step = 0; step < SP_MSE_STEPS; step++) {
         /* torch multiplies a float32 tensor by the Python scalar p in float32. */
@@ -243,7 +248,8 @@ static void mse_search(float *s, int *z, const double *xmin, const double *xmax,
                          f32);
             e[i] = 0.0;
         }
-        for (int k = 0; k < n; k++)
+        for (int k = 0; k < n; k++) {
+            const double w = wt ? wt[k] : 1.0;
             for (int i = 0; i < m; i++) {
                 double x = gv_at(v, (size_t)(r0 + i), (size_t)k), d;
                 if (f32) {
@@ -253,8 +259,10 @@ static void mse_search(float *s, int *z, const double *xmin, const double *xmax,
                     double q = quant_d(x, s1[i], z1[i], maxq);
                     d = (double)s1[i] * (q - z1[i]) - x;
                 }
-                e[i] += pow(fabs(d), SP_MSE_NORM);
+                double t = sq ? d * d : pow(fabs(d), norm);
+                e[i] += wt ? w * t : t;
             }
+        }
         for (int i = 0; i < m; i++)
             if (e[i] < best[i]) {
                 best[i] = e[i];
@@ -264,8 +272,9 @@ static void mse_search(float *s, int *z, const double *xmin, const double *xmax,
     }
 }
 
+/* search: 0 min-max only; 1 grid search with weights wt (NULL: uniform) and exponent norm. */
 static void params_core(float *scale, uint8_t *zero, size_t so, const grp_view *v, int rows,
-                        int n, int bits, int sym, int mse) {
+                        int n, int bits, int sym, int search, const double *wt, double norm) {
     const int maxq = (1 << bits) - 1, f32 = v->f != NULL;
     double mn[SP_Q_CHUNK], mx[SP_Q_CHUNK];
     float s[SP_Q_CHUNK];
@@ -277,7 +286,7 @@ static void params_core(float *scale, uint8_t *zero, size_t so, const grp_view *
             adjust_range(&mn[i], &mx[i], sym);
             range_params(&s[i], &z[i], mn[i], mx[i], maxq, sym, f32);
         }
-        if (mse) mse_search(s, z, mn, mx, v, r0, m, n, maxq, sym, f32);
+        if (search) mse_search(s, z, mn, mx, v, r0, m, n, maxq, sym, f32, wt, norm);
         for (int i = 0; i < m; i++) {
             scale[(size_t)(r0 + i) * so] = s[i];
             zero[(size_t)(r0 + i) * so] = (uint8_t)z[i];
@@ -288,13 +297,42 @@ static void params_core(float *scale, uint8_t *zero, size_t so, const grp_view *
 void sp_quant_params_f32(float *scale, uint8_t *zero, size_t so, const float *X, size_t rs,
                          size_t cs, int rows, int n, int bits, int sym, int mse) {
     grp_view v = {X, NULL, rs, cs};
-    params_core(scale, zero, so, &v, rows, n, bits, sym, mse);
+    params_core(scale, zero, so, &v, rows, n, bits, sym, mse, NULL, SP_MSE_NORM);
 }
 
 void sp_quant_params_f64(float *scale, uint8_t *zero, size_t so, const double *X, size_t rs,
                          size_t cs, int rows, int n, int bits, int sym, int mse) {
     grp_view v = {NULL, X, rs, cs};
-    params_core(scale, zero, so, &v, rows, n, bits, sym, mse);
+    params_core(scale, zero, so, &v, rows, n, bits, sym, mse, NULL, SP_MSE_NORM);
+}
+
+void sp_quant_params_search_f32(float *scale, uint8_t *zero, size_t so, const float *X,
+                                size_t rs, size_t cs, int rows, int n, int bits, int sym,
+                                const double *wt, double norm) {
+    grp_view v = {X, NULL, rs, cs};
+    params_core(scale, zero, so, &v, rows, n, bits, sym, 1, wt, norm);
+}
+
+void sp_quant_params_search_f64(float *scale, uint8_t *zero, size_t so, const double *X,
+                                size_t rs, size_t cs, int rows, int n, int bits, int sym,
+                                const double *wt, double norm) {
+    grp_view v = {NULL, X, rs, cs};
+    params_core(scale, zero, so, &v, rows, n, bits, sym, 1, wt, norm);
+}
+
+const char *sp_quant_search_name(int search) {
+    switch (search) {
+    case SP_QSEARCH_MINMAX: return "minmax";
+    case SP_QSEARCH_MSE: return "mse";
+    case SP_QSEARCH_HMSE: return "hmse";
+    default: return NULL;
+    }
+}
+
+int sp_quant_search_parse(const char *name) {
+    for (int i = 0; i < SP_QSEARCH_COUNT; i++)
+        if (name && !strcmp(name, sp_quant_search_name(i))) return i;
+    return -1;
 }
 
 /* ---- codes ------------------------------------------------------------------------------ */

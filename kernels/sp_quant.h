@@ -76,6 +76,33 @@ void sp_quant_params_f32(float *scale, uint8_t *zero, size_t so, const float *X,
 void sp_quant_params_f64(float *scale, uint8_t *zero, size_t so, const double *X, size_t rs,
                          size_t cs, int rows, int n, int bits, int sym, int mse);
 
+/* ---- scale search --------------------------------------------------------------------------
+ * How a group's (s, z) is chosen (quantize --scale-search, sp_gptq_opts.mse):
+ *   SP_QSEARCH_MINMAX  the min-max parameters above
+ *   SP_QSEARCH_MSE     quant.py's --mse: shrink grid, least Σ_k |deq_k − x_k|^2.4
+ *   SP_QSEARCH_HMSE    importance-weighted: the same shrink grid, least
+ *                      Σ_k h_k (deq_k − x_k)²,  h_k = diag(H)_k of the group's column k: the
+ *                      layer's output error tr(ΔW H ΔWᵀ) restricted to the diagonal of H (needs
+ *                      a Hessian, so GPTQ only)                                              */
+enum { SP_QSEARCH_MINMAX = 0, SP_QSEARCH_MSE = 1, SP_QSEARCH_HMSE = 2, SP_QSEARCH_COUNT };
+
+/* "minmax", "mse", "hmse"; NULL for other values. */
+const char *sp_quant_search_name(int search);
+/* The SP_QSEARCH_* value of a name, or -1. */
+int sp_quant_search_parse(const char *name);
+
+/* The grid search of the parameters for `rows` rows at once (layout as sp_quant_params_*):
+ * the shrunk ranges p·(xmin, xmax), p = 1 − i/100, i < 80, of the adjusted min-max range are
+ * tried and the first (s, z) with the least Σ_k wt[k]·|deq − x|^norm over the row's n values
+ * is kept (wt NULL: all 1; wt[k] >= 0 finite). i = 0 is the min-max choice, so the weighted
+ * error is never larger than min-max's. wt NULL with norm 2.4 is exactly mse = 1. norm > 0. */
+void sp_quant_params_search_f32(float *scale, uint8_t *zero, size_t so, const float *X,
+                                size_t rs, size_t cs, int rows, int n, int bits, int sym,
+                                const double *wt, double norm);
+void sp_quant_params_search_f64(float *scale, uint8_t *zero, size_t so, const double *X,
+                                size_t rs, size_t cs, int rows, int n, int bits, int sym,
+                                const double *wt, double norm);
+
 /* Quantize one column: x[r] with its row's scale[r], zero[r] -> codes[r] (and deq[r] when deq
  * is not NULL), r < rows. Same preconditions. */
 void sp_quant_column_f32(uint8_t *codes, float *deq, const float *x, const float *scale,

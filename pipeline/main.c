@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "common/sp_error.h"
+#include "kernels/sp_quant.h"
 #include "mpi/sp_mpi.h"
 #include "pipeline/sp_cli.h"
 #include "pipeline/sp_eval.h"
@@ -210,11 +211,17 @@ static const char *QUANTIZE_USAGE =
     "  --levels L,L,...    bit levels stored (default: just --bits), e.g. 2,3,4,5,6,8\n"
     "  --group-size G      columns per quantization group (128; -1: one group per row)\n"
     "  --sym | --asym      symmetric or asymmetric (default) quantization grid\n"
-    "  --act-order         quantize columns in order of decreasing Hessian diagonal\n"
-    "                      (static groups, so g_idx stays c / group_size)\n"
+    "  --act-order | --no-act-order  quantize columns in order of decreasing Hessian\n"
+    "                      diagonal (static groups, so g_idx stays c / group_size) (%s)\n"
     "  --damp D            dampening, fraction of mean(diag H) (0.01)\n"
     "  --block B           GPTQ column block for lazy batch updates (128)\n"
-    "  --mse               search the clipping range that minimises the error\n"
+    "  --scale-search S    how each group's scale/zero is chosen: minmax (the group's range),\n"
+    "                      mse (shrink grid, least sum |w - q|^2.4, as the reference's --mse)\n"
+    "                      or hmse (shrink grid, least sum diag(H)_j (w_j - q_j)^2) (%s)\n"
+    "  --mse               the same as --scale-search mse\n"
+    "  --true-sequential   quantize q/k/v, then o, gate/up and down, each from the inputs\n"
+    "                      of the block with the earlier layers quantized (%s)\n"
+    "  --no-true-sequential  all four Hessians of a block from one dense forward pass\n"
     "  --nsamples N        calibration windows (128)\n"
     "  --ctx T             tokens per calibration window (default: min(2048,\n"
     "                      max_position_embeddings); a larger value is an error)\n"
@@ -259,7 +266,7 @@ static int cmp_int(const void *a, const void *b) { return *(const int *)a - *(co
 static sp_status cmd_quantize(cli_ctx *cx, int argc, char **argv, sp_err *err) {
     sp_quantize_opts o;
     sp_quantize_defaults(&o);
-    int json = 0, have_levels = 0;
+    int json = 0, have_levels = 0, have_search = 0;
     long v = 0;
     double d;
     static const struct option opts[] = {
@@ -267,8 +274,11 @@ static sp_status cmd_quantize(cli_ctx *cx, int argc, char **argv, sp_err *err) {
         {"out", required_argument, 0, 'o'}, {"bits", required_argument, 0, 'b'},
         {"levels", required_argument, 0, 'L'}, {"group-size", required_argument, 0, 'g'},
         {"sym", no_argument, 0, 'S'}, {"asym", no_argument, 0, 'A'},
-        {"act-order", no_argument, 0, 'a'}, {"damp", required_argument, 0, 'd'},
+        {"act-order", no_argument, 0, 'a'}, {"no-act-order", no_argument, 0, 'O'},
+        {"damp", required_argument, 0, 'd'},
         {"block", required_argument, 0, 'B'}, {"mse", no_argument, 0, 'E'},
+        {"scale-search", required_argument, 0, 'Q'}, {"true-sequential", no_argument, 0, 'W'},
+        {"no-true-sequential", no_argument, 0, 'w'},
         {"nsamples", required_argument, 0, 'n'}, {"ctx", required_argument, 0, 'T'},
         {"method", required_argument, 0, 'M'}, {"seed", required_argument, 0, 's'},
         {"force", no_argument, 0, 'f'}, {"json", no_argument, 0, 'j'},
@@ -305,9 +315,18 @@ static sp_status cmd_quantize(cli_ctx *cx, int argc, char **argv, sp_err *err) {
         case 'S': o.sym = 1; break;
         case 'A': o.sym = 0; break;
         case 'a': o.act_order = 1; break;
+        case 'O': o.act_order = 0; break;
         case 'd': SP_FORWARD(sp_cli_double("--damp", optarg, 1e-12, 0.999, &d, err)); o.damp = d; break;
         case 'B': SP_FORWARD(sp_cli_int("--block", optarg, 1, 1 << 20, &v, err)); o.block = (int)v; break;
-        case 'E': o.mse = 1; break;
+        case 'E': o.scale_search = SP_QSEARCH_MSE; have_search = 1; break;
+        case 'Q':
+            o.scale_search = sp_quant_search_parse(optarg);
+            SP_RETURN_IF(o.scale_search < 0, err, SP_EINVAL,
+                         "--scale-search: '%s' is not minmax, mse or hmse", optarg);
+            have_search = 1;
+            break;
+        case 'W': o.true_sequential = 1; break;
+        case 'w': o.true_sequential = 0; break;
         case 'n': SP_FORWARD(sp_cli_int("--nsamples", optarg, 1, 1 << 24, &v, err)); o.nsamples = (int)v; break;
         case 'T': SP_FORWARD(sp_cli_int("--ctx", optarg, 2, 1 << 24, &v, err)); o.ctx = (int)v; break;
         case 'M':
@@ -318,13 +337,23 @@ static sp_status cmd_quantize(cli_ctx *cx, int argc, char **argv, sp_err *err) {
         case 's': SP_FORWARD(sp_cli_int("--seed", optarg, 0, 0x7fffffffffffffffL, &v, err)); o.seed = (uint64_t)v; break;
         case 'f': o.force = 1; break;
         case 'j': json = 1; break;
-        case 'h': if (cx->rank == 0) fputs(QUANTIZE_USAGE, stdout); return SP_OK;
+        case 'h':
+            if (cx->rank == 0) {
+                sp_quantize_opts dflt;
+                sp_quantize_defaults(&dflt);
+                printf(QUANTIZE_USAGE, dflt.act_order ? "default" : "off by default",
+                       sp_quant_search_name(dflt.scale_search),
+                       dflt.true_sequential ? "default" : "off by default");
+            }
+            return SP_OK;
         default:
             return sp_err_set(err, SP_EINVAL, "quantize: unknown or incomplete option '%s' (see "
                               "shardpress quantize --help)", argv[optind - 1]);
         }
     }
     SP_RETURN_IF(optind < argc, err, SP_EINVAL, "quantize: unexpected argument '%s'", argv[optind]);
+    /* The default search weights by diag(H); RTN has no Hessian and keeps min-max. */
+    if (o.rtn && !have_search) o.scale_search = SP_QSEARCH_MINMAX;
     /* --bits is always stored: add it to --levels when missing. */
     int found = 0;
     for (int i = 0; i < o.n_levels; i++) found |= o.levels[i] == o.bits;
@@ -369,6 +398,8 @@ static void print_quantize_result(cli_ctx *cx, const sp_quantize_opts *op, sp_qu
             cJSON_AddNumberToObject(j, "group_size", o.group_size);
             cJSON_AddBoolToObject(j, "sym", o.sym);
             cJSON_AddBoolToObject(j, "act_order", o.act_order);
+            cJSON_AddStringToObject(j, "scale_search", sp_quant_search_name(o.scale_search));
+            cJSON_AddBoolToObject(j, "true_sequential", o.true_sequential);
             cJSON_AddStringToObject(j, "method", o.rtn ? "rtn" : "gptq");
             cJSON_AddNumberToObject(j, "nsamples", o.rtn ? 0 : o.nsamples);
             cJSON_AddNumberToObject(j, "ctx", r.ctx);

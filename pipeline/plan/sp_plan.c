@@ -56,6 +56,9 @@ void sp_plan_opts_default(sp_plan_opts *o) {
     o->levels[0] = 4;
     o->group_size = 128;
     o->block = 128;
+    o->act_order = 1; /* quantize's defaults (sp_quantize_defaults) */
+    o->hmse = 1;
+    o->true_sequential = 0;
 }
 
 /* ---- geometry ---------------------------------------------------------------------------- */
@@ -118,7 +121,7 @@ static double gptq_run_bytes(const geom *g, const sp_unit *u) {
     double P = B < GPTQ_PANEL ? B * floor(GPTQ_PANEL / B) : B;
     double gmax = gs < C ? gs : C, smax = B + gs < C ? B + gs : C;
     double b = C * Rc * 4 + P * Rc * 4 + C * Rc + G * Rc * 4 + G * Rc + gmax * Rc * 4;
-    if (gs < C) {
+    if (gs < C && !g->o->act_order) { /* lazy group parameters */
         b += B * Rc * 4 + smax * smax * 4;
         int cross = 0;
         for (double g0 = B; g0 < C && !cross; g0 += gs)
@@ -190,110 +193,131 @@ static void sim_rank(const geom *g, int rank, int ranks, sp_plan_rank *out) {
     take(&s, SP_PLAN_M_SCRATCH, g->scratch);
     take(&s, SP_PLAN_M_WEIGHTS, g->block_f32); /* one copy: propagate overwrites it */
     take(&s, SP_PLAN_M_IDS, (double)o->nsamples * T * 4);
-    /* Hessians (block_hessians): four accumulators, each the packed upper triangle
-     * n(n+1)/2 int64 + a window copy [T, n] double + a panel [n, 512] double */
-    s.phase = "hessian";
-    double acc[N_HESS], scr[N_HESS], full = 0;
-    int need[N_HESS] = {0};
-    for (int i = 0; i < g->n_units; i++)
-        if (g->units[i].owner == rank) need[g->units[i].hessian] = 1;
-    for (int h = 0; h < N_HESS; h++) {
-        double n = g->n_h[h], pw = n < SP_HACC_PANEL ? n : SP_HACC_PANEL;
-        acc[h] = n * (n + 1) / 2 * 8;
-        scr[h] = T * n * 8 + n * pw * 8;
-        take(&s, SP_PLAN_M_HESSIANS, acc[h] + scr[h]);
-    }
-    /* after the dense forward, the fp32 weights of the modules this rank does not quantize are
-     * released (release_unowned, madvise) until propagate writes their dequantized --bits
-     * layers */
-    int mine[SP_MOD_COUNT] = {0};
-    for (int i = 0; i < g->n_units; i++)
-        if (g->units[i].owner == rank) mine[g->units[i].module] = 1;
-    double released = 0;
-    for (int mod = 0; mod < SP_MOD_COUNT; mod++) {
-        double rows, cols;
-        unit_shape(g, mod, &rows, &cols);
-        if (!mine[mod]) released += rows * cols * 4;
-    }
-    give(&s, SP_PLAN_M_WEIGHTS, released);
-    /* the all-reduce of each accumulator frees its window scratch first; Open MPI 4.1's
-     * in-place MPI_Allreduce holds a temporary of half the message (measured intra-node for
-     * 2 to 8 ranks) */
-    for (int h = 0; h < N_HESS; h++) {
-        give(&s, SP_PLAN_M_HESSIANS, scr[h]);
-        double p = acc[h] / 8 < ALLREDUCE_PIECE ? acc[h] / 8 : ALLREDUCE_PIECE;
-        if (ranks > 1) touch(&s, SP_PLAN_M_MPI, p * 8 / 2);
-    }
-    /* run_block: the accumulators this rank does not use are dropped; the others grow in
-     * place (sp_hacc_take: realloc) into a full double H [n, n], one at a time */
-    for (int h = 0; h < N_HESS; h++)
-        if (!need[h]) give(&s, SP_PLAN_M_HESSIANS, acc[h]);
-    for (int h = 0; h < N_HESS; h++) {
-        if (!need[h]) continue;
-        take(&s, SP_PLAN_M_HESSIANS, g->n_h[h] * g->n_h[h] * 8 - acc[h]);
-        full += g->n_h[h] * g->n_h[h] * 8;
-    }
-    /* GPTQ on my units (quantize_my_units): factors stay until the phase ends; each unit not at
-     * --bits is packed as soon as it is done (pack_unit) */
-    s.phase = "gptq";
-    int have[N_HESS] = {0};
-    double factors = 0, held = 0;
-    for (int i = 0; i < g->n_units; i++) {
-        const sp_unit *u = &g->units[i];
-        if (u->owner != rank) continue;
-        double C = u->cols;
-        if (!have[u->hessian]) {
-            have[u->hessian] = 1;
-            touch(&s, SP_PLAN_M_GPTQ, C * 24);             /* diag copy + sort keys */
-            take(&s, SP_PLAN_M_GPTQ, C * C * 4 + C * 9);   /* Cholesky factor, order */
-            factors += C * C * 4 + C * 9;
+    /* The stages of a block (sp_quantize.c n_stages): one with all four Hessians, or one per
+     * Hessian with --true-sequential; each runs Hessians, GPTQ, share and the dequantization
+     * of its --bits layers into the block before the next. */
+    int n_st = o->true_sequential ? N_HESS : 1;
+    double held = 0;
+    for (int st = 0; st < n_st; st++) {
+#define IN_STAGE(h) (n_st == 1 || (h) == st)
+        /* Hessians (block_hessians): the stage's accumulators, each the packed upper triangle
+         * n(n+1)/2 int64 + a window copy [T, n] double + a panel [n, 512] double */
+        s.phase = "hessian";
+        double acc[N_HESS] = {0}, scr[N_HESS] = {0}, full = 0;
+        int need[N_HESS] = {0};
+        for (int i = 0; i < g->n_units; i++)
+            if (g->units[i].owner == rank && IN_STAGE(g->units[i].hessian))
+                need[g->units[i].hessian] = 1;
+        for (int h = 0; h < N_HESS; h++) {
+            if (!IN_STAGE(h)) continue;
+            double n = g->n_h[h], pw = n < SP_HACC_PANEL ? n : SP_HACC_PANEL;
+            acc[h] = n * (n + 1) / 2 * 8;
+            scr[h] = T * n * 8 + n * pw * 8;
+            take(&s, SP_PLAN_M_HESSIANS, acc[h] + scr[h]);
         }
-        double qb = qlayer_bytes(g, u), pb = packed_bytes(g, u);
-        take(&s, SP_PLAN_M_QLAYERS, qb);
-        touch(&s, SP_PLAN_M_GPTQ, gptq_run_bytes(g, u));
-        if (u->bits == g->o->bits) {
-            /* layer error (quad_trace, twice): row blocks of ΔW and ΔW·H in double, + the
-             * dequantized rows in float */
-            double rc = quad_rows(u);
-            touch(&s, SP_PLAN_M_GPTQ, rc * C * 20);
-            held += qb;
-        } else {
-            take(&s, SP_PLAN_M_QLAYERS, pb);
-            give(&s, SP_PLAN_M_QLAYERS, qb);
-            held += pb;
+        /* after the stage's forward, the fp32 weights of its modules that this rank does not
+         * quantize are released (release_unowned, madvise) until the stage's end writes their
+         * dequantized --bits layers */
+        int mine[SP_MOD_COUNT] = {0};
+        for (int i = 0; i < g->n_units; i++)
+            if (g->units[i].owner == rank) mine[g->units[i].module] = 1;
+        double released = 0;
+        for (int mod = 0; mod < SP_MOD_COUNT; mod++) {
+            double rows, cols;
+            unit_shape(g, mod, &rows, &cols);
+            if (!mine[mod] && IN_STAGE(unit_hessian(mod))) released += rows * cols * 4;
         }
-    }
-    give(&s, SP_PLAN_M_GPTQ, factors);
-    give(&s, SP_PLAN_M_HESSIANS, full);
-    /* share_units: --bits layers broadcast to every rank and kept; the other levels, packed,
-     * sent to rank 0, which appends each unit to the block's segment as it arrives and frees
-     * it; owners free their packed units too */
-    s.phase = "share";
-    for (int i = 0; i < g->n_units; i++) {
-        const sp_unit *u = &g->units[i];
-        double pb = packed_bytes(g, u), qb = qlayer_bytes(g, u);
-        int keep = u->bits == o->bits, mine_u = u->owner == rank;
-        if (keep) {
-            take(&s, SP_PLAN_M_MPI, pb);                  /* sp_qshare_bcast's buffer */
-            if (!mine_u) {
-                take(&s, SP_PLAN_M_QLAYERS, qb);
+        give(&s, SP_PLAN_M_WEIGHTS, released);
+        /* the all-reduce of each accumulator frees its window scratch first; Open MPI 4.1's
+         * in-place MPI_Allreduce holds a temporary of half the message (measured intra-node for
+         * 2 to 8 ranks) */
+        for (int h = 0; h < N_HESS; h++) {
+            if (!IN_STAGE(h)) continue;
+            give(&s, SP_PLAN_M_HESSIANS, scr[h]);
+            double p = acc[h] / 8 < ALLREDUCE_PIECE ? acc[h] / 8 : ALLREDUCE_PIECE;
+            if (ranks > 1) touch(&s, SP_PLAN_M_MPI, p * 8 / 2);
+        }
+        /* run_stage: the accumulators this rank does not use are dropped; the others grow in
+         * place (sp_hacc_take: realloc) into a full double H [n, n], one at a time */
+        for (int h = 0; h < N_HESS; h++)
+            if (IN_STAGE(h) && !need[h]) give(&s, SP_PLAN_M_HESSIANS, acc[h]);
+        for (int h = 0; h < N_HESS; h++) {
+            if (!need[h]) continue;
+            take(&s, SP_PLAN_M_HESSIANS, g->n_h[h] * g->n_h[h] * 8 - acc[h]);
+            full += g->n_h[h] * g->n_h[h] * 8;
+        }
+        /* GPTQ on my units (quantize_my_units): factors stay until the phase ends; each unit not at
+         * --bits is packed as soon as it is done (pack_unit) */
+        s.phase = "gptq";
+        int have[N_HESS] = {0};
+        double factors = 0;
+        for (int i = 0; i < g->n_units; i++) {
+            const sp_unit *u = &g->units[i];
+            if (u->owner != rank || !IN_STAGE(u->hessian)) continue;
+            double C = u->cols;
+            if (!have[u->hessian]) {
+                have[u->hessian] = 1;
+                if (o->hmse) {
+                    /* diag copy + sort keys; the diag stays: the weights of the scale search */
+                    take(&s, SP_PLAN_M_GPTQ, C * 24);
+                    give(&s, SP_PLAN_M_GPTQ, C * 16);
+                    factors += C * 8;
+                } else {
+                    touch(&s, SP_PLAN_M_GPTQ, C * 24);         /* diag copy + sort keys */
+                }
+                take(&s, SP_PLAN_M_GPTQ, C * C * 4 + C * 9);   /* Cholesky factor, order */
+                factors += C * C * 4 + C * 9;
+            }
+            double qb = qlayer_bytes(g, u), pb = packed_bytes(g, u);
+            take(&s, SP_PLAN_M_QLAYERS, qb);
+            touch(&s, SP_PLAN_M_GPTQ, gptq_run_bytes(g, u));
+            if (u->bits == g->o->bits) {
+                /* layer error (quad_trace, twice): row blocks of ΔW and ΔW·H in double, + the
+                 * dequantized rows in float */
+                double rc = quad_rows(u);
+                touch(&s, SP_PLAN_M_GPTQ, rc * C * 20);
                 held += qb;
-            }
-            give(&s, SP_PLAN_M_MPI, pb);
-            if (rank == 0) touch(&s, SP_PLAN_M_OUTPUT, pb); /* the segment writer packs it */
-        } else {
-            if (rank == 0 && !mine_u) take(&s, SP_PLAN_M_MPI, pb);
-            if (rank == 0 && !mine_u) give(&s, SP_PLAN_M_MPI, pb);
-            if (mine_u) {
-                give(&s, SP_PLAN_M_QLAYERS, pb);
-                held -= pb;
+            } else {
+                take(&s, SP_PLAN_M_QLAYERS, pb);
+                give(&s, SP_PLAN_M_QLAYERS, qb);
+                held += pb;
             }
         }
+        give(&s, SP_PLAN_M_GPTQ, factors);
+        give(&s, SP_PLAN_M_HESSIANS, full);
+        /* share_units: --bits layers broadcast to every rank and kept; the other levels, packed,
+         * sent to rank 0, which appends each unit to the block's segment as it arrives and frees
+         * it; owners free their packed units too */
+        s.phase = "share";
+        for (int i = 0; i < g->n_units; i++) {
+            const sp_unit *u = &g->units[i];
+            if (!IN_STAGE(u->hessian)) continue;
+            double pb = packed_bytes(g, u), qb = qlayer_bytes(g, u);
+            int keep = u->bits == o->bits, mine_u = u->owner == rank;
+            if (keep) {
+                take(&s, SP_PLAN_M_MPI, pb);                  /* sp_qshare_bcast's buffer */
+                if (!mine_u) {
+                    take(&s, SP_PLAN_M_QLAYERS, qb);
+                    held += qb;
+                }
+                give(&s, SP_PLAN_M_MPI, pb);
+                if (rank == 0) touch(&s, SP_PLAN_M_OUTPUT, pb); /* the segment writer packs it */
+            } else {
+                if (rank == 0 && !mine_u) take(&s, SP_PLAN_M_MPI, pb);
+                if (rank == 0 && !mine_u) give(&s, SP_PLAN_M_MPI, pb);
+                if (mine_u) {
+                    give(&s, SP_PLAN_M_QLAYERS, pb);
+                    held -= pb;
+                }
+            }
+        }
+        /* dequant_stage: the stage's --bits layers are dequantized into the block in place,
+         * faulting the released pages back in */
+        take(&s, SP_PLAN_M_WEIGHTS, released);
+#undef IN_STAGE
     }
-    /* propagate: the --bits layers are dequantized into the block in place, faulting the
-     * released pages back in; then the block's layers are freed */
+    /* propagate: forward through the quantized block; then the block's layers are freed */
     s.phase = "propagate";
-    take(&s, SP_PLAN_M_WEIGHTS, released);
     give(&s, SP_PLAN_M_QLAYERS, held);
     double block_peak = s.peak;
     /* finish (rank 0, sp_qoutput_finish): the dense tensors in fp32 one at a time, then the
@@ -351,7 +375,8 @@ static sp_status assign(geom *g, int ranks, sp_err *err) {
             u->cols = (int)cols;
             u->owner = 0;
         }
-    return sp_schedule_assign(g->units, g->n_units, ranks, N_HESS, 1, err);
+    return o->true_sequential ? sp_schedule_assign_stages(g->units, g->n_units, ranks, N_HESS, err)
+                              : sp_schedule_assign(g->units, g->n_units, ranks, N_HESS, 1, err);
 }
 
 /* Rank 0, the other rank with the largest heap, and the maxima over all ranks. */
@@ -378,16 +403,25 @@ static sp_status sim_all(geom *g, int ranks, sp_plan_rank *r0, sp_plan_rank *oth
  * (kernels/sp_attention.c: two sgemm per query tile over the visible keys) in flops, and the
  * element-wise work (norms, RoPE, softmax over the visible scores, SwiGLU, residual adds),
  * charged like the Hessian's scalar loop (round_ns per element). */
+static void forward_taps_cost(const geom *g, int last_tap, double *flops, double *elems);
 static void forward_cost(const geom *g, double *flops, double *elems) {
+    forward_taps_cost(g, 4, flops, elems);
+}
+
+/* sp_block_forward_taps up to tap last_tap (0 xn1, 1 attn, 2 xn2, 3 act, 4 the whole block):
+ * the products and element-wise work of the part that runs. */
+static void forward_taps_cost(const geom *g, int last_tap, double *flops, double *elems) {
     double T = g->T, D = g->D, F = g->F, q = g->q, kv = g->kv, vis = 0;
-    double lin = 2 * T * (D * q + 2 * D * kv + q * D + 3 * D * F);
+    double lin = 2 * T * ((last_tap >= 1 ? D * q + 2 * D * kv : 0) + (last_tap >= 2 ? q * D : 0) +
+                          (last_tap >= 3 ? 2 * D * F : 0) + (last_tap >= 4 ? D * F : 0));
     for (double t0 = 0; t0 < T; t0 += ATTN_TILE) {
         double nq = T - t0 < ATTN_TILE ? T - t0 : ATTN_TILE;
         vis += nq * (t0 + nq);
     }
-    double Hq = g->m->cfg.n_heads;
-    *flops = lin + 4 * g->hd * vis * Hq;
-    *elems = 4 * T * D + T * (q + kv) + vis * Hq + 2 * T * F;
+    double Hq = g->m->cfg.n_heads, at = last_tap >= 1;
+    *flops = lin + at * 4 * g->hd * vis * Hq;
+    *elems = (1 + (last_tap >= 2) + (last_tap >= 2) + (last_tap >= 4)) * T * D +
+             at * (T * (q + kv) + vis * Hq) + (last_tap >= 3) * 2 * T * F;
 }
 
 /* sp_hacc_add on one window: panel dgemms over the upper triangle, one rounding per entry of
@@ -412,6 +446,8 @@ static void gptq_cost(const geom *g, const sp_unit *u, double *sflops, double *d
     *sflops = R * C * (C - 1);
     *dflops = u->bits == g->o->bits ? 4 * R * C * C : 0; /* layer error only at --bits */
     *scalar = 4 * R * C;
+    /* --scale-search hmse: 80 shrink steps, each quantizing the group once more */
+    if (g->o->hmse) *scalar += 80 * 2 * R * C;
 }
 
 static void predict_time(geom *g, int ranks, sp_plan_result *res) {
@@ -431,38 +467,58 @@ static void predict_time(geom *g, int ranks, sp_plan_result *res) {
         hn += e;
         if (ranks > 1) ar += 2 * n * (n + 1) / 2 * 8 * (ranks - 1) / ranks / net;
     }
-    hs = nw * fwd;
-    /* run_block's expansion of the Hessians a rank uses (the slowest rank: every rank waits) */
-    double fin = 0;
-    for (int rk = 0; rk < ranks && rk < g->n_units; rk++) {
-        int need[N_HESS] = {0};
-        double f = 0;
-        for (int i = 0; i < g->n_units; i++)
-            if (g->units[i].owner == rk) need[g->units[i].hessian] = 1;
-        for (int h = 0; h < N_HESS; h++) f += need[h] ? g->n_h[h] * g->n_h[h] / 2 : 0;
-        fin = f > fin ? f : fin;
+    /* stages (sp_quantize.c): one dense forward, or with --true-sequential one forward per
+     * Hessian, each only up to its tap; the stages run one after the other */
+    const int n_st = o->true_sequential ? N_HESS : 1;
+    double hs_el = 0;
+    for (int st = 0; st < n_st; st++) {
+        double f, e;
+        forward_taps_cost(g, n_st == 1 ? 4 : st, &f, &e);
+        hs += nw * f;
+        hs_el += nw * e;
     }
-    double t_hess = g->m->block_bytes / rd + hs / sg + nw * (hd / dg + (hn + fwd_el) * ns) + ar +
-                    fin * ns;
-    /* gptq: the busiest rank's units (a factorization per Hessian it reads) */
-    double t_gptq = 0, fs_max = 0, fd_max = 0;
-    for (int rk = 0; rk < ranks && rk < g->n_units; rk++) {
-        int have[N_HESS] = {0};
-        double t = 0, fs = 0, fdd = 0;
-        for (int i = 0; i < g->n_units; i++) {
-            const sp_unit *u = &g->units[i];
-            if (u->owner != rk) continue;
-            double s1, d1, sc;
-            gptq_cost(g, u, &s1, &d1, &sc);
-            if (!have[u->hessian]) {
-                have[u->hessian] = 1;
-                s1 += pow(u->cols, 3) / 3;
-            }
-            t += s1 / sg + d1 / dg + sc * ns;
-            fs += s1;
-            fdd += d1;
+    /* run_stage's expansion of the Hessians a rank uses (the slowest rank: every rank waits) */
+    double fin = 0;
+    for (int st = 0; st < n_st; st++) {
+        double fin_st = 0;
+        for (int rk = 0; rk < ranks && rk < g->n_units; rk++) {
+            int need[N_HESS] = {0};
+            double f = 0;
+            for (int i = 0; i < g->n_units; i++)
+                if (g->units[i].owner == rk && (n_st == 1 || g->units[i].hessian == st))
+                    need[g->units[i].hessian] = 1;
+            for (int h = 0; h < N_HESS; h++) f += need[h] ? g->n_h[h] * g->n_h[h] / 2 : 0;
+            fin_st = f > fin_st ? f : fin_st;
         }
-        if (t > t_gptq) t_gptq = t, fs_max = fs, fd_max = fdd;
+        fin += fin_st;
+    }
+    double t_hess = g->m->block_bytes / rd + hs / sg + nw * hd / dg + (nw * hn + hs_el) * ns + ar +
+                    fin * ns;
+    /* gptq: per stage, the busiest rank's units (a factorization per Hessian it reads) */
+    double t_gptq = 0, fs_max = 0, fd_max = 0;
+    for (int st = 0; st < n_st; st++) {
+        double t_st = 0, fs_st = 0, fd_st = 0;
+        for (int rk = 0; rk < ranks && rk < g->n_units; rk++) {
+            int have[N_HESS] = {0};
+            double t = 0, fs = 0, fdd = 0;
+            for (int i = 0; i < g->n_units; i++) {
+                const sp_unit *u = &g->units[i];
+                if (u->owner != rk || (n_st > 1 && u->hessian != st)) continue;
+                double s1, d1, sc;
+                gptq_cost(g, u, &s1, &d1, &sc);
+                if (!have[u->hessian]) {
+                    have[u->hessian] = 1;
+                    s1 += pow(u->cols, 3) / 3;
+                }
+                t += s1 / sg + d1 / dg + sc * ns;
+                fs += s1;
+                fdd += d1;
+            }
+            if (t > t_st) t_st = t, fs_st = fs, fd_st = fdd;
+        }
+        t_gptq += t_st;
+        fs_max += fs_st;
+        fd_max += fd_st;
     }
     /* share: broadcasts (binomial tree) and sends to rank 0, then rank 0's segment write */
     double t_share = 0, seg = 0;
@@ -484,7 +540,7 @@ static void predict_time(geom *g, int ranks, sp_plan_result *res) {
     res->t[SP_PLAN_T_SHARE] = L * t_share;
     res->t[SP_PLAN_T_PROPAGATE] = L * t_prop;
     res->t[SP_PLAN_T_WRITE] = t_write;
-    res->flops_sgemm = L * (2 * hs + fs_max);
+    res->flops_sgemm = L * (hs + nw * fwd + fs_max);
     res->flops_dgemm = L * (nw * hd + fd_max);
     /* checkpoints: X of every rank plus the block CRCs, written in the background; the main
      * thread waits only if a write outlasts the next block's Hessian, GPTQ and share */

@@ -97,6 +97,9 @@ typedef struct {
     int levels[SP_PLAN_MAX_LEVELS];     /* ascending, unique, 2..8                          */
     int group_size;                     /* >= 1, or -1: one group per row                  */
     int block;                          /* GPTQ lazy-batch block                           */
+    int act_order;                      /* quantize --act-order: static groups             */
+    int true_sequential;                /* quantize --true-sequential: one Hessian a stage */
+    int hmse;                           /* --scale-search hmse (GPTQ keeps diag(H))        */
     int checkpoint_every;               /* 0: no checkpoints; else blocks between them     */
     double mem_per_rank;                /* bytes available per rank; 0: not given          */
 } sp_plan_opts;

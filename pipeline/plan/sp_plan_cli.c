@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/sp_quant.h"
 #include "mpi/sp_mpi.h"
 #include "pipeline/sp_cli.h"
 #include "pipeline/plan/sp_plan.h"
@@ -23,6 +24,8 @@ static const char *PLAN_USAGE =
     "  --bits B               bits used to propagate (4)\n"
     "  --levels L,L,...       bit levels stored (default: just --bits)\n"
     "  --group-size G         columns per group (128; -1: one group per row)\n"
+    "  --act-order | --no-act-order, --scale-search minmax|mse|hmse,\n"
+    "  --true-sequential | --no-true-sequential   as quantize (same defaults)\n"
     "  --block B              GPTQ column block (128)\n"
     "  --checkpoint-every B   include checkpoints every B blocks\n"
     "  --mem-per-rank SIZE    memory one rank may use (e.g. 24G): says whether it fits, and\n"
@@ -252,6 +255,9 @@ sp_status sp_plan_cli(MPI_Comm comm, int rank, int argc, char **argv, sp_err *er
         {"bits", required_argument, 0, 'b'}, {"levels", required_argument, 0, 'L'},
         {"group-size", required_argument, 0, 'g'}, {"block", required_argument, 0, 'B'},
         {"checkpoint-every", required_argument, 0, 'k'},
+        {"act-order", no_argument, 0, 'a'}, {"no-act-order", no_argument, 0, 'A'},
+        {"scale-search", required_argument, 0, 'Q'},
+        {"true-sequential", no_argument, 0, 'q'}, {"no-true-sequential", no_argument, 0, 'x'},
         {"mem-per-rank", required_argument, 0, 'M'}, {"strict", no_argument, 0, 'S'},
         {"calibrate", no_argument, 0, 'C'}, {"calibrate-dir", required_argument, 0, 'D'},
         {"rates", required_argument, 0, 'r'}, {"save-rates", required_argument, 0, 'w'},
@@ -282,6 +288,17 @@ sp_status sp_plan_cli(MPI_Comm comm, int rank, int argc, char **argv, sp_err *er
             st = sp_cli_int("--checkpoint-every", optarg, 1, 1 << 20, &v, err);
             o.checkpoint_every = (int)v;
             break;
+        case 'a': o.act_order = 1; break;
+        case 'A': o.act_order = 0; break;
+        case 'q': o.true_sequential = 1; break;
+        case 'x': o.true_sequential = 0; break;
+        case 'Q': {
+            int ss = sp_quant_search_parse(optarg);
+            if (ss < 0)
+                st = sp_err_set(err, SP_EINVAL, "--scale-search: '%s' is not minmax, mse or hmse", optarg);
+            o.hmse = ss == SP_QSEARCH_HMSE;
+            break;
+        }
         case 'M': st = sp_plan_parse_size("--mem-per-rank", optarg, &o.mem_per_rank, err); break;
         case 'S': strict = 1; break;
         case 'C': calibrate = 1; break;

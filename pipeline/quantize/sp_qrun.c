@@ -13,6 +13,8 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "kernels/sp_quant.h"
+
 /* ---- files ---------------------------------------------------------------------------- */
 
 sp_status sp_qrun_read_file(const char *path, char **text, sp_err *err) {
@@ -170,7 +172,9 @@ sp_status sp_qrun_to_json(const sp_quantize_opts *o, uint32_t model_fp, uint32_t
     cJSON_AddNumberToObject(j, "group_size", o->group_size);
     cJSON_AddNumberToObject(j, "sym", o->sym);
     cJSON_AddNumberToObject(j, "act_order", o->act_order);
-    cJSON_AddNumberToObject(j, "mse", o->mse);
+    cJSON_AddNumberToObject(j, "mse", o->scale_search == SP_QSEARCH_MSE);
+    cJSON_AddStringToObject(j, "scale_search", sp_quant_search_name(o->scale_search));
+    cJSON_AddNumberToObject(j, "true_sequential", o->true_sequential);
     cJSON_AddNumberToObject(j, "rtn", o->rtn);
     cJSON_AddNumberToObject(j, "damp", o->damp);
     cJSON_AddNumberToObject(j, "block", o->block);
@@ -235,13 +239,28 @@ sp_status sp_qrun_from_json(const char *json, const char *what, sp_quantize_opts
         {"checkpoint_every", &o->checkpoint_every}, {"checkpoint_compress", &o->checkpoint_compress},
         {"bits", &o->bits},
         {"group_size", &o->group_size}, {"sym", &o->sym}, {"act_order", &o->act_order},
-        {"mse", &o->mse}, {"rtn", &o->rtn}, {"block", &o->block}, {"nsamples", &o->nsamples},
+        {"mse", &o->scale_search}, {"rtn", &o->rtn}, {"block", &o->block}, {"nsamples", &o->nsamples},
         {"ctx", &o->ctx}, {"force", &o->force}};
     for (size_t i = 0; st == SP_OK && i < sizeof ints / sizeof ints[0]; i++) {
         st = get_num(j, ints[i].key, &v, what, err);
         *ints[i].dst = (int)v;
     }
     if (st == SP_OK) st = get_num(j, "damp", &o->damp, what, err);
+    /* Added later: a run.json without them was written by a version that had only "mse" (0/1,
+     * read above as SP_QSEARCH_MINMAX/MSE) and no true-sequential mode. */
+    const cJSON *ss = cJSON_GetObjectItemCaseSensitive(j, "scale_search");
+    if (st == SP_OK && ss) {
+        o->scale_search = cJSON_IsString(ss) ? sp_quant_search_parse(ss->valuestring) : -1;
+        if (o->scale_search < 0)
+            st = sp_err_set(err, SP_EFORMAT, "%s: field 'scale_search' is not minmax, mse or hmse",
+                            what);
+    }
+    const cJSON *ts = cJSON_GetObjectItemCaseSensitive(j, "true_sequential");
+    if (st == SP_OK) o->true_sequential = 0;
+    if (st == SP_OK && ts) {
+        if (cJSON_IsNumber(ts)) o->true_sequential = ts->valueint != 0;
+        else st = sp_err_set(err, SP_EFORMAT, "%s: field 'true_sequential' is not a number", what);
+    }
     if (st == SP_OK) st = get_num(j, "model_fingerprint", &v, what, err);
     if (st == SP_OK) *model_fp = (uint32_t)v;
     if (st == SP_OK) st = get_num(j, "calib_fingerprint", &v, what, err);

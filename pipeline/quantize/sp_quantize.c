@@ -41,6 +41,11 @@ void sp_quantize_defaults(sp_quantize_opts *o) {
     o->nsamples = 128;
     o->ctx = 0; /* min(2048, max_position_embeddings), resolved when the model is opened */
     o->checkpoint_every = 1;
+    /* Issue 9 (docs/architecture.md, "Quality defaults"): act-order and the diag(H)-weighted
+     * scale search; true-sequential stays an option. */
+    o->act_order = 1;
+    o->scale_search = SP_QSEARCH_HMSE;
+    o->true_sequential = 0;
 }
 
 /* ---- module geometry ---------------------------------------------------------------------- */
@@ -81,6 +86,15 @@ static float *module_weight(sp_block_weights *w, int mod) {
 static void module_name(char *buf, size_t cap, int layer, int mod) {
     snprintf(buf, cap, "model.layers.%d.%s", layer, sp_module_suffix(mod));
 }
+
+/* ---- stages ------------------------------------------------------------------------------
+ * A block is quantized in stages; stage s collects the Hessians h with hessian_stage(h) == s
+ * from one forward pass over the windows, with the --bits layers of the earlier stages already
+ * in the block. Without --true-sequential there is one stage (all four Hessians from the dense
+ * block); with it, one per Hessian in forward order (q/k/v, o, gate/up, down). */
+static int n_stages(const sp_quantize_opts *o) { return o->true_sequential ? N_HESS : 1; }
+static int hessian_stage(const sp_quantize_opts *o, int h) { return o->true_sequential ? h : 0; }
+static int unit_stage(const sp_qjob *j, int u) { return hessian_stage(j->o, j->units[u].hessian); }
 
 /* ---- a-priori bounds on the inputs of each Hessian (see kernels/sp_hacc.h) -----------------
  * RMSNorm output: ‖x/rms(x)‖₂ = √D, so |xn_i| ≤ √D·max|w_norm|, and ‖xn‖₂ ≤ √D·max|w_norm|.
@@ -156,53 +170,67 @@ static void release_module(sp_qjob *j, int mod) {
     if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
 }
 
-static void release_unowned(sp_qjob *j) {
-    int mine[SP_MOD_COUNT] = {0};
-    for (int u = 0; u < j->n_units; u++)
+/* The modules of stage `stage` that this rank does not quantize (stage < 0: every stage). */
+static void release_unowned(sp_qjob *j, int stage) {
+    int mine[SP_MOD_COUNT] = {0}, in[SP_MOD_COUNT] = {0};
+    for (int u = 0; u < j->n_units; u++) {
         if (j->units[u].owner == j->rank) mine[j->units[u].module] = 1;
+        if (stage < 0 || unit_stage(j, u) == stage) in[j->units[u].module] = 1;
+    }
     for (int mod = 0; mod < SP_MOD_COUNT; mod++)
-        if (!mine[mod]) release_module(j, mod);
+        if (in[mod] && !mine[mod]) release_module(j, mod);
 }
 
 /* ---- phase 1: Hessians -------------------------------------------------------------------- */
 
-static sp_status block_hessians(sp_qjob *j, sp_hacc H[N_HESS], sp_err *err) {
+/* The Hessians of one stage. The forward pass runs only up to the stage's last tap. The input
+ * bounds are taken from the block as it is now (earlier stages' layers dequantized: the same
+ * on every rank), and read only norms and layers that are either dense or already quantized
+ * on every rank, never a released module. */
+static sp_status block_hessians(sp_qjob *j, sp_hacc H[N_HESS], int stage, sp_err *err) {
     const sp_config *c = j->c;
     int T = j->o->ctx, D = c->dim, dims[N_HESS] = {D, c->n_heads * c->head_dim, D, c->hidden_dim};
     double B[N_HESS];
     input_bounds(&j->dense, c, B);
     int64_t total = (int64_t)j->o->nsamples * T;
     sp_status st = SP_OK;
-    for (int h = 0; h < N_HESS && st == SP_OK; h++) st = sp_hacc_init(&H[h], dims[h], T, total, B[h], err);
+    int in[N_HESS] = {0}, last = 0;
+    for (int h = 0; h < N_HESS; h++)
+        if (hessian_stage(j->o, h) == stage) in[h] = 1, last = h;
+    for (int h = 0; h < N_HESS && st == SP_OK; h++)
+        if (in[h]) st = sp_hacc_init(&H[h], dims[h], T, total, B[h], err);
     sp_block_scratch *s = &j->scratch;
     for (size_t w = 0; st == SP_OK && w < j->w1 - j->w0; w++) {
         memcpy(j->xtmp, j->X + w * (size_t)T * D, (size_t)T * D * sizeof(float));
-        sp_block_forward(j->xtmp, &j->dense, c, T, s);
+        sp_block_forward_taps(j->xtmp, &j->dense, c, T, s, last); /* tap h is SP_TAP_* h */
         const float *taps[N_HESS] = {s->xn1, s->attn, s->xn2, s->act};
-        for (int h = 0; h < N_HESS && st == SP_OK; h++) st = sp_hacc_add(&H[h], taps[h], T, err);
+        for (int h = 0; h < N_HESS && st == SP_OK; h++)
+            if (in[h]) st = sp_hacc_add(&H[h], taps[h], T, err);
     }
     st = sp_mpi_agree(j->comm, st, err);
-    /* The dense forward is done: weights this rank will not quantize can go before the
-     * reduction (see release_module). */
-    if (st == SP_OK) release_unowned(j);
-    for (int h = 0; h < N_HESS && st == SP_OK; h++) st = sp_hacc_allreduce(&H[h], j->comm, err);
+    /* The forward is done: this stage's weights that this rank will not quantize can go
+     * before the reduction (see release_module). */
+    if (st == SP_OK) release_unowned(j, stage);
+    for (int h = 0; h < N_HESS && st == SP_OK; h++)
+        if (in[h]) st = sp_hacc_allreduce(&H[h], j->comm, err);
     return st;
 }
 
 /* ---- phase 2: GPTQ / RTN on my units ------------------------------------------------------ */
 
-static sp_status quantize_my_units(sp_qjob *j, double *Hs[N_HESS], int layer, sp_err *err) {
+static sp_status quantize_my_units(sp_qjob *j, double *Hs[N_HESS], int layer, int stage,
+                                   sp_err *err) {
     const sp_quantize_opts *o = j->o;
     sp_gptq_ctx *ctx[N_HESS] = {0};
     sp_status st = SP_OK;
     for (int u = 0; u < j->n_units && st == SP_OK; u++) {
         sp_unit *un = &j->units[u];
-        if (un->owner != j->rank) continue;
+        if (un->owner != j->rank || unit_stage(j, u) != stage) continue;
         const float *W = module_weight(&j->dense, un->module);
         double rel = 0;
         if (o->rtn) {
-            st = sp_quant_rtn(W, un->rows, un->cols, un->bits, o->group_size, o->sym, o->mse,
-                              &j->q[u], err);
+            st = sp_quant_rtn(W, un->rows, un->cols, un->bits, o->group_size, o->sym,
+                              o->scale_search, &j->q[u], err);
         } else {
             if (!ctx[un->hessian]) {
                 sp_gptq_opts go;
@@ -212,7 +240,7 @@ static sp_status quantize_my_units(sp_qjob *j, double *Hs[N_HESS], int layer, sp
                 go.act_order = o->act_order;
                 go.group_size = o->group_size;
                 go.sym = o->sym;
-                go.mse = o->mse;
+                go.mse = o->scale_search;
                 st = sp_gptq_prepare(&ctx[un->hessian], Hs[un->hessian], un->cols, &go, err);
             }
             /* The layer error tr(ΔW H ΔWᵀ) costs more than GPTQ itself (two products with H):
@@ -241,19 +269,26 @@ static sp_status quantize_my_units(sp_qjob *j, double *Hs[N_HESS], int layer, sp
 
 /* ---- phase 3: share and write ---------------------------------------------------------------- */
 
+/* Rank 0's segment of the block: open for the whole block, units appended in unit order
+ * (stages follow the unit order, so a true-sequential segment has the same layout). */
+typedef struct {
+    sp_segment_writer w;
+    sp_status wst;           /* the writer's own status (rank 0)                             */
+    sp_err werr;
+    int open;
+} seg_state;
+
 /* Units at --bits go to every rank (propagation needs them); other levels, packed since GPTQ,
  * only to rank 0, which streams each unit into the block's segment as it arrives and frees it,
  * so no rank ever holds a whole block at every level (5 GB of codes for a 70B block at six
- * levels). */
-static sp_status share_units(sp_qjob *j, int layer, double *t_write, sp_err *err) {
+ * levels). Only the units of `stage`. */
+static sp_status share_units(sp_qjob *j, seg_state *sg, int stage, double *t_write, sp_err *err) {
     const sp_quantize_opts *o = j->o;
-    sp_status st = SP_OK, wst = SP_OK;
-    sp_err werr = {SP_OK, ""};
-    sp_segment_writer w;
+    sp_status st = SP_OK;
     double tw = 0;
-    if (j->rank == 0) wst = sp_segment_writer_open(&w, j->segdir, layer, j->n_units, &werr);
     for (int u = 0; u < j->n_units && st == SP_OK; u++) {
         sp_unit *un = &j->units[u];
+        if (unit_stage(j, u) != stage) continue;
         int keep = un->bits == o->bits;
         if (keep) {
             st = sp_qshare_bcast(j->comm, un->owner, &j->q[u], un->rows, un->cols, un->bits,
@@ -269,30 +304,21 @@ static sp_status share_units(sp_qjob *j, int layer, double *t_write, sp_err *err
                 st = sp_qshare_sendrecv(j->comm, un->owner, 0, u, j->packed[u], unit_bytes(j, un),
                                         err);
         }
-        if (st == SP_OK && j->rank == 0 && wst == SP_OK) {
+        if (st == SP_OK && j->rank == 0 && sg->wst == SP_OK) {
             double t0 = now_s();
-            wst = keep ? sp_segment_writer_append(&w, un->module, &j->q[u], &werr)
-                       : sp_segment_writer_append_packed(&w, un->module, un->bits, un->rows,
-                                                         un->cols, o->group_size, o->sym,
-                                                         j->packed[u], &werr);
+            sg->wst = keep ? sp_segment_writer_append(&sg->w, un->module, &j->q[u], &sg->werr)
+                           : sp_segment_writer_append_packed(&sg->w, un->module, un->bits,
+                                                             un->rows, un->cols, o->group_size,
+                                                             o->sym, j->packed[u], &sg->werr);
             tw += now_s() - t0;
         }
         free(j->packed[u]);
         j->packed[u] = NULL;
     }
-    if (j->rank == 0 && wst == SP_OK && st == SP_OK) {
-        uint32_t crc = 0;
-        double t0 = now_s();
-        wst = sp_segment_writer_close(&w, &crc, &werr);
-        tw += now_s() - t0;
-        if (wst == SP_OK) j->block_crc[layer] = crc;
-    } else if (j->rank == 0 && wst == SP_OK) {
-        sp_segment_writer_abort(&w);
-    }
     *t_write += tw;
-    if (st == SP_OK && wst != SP_OK) {
-        st = wst;
-        if (err) *err = werr;
+    if (st == SP_OK && sg->wst != SP_OK) {
+        st = sg->wst;
+        if (err) *err = sg->werr;
     }
     /* Errors of transfers or of the segment reach every rank here. */
     st = sp_mpi_agree(j->comm, st, err);
@@ -300,7 +326,8 @@ static sp_status share_units(sp_qjob *j, int layer, double *t_write, sp_err *err
     /* Relative errors at --bits, for the summary (sum over owners). */
     double e[2] = {0, 0};
     for (int u = 0; u < j->n_units; u++)
-        if (j->units[u].owner == j->rank && j->units[u].bits == o->bits) {
+        if (j->units[u].owner == j->rank && j->units[u].bits == o->bits &&
+            unit_stage(j, u) == stage) {
             e[0] += j->unit_err[u];
             e[1] += 1;
         }
@@ -310,18 +337,53 @@ static sp_status share_units(sp_qjob *j, int layer, double *t_write, sp_err *err
     return SP_OK;
 }
 
+/* Rank 0 opens the block's segment (its errors are reported by share_units / seg_close). */
+static void seg_open(sp_qjob *j, seg_state *sg, int layer) {
+    memset(sg, 0, sizeof *sg);
+    sg->werr.code = SP_OK;
+    if (j->rank != 0) return;
+    sg->wst = sp_segment_writer_open(&sg->w, j->segdir, layer, j->n_units, &sg->werr);
+    sg->open = sg->wst == SP_OK;
+}
+
+/* Close the segment when the block went well (st == SP_OK on every rank), else abort it. */
+static sp_status seg_close(sp_qjob *j, seg_state *sg, int layer, sp_status st, double *t_write,
+                           sp_err *err) {
+    if (j->rank == 0 && sg->open) {
+        if (st == SP_OK && sg->wst == SP_OK) {
+            uint32_t crc = 0;
+            double t0 = now_s();
+            sg->wst = sp_segment_writer_close(&sg->w, &crc, &sg->werr);
+            *t_write += now_s() - t0;
+            if (sg->wst == SP_OK) j->block_crc[layer] = crc;
+        } else {
+            sp_segment_writer_abort(&sg->w);
+        }
+        sg->open = 0;
+    }
+    if (st == SP_OK && sg->wst != SP_OK) {
+        st = sg->wst;
+        if (err) *err = sg->werr;
+    }
+    return sp_mpi_agree(j->comm, st, err);
+}
+
+/* The --bits layers of a stage replace their dense matrices in the block, in place (norms
+ * and biases stay): every rank has them after share_units. This saves a second fp32 copy of
+ * the block (3.4 GB for a 70B block); released pages come back here. */
+static void dequant_stage(sp_qjob *j, int stage) {
+    for (int u = 0; u < j->n_units; u++)
+        if (j->units[u].bits == j->o->bits && unit_stage(j, u) == stage)
+            sp_qlayer_dequant(module_weight(&j->dense, j->units[u].module), &j->q[u]);
+}
+
 /* ---- phase 4: propagate through the quantized block ------------------------------------------ */
 
+/* The block holds the dequantized --bits layers of every stage (dequant_stage). */
 static sp_status propagate(sp_qjob *j, sp_err *err) {
     const sp_config *c = j->c;
     int T = j->o->ctx;
     size_t D = (size_t)c->dim;
-    /* The dense matrices are no longer needed once the block is quantized: the seven are
-     * overwritten in place by their --bits dequantization (norms and biases stay), which saves
-     * a second fp32 copy of the block (3.4 GB for a 70B block). */
-    for (int u = 0; u < j->n_units; u++)
-        if (j->units[u].bits == j->o->bits)
-            sp_qlayer_dequant(module_weight(&j->dense, j->units[u].module), &j->q[u]);
     for (size_t w = 0; w < j->w1 - j->w0; w++)
         sp_block_forward(j->X + w * (size_t)T * D, &j->dense, c, T, &j->scratch);
     return sp_mpi_agree(j->comm, SP_OK, err);
@@ -340,6 +402,11 @@ static sp_status check_opts(const sp_quantize_opts *o, sp_err *err) {
     SP_RETURN_IF(!(o->damp > 0) || o->damp >= 1, err, SP_EINVAL,
                  "quantize: --damp %g must be in (0, 1)", o->damp);
     SP_RETURN_IF(o->block < 1, err, SP_EINVAL, "quantize: --block must be >= 1");
+    SP_RETURN_IF(o->scale_search < 0 || o->scale_search >= SP_QSEARCH_COUNT, err, SP_EINVAL,
+                 "quantize: scale search %d is not minmax, mse or hmse", o->scale_search);
+    SP_RETURN_IF(o->rtn && o->scale_search == SP_QSEARCH_HMSE, err, SP_EINVAL,
+                 "quantize: --scale-search hmse weights by diag(H) and needs GPTQ (use mse with "
+                 "--method rtn)");
     SP_RETURN_IF(o->nsamples < 1 || o->ctx < 1, err, SP_EINVAL,
                  "quantize: --nsamples and --ctx must be >= 1");
     int has_bits = 0;
@@ -394,7 +461,9 @@ static sp_status setup(sp_qjob *j, int resume, char *warn, size_t warn_cap, sp_e
                 j->units[u].hessian = module_hessian(mod);
                 module_shape(c, mod, &j->units[u].rows, &j->units[u].cols);
             }
-        st = sp_schedule_assign(j->units, j->n_units, j->size, N_HESS, !o->rtn, err);
+        st = o->true_sequential && !o->rtn
+                 ? sp_schedule_assign_stages(j->units, j->n_units, j->size, N_HESS, err)
+                 : sp_schedule_assign(j->units, j->n_units, j->size, N_HESS, !o->rtn, err);
     }
     /* The output directory is checked (and "<out>.partial" made) before any work. */
     if (st == SP_OK && j->rank == 0) st = sp_qoutput_begin(j, err);
@@ -436,21 +505,23 @@ static int stop_requested(sp_qjob *j) {
     return any;
 }
 
-/* One decoder block: Hessians, GPTQ, share + segment, propagate. */
-static sp_status run_block(sp_qjob *j, int l, sp_quantize_result *res, sp_err *err) {
+/* One stage of a block (see n_stages): Hessians, GPTQ, share + segment, dequantize. */
+static sp_status run_stage(sp_qjob *j, int l, int stage, seg_state *sg, sp_quantize_result *res,
+                           sp_err *err) {
     const sp_quantize_opts *o = j->o;
     double t0 = now_s();
-    sp_status st = sp_mpi_agree(j->comm, sp_model_load_block(j->m, l, &j->dense, err), err);
+    sp_status st = SP_OK;
     sp_hacc H[N_HESS];
     memset(H, 0, sizeof H);
     double *Hs[N_HESS] = {0};
-    if (st == SP_OK && !o->rtn) {
-        st = block_hessians(j, H, err);
+    if (!o->rtn) {
+        st = block_hessians(j, H, stage, err);
         /* Memory: drop the Hessians this rank does not use first, then expand the ones it
          * does from packed int64 to full double in place, one at a time. */
         int need[N_HESS] = {0};
         for (int u = 0; u < j->n_units; u++)
-            if (j->units[u].owner == j->rank) need[j->units[u].hessian] = 1;
+            if (j->units[u].owner == j->rank && unit_stage(j, u) == stage)
+                need[j->units[u].hessian] = 1;
         for (int h = 0; h < N_HESS; h++)
             if (!need[h]) sp_hacc_free(&H[h]);
         for (int h = 0; h < N_HESS && st == SP_OK; h++) {
@@ -459,20 +530,38 @@ static sp_status run_block(sp_qjob *j, int l, sp_quantize_result *res, sp_err *e
             if (!Hs[h]) st = SP_ENOMEM;
         }
         st = sp_mpi_agree(j->comm, st, err);
+    } else {
+        release_unowned(j, -1);
     }
-    if (st == SP_OK && o->rtn) release_unowned(j);
     double t1 = now_s();
     res->t_hessian += t1 - t0;
-    if (st == SP_OK) st = quantize_my_units(j, Hs, l, err);
+    if (st == SP_OK) st = quantize_my_units(j, Hs, l, stage, err);
     for (int h = 0; h < N_HESS; h++) {
         sp_hacc_free(&H[h]);
         free(Hs[h]);
     }
     double t2 = now_s();
     res->t_gptq += t2 - t1;
-    if (st == SP_OK) st = share_units(j, l, &res->t_write, err);
+    if (st == SP_OK) st = share_units(j, sg, stage, &res->t_write, err);
+    if (st == SP_OK) dequant_stage(j, stage);
+    res->t_share += now_s() - t2;
+    return st;
+}
+
+/* One decoder block: its stages, then propagate. */
+static sp_status run_block(sp_qjob *j, int l, sp_quantize_result *res, sp_err *err) {
+    const sp_quantize_opts *o = j->o;
+    double t0 = now_s();
+    sp_status st = sp_mpi_agree(j->comm, sp_model_load_block(j->m, l, &j->dense, err), err);
+    res->t_hessian += now_s() - t0;
+    if (st) return st;
+    seg_state sg;
+    seg_open(j, &sg, l);
+    for (int s = 0; s < n_stages(o) && st == SP_OK; s++) st = run_stage(j, l, s, &sg, res, err);
     double t3 = now_s();
-    res->t_share += t3 - t2;
+    st = seg_close(j, &sg, l, st, &res->t_write, err);
+    res->t_share += now_s() - t3;
+    t3 = now_s();
     /* X is about to be overwritten: a checkpoint still writing it must finish first. */
     if (st == SP_OK && !o->rtn && j->ck) st = sp_qckpt_before_overwrite(j, err);
     if (st == SP_OK && !o->rtn) st = propagate(j, err);

@@ -12,6 +12,10 @@
  *                 rank 0 only, which writes every level to the container.
  *   4. propagate  X_r ← block_quantized(X_r): the next block calibrates on the outputs of the
  *                 quantized model, as in the reference (sequential quantization).
+ * True-sequential (the reference's --true-sequential): steps 1-3 run once per Hessian, in
+ * forward order — q/k/v, then o from a forward pass with the quantized q/k/v in place, then
+ * gate/up after attention is quantized, then down after gate/up — each stage's --bits layers
+ * dequantized into the block before the next stage's forward.
  * Memory per rank: one block in fp32, four Hessians, X_r, and one window's scratch.
  * Output: <out>/ with config.json, tokenizer files and model.sp.h5, built in <out>.partial and
  * renamed at the end, so an interrupted run never leaves a directory that looks complete.
@@ -33,7 +37,9 @@ typedef struct {
     int n_levels;                        /* levels stored (bits is always among them)       */
     int levels[SP_QUANTIZE_MAX_LEVELS];  /* ascending, unique, each 2..8                    */
     int group_size;                      /* >= 1, or -1 for one group per row               */
-    int sym, act_order, mse, rtn;        /* rtn: round-to-nearest instead of GPTQ           */
+    int sym, act_order, rtn;             /* rtn: round-to-nearest instead of GPTQ           */
+    int scale_search;                    /* group (s, z): SP_QSEARCH_* (kernels/sp_quant.h) */
+    int true_sequential;                 /* 1: one Hessian per stage, see above              */
     double damp;                         /* fraction of mean(diag H) added to the diagonal */
     int block;                           /* GPTQ column block                                */
     int nsamples, ctx;
@@ -65,7 +71,9 @@ typedef struct {
 } sp_quantize_result;
 
 /* Fill o with the defaults (bits 4, group 128, asym, damp 0.01, block 128, 128 windows of
- * ctx 0 = min(2048, max_position_embeddings), resolved by sp_quantize_run). */
+ * ctx 0 = min(2048, max_position_embeddings), resolved by sp_quantize_run; act-order, scale
+ * search hmse, not true-sequential). hmse needs GPTQ: a caller that sets rtn picks another
+ * scale search (the CLI uses minmax). */
 void sp_quantize_defaults(sp_quantize_opts *o);
 
 /* Collective over comm. @return the same status on every rank; SP_EINTERRUPTED when

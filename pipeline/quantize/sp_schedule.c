@@ -89,3 +89,22 @@ sp_status sp_schedule_assign(sp_unit *units, int n, int ranks, int n_hess, int w
     free(has);
     return SP_OK;
 }
+
+sp_status sp_schedule_assign_stages(sp_unit *units, int n, int ranks, int n_hess, sp_err *err) {
+    sp_unit *sub = sp_malloc((size_t)(n > 0 ? n : 1) * sizeof *sub, err, "stage units");
+    if (!sub) return SP_ENOMEM;
+    sp_status st = SP_OK;
+    for (int h = 0; h < n_hess && st == SP_OK; h++) {
+        int m = 0;
+        for (int i = 0; i < n; i++)
+            if (units[i].hessian == h) {
+                sub[m] = units[i];
+                sub[m++].hessian = 0;
+            }
+        if (m) st = sp_schedule_assign(sub, m, ranks, 1, 1, err);
+        for (int i = 0, k = 0; st == SP_OK && i < n; i++)
+            if (units[i].hessian == h) units[i].owner = sub[k++].owner;
+    }
+    free(sub);
+    return st;
+}

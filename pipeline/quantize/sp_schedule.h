@@ -31,4 +31,11 @@ typedef struct {
 sp_status sp_schedule_assign(sp_unit *units, int n, int ranks, int n_hess, int with_hessian,
                              sp_err *err);
 
+/* True-sequential quantization (one Hessian per stage, see sp_quantize.h): the units of each
+ * Hessian are a stage of their own and run while the other ranks would otherwise wait, so
+ * each stage is scheduled alone: one rank takes everything; more ranks get single units by
+ * LPT (sp_schedule_assign with one Hessian). Same determinism as above.
+ * @return SP_ENOMEM or SP_OK. */
+sp_status sp_schedule_assign_stages(sp_unit *units, int n, int ranks, int n_hess, sp_err *err);
+
 #endif

@@ -4,3 +4,5 @@ foreach(case short_calib bits_range group_size nan_weight out_exists mpi_short_c
   sp_script_test(quantize_bad_${case} test_quantize_bad.sh ${case})
 endforeach()
 sp_script_test(cli_export_gptq_roundtrip test_export.sh)
+# Issue 9: true-sequential and the weighted scale search, determinism and resume.
+sp_script_test(mpi_quantize_true_sequential test_quantize_seq.sh)
