@@ -676,3 +676,28 @@ sp_status sp_plan_predict(const sp_plan_model *m, const sp_plan_opts *o, const s
     res->max_nsamples = lo;
     return SP_OK;
 }
+
+/* ---- pieces shared with the search predictor (sp_plan_search.c) ---------------------------- */
+
+void sp_plan_block_cost(const sp_plan_model *m, int T, double *flops, double *elems) {
+    sp_plan_opts o;
+    sp_plan_opts_default(&o);
+    o.ctx = T;
+    sp_plan_rates r;
+    sp_plan_rates_default(&r);
+    geom g;
+    geom_init(&g, m, &o, &r);
+    forward_cost(&g, flops, elems);
+}
+
+void sp_plan_block_bytes(const sp_plan_model *m, int T, double *block_f32, double *scratch) {
+    sp_plan_opts o;
+    sp_plan_opts_default(&o);
+    o.ctx = T;
+    sp_plan_rates r;
+    sp_plan_rates_default(&r);
+    geom g;
+    geom_init(&g, m, &o, &r);
+    *block_f32 = g.block_f32;
+    *scratch = g.scratch;
+}

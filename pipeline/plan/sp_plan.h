@@ -187,6 +187,38 @@ typedef struct {
 sp_status sp_plan_predict(const sp_plan_model *m, const sp_plan_opts *o, const sp_plan_rates *r,
                           sp_plan_result *res, sp_err *err);
 
+/* One window of T tokens through one decoder block: sgemm flops and element-wise work; and the
+ * bytes of one block's fp32 weights and of one window's forward scratch, as allocated. */
+void sp_plan_block_cost(const sp_plan_model *m, int T, double *flops, double *elems);
+void sp_plan_block_bytes(const sp_plan_model *m, int T, double *block_f32, double *scratch);
+
+/* ---- the search (pipeline/plan/sp_plan_search.c) ----------------------------------------
+ * Replays sp_seval.h's allocations and work for `shardpress search`: per rank, two fp32
+ * blocks, one window's scratch, the head, the pool's token ids and dense reference (on every
+ * rank), and the hidden states of the rank's items at the largest stage (chunked at 1 GiB).
+ * Time per generation: the window-layer forwards of every stage split over the ranks, with
+ * the prefix cache's expected saving for EvoPress's mutation (a candidate that changes k
+ * modules at uniform positions runs k/(k+1) of the layers; k = 2, 4, 6 with P = 5/9, 3/9,
+ * 1/9), plus one parent pass per window, the head and KL per item, and one block read and
+ * dequantized per candidate and layer. */
+typedef struct {
+    int ranks, ctx, generations, offspring, n_stages, topk, n_levels, pool_windows;
+    int stages[8], survivors[8];
+} sp_plan_search_opts;
+
+typedef struct {
+    double heap, rss;                   /* peak per rank (bytes)                          */
+    double blocks, scratch, head, pool, reference, states;   /* the items (bytes)           */
+    double t_reference;                 /* the dense reference, once (s)                  */
+    double t_generation, t_total;       /* s                                              */
+    double layer_evals_gen;             /* window-layer forwards per generation (all ranks) */
+    double layer_evals_full_gen;        /* the same without the prefix cache              */
+} sp_plan_search_result;
+
+void sp_plan_search_opts_default(sp_plan_search_opts *o);
+sp_status sp_plan_search_predict(const sp_plan_model *m, const sp_plan_search_opts *o,
+                                 const sp_plan_rates *r, sp_plan_search_result *res, sp_err *err);
+
 /* ---- the CLI (pipeline/plan/sp_plan_cli.c) ----------------------------------------------- */
 
 /* `shardpress plan ...` (argv[0] == "plan"). Collective over comm: every rank parses the same

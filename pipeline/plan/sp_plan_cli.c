@@ -37,6 +37,9 @@ static const char *PLAN_USAGE =
     "  --rates FILE           read rates from a JSON file (keys: sgemm_gflops, dgemm_gflops,\n"
     "                         round_ns, write_mb_s, read_mb_s, net_mb_s, base_mb)\n"
     "  --save-rates FILE      write the rates used to FILE (reuse with --rates)\n"
+    "  --search               predict `shardpress search` instead (with --generations G,\n"
+    "                         --offspring K, --stages T,.., --survivors S,.., --pool-windows W,\n"
+    "                         --levels as stored; defaults as search's)\n"
     "  --json                 print one JSON object\n"
     "  -h, --help             this text\n"
     "\n"
@@ -243,11 +246,68 @@ static sp_status plan_rank0(const char *model_dir, sp_plan_opts *o, int calibrat
     return SP_OK;
 }
 
+/* --search: the search's memory per rank and time per generation. */
+static sp_status plan_search_rank0(const char *model_dir, sp_plan_search_opts *o, int calibrate,
+                                   const char *cal_dir, const char *rates_path, int json,
+                                   sp_err *err) {
+    sp_plan_model m;
+    SP_FORWARD(sp_plan_model_read(&m, model_dir, err));
+    sp_plan_rates r;
+    sp_plan_rates_default(&r);
+    if (rates_path) SP_FORWARD(sp_plan_rates_load(&r, rates_path, err));
+    if (calibrate) SP_FORWARD(sp_plan_rates_calibrate(&r, cal_dir, err));
+    if (o->ctx <= 0) o->ctx = sp_config_default_ctx(&m.cfg);
+    SP_RETURN_IF(o->ctx > m.cfg.max_seq_len, err, SP_EINVAL, "plan: --ctx %d is larger than the "
+                 "model's maximum (max_position_embeddings %d)", o->ctx, m.cfg.max_seq_len);
+    sp_plan_search_result s;
+    SP_FORWARD(sp_plan_search_predict(&m, o, &r, &s, err));
+    const double MB = 1048576.0;
+    if (json) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "model", model_dir);
+        cJSON_AddStringToObject(j, "job", "search");
+        cJSON_AddNumberToObject(j, "ranks", o->ranks);
+        cJSON_AddNumberToObject(j, "ctx", o->ctx);
+        cJSON_AddNumberToObject(j, "peak_rss_mb", s.rss / MB);
+        cJSON *mi = cJSON_AddObjectToObject(j, "memory_mb");
+        cJSON_AddNumberToObject(mi, "blocks", s.blocks / MB);
+        cJSON_AddNumberToObject(mi, "scratch", s.scratch / MB);
+        cJSON_AddNumberToObject(mi, "head", s.head / MB);
+        cJSON_AddNumberToObject(mi, "pool", s.pool / MB);
+        cJSON_AddNumberToObject(mi, "reference", s.reference / MB);
+        cJSON_AddNumberToObject(mi, "states", s.states / MB);
+        cJSON_AddNumberToObject(j, "seconds_reference", s.t_reference);
+        cJSON_AddNumberToObject(j, "seconds_per_generation", s.t_generation);
+        cJSON_AddNumberToObject(j, "seconds", s.t_total);
+        cJSON_AddNumberToObject(j, "layer_evaluations_per_generation", s.layer_evals_gen);
+        cJSON_AddNumberToObject(j, "layer_evaluations_full_per_generation", s.layer_evals_full_gen);
+        cJSON_AddStringToObject(j, "rates", r.source);
+        char *t = cJSON_PrintUnformatted(j);
+        if (t) printf("%s\n", t);
+        free(t);
+        cJSON_Delete(j);
+        return SP_OK;
+    }
+    printf("search       %s on %d rank%s, ctx %d, %d generations x %d offspring (rates: %s)\n",
+           model_dir, o->ranks, o->ranks == 1 ? "" : "s", o->ctx, o->generations, o->offspring,
+           r.source);
+    printf("memory       %.1f MiB per rank: blocks %.1f, scratch %.1f, head %.1f, pool %.1f, "
+           "dense reference %.1f, states %.1f\n", s.rss / MB, s.blocks / MB, s.scratch / MB,
+           s.head / MB, s.pool / MB, s.reference / MB, s.states / MB);
+    printf("time         reference %.3g s, %.3g s per generation, %.3g s in all\n", s.t_reference,
+           s.t_generation, s.t_total);
+    printf("work         %.4g window-layer forwards per generation (%.4g without the prefix "
+           "cache)\n", s.layer_evals_gen, s.layer_evals_full_gen);
+    return SP_OK;
+}
+
 sp_status sp_plan_cli(MPI_Comm comm, int rank, int argc, char **argv, sp_err *err) {
     sp_plan_opts o;
     sp_plan_opts_default(&o);
     const char *model = NULL, *cal_dir = ".", *rates = NULL, *save = NULL;
-    int json = 0, calibrate = 0, strict = 0, have_levels = 0, help = 0;
+    int json = 0, calibrate = 0, strict = 0, have_levels = 0, help = 0, search = 0, nsurv = 3;
+    sp_plan_search_opts so;
+    sp_plan_search_opts_default(&so);
     long v;
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'}, {"ranks", required_argument, 0, 'R'},
@@ -261,6 +321,9 @@ sp_status sp_plan_cli(MPI_Comm comm, int rank, int argc, char **argv, sp_err *er
         {"mem-per-rank", required_argument, 0, 'M'}, {"strict", no_argument, 0, 'S'},
         {"calibrate", no_argument, 0, 'C'}, {"calibrate-dir", required_argument, 0, 'D'},
         {"rates", required_argument, 0, 'r'}, {"save-rates", required_argument, 0, 'w'},
+        {"search", no_argument, 0, 'E'}, {"generations", required_argument, 0, 'G'},
+        {"offspring", required_argument, 0, 'O'}, {"stages", required_argument, 0, 'P'},
+        {"survivors", required_argument, 0, 'V'}, {"pool-windows", required_argument, 0, 'W'},
         {"json", no_argument, 0, 'j'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     int ch;
     sp_status st = SP_OK;
@@ -305,6 +368,12 @@ sp_status sp_plan_cli(MPI_Comm comm, int rank, int argc, char **argv, sp_err *er
         case 'D': cal_dir = optarg; break;
         case 'r': rates = optarg; break;
         case 'w': save = optarg; break;
+        case 'E': search = 1; break;
+        case 'G': st = sp_cli_int("--generations", optarg, 0, 1 << 24, &v, err); so.generations = (int)v; break;
+        case 'O': st = sp_cli_int("--offspring", optarg, 1, 4096, &v, err); so.offspring = (int)v; break;
+        case 'P': st = sp_cli_int_list("--stages", optarg, 1, 1L << 30, so.stages, 8, &so.n_stages, err); break;
+        case 'V': st = sp_cli_int_list("--survivors", optarg, 1, 4096, so.survivors, 8, &nsurv, err); break;
+        case 'W': st = sp_cli_int("--pool-windows", optarg, 1, 1 << 24, &v, err); so.pool_windows = (int)v; break;
         case 'j': json = 1; break;
         case 'h': help = 1; break;
         default:
@@ -342,7 +411,17 @@ sp_status sp_plan_cli(MPI_Comm comm, int rank, int argc, char **argv, sp_err *er
             if (o.levels[i] == o.levels[i - 1])
                 st = sp_err_set(err, SP_EINVAL, "--levels: %d appears twice", o.levels[i]);
     }
-    if (st == SP_OK && rank == 0)
+    if (st == SP_OK && search && nsurv != so.n_stages)
+        st = sp_err_set(err, SP_EINVAL, "plan: --survivors has %d values for %d --stages", nsurv,
+                        so.n_stages);
+    if (st == SP_OK && search && !model)
+        st = sp_err_set(err, SP_EINVAL, "plan: --search needs --model (the dense model)");
+    if (st == SP_OK && rank == 0 && search) {
+        so.ranks = o.ranks;
+        so.ctx = o.ctx;
+        if (have_levels) so.n_levels = o.n_levels;
+        st = plan_search_rank0(model, &so, calibrate, cal_dir, rates, json, err);
+    } else if (st == SP_OK && rank == 0)
         st = plan_rank0(model, &o, calibrate, cal_dir, rates, save, json, strict, err);
     return sp_mpi_agree(comm, st, err);
 }

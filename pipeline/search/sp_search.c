@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "mpi/sp_mpi.h"
@@ -316,6 +317,10 @@ static sp_status search_job(MPI_Comm comm, const sp_search_opts *o, int resume,
     res->ranks = s.size;
     res->checkpoints = s.checkpoints;
     res->seconds = now_s() - t0;
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double mine = (double)ru.ru_maxrss / 1024.0;
+    MPI_Allreduce(&mine, &res->peak_rss_mb_max, 1, MPI_DOUBLE, MPI_MAX, comm);
     free(gerr);
     scratch_free(&g);
     free(s.parent);

@@ -61,6 +61,7 @@ typedef struct {
     double uniform_avg[SP_SGENOME_MAX_LEVELS];
     int ctx, pool_windows;
     int checkpoints;
+    double peak_rss_mb_max;        /* largest peak RSS over the ranks                      */
 } sp_search_result;
 
 /* Defaults: 150 generations, 128 offspring, stages 2048,16384,131072 tokens with 16,4,1

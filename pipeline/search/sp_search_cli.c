@@ -71,6 +71,7 @@ void sp_search_print_result(int rank, const sp_search_opts *o, const sp_search_r
         cJSON_AddNumberToObject(j, "ctx", r->ctx);
         cJSON_AddNumberToObject(j, "pool_windows", r->pool_windows);
         cJSON_AddNumberToObject(j, "checkpoints", r->checkpoints);
+        cJSON_AddNumberToObject(j, "peak_rss_mb_max", r->peak_rss_mb_max);
         cJSON *u = cJSON_AddObjectToObject(j, "uniform_avg_bits");
         for (int k = 0; k < r->n_levels; k++) {
             char key[8];
@@ -93,7 +94,8 @@ void sp_search_print_result(int rank, const sp_search_opts *o, const sp_search_r
     printf("generations  %d (%d accepted), layer evaluations %lld (full re-runs: %lld, %.2fx)\n",
            r->generations, r->accepted, (long long)r->layer_evals, (long long)r->layer_evals_full,
            r->layer_evals > 0 ? (double)r->layer_evals_full / (double)r->layer_evals : 0.0);
-    printf("time         %.2f s on %d rank%s\n", r->seconds, r->ranks, r->ranks == 1 ? "" : "s");
+    printf("time         %.2f s on %d rank%s, peak RSS %.1f MB max\n", r->seconds, r->ranks,
+           r->ranks == 1 ? "" : "s", r->peak_rss_mb_max);
 }
 
 sp_status sp_search_cli(MPI_Comm comm, int rank, int argc, char **argv,
