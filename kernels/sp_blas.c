@@ -23,6 +23,7 @@ typedef struct {
     int n_workers;          /* started workers (threads - 1, fewer if pthread_create fails) */
     int threads;            /* threads requested (caller included)                         */
     unsigned long gen;      /* job generation                                              */
+    unsigned long gen0;     /* gen when the workers were started (no job in flight then)    */
     int stop;
     int busy;               /* workers that have not left the current job                  */
     /* the current job */
@@ -56,9 +57,10 @@ static void run_tasks(int slot) {
 
 static void *worker_main(void *p) {
     int slot = (int)(size_t)p;
-    unsigned long seen = 0;
     pthread_mutex_lock(&pool.mu);
-    seen = pool.gen;
+    /* Not pool.gen: a job may have been published before this thread got here, and it must
+     * still take part in it (the caller counts on every worker leaving the job). */
+    unsigned long seen = pool.gen0;
     for (;;) {
         while (!pool.stop && pool.gen == seen) pthread_cond_wait(&pool.go, &pool.mu);
         if (pool.stop) break;
@@ -96,6 +98,7 @@ sp_status sp_blas_set_threads(int n, sp_err *err) {
     pool.th = sp_malloc((size_t)(n - 1) * sizeof *pool.th, err, "sp_blas thread pool");
     if (!pool.th) return SP_ENOMEM;
     pool.threads = n;
+    pool.gen0 = pool.gen;
     for (int i = 0; i < n - 1; i++) {
         int rc = pthread_create(&pool.th[i], NULL, worker_main, (void *)(size_t)(i + 1));
         if (rc != 0) {
