@@ -12,7 +12,10 @@
  *             the causal lower triangle in 256-row query tiles (diagonal tiles in full), about
  *             0.56 of the full T x T square at T = 2048. Norms, RoPE, softmax and SwiGLU are
  *             not counted (they are O(T·D) or O(T²·H) and run in the measured time).
- * Threads: whatever OPENBLAS_NUM_THREADS says; the elementwise parts are single-threaded.
+ * Threads: SP_NUM_THREADS, else OPENBLAS_NUM_THREADS (default: all cores), for both the forward (through
+ * kernels/sp_blas.h: OpenBLAS at 1 thread inside shape-only tiles, as shardpress runs it) and
+ * the reference sgemm (plain OpenBLAS threading, switched on around it only); the elementwise
+ * parts are single-threaded.
  *
  * Output: human-readable lines, then one markdown table row prefixed "ROW " for
  * bench/run_forward.sh.
@@ -24,7 +27,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "kernels/sp_blas.h"
 #include "kernels/sp_forward.h"
 #include "kernels/sp_ops.h"
 
@@ -59,9 +64,11 @@ typedef struct {
     float *a, *b, *c; /* [n, n] each */
     double best;      /* GFLOP/s     */
     int runs;
+    int threads;      /* OpenBLAS threads for the reference */
 } gemm_ref;
 
 static void gemm_ref_run(gemm_ref *g, int reps) {
+    openblas_set_num_threads(g->threads);
     for (int r = 0; r < reps; r++) {
         double t0 = now_s();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->n, g->n, g->n, 1.0f, g->a,
@@ -70,6 +77,7 @@ static void gemm_ref_run(gemm_ref *g, int reps) {
         if (rate > g->best) g->best = rate;
         g->runs++;
     }
+    openblas_set_num_threads(1); /* back to what sp_blas needs */
 }
 
 int main(int argc, char **argv) {
@@ -129,7 +137,16 @@ int main(int argc, char **argv) {
 
     printf("block: D=%d F=%d Hq=%d Hkv=%d hd=%d, %d windows x %d tokens, weights %.0f MB\n",
            c.dim, c.hidden_dim, c.n_heads, c.n_kv_heads, c.head_dim, windows, T, weight_mb);
-    gemm_ref g = {gemm_n, NULL, NULL, NULL, 0.0, 0};
+    const char *tv = getenv("SP_NUM_THREADS");
+    if (!tv || !*tv) tv = getenv("OPENBLAS_NUM_THREADS");
+    long cores = sysconf(_SC_NPROCESSORS_ONLN); /* unset: all cores, as OpenBLAS would */
+    int threads = tv && atoi(tv) > 0 ? atoi(tv) : cores > 0 ? (int)cores : 1;
+    if (sp_blas_set_threads(threads, &err) != SP_OK) {
+        fprintf(stderr, "bench_forward: %s\n", err.msg);
+        return 1;
+    }
+    printf("threads: %d (sp_blas for the forward, OpenBLAS for the reference sgemm)\n", threads);
+    gemm_ref g = {gemm_n, NULL, NULL, NULL, 0.0, 0, threads};
     size_t gnn = (size_t)gemm_n * (size_t)gemm_n;
     g.a = alloc_fill(gnn, 1.0f, &s);
     g.b = alloc_fill(gnn, 1.0f, &s);
@@ -187,5 +204,6 @@ int main(int argc, char **argv) {
     free(x);
     float *p[] = {w.attn_norm, w.ffn_norm, w.wq, w.wk, w.wv, w.wo, w.w_gate, w.w_up, w.w_down};
     for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) free(p[i]);
+    sp_blas_shutdown();
     return 0;
 }

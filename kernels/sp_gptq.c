@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/sp_blas.h"
+
 #define SP_GPTQ_SUB 16     /* columns per sub-block inside a block (rank-1 updates within)  */
 #define SP_GPTQ_PANEL 256  /* columns per left-looking panel (a multiple of the block)       */
 #define SP_GPTQ_CHUNK 256  /* rows per pass when quantizing a column                         */
@@ -36,7 +38,7 @@ struct sp_gptq_ctx {
 
 #define SP_T float
 #define SP_FN(name) name##_f32
-#define SP_GEMM cblas_sgemm
+#define SP_GEMM sp_blas_sgemm
 #define SP_GER cblas_sger
 #define SP_POTRF LAPACKE_spotrf_work
 #define SP_TRTRI LAPACKE_strtri_work
@@ -56,7 +58,7 @@ struct sp_gptq_ctx {
 
 #define SP_T double
 #define SP_FN(name) name##_f64
-#define SP_GEMM cblas_dgemm
+#define SP_GEMM sp_blas_dgemm
 #define SP_GER cblas_dger
 #define SP_POTRF LAPACKE_dpotrf_work
 #define SP_TRTRI LAPACKE_dtrtri_work
@@ -249,8 +251,8 @@ static sp_status quad_trace(const float *W, const float *deq, const sp_qlayer *q
         if (q) sp_qlayer_dequant_rows(Q, q, (int)r0, (int)(r0 + m));
         for (size_t i = 0; i < m * C; i++)
             D[i] = (double)W[r0 * C + i] - (dq ? (double)dq[i] : 0.0);
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, cols, cols, 1.0, D, cols,
-                    H, cols, 0.0, M, cols);
+        sp_blas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, cols, cols, 1.0, D,
+                      cols, H, cols, 0.0, M, cols);
         for (size_t i = 0; i < m * C; i++) total += M[i] * D[i];
     }
     free(D);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/sp_blas.h"
 #include "mpi/sp_mpi.h"
 
 sp_status sp_hacc_init(sp_hacc *h, int n, int max_rows, int64_t total_rows, double bound,
@@ -76,10 +77,12 @@ sp_status sp_hacc_add(sp_hacc *h, const float *X, int rows, sp_err *err) {
         /* panel rows [0, j0) = X[:, 0:j0]ᵀ · X[:, j0:j0+pw] (a rectangle: dgemm), rows
          * [j0, ih) = the upper triangle of X[:, j0:j0+pw]ᵀ · X[:, j0:j0+pw] (dsyrk: half the
          * flops of a full diagonal block, which would add pw/n to the work). Both read xd
-         * [rows, n]; the same calls on every rank, so the same bits. */
+         * [rows, n]; the same calls on every rank, so the same bits. The dgemm (the bulk, j0
+         * rows) is threaded by sp_blas, whose bits do not depend on the thread count; the dsyrk
+         * is a single-threaded OpenBLAS call (sp_blas keeps OpenBLAS at one thread). */
         if (j0 > 0)
-            cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, j0, pw, rows, 1.0, h->xd, n,
-                        h->xd + j0, n, 0.0, h->panel, pw);
+            sp_blas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, j0, pw, rows, 1.0, h->xd, n,
+                          h->xd + j0, n, 0.0, h->panel, pw);
         cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, pw, rows, 1.0, h->xd + j0, n, 0.0,
                     h->panel + (size_t)j0 * pw, pw);
         for (int i = 0; i < ih; i++) {

@@ -4,8 +4,9 @@
  */
 #include "kernels/sp_ops.h"
 
-#include <cblas.h>
 #include <math.h>
+
+#include "kernels/sp_blas.h"
 
 void sp_rmsnorm_forward(float *out, const float *x, const float *w, float eps, size_t T,
                         size_t D) {
@@ -96,8 +97,9 @@ void sp_softmax_row(float *row, size_t n) {
 void sp_linear_forward(float *out, const float *x, const float *w, const float *bias,
                        size_t T, size_t n_in, size_t n_out, int accumulate) {
     if (T == 0 || n_out == 0) return;
-    /* out [T, n_out] = x [T, n_in] · w [n_out, n_in]ᵀ: B transposed, all leading dims natural. */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)n_out, (int)n_in, 1.0f,
+    /* out [T, n_out] = x [T, n_in] · w [n_out, n_in]ᵀ: B transposed, all leading dims natural.
+     * sp_blas: threaded, with bits that do not depend on the thread count. */
+    sp_blas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)n_out, (int)n_in, 1.0f,
                 x, (int)n_in, w, (int)n_in, accumulate ? 1.0f : 0.0f, out, (int)n_out);
     if (bias && !accumulate) {
         for (size_t t = 0; t < T; t++) {

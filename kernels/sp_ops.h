@@ -8,8 +8,8 @@
  * Conventions: outputs first, inputs next, dimensions last; every matrix is row-major and
  * contiguous unless a leading dimension (row stride, in floats) is passed. None of these
  * functions allocate, fail, or keep state; all are safe to call from several threads on
- * disjoint outputs. The BLAS calls use however many threads the caller configured for
- * OpenBLAS (nothing here changes that setting).
+ * disjoint outputs. The two products run on the sp_blas pool (kernels/sp_blas.h): threaded,
+ * with results that do not depend on the thread count (nothing here changes that setting).
  */
 #ifndef SP_OPS_H
 #define SP_OPS_H
@@ -65,7 +65,9 @@ void sp_linear_forward(float *out, const float *x, const float *w, const float *
  * q [T, Hq*hd], k [T, Hkv*hd], v [T, Hkv*hd] (RoPE already applied), out [T, Hq*hd].
  * scores [T, T] is scratch. Queries are processed in tiles of SP_ATTN_TILE rows so that the
  * products skip whole key blocks above the diagonal; the tiles start at multiples of
- * SP_ATTN_TILE, so a window's result does not depend on anything but the window.
+ * SP_ATTN_TILE, so a window's result does not depend on anything but the window. The
+ * (head, tile) pairs run in parallel on the sp_blas pool, at most T / min(T, SP_ATTN_TILE) at
+ * once (each uses min(T, SP_ATTN_TILE) rows of scores); the bits do not depend on the threads.
  * Precondition: Hq % Hkv == 0, T >= 1. */
 #define SP_ATTN_TILE 256
 void sp_attention_forward(float *out, float *scores, const float *q, const float *k,

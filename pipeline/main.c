@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "common/sp_error.h"
+#include "kernels/sp_blas.h"
 #include "kernels/sp_quant.h"
 #include "mpi/sp_mpi.h"
 #include "pipeline/sp_cli.h"
@@ -647,14 +648,32 @@ static void usage(FILE *f) {
     fprintf(f, "\n'shardpress <command> --help' describes each command.\n");
 }
 
-/* OpenBLAS threads: unless the user chose (OPENBLAS_NUM_THREADS / OMP_NUM_THREADS), share the
- * node's cores among the ranks on it, so N ranks do not each start one thread per core. */
-static void configure_blas_threads(MPI_Comm comm) {
-    if (getenv("OPENBLAS_NUM_THREADS") || getenv("OMP_NUM_THREADS")) return;
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    int local = sp_mpi_local_size(comm);
-    long t = cores / (local > 0 ? local : 1);
-    openblas_set_num_threads((int)(t > 0 ? t : 1));
+/* Threads of the products (kernels/sp_blas.h): SP_NUM_THREADS, else OPENBLAS_NUM_THREADS, else
+ * OMP_NUM_THREADS when the user set one; otherwise the node's cores are shared among the ranks
+ * on it, so N ranks do not each start one thread per core. OpenBLAS itself is set to 1 thread
+ * (sp_blas_set_threads does it): its own threading gives bits that depend on the thread count,
+ * while sp_blas's tiles do not, so the count only changes the speed. Collective (ends with
+ * sp_mpi_agree), because a rank that could not start its threads must not run the job alone. */
+static sp_status configure_blas_threads(MPI_Comm comm, sp_err *err) {
+    static const char *vars[] = {"SP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"};
+    long t = 0;
+    sp_status st = SP_OK;
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0] && t == 0 && st == SP_OK; i++) {
+        const char *v = getenv(vars[i]);
+        if (!v || !*v) continue;
+        char *end = NULL;
+        t = strtol(v, &end, 10);
+        if (*end != '\0' || t < 1 || t > 4096)
+            st = sp_err_set(err, SP_EINVAL, "%s=%s: expected a thread count in 1..4096", vars[i], v);
+    }
+    if (st == SP_OK && t == 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        int local = sp_mpi_local_size(comm);
+        t = cores / (local > 0 ? local : 1);
+        if (t < 1) t = 1;
+    }
+    if (st == SP_OK) st = sp_blas_set_threads((int)t, err);
+    return sp_mpi_agree(comm, st, err);
 }
 
 int main(int argc, char **argv) {
@@ -689,9 +708,10 @@ int main(int argc, char **argv) {
         } else if (provided < MPI_THREAD_MULTIPLE) {
             st = sp_err_set(&err, SP_EMPI, "the MPI library does not provide MPI_THREAD_MULTIPLE");
         } else {
-            configure_blas_threads(cx.comm);
+            st = configure_blas_threads(cx.comm, &err);
             optind = 1;
-            st = cmd->run(&cx, argc - 1, argv + 1, &err);
+            if (st == SP_OK) st = cmd->run(&cx, argc - 1, argv + 1, &err);
+            sp_blas_shutdown();
         }
     }
     if (st != SP_OK && cx.rank == 0) fprintf(stderr, "shardpress: error: %s\n", err.msg);

@@ -2,7 +2,6 @@
  * the calibration of this machine's rates. See sp_plan.h. */
 #include "pipeline/plan/sp_plan.h"
 
-#include <cblas.h>
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <dirent.h>
@@ -18,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kernels/sp_blas.h"
 #include "shards/sp_safetensors.h"
 
 /* ---- the model ---------------------------------------------------------------------------- */
@@ -316,7 +316,8 @@ static double rss_mib(void) {
 }
 
 /* Repeat a GEMM of the shapes quantize runs (a window of 512 tokens times a 1024-wide
- * matrix) for about `secs` seconds; GFLOP/s. */
+ * matrix) for about `secs` seconds, through sp_blas as the jobs run it (with the threads
+ * main set); GFLOP/s. */
 static double gemm_rate(int dbl, double secs, sp_err *err, sp_status *st) {
     const int M = 512, N = 1024, K = 1024;
     size_t es = dbl ? sizeof(double) : sizeof(float);
@@ -336,11 +337,13 @@ static double gemm_rate(int dbl, double secs, sp_err *err, sp_status *st) {
     double t0 = now_s(), t = 0;
     do {
         if (dbl)
-            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0, (double *)(void *)a,
-                        K, (double *)(void *)b, K, 0.0, (double *)(void *)c, N);
+            sp_blas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0,
+                          (double *)(void *)a, K, (double *)(void *)b, K, 0.0,
+                          (double *)(void *)c, N);
         else
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, (float *)(void *)a,
-                        K, (float *)(void *)b, K, 0.0f, (float *)(void *)c, N);
+            sp_blas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f,
+                          (float *)(void *)a, K, (float *)(void *)b, K, 0.0f,
+                          (float *)(void *)c, N);
         reps++;
         t = now_s() - t0;
     } while (t < secs);
