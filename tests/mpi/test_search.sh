@@ -16,7 +16,8 @@ S=(--model "$Q" --calib "$CAL" --target-bits 3.0 --ctx 128 --generations 3 --off
 case "$1" in
   ranks)
     for n in 1 2 4; do
-      mpi $n "$SP_BIN" search "${S[@]}" --out "$WORK/map$n" --json >"$WORK/r$n.json" 2>"$WORK/p$n"
+      # the default BLAS threads (variable unset): cores / ranks threads per rank
+      env -u OPENBLAS_NUM_THREADS $SP_MPIEXEC -n $n "$SP_BIN" search "${S[@]}" --out "$WORK/map$n" --json >"$WORK/r$n.json" 2>"$WORK/p$n"
       mpi $n "$SP_BIN" search "${S[@]}" --method greedy --out "$WORK/greedy$n" >/dev/null
     done
     for n in 2 4; do
