@@ -679,25 +679,27 @@ sp_status sp_plan_predict(const sp_plan_model *m, const sp_plan_opts *o, const s
 
 /* ---- pieces shared with the search predictor (sp_plan_search.c) ---------------------------- */
 
+/* The geometry of windows of T tokens with default options (only the shapes matter here). */
+static void geom_for_ctx(geom *g, const sp_plan_model *m, int T, sp_plan_opts *o, sp_plan_rates *r) {
+    sp_plan_opts_default(o);
+    o->ctx = T;
+    sp_plan_rates_default(r);
+    geom_init(g, m, o, r);
+}
+
 void sp_plan_block_cost(const sp_plan_model *m, int T, double *flops, double *elems) {
     sp_plan_opts o;
-    sp_plan_opts_default(&o);
-    o.ctx = T;
     sp_plan_rates r;
-    sp_plan_rates_default(&r);
     geom g;
-    geom_init(&g, m, &o, &r);
+    geom_for_ctx(&g, m, T, &o, &r);
     forward_cost(&g, flops, elems);
 }
 
 void sp_plan_block_bytes(const sp_plan_model *m, int T, double *block_f32, double *scratch) {
     sp_plan_opts o;
-    sp_plan_opts_default(&o);
-    o.ctx = T;
     sp_plan_rates r;
-    sp_plan_rates_default(&r);
     geom g;
-    geom_init(&g, m, &o, &r);
+    geom_for_ctx(&g, m, T, &o, &r);
     *block_f32 = g.block_f32;
     *scratch = g.scratch;
 }

@@ -56,6 +56,13 @@ assert len(h["generations"]) == 3 and h["generations"][-1]["fitness_kl"] == r["f
 svg = open(f"{w}/map1.svg").read()
 assert svg.startswith("<svg") and svg.count("<rect") >= 35
 PY
+    # plan --search: memory and time per generation for these settings
+    "$SP_BIN" plan --model "$M" --search --ranks 2 --ctx 128 --generations 3 --offspring 6 \
+      --stages 256,512 --survivors 2,1 --json | python3 -c '
+import json, sys; p = json.load(sys.stdin)
+assert p["job"] == "search" and p["peak_rss_mb"] > p["memory_mb"]["reference"] > 0, p
+assert p["seconds_per_generation"] > 0 and p["seconds"] > 3 * p["seconds_per_generation"], p
+assert 0 < p["layer_evaluations_per_generation"] <= p["layer_evaluations_full_per_generation"] + 20, p'
     # the map is usable: eval reads it
     mpi 2 "$SP_BIN" eval --model "$Q" --text "$CAL" --ctx 128 --max-windows 4 --bits-map "$WORK/map1" >/dev/null \
       || fail "eval cannot read the searched map"
