@@ -50,7 +50,7 @@ void sp_plan_opts_default(sp_plan_opts *o) {
     memset(o, 0, sizeof *o);
     o->ranks = 1;
     o->nsamples = 128;
-    o->ctx = 0; /* min(2048, max_position_embeddings): sp_plan_resolve_ctx */
+    o->ctx = 0; /* min(2048, max_position_embeddings), resolved by sp_plan_predict */
     o->bits = 4;
     o->n_levels = 1;
     o->levels[0] = 4;
@@ -635,9 +635,13 @@ static int fits_at(geom *g, int ranks, double mem, sp_err *err, sp_status *st) {
     return *st == SP_OK && heap <= mem;
 }
 
-sp_status sp_plan_predict(const sp_plan_model *m, const sp_plan_opts *o, const sp_plan_rates *r,
+sp_status sp_plan_predict(const sp_plan_model *m, const sp_plan_opts *oin, const sp_plan_rates *r,
                           sp_plan_result *res, sp_err *err) {
     memset(res, 0, sizeof *res);
+    /* ctx 0: quantize's default, min(2048, max_position_embeddings) */
+    sp_plan_opts oc = *oin;
+    if (oc.ctx <= 0) oc.ctx = sp_config_default_ctx(&m->cfg);
+    const sp_plan_opts *o = &oc;
     SP_FORWARD(check(m, o, r, err));
     geom g;
     geom_init(&g, m, o, r);

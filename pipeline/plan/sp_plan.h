@@ -104,7 +104,8 @@ typedef struct {
     double mem_per_rank;                /* bytes available per rank; 0: not given          */
 } sp_plan_opts;
 
-/* quantize's defaults: 1 rank, 128 × 2048, bits 4 (levels {4}), group 128, block 128. */
+/* quantize's defaults: 1 rank, 128 windows of ctx 0 (= min(2048, max_position_embeddings),
+ * resolved by sp_plan_predict), bits 4 (levels {4}), group 128, block 128. */
 void sp_plan_opts_default(sp_plan_opts *o);
 
 /* ---- rates of this machine --------------------------------------------------------- */
