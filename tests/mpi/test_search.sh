@@ -73,7 +73,7 @@ assert 0 < p["layer_evaluations_per_generation"] <= p["layer_evaluations_full_pe
     rc=0
     ( mpi 2 "$SP_BIN" search "${S[@]}" --out "$WORK/sig" --checkpoint-dir "$WORK/ck" >"$WORK/sig.out" 2>&1 ) &
     pid=$!
-    for _ in $(seq 100); do grep -q '^gen ' "$WORK/sig.out" 2>/dev/null && break; sleep 0.2; done
+    for _ in $(seq 900); do grep -q '^gen ' "$WORK/sig.out" 2>/dev/null && break; sleep 0.2; done
     pkill -USR1 -f "shardpress search .*--checkpoint-dir $WORK/ck" || true
     wait $pid || rc=$?
     [ -e "$WORK/sig" ] && [ $rc -eq 0 ] && echo "note: the search finished before the signal"
@@ -87,7 +87,7 @@ assert 0 < p["layer_evaluations_per_generation"] <= p["layer_evaluations_full_pe
     # SIGKILL in the middle: resume from the last generation's checkpoint
     ( mpi 2 "$SP_BIN" search "${S[@]}" --out "$WORK/kill" --checkpoint-dir "$WORK/ck2" >"$WORK/kill.out" 2>&1 ) &
     pid=$!
-    for _ in $(seq 100); do [ -e "$WORK/ck2/latest" ] && break; sleep 0.2; done
+    for _ in $(seq 900); do [ -e "$WORK/ck2/latest" ] && break; sleep 0.2; done
     pkill -KILL -f "shardpress search .*--checkpoint-dir $WORK/ck2" || true
     wait $pid || true
     [ ! -e "$WORK/kill" ] || [ -e "$WORK/ck2/latest" ] || fail "neither finished nor checkpointed"
