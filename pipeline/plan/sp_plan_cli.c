@@ -9,6 +9,7 @@
 #include "mpi/sp_mpi.h"
 #include "pipeline/sp_cli.h"
 #include "pipeline/plan/sp_plan.h"
+#include "pipeline/search/sp_search.h"
 
 static const char *PLAN_USAGE =
     "usage: shardpress plan --model DIR --ranks R [options]\n"
@@ -411,9 +412,9 @@ sp_status sp_plan_cli(MPI_Comm comm, int rank, int argc, char **argv, sp_err *er
             if (o.levels[i] == o.levels[i - 1])
                 st = sp_err_set(err, SP_EINVAL, "--levels: %d appears twice", o.levels[i]);
     }
-    if (st == SP_OK && search && nsurv != so.n_stages)
-        st = sp_err_set(err, SP_EINVAL, "plan: --survivors has %d values for %d --stages", nsurv,
-                        so.n_stages);
+    if (st == SP_OK && search)
+        st = sp_search_check_schedule("plan", so.stages, so.n_stages, so.survivors, nsurv,
+                                      so.offspring, err);
     if (st == SP_OK && search && !model)
         st = sp_err_set(err, SP_EINVAL, "plan: --search needs --model (the dense model)");
     if (st == SP_OK && rank == 0 && search) {

@@ -157,10 +157,11 @@ sp_status sp_search_cli(MPI_Comm comm, int rank, int argc, char **argv,
         }
     }
     SP_RETURN_IF(optind < argc, err, SP_EINVAL, "search: unexpected argument '%s'", argv[optind]);
-    SP_RETURN_IF(have_surv && nsurv != o.n_stages, err, SP_EINVAL, "search: --survivors has %d "
-                 "values for %d --stages", nsurv, o.n_stages);
     SP_RETURN_IF(!have_surv && o.n_stages != 3, err, SP_EINVAL, "search: give --survivors with "
                  "one value per stage (%d stages)", o.n_stages);
+    if (have_surv) /* the same rules as plan --search, before any rank reads a file */
+        SP_FORWARD(sp_search_check_schedule("search", o.stages, o.n_stages, o.survivors, nsurv,
+                                            o.offspring, err));
     o.progress_to_stderr = json;
     sp_search_result r;
     sp_status st = sp_search_run(comm, &o, &r, err);
