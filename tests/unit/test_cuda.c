@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <math.h>
 #include <mpi.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 #include "kernels/sp_gptq.h"
 #include "kernels/sp_hacc.h"
 #include "kernels/sp_ops.h"
+#include "pipeline/plan/sp_plan.h"
 #include "pipeline/sp_device.h"
 
 static void test_pick(void **state) {
@@ -128,12 +130,56 @@ static void test_stubs_without_build(void **state) {
     assert_memory_equal(o1, o2, sizeof o1);
 }
 
+/* plan --gpu-mem for a Llama-2-70B block (D 8192, F 28672, 64/8 heads, ctx 2048): the terms
+ * are the device allocations of kernels/cuda, so check them against the formulas. */
+static void test_plan_gpu(void **state) {
+    (void)state;
+    sp_config c;
+    memset(&c, 0, sizeof c);
+    c.dim = 8192, c.hidden_dim = 28672, c.n_layers = 80, c.n_heads = 64, c.n_kv_heads = 8;
+    c.head_dim = 128, c.vocab_size = 32000, c.max_seq_len = 4096, c.rope_theta = 10000;
+    sp_plan_model m;
+    sp_plan_model_from_config(&m, &c, SP_DTYPE_BF16);
+    sp_plan_opts o;
+    sp_plan_opts_default(&o);
+    o.ctx = 2048;
+    sp_plan_gpu g;
+    sp_plan_gpu_predict(&m, &o, &g);
+    assert_int_equal(g.fits, -1); /* no --gpu-mem */
+    const double D = 8192, F = 28672, T = 2048;
+    /* the block in fp32: 4 D² (q, o; k, v are D/8 wide) ... at least the MLP's 3·D·F */
+    assert_true(g.weights >= 3 * D * F * 4 && g.weights < 3.5 * D * F * 4 + 4 * D * D * 4);
+    /* sp_cuda_hacc_new per Hessian (q/k/v and gate/up of width D, o of 64·128 = D, down of F):
+     * packed int64, the window in fp32 + double, one 2048-column double panel */
+    double hb = 0;
+    const double n4[4] = {D, D, D, F};
+    for (int h = 0; h < 4; h++) hb += n4[h] * (n4[h] + 1) / 2 * 8 + T * n4[h] * 12 + n4[h] * 2048 * 8 + 16;
+    assert_true(fabs(g.hessians - hb) < 1.0);
+    /* one rank factors every Hessian: F² + 3·D² floats */
+    assert_true(g.factors == (F * F + 3 * D * D) * 4);
+    /* the largest unit: down_proj [D, F], 8192 rows: W, X (fp32), Ct, codes (bytes) */
+    assert_true(g.gptq_work >= D * F * 10 && g.gptq_work < D * F * 10 * 1.1);
+    assert_true(g.peak == (g.weights + g.linear + g.hessians > g.factors + g.gptq_work
+                               ? g.weights + g.linear + g.hessians : g.factors + g.gptq_work));
+    assert_true(g.linear == T * F * 4 * 2);
+    o.gpu_mem = 141e9;
+    sp_plan_gpu_predict(&m, &o, &g);
+    assert_int_equal(g.fits, 1);
+    o.gpu_mem = 8e9;
+    sp_plan_gpu_predict(&m, &o, &g);
+    assert_int_equal(g.fits, 0);
+    /* 4 ranks: the factors of one Hessian (the largest) per rank */
+    o.ranks = 4;
+    sp_plan_gpu_predict(&m, &o, &g);
+    assert_true(g.factors == F * F * 4);
+}
+
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pick),          cmocka_unit_test(test_env_local_rank),
         cmocka_unit_test(test_parse),         cmocka_unit_test(test_open),
-        cmocka_unit_test(test_stubs_without_build),
+        cmocka_unit_test(test_stubs_without_build), cmocka_unit_test(test_plan_gpu),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     MPI_Finalize();
