@@ -9,9 +9,13 @@
  *             summation order only).
  *   GPTQ      per configuration (act-order + hmse, the default; lazy groups inside blocks with
  *             min-max; one group per row; symmetric with the mse search): static group
- *             parameters equal the CPU's bit for bit, at most 0.5% of the codes differ (each
- *             by one step), and the layer errors agree within 1%. The measured fractions are
- *             printed; docs/architecture.md "CUDA path" records them once a device has run.
+ *             parameters equal the CPU's bit for bit; codes differ only in a few rows, where a
+ *             first flip at a rounding boundary changes that row's later error feedback (a
+ *             cascade): at most 1% of codes in at most 10% of rows, layer errors within 0.2%.
+ *             The CPU's own float vs double runs of the same layers, differences of the same
+ *             size, give 0 to 1.3e-3 of codes in 0 to 5% of rows and errors within 1.2e-4.
+ *             The measured fractions are printed; docs/architecture.md "CUDA path" records
+ *             them once a device has run.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -187,22 +191,30 @@ static void gptq_compare(const gcfg *k) {
                          SP_OK);
         sp_gptq_free(ctx);
     }
-    size_t diff = 0, far = 0, np = (size_t)R * qc.n_groups, sdiff = 0;
-    for (size_t i = 0; i < (size_t)R * C; i++) {
-        int d = (int)qc.codes[i] - (int)qg.codes[i];
-        diff += d != 0;
-        far += d > 1 || d < -1;
+    size_t diff = 0, far = 0, np = (size_t)R * qc.n_groups, sdiff = 0, rows_d = 0;
+    for (size_t r = 0; r < (size_t)R; r++) {
+        int any = 0;
+        for (size_t c = 0; c < (size_t)C; c++) {
+            int d = (int)qc.codes[r * C + c] - (int)qg.codes[r * C + c];
+            diff += d != 0;
+            far += d > 1 || d < -1;
+            any |= d != 0;
+        }
+        rows_d += any;
     }
     for (size_t i = 0; i < np; i++)
         sdiff += qc.scales[i] != qg.scales[i] || qc.zeros[i] != qg.zeros[i];
     double frac = (double)diff / ((double)R * C), rel = fabs(eg - ec) / ec;
-    printf("gptq %-28s codes differing %zu of %d (%.2e), by more than one step %zu; "
-           "group params differing %zu of %zu; layer error cpu %.6e gpu %.6e (rel %.2e)\n",
-           k->name, diff, R * C, frac, far, sdiff, np, ec, eg, rel);
+    printf("gptq %-28s codes differing %zu of %d (%.2e) in %zu of %d rows, by more than one "
+           "step %zu; group params differing %zu of %zu; layer error cpu %.6e gpu %.6e (rel "
+           "%.2e)\n", k->name, diff, R * C, frac, rows_d, R, far, sdiff, np, ec, eg, rel);
     int static_groups = k->act || k->gs < 0 || k->gs >= C;
     if (static_groups) assert_int_equal(sdiff, 0);
-    assert_true(frac <= 5e-3);
-    assert_true(rel <= 1e-2);
+    /* Bounds from the CPU's own float vs double runs of these layers (differences of the same
+     * size): up to 1.3e-3 of the codes in up to 5% of the rows, layer errors within 1.2e-4. */
+    assert_true(frac <= 1e-2);
+    assert_true(rows_d <= (size_t)R / 10 + 1);
+    assert_true(rel <= 2e-3);
     sp_qlayer_free(&qc);
     sp_qlayer_free(&qg);
     free(H), free(X), free(Wt);
