@@ -4,18 +4,18 @@
 #      image lacks shardpress's libraries, the bundle that bench/device_prepare.sh --bundle
 #      made here (.devdata/bundle.tar.xz)
 #   2. test_cuda and test_cuda_kernels: the CUDA kernels against the CPU path (must pass, not skip)
-#   3. the bundled model (models/stories260K): quantize --device cuda and --device cpu, eval of
+#   3. bench/run_gptq.sh --cuda --no-doc: GPTQ 4096² vs the GPU's cublasSgemm, the 70B down_proj
+#   4. the bundled model (models/stories260K): quantize --device cuda and --device cpu, eval of
 #      both containers and of the dense model on both devices (ppl, KL, layer error)
-#   4. a synthetic 7B-shaped model, 2 layers (bench/sp_synth_model: hidden 4096, intermediate
-#      11008, 32 heads), quantized on cuda and on cpu: time, layer error
-#   5. bench/run_gptq.sh --cuda --no-doc: GPTQ 4096² vs the GPU's cublasSgemm, the 70B down_proj
+#   5. a synthetic 7B-shaped model, 2 layers (bench/sp_synth_model: hidden 4096, intermediate
+#      11008, 32 heads), quantized on cuda and on cpu (8 windows of 1024): time, layer error
 # Figures go to stdout and to $OUT (the device tool's output folder; /tmp/sp-device-out when
 # unset): device_check.log (everything), summary.txt (the figures), gptq_cuda.txt.
 #
 # Run from this machine (after bench/device_prepare.sh [--bundle]):
 #   device run: command "bash bench/device_check.sh", carry [".devdata"], timeout_s 560
-# Testing the script itself on a CPU machine: SP_DEVICE_CHECK_SMOKE=1 skips steps 4 and 5 and
-# makes step 3 small; SP_DEVICE_CHECK_BUNDLE=1 uses the bundle even where cmake would work.
+# Testing the script itself on a CPU machine: SP_DEVICE_CHECK_SMOKE=1 skips steps 3 and 5 and
+# makes step 4 small; SP_DEVICE_CHECK_BUNDLE=1 uses the bundle even where cmake would work.
 set -uo pipefail
 SMOKE=${SP_DEVICE_CHECK_SMOKE:-0}
 cd "$(dirname "$0")/.."
@@ -51,6 +51,8 @@ if [[ ${SP_DEVICE_CHECK_BUNDLE:-0} != 1 && -x /usr/local/cuda/bin/nvcc ]] && cma
   else
     note "build: native build failed (see build.log)"; tail -30 "$OUT/build.log"
   fi
+elif [[ ${SP_DEVICE_CHECK_BUNDLE:-0} == 1 ]]; then
+  note "build: skipped (SP_DEVICE_CHECK_BUNDLE=1)"
 else
   note "build: cmake configure failed here (missing libraries?), see cmake.log"; tail -15 "$OUT/cmake.log"
 fi
@@ -82,7 +84,18 @@ rc=${PIPESTATUS[0]}
 grep -E "^(device|linear|hessian|gptq)" "$OUT/test_cuda_kernels.txt" >>"$SUM"
 if [[ $rc -eq 0 ]]; then note "PASS test_cuda_kernels"; else note "FAIL test_cuda_kernels (rc $rc; 77 = skipped: no GPU seen)"; fail=1; fi
 
-# ---- 3. the bundled model -----------------------------------------------------------------------
+# ---- 3. GPTQ kernel: 4096² and the 70B down_proj (first: the issue's figures) -------------
+if [[ $SMOKE != 1 ]]; then
+  step "bench/run_gptq.sh --cuda"
+  if [[ -x $BIN/bench_gptq_cuda && $BIN != "$ROOT/build-dev" ]]; then
+    timeout 240 "$BIN/bench_gptq_cuda" | tee "$OUT/gptq_cuda.txt"   # bundle: prebuilt
+  else
+    SP_BUILD_DIR=$ROOT/build-dev timeout 240 bash bench/run_gptq.sh --cuda --no-doc | tee "$OUT/gptq_cuda.txt"
+  fi
+  grep -E "^(device|hessian|GPTQ|  same H)" "$OUT/gptq_cuda.txt" >>"$SUM"
+fi
+
+# ---- 4. the bundled model -----------------------------------------------------------------------
 step "stories260K: quantize and eval on cuda and cpu"
 M=models/stories260K
 QO="--bits 4 --group-size 32 --nsamples 64 --ctx 256 --json"
@@ -107,29 +120,20 @@ done
 check "eval on cuda ran" test -s "$W/e-q-cuda.json"
 
 if [[ $SMOKE == 1 ]]; then
-  note "smoke run: steps 4 and 5 skipped"; note "total $(($(date +%s) - T0)) s"; rm -rf "$W"; exit $fail
+  note "smoke run: steps 3 and 5 skipped"; note "total $(($(date +%s) - T0)) s"; rm -rf "$W"; exit $fail
 fi
 
-# ---- 4. a synthetic 7B-shaped model, two layers ----------------------------------------------
+# ---- 5. a synthetic 7B-shaped model, two layers (last: the longest; timeouts) ---------------
 step "synthetic 7B-shaped model (2 layers)"
 "$BIN/sp_synth_model" --out "$W/m7b" --hidden 4096 --intermediate 11008 --layers 2 --heads 32 \
   --kv-heads 32 --vocab 512 --dtype bf16 --max-pos 4096 --seed 1 >/dev/null
 for d in cuda cpu; do
   t=$(date +%s.%N)
-  "$SPB" quantize --model "$W/m7b" --calib "$CAL" --out "$W/q7-$d" --device $d --bits 4 \
-    --nsamples 8 --ctx 2048 --json >"$W/q7-$d.json"
+  timeout 200 "$SPB" quantize --model "$W/m7b" --calib "$CAL" --out "$W/q7-$d" --device $d \
+    --bits 4 --nsamples 8 --ctx 1024 --json >"$W/q7-$d.json"
   check "quantize 7B-shaped --device $d" test -f "$W/q7-$d/model.sp.h5"
   note "7B-shaped $d: wall $(awk "BEGIN {printf \"%.1f\", $(date +%s.%N) - $t}") s; $(python3 -c "import json;j=json.load(open('$W/q7-$d.json'));p=j['phase_seconds'];print('hessian %.1f gptq %.1f propagate %.1f s, layer error %.6e, peak RSS %.0f MB'%(p['hessian'],p['gptq'],p['propagate'],j['mean_rel_layer_error'],j['peak_rss_mb_max']))" 2>/dev/null)"
 done
-
-# ---- 5. GPTQ kernel: 4096² and the 70B down_proj ----------------------------------------------
-step "bench/run_gptq.sh --cuda"
-if [[ -x $BIN/bench_gptq_cuda && $BIN != "$ROOT/build-dev" ]]; then
-  "$BIN/bench_gptq_cuda" | tee "$OUT/gptq_cuda.txt"   # bundle: the prebuilt program
-else
-  SP_BUILD_DIR=$ROOT/build-dev bash bench/run_gptq.sh --cuda --no-doc | tee "$OUT/gptq_cuda.txt"
-fi
-grep -E "^(device|hessian|GPTQ|  same H)" "$OUT/gptq_cuda.txt" >>"$SUM"
 
 step "done"
 note "total $(($(date +%s) - T0)) s; $([[ $fail -eq 0 ]] && echo 'all checks passed' || echo 'SOME CHECKS FAILED')"
