@@ -44,6 +44,7 @@ typedef struct {
     uint32_t model_fp, calib_fp;
     int start_layer;         /* first block to compute                                       */
     int checkpoints;
+    struct sp_cuda *gpu;     /* --device cuda: this rank's GPU (forward, Hessians, GPTQ)     */
 } sp_qjob;
 
 /* sp_qoutput.c — rank 0 only. */

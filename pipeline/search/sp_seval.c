@@ -1,4 +1,6 @@
 /* sp_seval.c — see sp_seval.h. */
+#include "kernels/cuda/sp_cuda.h"
+#include "pipeline/sp_device.h"
 #include "pipeline/search/sp_seval.h"
 
 #include <cjson/cJSON.h>
@@ -39,6 +41,7 @@ struct sp_seval {
     float *norm, *head, *logits, *xn;
     block_buf bp, bc;             /* parent's and one candidate's block                      */
     sp_block_scratch scr;
+    sp_cuda *gpu;                 /* --device cuda: the block linears' GPU, else NULL        */
     char dense_dir[PATH_MAX];
     uint32_t dense_fp;
 };
@@ -68,6 +71,7 @@ void sp_seval_close(sp_seval *e) {
     sp_block_weights_free(&e->bp.w);
     sp_block_weights_free(&e->bc.w);
     sp_block_scratch_free(&e->scr);
+    sp_cuda_close(e->gpu);
     free(e);
 }
 
@@ -221,7 +225,7 @@ static sp_status dense_reference(sp_seval *e, sp_err *err) {
     for (size_t w = w0; w < w1 && st == SP_OK; w++) {
         const int32_t *ids = e->ids + w * T;
         double nll, kl;
-        st = sp_eval_forward_windows(e->dm, ids, 1, e->ctx, x, err);
+        st = sp_eval_forward_windows_on(e->dm, ids, 1, e->ctx, x, e->gpu, err);
         if (st == SP_OK) st = sp_eval_score_window(&sc, x, ids, e->ctx, e->ref + w * R, NULL,
                                                    &nll, &kl, err);
     }
@@ -282,6 +286,8 @@ sp_status sp_seval_open(sp_seval **out, MPI_Comm comm, const sp_seval_opts *o, s
         if (st == SP_OK) st = sp_block_scratch_alloc(&e->scr, e->c, e->ctx, err);
     }
     st = sp_mpi_agree(comm, st, err);
+    if (st == SP_OK) st = sp_device_open(comm, o->device, &e->gpu, err);
+    e->scr.gpu = e->gpu;
     if (st == SP_OK) st = dense_reference(e, err);
     if (st) {
         sp_seval_close(e);
@@ -414,6 +420,7 @@ sp_status sp_seval_run(sp_seval *e, const int *windows, int nw, const uint8_t *p
         st = run_chunk(e, &r, i0, i1, err);
         i0 = i1;
     }
+    if (st == SP_OK) st = sp_cuda_take_error(e->gpu, err);
     st = sp_mpi_agree(e->comm, st, err);
     if (st == SP_OK) st = sp_mpi_allgather_blocks_f64(e->comm, kl, N, all, err);
     if (st == SP_OK) {
