@@ -7,7 +7,7 @@
 #   then plan --search against a measured search on a synthetic 7B-shaped model with two layers
 #   (seconds per generation and peak RSS per rank), and plan's estimate for a 70B model.
 # Writes the "Search" section of docs/benchmarks.md. SP_BENCH_NO_7B=1 skips the 7B-shaped part
-# (about 10 minutes and 6 GiB on 2 cores).
+# (a few minutes and 6 GiB on 2 idle cores).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 . "$ROOT/.ci/env.sh"
@@ -33,6 +33,11 @@ for x in 2.5 3.0 3.5; do
 "
 done
 t3=$(printf %.6f "$(u 3)")
+# The same 3-bit budget with --groups none (raise one module, lower others until it fits): freer
+# moves than EvoPress's equal-size level switch, at the price of a budget that holds only to <=.
+mpirun -n 2 "$SP" search --model "$W/q" --calib "$D/calib.txt" --target-bits "$t3" --out "$W/n3" "${S[@]}" --generations "$G" --groups none --json >"$W/n3.json" 2>/dev/null
+kn=$(kl --bits-map "$W/n3"); k3=$(kl --level 3)
+none_row="With \`--groups none\` at the 3-bit budget ($G generations): KL $(printf %.5f $kn), $(python3 -c "print('%.2f' % ($kn / $k3))")× uniform 3-bit; avg bits $(num avg_bits "$W/n3.json") of $t3."
 for n in 1 2; do
   mpirun -n $n "$SP" search --model "$W/q" --calib "$D/calib.txt" --target-bits "$t3" --out "$W/t$n" "${S[@]}" --generations 10 --json >"$W/t$n.json" 2>/dev/null
 done
@@ -46,10 +51,10 @@ if [ "${SP_BENCH_NO_7B:-0}" != 1 ]; then
   "$BUILD/sp_synth_model" --out "$W/s7" --hidden 4096 --intermediate 11008 --layers 2 --heads 32 \
     --kv-heads 32 --vocab 512 --max-pos 2048 --seed 11 >/dev/null
   mpirun -n 2 "$SP" quantize --model "$W/s7" --calib "$D/calib.txt" --out "$W/q7" --levels 2,3,4 \
-    --group-size 128 --nsamples 4 --ctx 512 >/dev/null
-  S7=(--ctx 512 --generations 3 --offspring 8 --stages 1024,2048 --survivors 2,1)
+    --group-size 128 --nsamples 2 --ctx 256 --scale-search minmax >/dev/null
+  S7=(--ctx 256 --generations 3 --offspring 6 --stages 512,1024 --survivors 2,1)
   t7=$(mpirun -n 1 "$SP" search --model "$W/q7" --calib "$D/calib.txt" --target-bits 8 --method greedy \
-       --out "$W/p7" --ctx 512 --stages 512 --survivors 1 --json | sed -n 's/.*"uniform_avg_bits":{[^}]*"3":\([0-9.e+]*\).*/\1/p')
+       --out "$W/p7" --ctx 256 --stages 256 --survivors 1 --json | sed -n 's/.*"uniform_avg_bits":{[^}]*"3":\([0-9.e+]*\).*/\1/p')
   "$SP" plan --model "$W/s7" --search --ranks 2 "${S7[@]}" --levels 2,3,4 --calibrate --calibrate-dir "$W" --json >"$W/plan7.json"
   mpirun -n 2 "$SP" search --model "$W/q7" --calib "$D/calib.txt" --target-bits "$t7" --out "$W/m7" "${S7[@]}" --json >"$W/m7.json" 2>/dev/null
   big=$(python3 - "$W" <<'PY'
@@ -112,13 +117,15 @@ on eval.txt (held out). Budget x = stored bits interpolated between uniform leve
 | x | target | KL uniform floor(x) / ceil(x) | KL greedy | KL evolution | evo / uniform (x.0) or / greedy (x.5) | layer evals per gen: cache, full, ratio |
 |---|---|---|---|---|---|---|
 ${rows}
+${none_row}
+
 Seconds per generation (10 generations at the uniform 3-bit budget): 1 rank $(sec "$W/t1.json"),
 2 ranks $(sec "$W/t2.json"); plan --search predicts $(python3 -c "print('%.2f' % $(num seconds_per_generation "$W/plan.json"))") s on 2 ranks (calibrated rates).
 Load average when the run ended: $(cut -d' ' -f1-3 /proc/loadavg).
 ${big:+
 plan --search against a measured search on a synthetic 7B-shaped model (sp_synth_model: D 4096,
-F 11008, 32 heads, 2 layers, vocabulary 512), levels 2,3,4 g128 from 4 windows of 512 tokens,
-2 ranks, \`--ctx 512 --generations 3 --offspring 8 --stages 1024,2048 --survivors 2,1\` at the
+F 11008, 32 heads, 2 layers, vocabulary 512), levels 2,3,4 g128 (minmax scales) from 2 windows
+of 256 tokens, 2 ranks, \`--ctx 256 --generations 3 --offspring 6 --stages 512,1024 --survivors 2,1\` at the
 uniform 3-bit budget; plan calibrated its rates right before:
 
 | 7B-shaped, 2 ranks | plan --search | measured | plan / measured |
