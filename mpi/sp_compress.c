@@ -14,13 +14,14 @@
 
 /* ---- spec ---------------------------------------------------------------------------------- */
 
+/* v: the text after "topk:" / "randk:"; what: the whole spec, for messages. */
 static sp_status parse_k(const char *what, const char *v, sp_cmp_spec *o, sp_err *err) {
     char *end = NULL;
     const char *at = strchr(v, '@');
     size_t n = at ? (size_t)(at - v) : strlen(v);
     char num[64];
     SP_RETURN_IF(n == 0 || n >= sizeof num, err, SP_EINVAL,
-                 "compressor '%s': expected %s:FRACTION or %s:COUNT", what, what, what);
+                 "compressor '%s': expected topk|randk:FRACTION or :COUNT", what);
     memcpy(num, v, n);
     num[n] = '\0';
     if (strchr(num, '.') || strchr(num, 'e') || strchr(num, 'E')) {
@@ -62,10 +63,10 @@ sp_status sp_cmp_parse(const char *s, sp_cmp_spec *o, sp_err *err) {
             o->kind = SP_CMP_Q8;
         } else if (first && !strncmp(part, "topk:", 5)) {
             o->kind = SP_CMP_TOPK;
-            SP_FORWARD(parse_k("topk", part + 5, o, err));
+            SP_FORWARD(parse_k(s, part + 5, o, err));
         } else if (first && !strncmp(part, "randk:", 6)) {
             o->kind = SP_CMP_RANDK;
-            SP_FORWARD(parse_k("randk", part + 6, o, err));
+            SP_FORWARD(parse_k(s, part + 6, o, err));
         } else if (!first && (!strcmp(part, "q8") || !strcmp(part, "sign"))) {
             SP_RETURN_IF(o->kind != SP_CMP_TOPK && o->kind != SP_CMP_RANDK, err, SP_EINVAL,
                          "compressor '%s': +%s applies to topk or randk only", s, part);
