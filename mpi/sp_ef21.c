@@ -72,42 +72,50 @@ sp_status sp_ef21_gather(MPI_Comm comm, int root, const uint8_t *mine, size_t le
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &size);
     memset(all, 0, sizeof *all);
-    uint64_t l = len, *lens = sp_malloc((size_t)size * sizeof *lens, err, "message lengths");
-    int *cnt = sp_malloc(2 * (size_t)size * sizeof *cnt, err, "gather counts");
-    sp_status st = lens && cnt ? SP_OK : SP_ENOMEM;
-    st = sp_mpi_agree(comm, st, err);
-    if (st == SP_OK)
-        st = sp_mpi_check(MPI_Allgather(&l, 1, MPI_UINT64_T, lens, 1, MPI_UINT64_T, comm),
-                          "MPI_Allgather(message lengths)", err);
-    st = sp_mpi_agree(comm, st, err);
+    /* Four collectives: the lengths (a rank that cannot take part sends UINT64_MAX, so they
+     * double as the agreement on its local failure), the agreement on the receive buffers,
+     * the bytes, and the agreement on the MPI status. The bench runs one gather per round. */
+    uint64_t *lens = malloc((size_t)size * sizeof *lens);
+    int *cnt = malloc(2 * (size_t)size * sizeof *cnt);
+    uint64_t l = lens && cnt ? (uint64_t)len : UINT64_MAX, dummy[1];
+    int rc = MPI_Allgather(&l, 1, MPI_UINT64_T, lens ? lens : dummy, lens ? 1 : 0, MPI_UINT64_T, comm);
+    sp_status st = sp_mpi_check(rc, "MPI_Allgather(message lengths)", err);
+    uint64_t total = 0;
+    for (int r = 0; st == SP_OK && lens && r < size; r++) {
+        if (lens[r] == UINT64_MAX)
+            st = sp_err_set(err, SP_ENOMEM, "exchange: rank %d is out of memory for the gather", r);
+        total += lens[r];
+    }
+    if (st == SP_OK && (!lens || !cnt))
+        st = sp_err_set(err, SP_ENOMEM, "exchange: out of memory for the gather");
+    if (st == SP_OK && total > INT_MAX)
+        st = sp_err_set(err, SP_EUNSUPPORTED, "exchange: %llu bytes in one gather (limit %d)",
+                        (unsigned long long)total, INT_MAX);
     int recv = root < 0 || rank == root;
     if (st == SP_OK) {
-        uint64_t total = 0;
-        for (int r = 0; r < size; r++) total += lens[r];
-        if (total > INT_MAX)
-            st = sp_err_set(err, SP_EUNSUPPORTED, "exchange: %llu bytes in one gather (limit %d)",
-                            (unsigned long long)total, INT_MAX);
-        else if (recv) {
+        if (recv) {
             all->n = size;
             all->total = (size_t)total;
             all->data = sp_malloc(total ? (size_t)total : 1, err, "gathered messages");
             all->off = sp_malloc((size_t)size * sizeof *all->off, err, "gather offsets");
             all->len = sp_malloc((size_t)size * sizeof *all->len, err, "gather lengths");
             if (!all->data || !all->off || !all->len) st = SP_ENOMEM;
-            for (int r = 0; st == SP_OK && r < size; r++) {
+        }
+        for (int r = 0; st == SP_OK && r < size; r++) {
+            cnt[r] = (int)lens[r];
+            cnt[size + r] = r ? cnt[size + r - 1] + cnt[r - 1] : 0;
+            if (recv) {
                 all->len[r] = (size_t)lens[r];
-                all->off[r] = r ? all->off[r - 1] + all->len[r - 1] : 0;
-                cnt[r] = (int)lens[r];
-                cnt[size + r] = (int)all->off[r];
+                all->off[r] = (size_t)cnt[size + r];
             }
         }
+        st = sp_mpi_agree(comm, st, err);
     }
-    st = sp_mpi_agree(comm, st, err);
     if (st == SP_OK) {
-        int rc = root < 0 ? MPI_Allgatherv(mine, (int)len, MPI_BYTE, all->data, cnt, cnt + size,
-                                           MPI_BYTE, comm)
-                          : MPI_Gatherv(mine, (int)len, MPI_BYTE, all->data, cnt, cnt + size,
-                                        MPI_BYTE, root, comm);
+        rc = root < 0 ? MPI_Allgatherv(mine, (int)len, MPI_BYTE, all->data, cnt, cnt + size,
+                                       MPI_BYTE, comm)
+                      : MPI_Gatherv(mine, (int)len, MPI_BYTE, all->data, cnt, cnt + size,
+                                    MPI_BYTE, root, comm);
         st = sp_mpi_check(rc, root < 0 ? "MPI_Allgatherv(messages)" : "MPI_Gatherv(messages)", err);
         st = sp_mpi_agree(comm, st, err);
     }
