@@ -12,7 +12,7 @@ set -euo pipefail
 R=${1:-3000}
 B="$BUILD/bench_ef21"; DATA="$ROOT/../shared/data/libsvm"; OUT="$BUILD/ef21-bench"
 mkdir -p "$OUT" "$ROOT/docs/figures"
-MPI=(mpirun --allow-run-as-root --oversubscribe --bind-to none --mca mpi_yield_when_idle 1 -n 20)
+MPI=(nice -n 15 mpirun --allow-run-as-root --oversubscribe --bind-to none --mca mpi_yield_when_idle 1 -n 20)
 F=1,2,4,8,16,32,64,128,256
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
 t0=$(date +%s)

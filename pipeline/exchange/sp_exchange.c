@@ -369,11 +369,11 @@ static sp_status round_files(xrun *x, sp_err *err) {
         if (st != SP_OK) break;
         st = site_unit(x, i, o, (size_t)len, goff, u, err);
         if (st == SP_OK) st = sp_xf_append(&w, x->up_msg.data, x->up_msg.len, err);
-        x->r->up_bytes[x->mysite] += (double)x->up_msg.len;
         maybe_kill(x, SP_XKILL_MID, u);
     }
     if (st == SP_OK) st = sp_xf_commit(&w, err);
     else sp_xf_abort(&w);
+    x->r->up_bytes[x->mysite] = (double)w.bytes; /* the whole file: messages and framing */
     st = sp_mpi_agree(x->comm, st, err);
     /* B: the server reads every site's file, aggregates, writes the downlink file. */
     if (st == SP_OK && x->is_server) {
@@ -398,7 +398,7 @@ static sp_status round_files(xrun *x, sp_err *err) {
             if (st == SP_OK && rd[s].i != rd[s].n)
                 st = sp_err_set(err, SP_EFORMAT, "%s: %llu messages, the base has %zu units",
                                 rd[s].path, (unsigned long long)rd[s].n, n_units(x));
-            if (rd[s].map) x->r->up_bytes[s] = (double)(rd[s].end - 32);
+            if (rd[s].map) x->r->up_bytes[s] = (double)rd[s].len;
             sp_xf_close(&rd[s]);
         }
         free(rd);
@@ -420,8 +420,8 @@ static sp_status round_files(xrun *x, sp_err *err) {
                 size_t ml;
                 st = sp_xf_next(&dr, &m, &ml, err);
                 if (st == SP_OK) st = out_unit(x, m, ml, i, o, (size_t)len, err);
-                x->r->down_bytes += (double)ml;
             }
+            x->r->down_bytes = (double)dr.len;
             sp_xf_close(&dr);
         }
     }

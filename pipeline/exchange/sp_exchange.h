@@ -54,8 +54,9 @@ typedef struct {
     int sites, site0, jobsites;
     int64_t values;      /* P: values exchanged per site                                    */
     double dense_bytes;  /* 4·P: one dense fp32 delta                                       */
-    double up_bytes[SP_EXCHANGE_MAX_SITES]; /* < 0: not known to this job                   */
-    double down_bytes;
+    double up_bytes[SP_EXCHANGE_MAX_SITES]; /* messages sent (files: the whole file, framing
+                                               included); < 0: not known to this job         */
+    double down_bytes;   /* the same for the downlink, per receiving site                   */
     double rel_error;    /* ‖g − mean v‖/‖mean v‖, < 0 when not computed                    */
     double seconds;
 } sp_exchange_result;
