@@ -42,6 +42,10 @@ EOF
   [ -e "$WORK/r2/tok512.bin" ] && [ -e "$WORK/r2/config.json" ] || fail "config/tokenizer not copied"
   xch "$n" --base "$B" --local "$WORK/sites/{rank}" --state "$WORK/D2" --out "$WORK/s1" >/dev/null
   cmp "$WORK/r1/model.safetensors" "$WORK/s1/model.safetensors" || fail "a fresh rerun differs"
+  # EF21-W with smoothness weights (measured in round 1, kept in the state for round 2)
+  xch "$n" --base "$B" --local "$WORK/sites/{rank}" --state "$WORK/D3" --out "$WORK/w1" --weights smooth >/dev/null
+  xch "$n" --base "$WORK/w1" --local "$WORK/sites/{rank}" --state "$WORK/D3" --out "$WORK/w2" --weights smooth >/dev/null
+  [ -e "$WORK/w2/model.safetensors" ] || fail "smooth weights: no output"
   echo "ok: $n ranks" ;;
 kill)
   $MK "$B" "$WORK/sites" 2 --scale 0.01
