@@ -163,16 +163,53 @@ static inline uint32_t abs_key(float v) {
     return u & 0x7fffffffu;
 }
 
-/* Radix select on the 32-bit keys: the threshold T with #{key > T} < K <= #{key >= T}, found
+/* Long vectors: radix select on the 32-bit keys: the threshold T with #{key > T} < K <= #{key >= T}, found
  * with a histogram of the high 16 bits and then of the low 16 bits inside T's bucket. Then
  * one ascending pass keeps every key > T and the first K − #{key > T} keys equal to T: that is
  * the "ties to the lower index" rule, and the output is sorted for free. */
+typedef struct {
+    uint32_t key;
+    uint32_t j;
+} key_idx;
+
+/* Larger key first, then lower index: the selection order. */
+static int cmp_sel(const void *a, const void *b) {
+    const key_idx *p = a, *q = b;
+    if (p->key != q->key) return p->key > q->key ? -1 : 1;
+    return p->j < q->j ? -1 : p->j > q->j;
+}
+
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t p = *(const uint64_t *)a, q = *(const uint64_t *)b;
+    return p < q ? -1 : p > q;
+}
+
+/* Short vectors: sort (key, index) pairs; the histograms' 512 KiB would dominate. */
+static sp_status topk_sort(const float *x, size_t d, size_t K, uint64_t *idx, sp_err *err) {
+    key_idx *ki = sp_malloc(d * sizeof *ki, err, "top-k keys");
+    if (!ki) return SP_ENOMEM;
+    for (size_t j = 0; j < d; j++) ki[j] = (key_idx){abs_key(x[j]), (uint32_t)j};
+    qsort(ki, d, sizeof *ki, cmp_sel);
+    for (size_t j = 0; j < K; j++) idx[j] = ki[j].j;
+    free(ki);
+    qsort(idx, K, sizeof *idx, cmp_u64);
+    return SP_OK;
+}
+
 sp_status sp_cmp_topk_indices(const float *x, size_t d, size_t K, uint64_t *idx, sp_err *err) {
     if (K == 0) return SP_OK;
     if (K >= d) {
         for (size_t j = 0; j < d; j++) idx[j] = j;
         return SP_OK;
     }
+    if (K == 1) { /* the first largest: one pass */
+        size_t best = 0;
+        for (size_t j = 1; j < d; j++)
+            if (abs_key(x[j]) > abs_key(x[best])) best = j;
+        idx[0] = best;
+        return SP_OK;
+    }
+    if (d < 65536) return topk_sort(x, d, K, idx, err);
     size_t *h = sp_calloc(65536, sizeof *h, err, "top-k histogram");
     if (!h) return SP_ENOMEM;
     for (size_t j = 0; j < d; j++) h[abs_key(x[j]) >> 16]++;

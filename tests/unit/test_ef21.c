@@ -127,6 +127,49 @@ static void test_topk_ties(void **st) {
     assert_int_equal(idx[1], 3);
 }
 
+/* The three selection paths (K = 1, sort for short vectors, radix select for long ones) agree
+ * with a plain definition: the K largest |x|, ties to the lower index. Values repeat a lot
+ * (ties) and differ in the low 16 bits only (the radix select's second pass). */
+static void test_topk_paths(void **st) {
+    (void)st;
+    const size_t dims[] = {10, 1000, 70000, 200000};
+    uint64_t s = 21;
+    for (size_t di = 0; di < 4; di++) {
+        size_t d = dims[di];
+        float *x = malloc(d * 4);
+        for (size_t j = 0; j < d; j++) {
+            uint32_t r = (uint32_t)((s = s * 6364136223846793005ull + 1442695040888963407ull) >> 40);
+            x[j] = (r % 3 == 0 ? -1.0f : 1.0f) * (1.0f + (float)(r % 97) * 0x1p-20f);
+        }
+        const size_t Ks[] = {1, 2, 7, 500, d - 1};
+        for (size_t ki = 0; ki < 5; ki++) {
+            size_t K = Ks[ki] < d ? Ks[ki] : d - 1;
+            uint64_t *idx = malloc(K * 8);
+            sp_err err;
+            assert_int_equal(sp_cmp_topk_indices(x, d, K, idx, &err), SP_OK);
+            /* plain check: the K-th key is the threshold; every kept index is >= it, every
+             * dropped one <= it, and a dropped tie never precedes a kept tie */
+            float thr = INFINITY;
+            for (size_t j = 0; j < K; j++) {
+                if (j) assert_true(idx[j] > idx[j - 1]);
+                thr = fminf(thr, fabsf(x[idx[j]]));
+            }
+            size_t p = 0, last_tie_kept = 0, first_tie_dropped = d;
+            for (size_t j = 0; j < d; j++) {
+                int kept = p < K && idx[p] == j;
+                if (kept) p++;
+                if (kept) assert_true(fabsf(x[j]) >= thr);
+                else assert_true(fabsf(x[j]) <= thr);
+                if (fabsf(x[j]) == thr && kept) last_tie_kept = j;
+                if (fabsf(x[j]) == thr && !kept && first_tie_dropped == d) first_tie_dropped = j;
+            }
+            assert_true(first_tie_dropped == d || first_tie_dropped > last_tie_kept);
+            free(idx);
+        }
+        free(x);
+    }
+}
+
 /* Bytes: header + exact payload sizes; dense and top-K f32 round trips are exact; zstd gives
  * the same decoded vector; corrupt or cut messages are refused. */
 static void test_bytes_roundtrip(void **st) {
@@ -320,7 +363,8 @@ int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_contraction),       cmocka_unit_test(test_randk),
-        cmocka_unit_test(test_topk_ties),         cmocka_unit_test(test_bytes_roundtrip),
+        cmocka_unit_test(test_topk_ties),         cmocka_unit_test(test_topk_paths),
+        cmocka_unit_test(test_bytes_roundtrip),
         cmocka_unit_test(test_spec_parse),        cmocka_unit_test(test_ef21_rate_invariant),
         cmocka_unit_test(test_downlink_and_ef),   cmocka_unit_test(test_gather_one_rank),
     };
