@@ -23,6 +23,14 @@
 static void put_u64(uint8_t *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i)); }
 static uint64_t get_u64(const uint8_t *p) { uint64_t v = 0; for (int i = 7; i >= 0; i--) v = (v << 8) | p[i]; return v; }
 
+/* zlib's crc32 takes a 32-bit length: feed big files in 1 GiB pieces. */
+static uint32_t crc_big(const uint8_t *p, size_t n) {
+    uLong c = crc32(0L, Z_NULL, 0);
+    for (size_t o = 0; o < n; o += (size_t)1 << 30)
+        c = crc32(c, p + o, (uInt)(n - o < ((size_t)1 << 30) ? n - o : (size_t)1 << 30));
+    return (uint32_t)c;
+}
+
 static void file_path(char *b, size_t cap, const char *dir, int64_t round, const char *name) {
     snprintf(b, cap, "%s/round-%06" PRId64 "/%s.msg", dir, round, name);
 }
@@ -122,7 +130,7 @@ sp_status sp_xf_open_wait(sp_xf_reader *r, const char *dir, int64_t round, const
     snprintf(want, sizeof want, "%s", name);
     if (memcmp(p, "SPXF\x01\0\0\0", 8) != 0 || memcmp(t + 12, "FXPS", 4) != 0)
         st = sp_err_set(err, SP_EFORMAT, "%s: not a shardpress message file (bad magic)", r->path);
-    else if (c != (uint32_t)crc32(crc32(0L, Z_NULL, 0), p, (uInt)(r->len - XF_TRAILER)))
+    else if (c != crc_big(p, r->len - XF_TRAILER))
         st = sp_err_set(err, SP_EFORMAT, "%s: checksum mismatch", r->path);
     else if (get_u64(p + 8) != (uint64_t)round || memcmp(p + 16, want, 16) != 0)
         st = sp_err_set(err, SP_EFORMAT, "%s: holds round %" PRIu64 " of '%.16s', not round %" PRId64

@@ -36,6 +36,15 @@ sp_status sp_xmodel_open(sp_xmodel *m, const char *dir, sp_err *err) {
             sp_xmodel_close(m);
             return st;
         }
+        /* The output header is printed, not built with an escaper: refuse names that would
+         * need escaping (Hugging Face names never do). */
+        for (const char *c = t->name; *c; c++)
+            if (*c == '"' || *c == '\\' || (unsigned char)*c < 0x20) {
+                sp_status st = sp_err_set(err, SP_EUNSUPPORTED, "%s: tensor name '%s' has a quote, "
+                                          "backslash or control character", dir, t->name);
+                sp_xmodel_close(m);
+                return st;
+            }
         m->off[i + 1] = m->off[i] + (int64_t)(t->nbytes / sp_dtype_size(t->dtype));
     }
     m->P = m->off[m->n];
