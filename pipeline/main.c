@@ -26,6 +26,7 @@
 #include "pipeline/plan/sp_plan.h"
 #include "pipeline/quantize/sp_quantize.h"
 #include "pipeline/search/sp_search_cli.h"
+#include "pipeline/exchange/sp_exchange.h"
 #include "shards/formats/sp_gptq_export.h"
 
 #define SP_VERSION "0.1.0"
@@ -569,6 +570,10 @@ static sp_status cmd_plan(cli_ctx *cx, int argc, char **argv, sp_err *err) {
     return sp_plan_cli(cx->comm, cx->rank, argc, argv, err);
 }
 
+static sp_status cmd_exchange(cli_ctx *cx, int argc, char **argv, sp_err *err) {
+    return sp_exchange_cli(cx->comm, cx->rank, argc, argv, err);
+}
+
 /* ---- tokenize --------------------------------------------------------------------------- */
 
 static const char *TOKENIZE_USAGE =
@@ -645,6 +650,7 @@ static const subcommand COMMANDS[] = {
     {"export", cmd_export, "write a quantized model as GPTQ-packed safetensors"},
     {"plan", cmd_plan, "predict memory and time per rank of a quantize run"},
     {"tokenize", cmd_tokenize, "print the token ids or pieces of a text"},
+    {"exchange", cmd_exchange, "one round of EF21 compressed model-delta exchange between sites"},
 };
 #define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
 

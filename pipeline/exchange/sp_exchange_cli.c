@@ -1,0 +1,132 @@
+/* sp_exchange_cli.c — `shardpress exchange` argument parsing and report. */
+#include <cjson/cJSON.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pipeline/exchange/sp_exchange.h"
+#include "pipeline/sp_cli.h"
+
+static const char *USAGE =
+    "usage: mpirun -n N shardpress exchange --base DIR --local 'sites/{rank}' --state D --out DIR\n"
+    "           [--compressor topk:0.01+q8] [--weights uniform|data:N1,N2,..|smooth]\n"
+    "           [--server-lr 1.0] [--downlink SPEC] [--transport mpi|files:DIR]\n"
+    "           [--site I --sites N] [--timeout S] [--json]\n"
+    "\n"
+    "One federated round of EF21 error-feedback compressed exchange of model deltas. Each rank\n"
+    "is a site; v_i = local_i - base per tensor; site i sends C(v_i/(n w_i) - g_i) and keeps\n"
+    "g_i; site 0 (the server) keeps g = sum w_i g_i and writes base + lr*g (or, with\n"
+    "--downlink, base + C(x - base) of its model x) as a model directory in the base's dtype,\n"
+    "with config and tokenizer. State D (g_i, g, x, round) lives in parallel HDF5 checkpoints;\n"
+    "the next round takes this round's --out as --base. A killed round is simply rerun.\n"
+    "\n"
+    "  --compressor SPEC   none, topk:F|N, randk:F|N[@SEED], q8, topk:..+q8, topk:..+sign,\n"
+    "                      any of them +zstd (default topk:0.01+q8)\n"
+    "  --downlink SPEC     compress the server's model update too (EF21-BC); default: dense\n"
+    "  --weights W         uniform (EF21), data:N1,..,Nn (EF21-W by data size), smooth\n"
+    "                      (EF21-W, w_i ~ ||v_i|| of the first round; mpi transport)\n"
+    "  --server-lr LR      step on g (default 1.0)\n"
+    "  --transport T       mpi (default) or files:DIR (one file per site per round, sites may\n"
+    "                      be separate jobs: --site I is this job's first site, --sites N)\n"
+    "  --timeout S         files: seconds to wait for another site's file (default 60)\n"
+    "  --json              one JSON object: bytes per site per direction, dense size, error\n"
+    "  -h, --help          this text\n";
+
+static void print_result(const sp_exchange_opts *o, const sp_exchange_result *r, int json) {
+    if (json) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddNumberToObject(j, "round", (double)r->round);
+        cJSON_AddNumberToObject(j, "sites", r->sites);
+        cJSON_AddNumberToObject(j, "site0", r->site0);
+        cJSON_AddStringToObject(j, "compressor", o->compressor);
+        cJSON_AddStringToObject(j, "downlink", o->downlink ? o->downlink : "none");
+        cJSON_AddStringToObject(j, "transport", o->files_dir ? "files" : "mpi");
+        cJSON_AddNumberToObject(j, "values", (double)r->values);
+        cJSON_AddNumberToObject(j, "dense_bytes", r->dense_bytes);
+        cJSON *up = cJSON_AddArrayToObject(j, "up_bytes");
+        for (int s = 0; s < r->sites; s++)
+            cJSON_AddItemToArray(up, r->up_bytes[s] < 0 ? cJSON_CreateNull() : cJSON_CreateNumber(r->up_bytes[s]));
+        cJSON_AddNumberToObject(j, "down_bytes", r->down_bytes);
+        if (r->rel_error >= 0) cJSON_AddNumberToObject(j, "rel_error", r->rel_error);
+        else cJSON_AddNullToObject(j, "rel_error");
+        cJSON_AddNumberToObject(j, "seconds", r->seconds);
+        char *s = cJSON_PrintUnformatted(j);
+        if (s) printf("%s\n", s);
+        free(s);
+        cJSON_Delete(j);
+        return;
+    }
+    printf("round        %lld (%d sites)\n", (long long)r->round, r->sites);
+    printf("values       %lld per site (dense fp32 %.0f bytes)\n", (long long)r->values, r->dense_bytes);
+    for (int s = 0; s < r->sites; s++)
+        if (r->up_bytes[s] >= 0)
+            printf("uplink       site %d: %.0f bytes (%.4f of dense)\n", s, r->up_bytes[s],
+                   r->up_bytes[s] / r->dense_bytes);
+    printf("downlink     %.0f bytes per site (%.4f of dense)\n", r->down_bytes, r->down_bytes / r->dense_bytes);
+    if (r->rel_error >= 0) printf("rel. error   %.6e  (||g - mean v|| / ||mean v||)\n", r->rel_error);
+    printf("output       %s\n", o->out);
+}
+
+sp_status sp_exchange_cli(MPI_Comm comm, int rank, int argc, char **argv, sp_err *err) {
+    sp_exchange_opts o;
+    sp_exchange_defaults(&o);
+    int json = 0;
+    long v = 0;
+    static const struct option opts[] = {
+        {"base", required_argument, 0, 'b'},       {"local", required_argument, 0, 'l'},
+        {"state", required_argument, 0, 's'},      {"out", required_argument, 0, 'o'},
+        {"compressor", required_argument, 0, 'c'}, {"weights", required_argument, 0, 'w'},
+        {"server-lr", required_argument, 0, 'r'},  {"downlink", required_argument, 0, 'd'},
+        {"transport", required_argument, 0, 't'},  {"site", required_argument, 0, 'I'},
+        {"sites", required_argument, 0, 'N'},      {"timeout", required_argument, 0, 'T'},
+        {"json", no_argument, 0, 'j'},             {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    int ch;
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        char *end = NULL;
+        switch (ch) {
+        case 'b': o.base = optarg; break;
+        case 'l': o.local = optarg; break;
+        case 's': o.state = optarg; break;
+        case 'o': o.out = optarg; break;
+        case 'c': o.compressor = optarg; break;
+        case 'w': o.weights = optarg; break;
+        case 'd': o.downlink = optarg; break;
+        case 'r':
+            o.lr = strtod(optarg, &end);
+            SP_RETURN_IF(end == optarg || *end, err, SP_EINVAL, "--server-lr '%s': not a number", optarg);
+            break;
+        case 'T':
+            o.timeout_s = strtod(optarg, &end);
+            SP_RETURN_IF(end == optarg || *end || !(o.timeout_s >= 0), err, SP_EINVAL,
+                         "--timeout '%s': not a number of seconds", optarg);
+            break;
+        case 't':
+            if (!strcmp(optarg, "mpi")) o.files_dir = NULL;
+            else if (!strncmp(optarg, "files:", 6) && optarg[6]) o.files_dir = optarg + 6;
+            else return sp_err_set(err, SP_EINVAL, "--transport '%s': expected mpi or files:DIR", optarg);
+            break;
+        case 'I': SP_FORWARD(sp_cli_int("--site", optarg, 0, SP_EXCHANGE_MAX_SITES - 1, &v, err)); o.site0 = (int)v; break;
+        case 'N': SP_FORWARD(sp_cli_int("--sites", optarg, 1, SP_EXCHANGE_MAX_SITES, &v, err)); o.sites = (int)v; break;
+        case 'j': json = 1; break;
+        case 'h': if (rank == 0) fputs(USAGE, stdout); return SP_OK;
+        default:
+            return sp_err_set(err, SP_EINVAL, "exchange: unknown or incomplete option '%s' (see "
+                              "shardpress exchange --help)", argv[optind - 1]);
+        }
+    }
+    SP_RETURN_IF(optind < argc, err, SP_EINVAL, "exchange: unexpected argument '%s'", argv[optind]);
+    o.diag = json;
+    /* Test hook: SIGKILL this process mid-round or after the output, before the state commit. */
+    const char *k = getenv("SP_EXCHANGE_TEST_KILL");
+    if (k && !strcmp(k, "mid")) o.kill_at = SP_XKILL_MID;
+    if (k && !strcmp(k, "before-commit")) o.kill_at = SP_XKILL_BEFORE_COMMIT;
+    sp_exchange_result *r = calloc(1, sizeof *r);
+    SP_RETURN_IF(!r, err, SP_ENOMEM, "exchange: out of memory");
+    sp_status st = sp_exchange_run(comm, &o, r, err);
+    if (st == SP_OK && rank == 0) print_result(&o, r, json);
+    free(r);
+    return st;
+}
