@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "ckpt/sp_ckpt.h"
+#include "common/sp_fault.h"
 #include "kernels/sp_forward.h"
 #include "kernels/sp_quant.h"
 #include "shards/sp_model.h"
@@ -44,6 +45,7 @@ typedef struct {
     uint32_t model_fp, calib_fp;
     int start_layer;         /* first block to compute                                       */
     int checkpoints;
+    sp_fault fault;          /* SP_FAULT (common/sp_fault.h): test-only injected failures    */
 } sp_qjob;
 
 /* sp_qoutput.c — rank 0 only. */
