@@ -298,6 +298,13 @@ static sp_status write_dset(hid_t loc, const char *name, hid_t file_type, hid_t 
         (dset = H5Dcreate2(loc, name, file_type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT)) < 0 ||
         H5Dwrite(dset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
         st = sp_qc_h5err(err, SP_EIO, path, "%s/%s: writing dataset", objname, name);
+    if (st == SP_OK) {
+        size_t nbytes = H5Tget_size(mem_type);
+        for (int i = 0; i < ndim; i++) nbytes *= (size_t)dims[i];
+        char dname[600];
+        snprintf(dname, sizeof dname, "%s/%s", objname, name);
+        st = sp_qc_write_crc(dset, data, nbytes, path, dname, err);
+    }
     CLOSE_ID(H5Dclose, dset);
     CLOSE_ID(H5Pclose, dcpl);
     CLOSE_ID(H5Sclose, space);

@@ -38,7 +38,9 @@
 
 #define SP_QCONTAINER_FILE "model.sp.h5"
 #define SP_QCONTAINER_FORMAT "shardpress-quant"
-#define SP_QCONTAINER_VERSION 1
+/* Version 2 (issue 13) adds a crc32 attribute to every dataset, checked on first read;
+ * version-1 files are still read (unchecked). */
+#define SP_QCONTAINER_VERSION 2
 #define SP_QCONTAINER_MAX_LEVELS 7 /* bits 2..8 */
 
 typedef struct {
