@@ -24,17 +24,17 @@ static int parse_field(const char *s, const char *e, int *out) {
 
 sp_status sp_fault_parse(const char *spec, sp_fault *out, sp_err *err) {
     memset(out, 0, sizeof *out);
-    if (!spec) return SP_OK;
-    const char *p = spec;
-    while (*p) {
-        const char *end = strchr(p, ',');
+    if (!spec || !*spec) return SP_OK;
+    const char *p = spec, *end;
+    do { /* one item per comma-separated field; an empty field is an error */
+        end = strchr(p, ',');
         if (!end) end = p + strlen(p);
         const char *c1 = memchr(p, ':', (size_t)(end - p));
         const char *c2 = c1 ? memchr(c1 + 1, ':', (size_t)(end - c1 - 1)) : NULL;
         int kind = -1, rank = 0, layer = 0;
+        size_t klen = c1 ? (size_t)(c1 - p) : 0;
         for (int k = 0; c1 && k < SP_FAULT_KINDS; k++)
-            if ((size_t)(c1 - p) == strlen(KIND_NAMES[k]) && !strncmp(p, KIND_NAMES[k], (size_t)(c1 - p)))
-                kind = k;
+            if (klen == strlen(KIND_NAMES[k]) && !strncmp(p, KIND_NAMES[k], klen)) kind = k;
         SP_RETURN_IF(kind < 0 || !c2 || !parse_field(c1 + 1, c2, &rank) ||
                          !parse_field(c2 + 1, end, &layer),
                      err, SP_EINVAL, "%s=%s: item '%.*s' is not kind:rank:layer (kind kill or "
@@ -46,8 +46,8 @@ sp_status sp_fault_parse(const char *spec, sp_fault *out, sp_err *err) {
         out->f[out->n].rank = rank;
         out->f[out->n].layer = layer;
         out->n++;
-        p = *end ? end + 1 : end;
-    }
+        p = end + 1;
+    } while (*end == ',');
     return SP_OK;
 }
 

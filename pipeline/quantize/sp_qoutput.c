@@ -123,7 +123,8 @@ static void container_size(const sp_qjob *j, uint64_t *bytes, uint64_t *datasets
     const sp_config *c = j->c;
     uint64_t D = (uint64_t)c->dim, V = (uint64_t)c->vocab_size, L = (uint64_t)c->n_layers;
     uint64_t q = (uint64_t)c->n_heads * c->head_dim, kv = (uint64_t)c->n_kv_heads * c->head_dim;
-    uint64_t f = V * D * (c->tie_embeddings ? 1 : 2) + D + L * (2 * D + (c->qkv_bias ? q + 2 * kv : 0));
+    uint64_t f = V * D * (c->tie_embeddings ? 1 : 2) + D +
+                 L * (2 * D + (c->qkv_bias ? q + 2 * kv : 0));
     uint64_t b = 4 * f, n = 2 + !c->tie_embeddings + L * (2 + (c->qkv_bias ? 3 : 0));
     for (int u = 0; u < j->n_units; u++) {
         const sp_unit *un = &j->units[u];
