@@ -10,13 +10,16 @@
 #               clean run's (a checkpoint found corrupt is skipped with a warning naming it and
 #               an older one, or the start, is used), or resume fails cleanly naming the file.
 # Any silent change of the result, crash (signal) or hang fails the test. The fractions are
-# printed ("flip sweep: ...") for docs/architecture.md. N: $2 (default 96 / 48).
+# printed ("flip sweep: ...") for docs/architecture.md. N: $2 (default 96 / 48, halved in
+# sanitized builds).
 . "$(dirname "$0")/lib.sh"
 M="$SP_MODEL_DIR"; CAL="$SP_DATA_DIR/text/stories260K-samples/calib.txt"
 head -c 3000 "$SP_DATA_DIR/text/stories260K-samples/eval.txt" >"$WORK/eval.txt"
+# Sanitized builds run each command several times slower: half the flips there.
+half=1; [ "${SP_SANITIZED:-0}" = 1 ] && half=2
 case "$1" in
-  container) N=${2:-96} ;;
-  checkpoint) N=${2:-48} ;;
+  container) N=${2:-$((96 / half))} ;;
+  checkpoint) N=${2:-$((48 / half))} ;;
   *) fail "unknown case $1" ;;
 esac
 "$SP_BIN" quantize --model "$M" --calib "$CAL" --out "$WORK/q" --group-size 32 --nsamples 4 \
