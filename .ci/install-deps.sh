@@ -3,6 +3,8 @@
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools
       zlib1g-dev libzstd-dev libcmocka-dev libopenblas-dev liblapacke-dev libcjson-dev libpcre2-dev
+      # the fuzz targets (issue 13): clang with libFuzzer and the sanitizer runtimes
+      clang libclang-rt-14-dev
       # the test scripts' checks
       python3
       # the throwaway local Slurm cluster of the tests (srun --mpi=pmix needs the pmix plugin)

@@ -26,3 +26,8 @@ fi
 cmake -S . -B build-asan -DSP_WERROR=ON -DSP_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
 cmake --build build-asan -j"$J"
 (cd build-asan && ctest --output-on-failure -j"$J")
+# Issue 13: every reader's libFuzzer target (clang, ASan + UBSan), 20 s each over its seed corpus
+# and its regression inputs (tests/fuzz/CMakeLists.txt).
+CC=clang cmake -S . -B build-fuzz -DSP_FUZZ=ON -DSP_TESTS=OFF -DSP_WERROR=ON -DSP_FUZZ_SECONDS=20 >/dev/null
+cmake --build build-fuzz -j"$J"
+(cd build-fuzz && ctest --output-on-failure -L fuzz -j"$J")

@@ -20,6 +20,7 @@
 #include <limits.h>
 
 #include "pipeline/quantize/sp_qrun.h"
+#include "pipeline/quantize/sp_qshare.h"
 #include "shards/formats/sp_qcontainer.h"
 #include "pipeline/sp_outdir.h"
 #include "pipeline/quantize/sp_quantize_int.h"
@@ -115,6 +116,26 @@ static sp_status write_source(const sp_quantize_opts *o, const char *dir, sp_err
     return sp_qrun_write_file(path, text, err);
 }
 
+/* What the container will hold: raw bytes and datasets (a bound for
+ * sp_qcontainer_check_space). Dense: embeddings (and lm_head), norms, biases in fp32; each
+ * module at each level: the wire form (codes, scales, zeros) plus g_idx (int32 per column). */
+static void container_size(const sp_qjob *j, uint64_t *bytes, uint64_t *datasets) {
+    const sp_config *c = j->c;
+    uint64_t D = (uint64_t)c->dim, V = (uint64_t)c->vocab_size, L = (uint64_t)c->n_layers;
+    uint64_t q = (uint64_t)c->n_heads * c->head_dim, kv = (uint64_t)c->n_kv_heads * c->head_dim;
+    uint64_t f = V * D * (c->tie_embeddings ? 1 : 2) + D +
+                 L * (2 * D + (c->qkv_bias ? q + 2 * kv : 0));
+    uint64_t b = 4 * f, n = 2 + !c->tie_embeddings + L * (2 + (c->qkv_bias ? 3 : 0));
+    for (int u = 0; u < j->n_units; u++) {
+        const sp_unit *un = &j->units[u];
+        b += L * (sp_qshare_bytes(un->rows, un->cols, un->bits, j->o->group_size) +
+                  4 * (uint64_t)un->cols);
+        n += L * 4;
+    }
+    *bytes = b;
+    *datasets = n;
+}
+
 sp_status sp_qoutput_finish(sp_qjob *j, sp_err *err) {
     const sp_quantize_opts *o = j->o;
     char path[4600];
@@ -127,6 +148,9 @@ sp_status sp_qoutput_finish(sp_qjob *j, sp_err *err) {
     snprintf(meta.method, sizeof meta.method, "%s", o->rtn ? "rtn" : "gptq");
     memcpy(meta.levels, o->levels, sizeof(int) * (size_t)o->n_levels);
     snprintf(path, sizeof path, "%s/%s", j->partial, SP_QCONTAINER_FILE);
+    uint64_t bytes = 0, datasets = 0;
+    container_size(j, &bytes, &datasets);
+    SP_FORWARD(sp_qcontainer_check_space(path, bytes, datasets, err));
     sp_qcontainer *out = NULL;
     SP_FORWARD(sp_qcontainer_create(&out, path, &meta, 0, err));
     sp_status st = put_dense(j, out, err);

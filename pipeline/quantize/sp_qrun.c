@@ -208,6 +208,16 @@ static sp_status get_num(const cJSON *j, const char *key, double *v, const char 
     return SP_OK;
 }
 
+/* A number that must be an integer in [lo, hi] (a JSON double converted to int or uint32_t
+ * outside that range is undefined behaviour; fuzz_run_json found it). */
+static sp_status get_int(const cJSON *j, const char *key, double lo, double hi, double *v,
+                         const char *what, sp_err *err) {
+    SP_FORWARD(get_num(j, key, v, what, err));
+    SP_RETURN_IF(!(*v >= lo && *v <= hi) || *v != (double)(int64_t)*v, err, SP_EFORMAT,
+                 "%s: field '%s' is %g, not an integer in %.0f..%.0f", what, key, *v, lo, hi);
+    return SP_OK;
+}
+
 static sp_status get_str(const cJSON *j, const char *key, char **v, int required, const char *what,
                          sp_err *err) {
     const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, key);
@@ -242,8 +252,8 @@ sp_status sp_qrun_from_json(const char *json, const char *what, sp_quantize_opts
         {"mse", &o->scale_search}, {"rtn", &o->rtn}, {"block", &o->block}, {"nsamples", &o->nsamples},
         {"ctx", &o->ctx}, {"force", &o->force}};
     for (size_t i = 0; st == SP_OK && i < sizeof ints / sizeof ints[0]; i++) {
-        st = get_num(j, ints[i].key, &v, what, err);
-        *ints[i].dst = (int)v;
+        st = get_int(j, ints[i].key, INT_MIN, INT_MAX, &v, what, err);
+        if (st == SP_OK) *ints[i].dst = (int)v;
     }
     if (st == SP_OK) st = get_num(j, "damp", &o->damp, what, err);
     /* Added later: a run.json without them was written by a version that had only "mse" (0/1,
@@ -261,9 +271,9 @@ sp_status sp_qrun_from_json(const char *json, const char *what, sp_quantize_opts
         if (cJSON_IsNumber(ts)) o->true_sequential = ts->valueint != 0;
         else st = sp_err_set(err, SP_EFORMAT, "%s: field 'true_sequential' is not a number", what);
     }
-    if (st == SP_OK) st = get_num(j, "model_fingerprint", &v, what, err);
+    if (st == SP_OK) st = get_int(j, "model_fingerprint", 0, UINT32_MAX, &v, what, err);
     if (st == SP_OK) *model_fp = (uint32_t)v;
-    if (st == SP_OK) st = get_num(j, "calib_fingerprint", &v, what, err);
+    if (st == SP_OK) st = get_int(j, "calib_fingerprint", 0, UINT32_MAX, &v, what, err);
     if (st == SP_OK) *calib_fp = (uint32_t)v;
     const cJSON *seed = cJSON_GetObjectItemCaseSensitive(j, "seed");
     if (st == SP_OK && !cJSON_IsString(seed))

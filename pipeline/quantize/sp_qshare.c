@@ -9,8 +9,8 @@
 #include "mpi/sp_mpi.h"
 
 static int n_groups_of(int cols, int group_size) {
-    int g = group_size > 0 ? group_size : cols;
-    return (cols + g - 1) / g;
+    int64_t g = group_size > 0 ? group_size : cols; /* int64: cols + g must not overflow */
+    return (int)(((int64_t)cols + g - 1) / g);
 }
 
 size_t sp_qshare_bytes(int rows, int cols, int bits, int group_size) {

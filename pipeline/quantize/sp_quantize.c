@@ -2,6 +2,7 @@
 #include "pipeline/quantize/sp_quantize.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -437,6 +438,7 @@ static sp_status check_opts(const sp_quantize_opts *o, sp_err *err) {
 static sp_status setup(sp_qjob *j, int resume, char *warn, size_t warn_cap, sp_err *err) {
     const sp_quantize_opts *o = j->o;
     sp_status st = check_opts(o, err);
+    if (st == SP_OK) st = sp_fault_parse(getenv(SP_FAULT_ENV), &j->fault, err);
     if (st == SP_OK) st = sp_model_open(&j->m, o->model_dir, err);
     if (st == SP_OK) {
         j->c = sp_model_config(j->m);
@@ -532,6 +534,7 @@ static sp_status run_stage(sp_qjob *j, int l, int stage, seg_state *sg, sp_quant
     double *Hs[N_HESS] = {0};
     if (!o->rtn) {
         st = block_hessians(j, H, stage, err);
+        int agreed = st != SP_OK; /* block_hessians' errors are every rank's already */
         /* Memory: drop the Hessians this rank does not use first, then expand the ones it
          * does from packed int64 to full double in place, one at a time. */
         int need[N_HESS] = {0};
@@ -540,11 +543,21 @@ static sp_status run_stage(sp_qjob *j, int l, int stage, seg_state *sg, sp_quant
                 need[j->units[u].hessian] = 1;
         for (int h = 0; h < N_HESS; h++)
             if (!need[h]) sp_hacc_free(&H[h]);
+        /* SP_FAULT (tests/mpi/failure.cmake): a rank dies, or its allocation fails, here, in
+         * the middle of the block, with the Hessians reduced and GPTQ not yet started. */
+        if (sp_fault_hit(&j->fault, SP_FAULT_KILL, j->rank, l)) raise(SIGKILL);
+        if (st == SP_OK && sp_fault_hit(&j->fault, SP_FAULT_ALLOC, j->rank, l)) {
+            size_t n = 0;
+            for (int h = 0; h < N_HESS && !n; h++) n = need[h] ? (size_t)H[h].n : 0;
+            st = sp_err_set(err, SP_ENOMEM, "cannot allocate %zu bytes for hessian (injected by "
+                            "SP_FAULT)", n * n * sizeof(double));
+        }
         for (int h = 0; h < N_HESS && st == SP_OK; h++) {
             if (!need[h]) continue;
             Hs[h] = sp_hacc_take(&H[h], err);
             if (!Hs[h]) st = SP_ENOMEM;
         }
+        if (st && !agreed) sp_err_prefix(err, "model.layers.%d", l);
         st = sp_mpi_agree(j->comm, st, err);
     } else {
         release_unowned(j, -1);

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "ckpt/sp_ckpt.h"
+#include "common/sp_fault.h"
 #include "kernels/sp_forward.h"
 #include "kernels/sp_quant.h"
 #include "shards/sp_model.h"
@@ -45,6 +46,7 @@ typedef struct {
     int start_layer;         /* first block to compute                                       */
     int checkpoints;
     struct sp_cuda *gpu;     /* --device cuda: this rank's GPU (forward, Hessians, GPTQ)     */
+    sp_fault fault;          /* SP_FAULT (common/sp_fault.h): test-only injected failures    */
 } sp_qjob;
 
 /* sp_qoutput.c — rank 0 only. */

@@ -29,6 +29,10 @@ typedef struct {
 } seg_unit;
 _Static_assert(sizeof(seg_unit) == 32, "segment unit header is 32 bytes");
 
+/* Rows, columns and group size of a unit are at most 2^24 (a 405B model's widest matrix has
+ * 53248 columns), so their products stay far inside size_t and their sums inside int. */
+#define SEG_MAX_DIM (1u << 24)
+
 void sp_segment_path(char *buf, size_t cap, const char *dir, int layer) {
     snprintf(buf, cap, "%s/block-%05d.spb", dir, layer);
 }
@@ -160,6 +164,11 @@ sp_status sp_segment_each(const char *dir, int layer, uint32_t expect_crc, sp_se
         }
         st = read_exact(f, &u, sizeof u, path, err);
         off += sizeof u;
+        /* Bounded dimensions first: sp_qshare_bytes works in int (fuzz_segment). */
+        if (st == SP_OK && (u.rows > SEG_MAX_DIM || u.cols > SEG_MAX_DIM ||
+                            u.group_size > (int32_t)SEG_MAX_DIM))
+            st = sp_err_set(err, SP_EFORMAT, "%s: unit %u: rows %u, cols %u or group_size %d "
+                            "outside 1..%u", path, i, u.rows, u.cols, u.group_size, SEG_MAX_DIM);
         if (st == SP_OK && (u.bits < 2 || u.bits > 8 || u.rows == 0 || u.cols == 0 ||
                             u.module >= 7 || u.nbytes != sp_qshare_bytes((int)u.rows, (int)u.cols,
                                                                          (int)u.bits, u.group_size) ||

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "kernels/sp_pack.h"
@@ -46,17 +47,36 @@ sp_status sp_qc_check_thread(const sp_qcontainer *c, sp_err *err) {
 
 /* H5Ewalk2 callback: keep the innermost (first, walking upward) description. */
 static herr_t innermost_cb(unsigned n, const H5E_error2_t *e, void *data) {
-    if (n == 0 && e && e->desc) snprintf((char *)data, 160, "%s", e->desc);
+    if (n == 0 && e && e->desc) snprintf((char *)data, 400, "%s", e->desc);
     return 0;
 }
 
+/* An HDF5 description fit for a one-line message: control characters become spaces, and a
+ * low-level I/O failure ("file write failed: time = ..., filename = ..., errno = 28, error
+ * message = 'No space left on device', ...") is cut to "file write failed: No space left on
+ * device" (the file is named by the caller). */
+static void tidy_h5_desc(char *d, size_t cap) {
+    for (char *p = d; *p; p++)
+        if ((unsigned char)*p < 0x20) *p = ' ';
+    const char *m = strstr(d, "error message = '");
+    const char *colon = strchr(d, ':');
+    if (m && colon && colon < m) {
+        char tail[200];
+        m += strlen("error message = '");
+        size_t n = strcspn(m, "'");
+        snprintf(tail, sizeof tail, "%.*s", (int)(n < 190 ? n : 190), m);
+        snprintf(d + (colon - d), cap - (size_t)(colon - d), ": %s", tail);
+    }
+}
+
 sp_status sp_qc_h5err(sp_err *err, sp_status code, const char *path, const char *fmt, ...) {
-    char what[SP_ERR_MSG_MAX], h5[160] = "";
+    char what[SP_ERR_MSG_MAX], h5[400] = "";
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
     (void)H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, innermost_cb, h5);
+    tidy_h5_desc(h5, sizeof h5);
     if (h5[0])
         return sp_err_set(err, code, "%s: %s (HDF5: %s)", path, what, h5);
     return sp_err_set(err, code, "%s: %s", path, what);
@@ -278,6 +298,13 @@ static sp_status write_dset(hid_t loc, const char *name, hid_t file_type, hid_t 
         (dset = H5Dcreate2(loc, name, file_type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT)) < 0 ||
         H5Dwrite(dset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
         st = sp_qc_h5err(err, SP_EIO, path, "%s/%s: writing dataset", objname, name);
+    if (st == SP_OK) {
+        size_t nbytes = H5Tget_size(mem_type);
+        for (int i = 0; i < ndim; i++) nbytes *= (size_t)dims[i];
+        char dname[600];
+        snprintf(dname, sizeof dname, "%s/%s", objname, name);
+        st = sp_qc_write_crc(dset, data, nbytes, path, dname, err);
+    }
     CLOSE_ID(H5Dclose, dset);
     CLOSE_ID(H5Pclose, dcpl);
     CLOSE_ID(H5Sclose, space);
@@ -559,6 +586,35 @@ void sp_qcontainer_discard(sp_qcontainer *c) {
     sp_qc_quiet_end(&q);
     if (c->writing && c->tmp_path) (void)unlink(c->tmp_path);
     sp_qc_free(c);
+}
+
+sp_status sp_qcontainer_check_space(const char *path, uint64_t raw_bytes, uint64_t n_datasets,
+                                    sp_err *err) {
+    uint64_t need = raw_bytes + n_datasets * 4096u + (256u << 10);
+    char scratch[4200];
+    int n = snprintf(scratch, sizeof scratch, "%s.space", path);
+    SP_RETURN_IF(n < 0 || (size_t)n >= sizeof scratch, err, SP_EINVAL, "%s: path too long", path);
+    int fd = open(scratch, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    SP_RETURN_IF(fd < 0, err, SP_EIO, "%s: cannot create: %s", scratch, strerror(errno));
+    /* posix_fallocate returns the error (it does not set errno); where the file system cannot
+     * allocate without writing (EINVAL / EOPNOTSUPP from glibc's fallback being refused),
+     * the free space is read instead. */
+    int rc = posix_fallocate(fd, 0, (off_t)need);
+    close(fd);
+    (void)unlink(scratch);
+    if (rc == EINVAL || rc == EOPNOTSUPP) {
+        struct statvfs sv;
+        char dir[4200];
+        snprintf(dir, sizeof dir, "%s", path);
+        char *slash = strrchr(dir, '/');
+        if (slash) *(slash == dir ? slash + 1 : slash) = '\0';
+        else snprintf(dir, sizeof dir, ".");
+        if (statvfs(dir, &sv) != 0) return SP_OK; /* nothing to learn: let the write try */
+        rc = (uint64_t)sv.f_bavail * sv.f_frsize < need ? ENOSPC : 0;
+    }
+    SP_RETURN_IF(rc != 0, err, SP_EIO, "%s: cannot reserve %llu bytes for the container: %s",
+                 path, (unsigned long long)need, strerror(rc));
+    return SP_OK;
 }
 
 /* fsync a closed file so that the rename below publishes complete data. */

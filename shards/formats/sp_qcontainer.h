@@ -38,7 +38,9 @@
 
 #define SP_QCONTAINER_FILE "model.sp.h5"
 #define SP_QCONTAINER_FORMAT "shardpress-quant"
-#define SP_QCONTAINER_VERSION 1
+/* Version 2 (issue 13) adds a crc32 attribute to every dataset, checked on first read;
+ * version-1 files are still read (unchecked). */
+#define SP_QCONTAINER_VERSION 2
 #define SP_QCONTAINER_MAX_LEVELS 7 /* bits 2..8 */
 
 typedef struct {
@@ -79,6 +81,18 @@ sp_status sp_qcontainer_put_qlayer(sp_qcontainer *c, const char *module, const s
 /* Record which stored level a reader of this module starts with (else default_bits).
  * The level must have been stored already. */
 sp_status sp_qcontainer_set_selected(sp_qcontainer *c, const char *module, int bits, sp_err *err);
+
+/* Make sure the directory of path has room for a container of about raw_bytes of data in
+ * n_datasets datasets, before the writer starts: a scratch file "<path>.space" is given
+ * raw_bytes + 4 KiB per dataset + 256 KiB (HDF5's own share, measured: ~0.7 KiB per dataset)
+ * with posix_fallocate (statvfs where the file system cannot allocate) and removed again.
+ * Why: HDF5 1.10.8 does not survive a write that fails for want of space — H5Fclose fails,
+ * the file ID stays, and the library crashes when it is torn down at MPI_Finalize — so a full
+ * disk must be found before HDF5 writes. (Another writer may still fill the disk between the
+ * check and the write; see docs/architecture.md, "Hostile input".)
+ * @return SP_OK; SP_EIO naming path, the bytes needed and strerror (ENOSPC, EDQUOT). */
+sp_status sp_qcontainer_check_space(const char *path, uint64_t raw_bytes, uint64_t n_datasets,
+                                    sp_err *err);
 
 /* Writer: flush, close, fsync and rename "<path>.partial" to path (on failure the partial
  * file is removed). Reader: close. Frees c in every case (NULL is fine) — except when called

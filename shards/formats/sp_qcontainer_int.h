@@ -6,6 +6,7 @@
 
 #include <hdf5.h>
 #include <pthread.h>
+#include <stdint.h>
 
 #include "shards/formats/sp_qcontainer.h"
 
@@ -15,12 +16,15 @@ typedef struct {
     int n_levels;
     int selected;                                  /* bits a reader starts with        */
     sp_qlevel_info lv[SP_QCONTAINER_MAX_LEVELS];   /* lv[k].bits ascending             */
+    unsigned verified[SP_QCONTAINER_MAX_LEVELS];   /* bit j: dataset j of lv[k] (qweight,
+                                                    * scales, zeros, g_idx) checksummed     */
 } sp_qc_module;
 
 typedef struct {
     char *name;
     int ndim;
     int64_t shape[2]; /* shape[1] = 1 for 1-D */
+    int verified;     /* its checksum was checked (version 2)      */
 } sp_qc_dense;
 
 struct sp_qcontainer {
@@ -80,5 +84,18 @@ sp_status sp_qc_check_dset(hid_t dset, H5T_class_t cls, size_t size, int is_sign
 /* Read rows [row0, row0+nrows) of a 1-D or 2-D dataset as mem_type into dst. */
 sp_status sp_qc_read_rows(hid_t dset, hid_t mem_type, hsize_t row0, hsize_t nrows, void *dst,
                           const char *path, const char *dname, sp_err *err);
+
+/* ---- checksums (sp_qcontainer_crc.c, version 2) ---- */
+
+/* zlib CRC-32 of n bytes, continuing crc (start with 0). */
+uint32_t sp_qc_crc(uint32_t crc, const void *data, size_t n);
+/* Attach attribute crc32 = CRC of the nbytes at data to dataset dset. */
+sp_status sp_qc_write_crc(hid_t dset, const void *data, size_t nbytes, const char *path,
+                          const char *dname, sp_err *err);
+/* Check dataset d against its crc32 attribute (version >= 2; else SP_OK): over whole[0..nbytes)
+ * when the caller has just read all of it, else by streaming it. SP_EFORMAT naming the
+ * dataset on a mismatch or a missing attribute. */
+sp_status sp_qc_verify(const sp_qcontainer *c, hid_t d, const void *whole, size_t nbytes,
+                       const char *dname, sp_err *err);
 
 #endif

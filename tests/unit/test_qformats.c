@@ -129,7 +129,7 @@ static void test_container_roundtrip(void **state) {
 
     ASSERT_OK(sp_qcontainer_open(&c, path, &e_));
     const sp_qcontainer_meta *m = sp_qcontainer_get_meta(c);
-    assert_int_equal(m->version, 1);
+    assert_int_equal(m->version, 2);
     assert_int_equal(m->default_bits, 4);
     assert_int_equal(m->group_size, 16);
     assert_int_equal(m->sym, 0);
@@ -256,6 +256,8 @@ static void corrupt(const char *path, corruption how) {
         gbuf[44] = 3;    /* only groups 0..2 exist */
         sbuf[2] = 0.1f;  /* not an fp16 value */
         assert_true(H5Dwrite(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0);
+        rewrite_crc(d, buf, how == CORRUPT_ZERO_VALUE ? sizeof zbuf
+                            : how == CORRUPT_GIDX_VALUE ? sizeof gbuf : sizeof sbuf);
         H5Dclose(d);
     }
     H5Gclose(g);
