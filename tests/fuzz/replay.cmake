@@ -2,7 +2,7 @@
 # replay_main.c and run by ctest over its seed corpus and regression inputs (label "unit"), so
 # the gcc and ASan builds replay every input that once crashed a reader (issue 13).
 set(SP_FUZZ_TARGETS safetensors st_index config tokenizer_json tokenizer_bin llama2c bits_map
-    run_json segment)
+    run_json segment cmp_msg)
 foreach(t ${SP_FUZZ_TARGETS})
   add_executable(replay_${t} ${CMAKE_CURRENT_LIST_DIR}/fuzz_${t}.c ${CMAKE_CURRENT_LIST_DIR}/replay_main.c)
   target_link_libraries(replay_${t} PRIVATE shardpress_lib)
