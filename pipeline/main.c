@@ -26,6 +26,7 @@
 #include "pipeline/quantize/sp_quantize.h"
 #include "pipeline/search/sp_search_cli.h"
 #include "shards/formats/sp_gptq_export.h"
+#include "pipeline/sp_gguf_cli.h"
 
 #define SP_VERSION "0.1.0"
 
@@ -441,7 +442,7 @@ static const char *EXPORT_USAGE =
     "GPTQModel's 'dynamic' overrides.\n"
     "\n"
     "  --model DIR       quantized model directory (config.json + model.sp.h5)\n"
-    "  --format gptq     the only export format so far\n"
+    "  --format gptq     (--format gguf: see shardpress export --format gguf --help)\n"
     "  --out DIR         output directory (must not exist, unless --force)\n"
     "  --gptq-v2         store zero points directly (checkpoint_format gptq_v2); needed when an\n"
     "                    asymmetric group has zero point 0, which v1 cannot represent\n"
@@ -449,6 +450,7 @@ static const char *EXPORT_USAGE =
     "  --force           replace an existing --out\n";
 
 static sp_status cmd_export(cli_ctx *cx, int argc, char **argv, sp_err *err) {
+    if (sp_gguf_cli_wants(argc, argv)) return sp_gguf_export_cli(cx->comm, cx->rank, argc, argv, err);
     const char *model = NULL, *out = NULL, *format = NULL, *bits_map = NULL;
     sp_gptq_export_opts eo;
     memset(&eo, 0, sizeof eo);
@@ -476,7 +478,7 @@ static sp_status cmd_export(cli_ctx *cx, int argc, char **argv, sp_err *err) {
     SP_RETURN_IF(optind < argc, err, SP_EINVAL, "export: unexpected argument '%s'", argv[optind]);
     SP_RETURN_IF(!model || !out, err, SP_EINVAL, "export: --model and --out are required");
     SP_RETURN_IF(!format || strcmp(format, "gptq") != 0, err, SP_EUNSUPPORTED,
-                 "export: --format '%s' is not supported (gptq)", format ? format : "");
+                 "export: --format '%s' is not supported (gptq, gguf)", format ? format : "");
     sp_bits_map map;
     memset(&map, 0, sizeof map);
     sp_status st = SP_OK;
