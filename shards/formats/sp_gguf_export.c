@@ -142,6 +142,17 @@ static int auto_linear(const src_t *s, int mi, int cols, int *exact) {
     return k ? SP_GT_Q4_K : SP_GT_Q4_0;
 }
 
+/* A type whose block divides the row: K-quants fall back to the legacy type of one more bit
+ * (as llama.cpp's quantizer does: Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0), legacy types to
+ * F16. */
+static int fit_type(int t, int64_t cols) {
+    if (sp_gtype_row_bytes(t, cols)) return t;
+    if (t == SP_GT_Q4_K || t == SP_GT_Q3_K || t == SP_GT_Q2_K) t = SP_GT_Q5_0;
+    else if (t == SP_GT_Q5_K) t = SP_GT_Q5_1;
+    else if (t == SP_GT_Q6_K) t = SP_GT_Q8_0;
+    return sp_gtype_row_bytes(t, cols) ? t : SP_GT_F16;
+}
+
 /* embeddings / output head: F32/F16 exports keep the float type, otherwise a fine type */
 static int auto_side(int linear_type, int fine, int cols) {
     if (linear_type == SP_GT_F32 || linear_type == SP_GT_F16) return linear_type;
@@ -195,10 +206,11 @@ static sp_status build_plan(const src_t *s, const sp_gguf_export_opts *o, ent_t 
         if (!strstr(x->hf, "_proj.weight")) continue;
         int exact = 0, t = auto_linear(s, x->module, (int)x->cols, &exact);
         if (o->type >= 0) t = o->type;
+        t = fit_type(t, x->cols); /* auto and --type fall back where the row is too short */
         for (int k = 0; k < o->n_types; k++) {
             size_t ml = strlen(o->type_modules[k]);
             if (!strncmp(x->hf, o->type_modules[k], ml) && !strcmp(x->hf + ml, ".weight"))
-                t = o->type_types[k];
+                t = o->type_types[k]; /* the type map is taken as given */
         }
         if (x->module >= 0 && t >= 0) {
             sp_qlevel_info lv;
@@ -225,9 +237,9 @@ static sp_status build_plan(const src_t *s, const sp_gguf_export_opts *o, ent_t 
     for (int i = 0; i < *n; i++) {
         ent_t *x = &e[i];
         if (!strcmp(x->hf, "model.embed_tokens.weight"))
-            x->type = o->embed_type >= 0 ? o->embed_type : auto_side(first_lin_type, SP_GT_Q8_0, (int)x->cols);
+            x->type = fit_type(o->embed_type >= 0 ? o->embed_type : auto_side(first_lin_type, SP_GT_Q8_0, (int)x->cols), x->cols);
         else if (!strcmp(x->hf, "lm_head.weight"))
-            x->type = o->output_type >= 0 ? o->output_type : auto_side(first_lin_type, SP_GT_Q6_K, (int)x->cols);
+            x->type = fit_type(o->output_type >= 0 ? o->output_type : auto_side(first_lin_type, SP_GT_Q6_K, (int)x->cols), x->cols);
         SP_RETURN_IF(!sp_gtype_row_bytes(x->type, x->cols), err, SP_EINVAL,
                      "gguf: %s: rows of %lld values do not fit type %s (block of %d)", x->hf,
                      (long long)x->cols, sp_gtype_name(x->type), sp_gtype_block(x->type));

@@ -48,6 +48,10 @@ static struct llama_context *context(struct llama_model *m, int n_ctx) {
     cp.n_ubatch = (uint32_t)n_ctx;
     cp.n_threads = 1;
     cp.n_threads_batch = 1;
+    /* fp32 everywhere: the comparison with shardpress's fp32 forward is at fp32 tolerance */
+    cp.type_k = GGML_TYPE_F32;
+    cp.type_v = GGML_TYPE_F32;
+    cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
     struct llama_context *c = llama_init_from_model(m, cp);
     if (!c) {
         fprintf(stderr, "llama_client: no context\n");
@@ -173,7 +177,8 @@ static int dequant(const char *path, const char *out) {
         return 2;
     }
     FILE *fo = fopen(out, "wb");
-    for (struct ggml_tensor *t = ggml_get_first_tensor(gc); t; t = ggml_get_next_tensor(gc, t)) {
+    for (int64_t ti = 0; ti < gguf_get_n_tensors(g); ti++) {
+        struct ggml_tensor *t = ggml_get_tensor(gc, gguf_get_tensor_name(g, ti));
         int64_t n = ggml_nelements(t);
         float *y = malloc(sizeof *y * (size_t)n);
         const struct ggml_type_traits *tr = ggml_get_type_traits(t->type);
