@@ -235,7 +235,10 @@ static const char *QUANTIZE_USAGE =
     "                      and 'shardpress resume D' continues on any number of ranks\n"
     "  --checkpoint-every B  checkpoint after every B blocks (1)\n"
     "  --checkpoint-compress none|gzip|zstd  chunked compression of checkpoints (none)\n"
-    "  --json              print one JSON object with the run's figures\n";
+    "  --json              print one JSON object with the run's figures\n"
+    "  --format gguf:TYPE  GPTQ in a GGUF type's own format (Q4_0, Q5_0, Q8_0: group 32,\n"
+    "                      symmetric, fp16 scale); --levels may list such types too\n"
+    "  --imatrix-out FILE  also write llama.cpp's importance matrix (GGUF) from the Hessians\n";
 
 /* What a quantize job did, as quantize --json and resume --json both report it. */
 static void add_run_summary(cJSON *j, const sp_quantize_result *r) {
@@ -269,6 +272,7 @@ static sp_status cmd_quantize(cli_ctx *cx, int argc, char **argv, sp_err *err) {
     sp_quantize_opts o;
     sp_quantize_defaults(&o);
     int json = 0, have_levels = 0, have_search = 0;
+    int gguf_bits = 0, gguf_levels = 0, have_bits = 0, have_group = 0, have_asym = 0; /* issue 11 */
     long v = 0;
     double d;
     static const struct option opts[] = {
@@ -287,6 +291,7 @@ static sp_status cmd_quantize(cli_ctx *cx, int argc, char **argv, sp_err *err) {
         {"checkpoint-dir", required_argument, 0, 'K'},
         {"checkpoint-every", required_argument, 0, 'k'},
         {"checkpoint-compress", required_argument, 0, 'Z'},
+        {"format", required_argument, 0, 'F'}, {"imatrix-out", required_argument, 0, 'I'},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     int ch;
     opterr = 0;
@@ -303,19 +308,22 @@ static sp_status cmd_quantize(cli_ctx *cx, int argc, char **argv, sp_err *err) {
             else if (!strcmp(optarg, "zstd")) o.checkpoint_compress = 2;
             else return sp_err_set(err, SP_EINVAL, "--checkpoint-compress: '%s' is not none, gzip or zstd", optarg);
             break;
-        case 'b': SP_FORWARD(sp_cli_int("--bits", optarg, 2, 8, &v, err)); o.bits = (int)v; break;
+        case 'b': SP_FORWARD(sp_cli_int("--bits", optarg, 2, 8, &v, err)); o.bits = (int)v; have_bits = 1; break;
         case 'L':
-            SP_FORWARD(sp_cli_int_list("--levels", optarg, 2, 8, o.levels, SP_QUANTIZE_MAX_LEVELS,
-                                       &o.n_levels, err));
+            SP_FORWARD(sp_gguf_cli_levels(optarg, o.levels, SP_QUANTIZE_MAX_LEVELS, &o.n_levels,
+                                          &gguf_levels, err));
             have_levels = 1;
             break;
+        case 'F': SP_FORWARD(sp_gguf_cli_format(optarg, &gguf_bits, err)); break;
+        case 'I': o.imatrix_out = optarg; break;
         case 'g':
             SP_FORWARD(sp_cli_int("--group-size", optarg, -1, 1 << 30, &v, err));
             SP_RETURN_IF(v == 0, err, SP_EINVAL, "--group-size: must be >= 1, or -1 for one group per row");
             o.group_size = (int)v;
+            have_group = 1;
             break;
         case 'S': o.sym = 1; break;
-        case 'A': o.sym = 0; break;
+        case 'A': o.sym = 0; have_asym = 1; break;
         case 'a': o.act_order = 1; break;
         case 'O': o.act_order = 0; break;
         case 'd': SP_FORWARD(sp_cli_double("--damp", optarg, 1e-12, 0.999, &d, err)); o.damp = d; break;
@@ -356,6 +364,16 @@ static sp_status cmd_quantize(cli_ctx *cx, int argc, char **argv, sp_err *err) {
     SP_RETURN_IF(optind < argc, err, SP_EINVAL, "quantize: unexpected argument '%s'", argv[optind]);
     /* The default search weights by diag(H); RTN has no Hessian and keeps min-max. */
     if (o.rtn && !have_search) o.scale_search = SP_QSEARCH_MINMAX;
+    /* GGUF types as levels (issue 11): group 32, symmetric, so every level is Q4_0/Q5_0/Q8_0 */
+    if (gguf_bits || gguf_levels) {
+        SP_RETURN_IF(have_group && o.group_size != 32, err, SP_EINVAL,
+                     "--format gguf / GGUF --levels: the group size is 32 (the types' block)");
+        SP_RETURN_IF(have_asym, err, SP_EINVAL, "--format gguf / GGUF --levels: Q4_0, Q5_0 and "
+                     "Q8_0 are symmetric (drop --asym)");
+        o.group_size = 32;
+        o.sym = 1;
+        if (!have_bits) o.bits = gguf_bits ? gguf_bits : o.levels[0];
+    }
     /* --bits is always stored: add it to --levels when missing. */
     int found = 0;
     for (int i = 0; i < o.n_levels; i++) found |= o.levels[i] == o.bits;

@@ -8,6 +8,7 @@
 
 #include "ckpt/sp_ckpt.h"
 #include "kernels/sp_forward.h"
+#include "kernels/sp_hacc.h"
 #include "kernels/sp_quant.h"
 #include "shards/sp_model.h"
 #include "pipeline/quantize/sp_quantize.h"
@@ -44,7 +45,16 @@ typedef struct {
     uint32_t model_fp, calib_fp;
     int start_layer;         /* first block to compute                                       */
     int checkpoints;
+    /* --imatrix-out (issue 11), rank 0: Σ x_i² of every Hessian's inputs, [layer·4 + h] */
+    float **imx;
+    int64_t imx_tokens;
 } sp_qjob;
+
+/* sp_qimatrix.c — rank 0 only: keep diag(A)·g of Hessian h of a layer (after the all-reduce);
+ * write them as llama.cpp's imatrix GGUF to o->imatrix_out; free. */
+sp_status sp_qimatrix_take(sp_qjob *j, int layer, int h, const sp_hacc *H, sp_err *err);
+sp_status sp_qimatrix_write(const sp_qjob *j, sp_err *err);
+void sp_qimatrix_free(sp_qjob *j);
 
 /* sp_qoutput.c — rank 0 only. */
 sp_status sp_qoutput_begin(sp_qjob *j, sp_err *err);

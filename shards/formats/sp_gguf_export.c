@@ -144,14 +144,16 @@ static int auto_linear(const src_t *s, int mi, int cols, int *exact) {
 
 /* A type whose block divides the row: K-quants fall back to the legacy type of one more bit
  * (as llama.cpp's quantizer does: Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0), legacy types to
- * F16. */
-static int fit_type(int t, int64_t cols) {
+ * `flt` (F16 for dense weights; F32 for container levels, whose GPTQ values s·(q − z) need up
+ * to 11 + b significant bits, more than fp16 holds). */
+static int fit_type_to(int t, int64_t cols, int flt) {
     if (sp_gtype_row_bytes(t, cols)) return t;
     if (t == SP_GT_Q4_K || t == SP_GT_Q3_K || t == SP_GT_Q2_K) t = SP_GT_Q5_0;
     else if (t == SP_GT_Q5_K) t = SP_GT_Q5_1;
     else if (t == SP_GT_Q6_K) t = SP_GT_Q8_0;
-    return sp_gtype_row_bytes(t, cols) ? t : SP_GT_F16;
+    return sp_gtype_row_bytes(t, cols) ? t : flt;
 }
+static int fit_type(int t, int64_t cols) { return fit_type_to(t, cols, SP_GT_F16); }
 
 /* embeddings / output head: F32/F16 exports keep the float type, otherwise a fine type */
 static int auto_side(int linear_type, int fine, int cols) {
@@ -206,7 +208,8 @@ static sp_status build_plan(const src_t *s, const sp_gguf_export_opts *o, ent_t 
         if (!strstr(x->hf, "_proj.weight")) continue;
         int exact = 0, t = auto_linear(s, x->module, (int)x->cols, &exact);
         if (o->type >= 0) t = o->type;
-        t = fit_type(t, x->cols); /* auto and --type fall back where the row is too short */
+        /* auto and --type fall back where the row is too short */
+        t = fit_type_to(t, x->cols, x->module >= 0 ? SP_GT_F32 : SP_GT_F16);
         for (int k = 0; k < o->n_types; k++) {
             size_t ml = strlen(o->type_modules[k]);
             if (!strncmp(x->hf, o->type_modules[k], ml) && !strcmp(x->hf + ml, ".weight"))
