@@ -30,9 +30,16 @@ static void quiet(enum ggml_log_level level, const char *text, void *user) {
     if (level >= GGML_LOG_LEVEL_ERROR) fputs(text, stderr);
 }
 
+static bool no_progress(float progress, void *user) {
+    (void)progress;
+    (void)user;
+    return true;
+}
+
 static struct llama_model *load(const char *path) {
     struct llama_model_params mp = llama_model_default_params();
     mp.n_gpu_layers = 0;
+    mp.progress_callback = no_progress;
     struct llama_model *m = llama_model_load_from_file(path, mp);
     if (!m) {
         fprintf(stderr, "llama_client: llama.cpp cannot load %s\n", path);
