@@ -19,40 +19,7 @@
 # or npm cannot fetch.
 . "$(dirname "$0")/lib.sh"
 CASE=$1; CACHE=$2
-VERSION=3.22.1
-skip() { echo "SKIP: $*"; exit 77; }
-[ "$(uname -s)-$(uname -m)" = Linux-x86_64 ] || skip "the prebuilt llama.cpp libraries are x86-64 Linux only"
-for t in npm git cc tar; do command -v $t >/dev/null || skip "$t is not installed"; done
-mkdir -p "$CACHE"
-LL="$CACHE/llama-$VERSION"
-exec 9>"$CACHE/.llama-$VERSION.lock"
-flock 9
-if [ ! -f "$LL/.complete" ]; then
-  tmp=$(mktemp -d "$CACHE/.fetch.XXXXXX")
-  if ! (cd "$tmp" && timeout 600 npm pack --loglevel=error --cache "$CACHE/.npm" --fetch-timeout=30000 \
-        --fetch-retries=1 "node-llama-cpp@$VERSION" "@node-llama-cpp/linux-x64@$VERSION" >pack.log 2>&1); then
-    why=$(grep -m 2 "error" "$tmp/pack.log" | tr '\n' ' '); rm -rf "$tmp"
-    skip "npm cannot fetch node-llama-cpp@$VERSION (offline?): $why"
-  fi
-  mkdir "$tmp/bins" "$tmp/src"
-  tar xzf "$tmp/node-llama-cpp-linux-x64-$VERSION.tgz" -C "$tmp/bins"
-  tar xzf "$tmp/node-llama-cpp-$VERSION.tgz" -C "$tmp/src" package/llama/gitRelease.bundle
-  git clone -q "$tmp/src/package/llama/gitRelease.bundle" "$tmp/llama.cpp" 2>/dev/null
-  rm -rf "$tmp/src" "$tmp"/*.tgz "$tmp/pack.log"
-  rm -rf "$LL" && mv -T "$tmp" "$LL" && touch "$LL/.complete"
-fi
-BINS="$LL/bins/package/bins/linux-x64"; SRC="$LL/llama.cpp"
-LIBS=("$BINS/libllama.v0.5.0.so" "$BINS/libggml.v0.5.0.so" "$BINS/libggml-base.so")
-[ -f "${LIBS[0]}" ] && [ -f "$SRC/include/llama.h" ] || fail "the llama.cpp cache in $LL is incomplete"
-# the client, rebuilt when its source changes
-h=$(sha1sum "$SP_SOURCE_DIR/tests/gguf/llama_client.c" | cut -c1-12)
-CLIENT="$LL/llama_client-$h"
-if [ ! -x "$CLIENT" ]; then
-  cc -O1 -std=c11 -Wall -I"$SRC/include" -I"$SRC/ggml/include" "$SP_SOURCE_DIR/tests/gguf/llama_client.c" \
-     -o "$CLIENT.tmp" "${LIBS[@]}" -Wl,-rpath,"$BINS" -lm || fail "cannot build llama_client"
-  mv "$CLIENT.tmp" "$CLIENT"
-fi
-flock -u 9
+. "$SP_SOURCE_DIR/tests/gguf/llama_env.sh"
 ll() { "$CLIENT" "$BINS" "$@"; }
 M="$SP_MODEL_DIR"; EV="$SP_DATA_DIR/text/stories260K-samples/eval.txt"
 CAL="$SP_DATA_DIR/text/stories260K-samples/calib.txt"
@@ -160,15 +127,7 @@ gptq)
   ;;
 imatrix)
   command -v g++ >/dev/null || skip "g++ is not installed (llama-quantize is C++)"
-  LQ="$LL/llama-quantize"
-  exec 9>"$CACHE/.llama-$VERSION.lock"; flock 9
-  if [ ! -x "$LQ" ]; then
-    g++ -O1 -std=c++17 -I"$SRC/include" -I"$SRC/ggml/include" -I"$SRC/common" -I"$SRC/vendor" \
-      "$SRC/tools/quantize/quantize.cpp" "$SRC/tools/quantize/main.cpp" -o "$LQ.tmp" \
-      "$BINS/libllama-common.so" "${LIBS[@]}" -Wl,-rpath,"$BINS" || fail "cannot build llama-quantize"
-    mv "$LQ.tmp" "$LQ"
-  fi
-  flock -u 9
+  LQ=$(llama_env_tool quantize); [ -x "$LQ" ] || fail "no llama-quantize"
   "$SP_BIN" quantize --model "$M" --calib "$CAL" --out "$WORK/q" --nsamples 16 --ctx 128 \
     --imatrix-out "$WORK/imx.gguf" >/dev/null
   python3 - "$WORK/imx.gguf" <<'PY'
