@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "kernels/sp_blas.h"
+#include "kernels/sp_gtype.h"
 
 #define SP_GPTQ_SUB 16     /* columns per sub-block inside a block (rank-1 updates within)  */
 #define SP_GPTQ_PANEL 256  /* columns per left-looking panel (a multiple of the block)       */
@@ -32,7 +33,7 @@ struct sp_gptq_ctx {
     int32_t *perm;        /* [C] position j processes original column perm[j]               */
     int32_t *invperm;     /* [C] inverse of perm                                            */
     uint8_t *dead;        /* [C] 1 where H[i,i] == 0                                        */
-    double *hdiag;        /* [C] diag(H) (dead: 1), original order: weights of SP_QSEARCH_HMSE */
+    double *hdiag;        /* [C] diag(H) (dead: 1), original order: weights of SP_QSEARCH_HMSE/GGUF */
     void *R;              /* [C, C] float or double, see sp_gptq_body.h                     */
 };
 
@@ -44,6 +45,7 @@ struct sp_gptq_ctx {
 #define SP_TRTRI LAPACKE_strtri_work
 #define SP_QPARAMS sp_quant_params_f32
 #define SP_QSEARCH sp_quant_params_search_f32
+#define SP_GSEARCH sp_gtype_params_search_f32
 #define SP_QCOLUMN sp_quant_column_f32
 #include "kernels/sp_gptq_body.h"
 #undef SP_T
@@ -54,6 +56,7 @@ struct sp_gptq_ctx {
 #undef SP_TRTRI
 #undef SP_QPARAMS
 #undef SP_QSEARCH
+#undef SP_GSEARCH
 #undef SP_QCOLUMN
 
 #define SP_T double
@@ -64,6 +67,7 @@ struct sp_gptq_ctx {
 #define SP_TRTRI LAPACKE_dtrtri_work
 #define SP_QPARAMS sp_quant_params_f64
 #define SP_QSEARCH sp_quant_params_search_f64
+#define SP_GSEARCH sp_gtype_params_search_f64
 #define SP_QCOLUMN sp_quant_column_f64
 #include "kernels/sp_gptq_body.h"
 #undef SP_T
@@ -74,6 +78,7 @@ struct sp_gptq_ctx {
 #undef SP_TRTRI
 #undef SP_QPARAMS
 #undef SP_QSEARCH
+#undef SP_GSEARCH
 #undef SP_QCOLUMN
 
 void sp_gptq_opts_default(sp_gptq_opts *o) {
@@ -187,7 +192,7 @@ sp_status sp_gptq_prepare(sp_gptq_ctx **out, const double *H, int cols, const sp
     }
     st = op.precision == SP_GPTQ_F64 ? factor_f64(c, H, dfix, mean, err)
                                      : factor_f32(c, H, dfix, mean, err);
-    if (st == SP_OK && op.mse == SP_QSEARCH_HMSE) {
+    if (st == SP_OK && (op.mse == SP_QSEARCH_HMSE || op.mse == SP_QSEARCH_GGUF)) {
         c->hdiag = dfix; /* kept: the weights of the group parameter search */
         dfix = NULL;
     }

@@ -431,3 +431,40 @@ void sp_gtype_params_f64(float *scale, uint8_t *zero, size_t so, const double *X
                          size_t cs, int rows, int n, int bits) {
     GTYPE_PARAMS(double)
 }
+
+/* The shrink search: the rule's d for each row, then the grid d_p (see sp_gtype.h). The codes
+ * are those sp_quant_column computes: clamp(rne(x / d) + z, 0, 2^b − 1). */
+#define GTYPE_SEARCH(T)                                                                          \
+    GTYPE_PARAMS(T)                                                                              \
+    const int maxq = (1 << bits) - 1;                                                           \
+    for (int r = 0; r < rows; r++) {                                                             \
+        const float d0 = scale[(size_t)r * so];                                                  \
+        float best_d = d0;                                                                       \
+        double best = INFINITY;                                                                  \
+        for (int i = 0; i < 80; i++) {                                                           \
+            float d = i == 0 ? d0 : f16r(d0 * (float)(1.0 - i / 100.0));                        \
+            if (d == 0.0f) break;                                                                \
+            double e = 0;                                                                        \
+            for (int k = 0; k < n && e < best; k++) {                                            \
+                float x = (float)X[(size_t)r * rs + (size_t)k * cs];                             \
+                float q = rintf(x / d) + zf;                                                     \
+                q = q < 0.0f ? 0.0f : q > (float)maxq ? (float)maxq : q;                         \
+                double dq = (double)x - (double)(d * (q - zf));                                  \
+                e += wt[k] * dq * dq;                                                            \
+            }                                                                                    \
+            if (e < best) best = e, best_d = d;                                                  \
+        }                                                                                        \
+        scale[(size_t)r * so] = best_d;                                                          \
+    }
+
+void sp_gtype_params_search_f32(float *scale, uint8_t *zero, size_t so, const float *X,
+                                size_t rs, size_t cs, int rows, int n, int bits,
+                                const double *wt) {
+    GTYPE_SEARCH(float)
+}
+
+void sp_gtype_params_search_f64(float *scale, uint8_t *zero, size_t so, const double *X,
+                                size_t rs, size_t cs, int rows, int n, int bits,
+                                const double *wt) {
+    GTYPE_SEARCH(double)
+}

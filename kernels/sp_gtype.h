@@ -96,5 +96,16 @@ void sp_gtype_params_f32(float *scale, uint8_t *zero, size_t so, const float *X,
                          size_t cs, int rows, int n, int bits);
 void sp_gtype_params_f64(float *scale, uint8_t *zero, size_t so, const double *X, size_t rs,
                          size_t cs, int rows, int n, int bits);
+/* The same rule with a weighted shrink search, as SP_QSEARCH_HMSE does for the min-max grid:
+ * d_p = fp16(p · d), p = 1 − i/100, i < 80, and the first d_p with the least
+ * Σ_k wt[k] (x_k − d_p·(q_k − z))² over the group (wt[k] >= 0, e.g. diag(H) of its columns) is
+ * kept; i = 0 is the plain rule, so the weighted error is never larger. GPTQ uses it when
+ * sp_gptq_opts.mse is SP_QSEARCH_GGUF. */
+void sp_gtype_params_search_f32(float *scale, uint8_t *zero, size_t so, const float *X,
+                                size_t rs, size_t cs, int rows, int n, int bits,
+                                const double *wt);
+void sp_gtype_params_search_f64(float *scale, uint8_t *zero, size_t so, const double *X,
+                                size_t rs, size_t cs, int rows, int n, int bits,
+                                const double *wt);
 
 #endif

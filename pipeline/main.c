@@ -237,7 +237,8 @@ static const char *QUANTIZE_USAGE =
     "  --checkpoint-compress none|gzip|zstd  chunked compression of checkpoints (none)\n"
     "  --json              print one JSON object with the run's figures\n"
     "  --format gguf:TYPE  GPTQ in a GGUF type's own format (Q4_0, Q5_0, Q8_0: group 32,\n"
-    "                      symmetric, fp16 scale); --levels may list such types too\n"
+    "                      symmetric, fp16 scale; scale search default gguf: ggml's rule with\n"
+    "                      the diag(H) shrink); --levels may list such types too\n"
     "  --imatrix-out FILE  also write llama.cpp's importance matrix (GGUF) from the Hessians\n";
 
 /* What a quantize job did, as quantize --json and resume --json both report it. */
@@ -332,7 +333,7 @@ static sp_status cmd_quantize(cli_ctx *cx, int argc, char **argv, sp_err *err) {
         case 'Q':
             o.scale_search = sp_quant_search_parse(optarg);
             SP_RETURN_IF(o.scale_search < 0, err, SP_EINVAL,
-                         "--scale-search: '%s' is not minmax, mse or hmse", optarg);
+                         "--scale-search: '%s' is not minmax, mse, hmse or gguf", optarg);
             have_search = 1;
             break;
         case 'W': o.true_sequential = 1; break;
@@ -372,6 +373,9 @@ static sp_status cmd_quantize(cli_ctx *cx, int argc, char **argv, sp_err *err) {
                      "Q8_0 are symmetric (drop --asym)");
         o.group_size = 32;
         o.sym = 1;
+        /* ggml's own scale rule with the diag(H) shrink: the lowest KL in 5 of 6 cases of
+         * bench/run_gguf.sh (docs/benchmarks.md, "GGUF") */
+        if (!have_search) o.scale_search = SP_QSEARCH_GGUF;
         if (!have_bits) o.bits = gguf_bits ? gguf_bits : o.levels[0];
     }
     /* --bits is always stored: add it to --levels when missing. */

@@ -252,7 +252,7 @@ sp_status sp_qrun_from_json(const char *json, const char *what, sp_quantize_opts
     if (st == SP_OK && ss) {
         o->scale_search = cJSON_IsString(ss) ? sp_quant_search_parse(ss->valuestring) : -1;
         if (o->scale_search < 0)
-            st = sp_err_set(err, SP_EFORMAT, "%s: field 'scale_search' is not minmax, mse or hmse",
+            st = sp_err_set(err, SP_EFORMAT, "%s: field 'scale_search' is not minmax, mse, hmse or gguf",
                             what);
     }
     const cJSON *ts = cJSON_GetObjectItemCaseSensitive(j, "true_sequential");

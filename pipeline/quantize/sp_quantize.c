@@ -403,7 +403,7 @@ static sp_status check_opts(const sp_quantize_opts *o, sp_err *err) {
                  "quantize: --damp %g must be in (0, 1)", o->damp);
     SP_RETURN_IF(o->block < 1, err, SP_EINVAL, "quantize: --block must be >= 1");
     SP_RETURN_IF(o->scale_search < 0 || o->scale_search >= SP_QSEARCH_COUNT, err, SP_EINVAL,
-                 "quantize: scale search %d is not minmax, mse or hmse", o->scale_search);
+                 "quantize: scale search %d is not minmax, mse, hmse or gguf", o->scale_search);
     SP_RETURN_IF(o->rtn && o->scale_search == SP_QSEARCH_HMSE, err, SP_EINVAL,
                  "quantize: --scale-search hmse weights by diag(H) and needs GPTQ (use mse with "
                  "--method rtn)");
