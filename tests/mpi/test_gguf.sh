@@ -68,6 +68,8 @@ dense)
   "$SP_BIN" export --model "$M" --format gguf --type F16 --out "$WORK/f16.gguf" >/dev/null
   b=$(ll_ppl "$WORK/f16.gguf"); ppl_close "$a" "$b" 0.005 || fail "F16: ppl $b vs $a"
   echo "ok: F16 ppl $b"
+  mpi 2 "$SP_BIN" export --model "$M" --format gguf --type F16 --out "$WORK/f16b.gguf" >/dev/null
+  cmp "$WORK/f16.gguf" "$WORK/f16b.gguf" || fail "two exports (1 and 2 ranks) differ"
   expect_error '(exists|force)' "$SP_BIN" export --model "$M" --format gguf --out "$WORK/f16.gguf"
   [ ! -e "$WORK/f16.gguf.partial" ] || fail "a partial file was left behind"
   ;;
@@ -152,6 +154,11 @@ assert kv["general.type"] == "imatrix" and kv["imatrix.chunk_count"] == 16 and k
 assert len(names) == 70 and "blk.4.ffn_down.weight.in_sum2" in names and "blk.0.attn_q.weight.counts" in names, names[:4]
 print("ok: imatrix keys", {k: v for k, v in kv.items()}, "and", len(names), "tensors")
 PY
+  # the same bytes from 2 ranks (the Hessians are reduced exactly)
+  mpi 2 "$SP_BIN" quantize --model "$M" --calib "$CAL" --out "$WORK/q2r" --nsamples 16 --ctx 128 \
+    --imatrix-out "$WORK/imx2.gguf" >/dev/null
+  cmp "$WORK/imx.gguf" "$WORK/imx2.gguf" || fail "the imatrix differs between 1 and 2 ranks"
+  echo "ok: imatrix identical on 1 and 2 ranks"
   "$SP_BIN" export --model "$M" --format gguf --out "$WORK/f32.gguf" >/dev/null
   "$LQ" --imatrix "$WORK/imx.gguf" "$WORK/f32.gguf" "$WORK/lq-imx.gguf" Q4_0 >"$WORK/lq.log" 2>&1 || { tail "$WORK/lq.log"; fail "llama-quantize --imatrix refused our imatrix"; }
   grep -q "loaded 35 importance matrix entries" "$WORK/lq.log" || { grep -i imatrix "$WORK/lq.log"; fail "llama-quantize did not load 35 entries"; }
