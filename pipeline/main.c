@@ -390,19 +390,21 @@ static sp_status cmd_quantize(cli_ctx *cx, int argc, char **argv, sp_err *err) {
         SP_RETURN_IF(o.levels[i] == o.levels[i - 1], err, SP_EINVAL, "--levels: %d appears twice", o.levels[i]);
 
     /* Checkpointed runs record absolute paths, so resume works from any directory. */
-    char *abs[4] = {absolute_path(o.model_dir), absolute_path(o.calib_path),
-                    absolute_path(o.out_dir), absolute_path(o.checkpoint_dir)};
+    char *abs[5] = {absolute_path(o.model_dir), absolute_path(o.calib_path),
+                    absolute_path(o.out_dir), absolute_path(o.checkpoint_dir),
+                    absolute_path(o.imatrix_out)};
     if (o.checkpoint_dir) {
         o.model_dir = abs[0];
         o.calib_path = abs[1];
         o.out_dir = abs[2];
         o.checkpoint_dir = abs[3];
+        o.imatrix_out = abs[4];
     }
     o.stop_flag = &g_stop_requested;
     sp_quantize_result r;
     sp_status st = sp_quantize_run(cx->comm, &o, &r, err);
     print_quantize_result(cx, &o, &r, st, json);
-    for (int i = 0; i < 4; i++) free(abs[i]);
+    for (int i = 0; i < 5; i++) free(abs[i]);
     return st;
 }
 

@@ -15,6 +15,72 @@
 
 #include "pipeline/quantize/sp_quantize_int.h"
 #include "shards/formats/sp_gguf.h"
+#include "shards/sp_safetensors.h" /* sp_shards_write_atomic */
+
+/* Checkpointed runs keep each block's diagonals in <checkpoint_dir>/imatrix-<layer>.bin:
+ *   "SPIMX001", u32 layer, u32 SP_N_HESS, i64 tokens, then per Hessian u32 n, f32 sums[n]
+ * (little-endian, the machine's own byte order like the block segments). */
+#define IMX_MAGIC "SPIMX001"
+
+static int hess_dim(const sp_config *c, int h) {
+    return h == SP_H_O ? c->n_heads * c->head_dim : h == SP_H_DOWN ? c->hidden_dim : c->dim;
+}
+
+static void block_path(char *buf, size_t cap, const sp_qjob *j, int layer) {
+    snprintf(buf, cap, "%s/imatrix-%05d.bin", j->o->checkpoint_dir, layer);
+}
+
+sp_status sp_qimatrix_save_block(const sp_qjob *j, int layer, sp_err *err) {
+    char path[4200];
+    block_path(path, sizeof path, j, layer);
+    uint32_t head[2] = {(uint32_t)layer, SP_N_HESS}, dims[SP_N_HESS];
+    int64_t tokens = j->imx_tokens;
+    const void *bufs[3 + 2 * SP_N_HESS];
+    size_t lens[3 + 2 * SP_N_HESS];
+    int nb = 0;
+    bufs[nb] = IMX_MAGIC, lens[nb++] = 8;
+    bufs[nb] = head, lens[nb++] = sizeof head;
+    bufs[nb] = &tokens, lens[nb++] = sizeof tokens;
+    for (int h = 0; h < SP_N_HESS; h++) {
+        const float *v = j->imx ? j->imx[(size_t)layer * SP_N_HESS + (size_t)h] : NULL;
+        SP_RETURN_IF(!v, err, SP_EINTERNAL, "%s: layer %d has no Hessian %d", path, layer, h);
+        dims[h] = (uint32_t)hess_dim(j->c, h);
+        bufs[nb] = &dims[h], lens[nb++] = 4;
+        bufs[nb] = v, lens[nb++] = (size_t)dims[h] * 4;
+    }
+    return sp_shards_write_atomic(path, bufs, lens, nb, err);
+}
+
+/* Read a block a resumed run did not compute back into j->imx. */
+static sp_status load_block(sp_qjob *j, int layer, sp_err *err) {
+    char path[4200];
+    block_path(path, sizeof path, j, layer);
+    FILE *f = fopen(path, "rb");
+    SP_RETURN_IF(!f, err, SP_ENOTFOUND, "%s: missing (the imatrix of block %d; the checkpoint "
+                 "directory was written without --imatrix-out?)", path, layer);
+    char magic[8];
+    uint32_t head[2];
+    int64_t tokens;
+    sp_status st = SP_OK;
+    if (fread(magic, 1, 8, f) != 8 || memcmp(magic, IMX_MAGIC, 8) != 0 ||
+        fread(head, 4, 2, f) != 2 || head[0] != (uint32_t)layer || head[1] != SP_N_HESS ||
+        fread(&tokens, 8, 1, f) != 1)
+        st = sp_err_set(err, SP_EFORMAT, "%s: not the imatrix of block %d", path, layer);
+    for (int h = 0; st == SP_OK && h < SP_N_HESS; h++) {
+        uint32_t n;
+        float **slot = &j->imx[(size_t)layer * SP_N_HESS + (size_t)h];
+        if (fread(&n, 4, 1, f) != 1 || n != (uint32_t)hess_dim(j->c, h)) {
+            st = sp_err_set(err, SP_EFORMAT, "%s: Hessian %d: wrong size", path, h);
+            break;
+        }
+        free(*slot);
+        if (!(*slot = sp_malloc((size_t)n * 4, err, "imatrix"))) st = SP_ENOMEM;
+        else if (fread(*slot, 4, n, f) != n) st = sp_err_set(err, SP_ETRUNC, "%s: truncated", path);
+    }
+    fclose(f);
+    if (st == SP_OK && j->imx_tokens == 0) j->imx_tokens = tokens;
+    return st;
+}
 
 sp_status sp_qimatrix_take(sp_qjob *j, int layer, int h, const sp_hacc *H, sp_err *err) {
     if (!j->imx) {
@@ -37,13 +103,17 @@ void sp_qimatrix_free(sp_qjob *j) {
     j->imx = NULL;
 }
 
-sp_status sp_qimatrix_write(const sp_qjob *j, sp_err *err) {
+sp_status sp_qimatrix_write(sp_qjob *j, sp_err *err) {
     static const char *const names[SP_N_HESS][3] = {{"attn_q", "attn_k", "attn_v"},
                                                     {"attn_output", NULL, NULL},
                                                     {"ffn_gate", "ffn_up", NULL},
                                                     {"ffn_down", NULL, NULL}};
     const sp_quantize_opts *o = j->o;
-    SP_RETURN_IF(!j->imx, err, SP_EINTERNAL, "%s: no Hessians were collected", o->imatrix_out);
+    if (!j->imx && !(j->imx = sp_calloc((size_t)j->c->n_layers * SP_N_HESS, sizeof *j->imx, err,
+                                         "imatrix")))
+        return SP_ENOMEM;
+    for (int l = 0; l < j->c->n_layers; l++)
+        if (!j->imx[(size_t)l * SP_N_HESS] && o->checkpoint_dir) SP_FORWARD(load_block(j, l, err));
     sp_gguf *g;
     SP_FORWARD(sp_gguf_create(&g, o->imatrix_out, o->force, err));
     char cal[4096];
@@ -59,8 +129,7 @@ sp_status sp_qimatrix_write(const sp_qjob *j, sp_err *err) {
         for (int l = 0; l < j->c->n_layers && st == SP_OK; l++)
             for (int h = 0; h < SP_N_HESS && st == SP_OK; h++) {
                 const float *v = j->imx[(size_t)l * SP_N_HESS + (size_t)h];
-                int n = h == SP_H_O ? j->c->n_heads * j->c->head_dim
-                                    : h == SP_H_DOWN ? j->c->hidden_dim : j->c->dim;
+                int n = hess_dim(j->c, h);
                 if (!v) {
                     st = sp_err_set(err, SP_EINTERNAL, "%s: layer %d has no Hessian %d",
                                     o->imatrix_out, l, h);

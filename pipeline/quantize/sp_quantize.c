@@ -409,8 +409,6 @@ static sp_status check_opts(const sp_quantize_opts *o, sp_err *err) {
                  "--method rtn)");
     SP_RETURN_IF(o->imatrix_out && o->rtn, err, SP_EINVAL,
                  "quantize: --imatrix-out is made from GPTQ's Hessians (not with --method rtn)");
-    SP_RETURN_IF(o->imatrix_out && o->checkpoint_dir, err, SP_EUNSUPPORTED,
-                 "quantize: --imatrix-out with --checkpoint-dir is not supported yet");
     SP_RETURN_IF(o->imatrix_out && !o->force && access(o->imatrix_out, F_OK) == 0, err,
                  SP_EEXIST, "%s: already exists (use --force to replace it)", o->imatrix_out);
     SP_RETURN_IF(o->nsamples < 1 || o->ctx < 1, err, SP_EINVAL,
@@ -598,6 +596,11 @@ sp_status sp_quantize_job(MPI_Comm comm, const sp_quantize_opts *o, int resume,
     int stopped = 0;
     for (int l = j.start_layer; st == SP_OK && l < j.c->n_layers; l++) {
         st = run_block(&j, l, res, err);
+        /* --imatrix-out with checkpoints: the block's diagonals go beside the segments, so a
+         * resumed run that skips this block still has them */
+        if (st == SP_OK && o->imatrix_out && j.ck && j.rank == 0)
+            st = sp_qimatrix_save_block(&j, l, err);
+        st = sp_mpi_agree(comm, st, err);
         if (st) break;
         int done = l + 1, stop = stop_requested(&j);
         if (j.ck && done < j.c->n_layers && (done % o->checkpoint_every == 0 || stop))

@@ -53,7 +53,10 @@ typedef struct {
 /* sp_qimatrix.c — rank 0 only: keep diag(A)·g of Hessian h of a layer (after the all-reduce);
  * write them as llama.cpp's imatrix GGUF to o->imatrix_out; free. */
 sp_status sp_qimatrix_take(sp_qjob *j, int layer, int h, const sp_hacc *H, sp_err *err);
-sp_status sp_qimatrix_write(const sp_qjob *j, sp_err *err);
+sp_status sp_qimatrix_write(sp_qjob *j, sp_err *err);
+/* Checkpointed runs: store layer's diagonals as <checkpoint_dir>/imatrix-<layer>.bin (written
+ * once, tmp + rename); sp_qimatrix_write reads the layers a resumed run did not compute. */
+sp_status sp_qimatrix_save_block(const sp_qjob *j, int layer, sp_err *err);
 void sp_qimatrix_free(sp_qjob *j);
 
 /* sp_qoutput.c — rank 0 only. */

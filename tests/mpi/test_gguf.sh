@@ -159,6 +159,15 @@ PY
     --imatrix-out "$WORK/imx2.gguf" >/dev/null
   cmp "$WORK/imx.gguf" "$WORK/imx2.gguf" || fail "the imatrix differs between 1 and 2 ranks"
   echo "ok: imatrix identical on 1 and 2 ranks"
+  # checkpointed: the same bytes, also when a resumed run (from block 4, on 2 ranks) skips blocks
+  "$SP_BIN" quantize --model "$M" --calib "$CAL" --out "$WORK/qc" --nsamples 16 --ctx 128 \
+    --imatrix-out "$WORK/imc.gguf" --checkpoint-dir "$WORK/ck" >/dev/null
+  cmp "$WORK/imx.gguf" "$WORK/imc.gguf" || fail "the imatrix differs with --checkpoint-dir"
+  rm -rf "$WORK/qc" "$WORK/imc.gguf"
+  mpi 2 "$SP_BIN" resume "$WORK/ck" --json >"$WORK/res.json"
+  python3 -c "import json,sys; j=json.load(open(sys.argv[1])); assert j['start_layer']==4, j" "$WORK/res.json"
+  cmp "$WORK/imx.gguf" "$WORK/imc.gguf" || fail "the imatrix differs after resume"
+  echo "ok: imatrix identical with checkpoints and after a resume from block 4 on 2 ranks"
   "$SP_BIN" export --model "$M" --format gguf --out "$WORK/f32.gguf" >/dev/null
   "$LQ" --imatrix "$WORK/imx.gguf" "$WORK/f32.gguf" "$WORK/lq-imx.gguf" Q4_0 >"$WORK/lq.log" 2>&1 || { tail "$WORK/lq.log"; fail "llama-quantize --imatrix refused our imatrix"; }
   grep -q "loaded 35 importance matrix entries" "$WORK/lq.log" || { grep -i imatrix "$WORK/lq.log"; fail "llama-quantize did not load 35 entries"; }
