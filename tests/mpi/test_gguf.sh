@@ -68,6 +68,23 @@ dense)
   "$SP_BIN" export --model "$M" --format gguf --type F16 --out "$WORK/f16.gguf" >/dev/null
   b=$(ll_ppl "$WORK/f16.gguf"); ppl_close "$a" "$b" 0.005 || fail "F16: ppl $b vs $a"
   echo "ok: F16 ppl $b"
+  # Llama 3 rope scaling (rope_freqs.weight) on a synthetic model: scaled frequencies change
+  # the numbers (ppl differs without them), and llama.cpp's equal ours
+  "$SP_SYNTH" --out "$WORK/r3" --hidden 128 --intermediate 256 --layers 2 --heads 4 --kv-heads 2 \
+    --vocab 512 --dtype f32 --max-pos 512 >/dev/null
+  python3 - "$WORK/r3/config.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["rope_scaling"] = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                     "high_freq_factor": 4.0, "original_max_position_embeddings": 64}
+json.dump(c, open(sys.argv[1], "w"))
+PY
+  "$SP_BIN" export --model "$WORK/r3" --format gguf --out "$WORK/r3.gguf" >/dev/null
+  "$SP_BIN" eval --model "$WORK/r3" --text "$EV" --ctx 128 --max-windows 4 --save-logits "$WORK/r3.lg" >/dev/null
+  a=$(sp_ppl "$WORK/r3"); b=$(ll_ppl "$WORK/r3.gguf")
+  logprob_check "$WORK/r3.lg" "$WORK/ll.lp" 2e-4 || fail "rope scaling: log-probabilities differ"
+  ppl_close "$a" "$b" 1e-5 || fail "rope scaling: ppl $a (shardpress) vs $b (llama.cpp)"
+  echo "ok: Llama 3 rope scaling: ppl $a (shardpress) $b (llama.cpp)"
   mpi 2 "$SP_BIN" export --model "$M" --format gguf --type F16 --out "$WORK/f16b.gguf" >/dev/null
   cmp "$WORK/f16.gguf" "$WORK/f16b.gguf" || fail "two exports (1 and 2 ranks) differ"
   expect_error '(exists|force)' "$SP_BIN" export --model "$M" --format gguf --out "$WORK/f16.gguf"
