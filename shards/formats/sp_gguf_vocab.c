@@ -19,6 +19,7 @@
 
 #include "shards/formats/sp_gguf_int.h"
 #include "shards/sp_model.h"
+#include "shards/tok/sp_tokenizer.h"
 
 enum { TT_NORMAL = 1, TT_UNKNOWN = 2, TT_CONTROL = 3, TT_USER = 4, TT_BYTE = 6 };
 
@@ -64,6 +65,38 @@ static sp_status pad_holes(vocab *v, sp_err *err) {
         v->type[i] = TT_USER;
     }
     return SP_OK;
+}
+
+/* Piece -> id, open addressing over FNV-1a (vocabularies of 10^5 pieces and merges). */
+typedef struct {
+    int32_t *slot; /* id + 1, 0 empty */
+    size_t mask;
+} piece_map;
+
+static uint64_t fnv(const char *s) {
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static sp_status piece_map_build(piece_map *m, const vocab *v, sp_err *err) {
+    size_t cap = 16;
+    while (cap < 2 * (size_t)v->n) cap *= 2;
+    m->mask = cap - 1;
+    m->slot = calloc(cap, sizeof *m->slot);
+    SP_RETURN_IF(!m->slot, err, SP_ENOMEM, "gguf: out of memory for the vocabulary map");
+    for (int i = v->n - 1; i >= 0; i--) { /* lowest id wins for duplicates */
+        size_t k = fnv(v->tok[i]) & m->mask;
+        while (m->slot[k] && strcmp(v->tok[m->slot[k] - 1], v->tok[i])) k = (k + 1) & m->mask;
+        m->slot[k] = i + 1;
+    }
+    return SP_OK;
+}
+
+static int piece_map_find(const piece_map *m, const vocab *v, const char *s) {
+    for (size_t k = fnv(s) & m->mask; m->slot[k]; k = (k + 1) & m->mask)
+        if (!strcmp(v->tok[m->slot[k] - 1], s)) return m->slot[k] - 1;
+    return -1;
 }
 
 /* The merges as "a b" strings (array of strings, or of [a, b] pairs). */
@@ -174,21 +207,29 @@ static sp_status from_json(sp_gguf *g, const char *path, const sp_config *cfg, s
         st = sp_err_set(err, SP_ENOMEM, "gguf: out of memory");
         goto done;
     }
-    for (int k = 0; k < n_merges; k++)
-        if ((st = merge_text(cJSON_GetArrayItem(mj, k), path, k, &merges[k], err))) goto done;
+    {
+        int k = 0;
+        const cJSON *mi;
+        cJSON_ArrayForEach(mi, mj) {
+            if ((st = merge_text(mi, path, k, &merges[k], err))) goto done;
+            k++;
+        }
+    }
     if ((st = pad_holes(&v, err))) goto done;
     if (!byte_level) {
         /* SPM scores: −(rank + 1) for the piece a merge makes (the first rank that makes it) */
+        piece_map pm;
+        if ((st = piece_map_build(&pm, &v, err))) goto done;
         for (int k = n_merges - 1; k >= 0; k--) {
             char *sp = strchr(merges[k], ' ');
             if (!sp) continue;
             char joined[1024];
             int m = snprintf(joined, sizeof joined, "%.*s%s", (int)(sp - merges[k]), merges[k], sp + 1);
             if (m < 0 || (size_t)m >= sizeof joined) continue;
-            const cJSON *id = cJSON_GetObjectItemCaseSensitive(vj, joined);
-            if (cJSON_IsNumber(id) && id->valueint >= 0 && id->valueint < n)
-                v.score[id->valueint] = -(float)(k + 1);
+            int id = piece_map_find(&pm, &v, joined);
+            if (id >= 0) v.score[id] = -(float)(k + 1);
         }
+        free(pm.slot);
     }
     if ((st = sp_gguf_kv_str(g, "tokenizer.ggml.model", byte_level ? "gpt2" : "llama", err)))
         goto done;
@@ -206,10 +247,6 @@ static sp_status from_json(sp_gguf *g, const char *path, const sp_config *cfg, s
         goto done;
     if (unk_id >= 0 && (st = sp_gguf_kv_u32(g, "tokenizer.ggml.unknown_token_id", (uint32_t)unk_id, err)))
         goto done;
-    /* BOS: SentencePiece Llama and Llama 3 prepend it; Qwen2 and GPT-2 do not */
-    st = sp_gguf_kv_bool(g, "tokenizer.ggml.add_bos_token",
-                         !byte_level || !strcmp(pre, "llama-bpe"), err);
-    if (st == SP_OK) st = sp_gguf_kv_bool(g, "tokenizer.ggml.add_eos_token", 0, err);
 done:
     if (merges)
         for (int k = 0; k < n_merges; k++) free(merges[k]);
@@ -274,8 +311,6 @@ static sp_status from_bin(sp_gguf *g, const char *path, const sp_config *cfg, sp
     if (st == SP_OK) st = sp_gguf_kv_arr_f32(g, "tokenizer.ggml.scores", v.score, (size_t)v.n, err);
     if (st == SP_OK) st = sp_gguf_kv_arr_i32(g, "tokenizer.ggml.token_type", v.type, (size_t)v.n, err);
     if (st == SP_OK) st = sp_gguf_kv_u32(g, "tokenizer.ggml.unknown_token_id", 0, err);
-    if (st == SP_OK) st = sp_gguf_kv_bool(g, "tokenizer.ggml.add_bos_token", 1, err);
-    if (st == SP_OK) st = sp_gguf_kv_bool(g, "tokenizer.ggml.add_eos_token", 0, err);
     vocab_free(&v);
     return st;
 }
@@ -294,7 +329,17 @@ sp_status sp_gguf_put_vocab(sp_gguf *g, const char *dir, const sp_config *cfg, s
         st = from_bin(g, p, cfg, err);
     }
     SP_FORWARD(st);
-    if (cfg->bos_id >= 0) SP_FORWARD(sp_gguf_kv_u32(g, "tokenizer.ggml.bos_token_id", (uint32_t)cfg->bos_id, err));
-    if (cfg->eos_id >= 0) SP_FORWARD(sp_gguf_kv_u32(g, "tokenizer.ggml.eos_token_id", (uint32_t)cfg->eos_id, err));
-    return SP_OK;
+    /* BOS as shardpress's (= Hugging Face's) encoder adds it: the post-processor's template or
+     * tokenizer_config.json's add_bos_token (Llama 1/2/3 yes, Qwen2/3 and GPT-2 no) */
+    sp_tokenizer *t = NULL;
+    SP_FORWARD(sp_tokenizer_open_dir(&t, dir, cfg->vocab_size, err));
+    int bos = sp_tokenizer_bos(t), eos = sp_tokenizer_eos(t);
+    sp_tokenizer_free(t);
+    if (bos < 0) bos = -1;
+    if (eos < 0) eos = cfg->eos_id;
+    int bos_id = bos >= 0 ? bos : cfg->bos_id;
+    if (bos_id >= 0) SP_FORWARD(sp_gguf_kv_u32(g, "tokenizer.ggml.bos_token_id", (uint32_t)bos_id, err));
+    if (eos >= 0) SP_FORWARD(sp_gguf_kv_u32(g, "tokenizer.ggml.eos_token_id", (uint32_t)eos, err));
+    SP_FORWARD(sp_gguf_kv_bool(g, "tokenizer.ggml.add_bos_token", bos >= 0, err));
+    return sp_gguf_kv_bool(g, "tokenizer.ggml.add_eos_token", 0, err);
 }

