@@ -3,7 +3,10 @@
 # "## GPTQ kernel" section of docs/benchmarks.md (other sections are untouched; the file is
 # created when missing).
 #
-# Usage: bench/run_gptq.sh [--quick] [--no-doc]
+# Usage: bench/run_gptq.sh [--cuda] [--quick] [--no-doc]
+#   --cuda    the GPU path instead (issue 14): builds bench_gptq_cuda with -DSP_CUDA=ON in
+#             SP_BUILD_DIR (default <repo>/build-cuda), runs it and writes the section
+#             "## GPTQ kernel (CUDA)"; the reference rate is the GPU's own cublasSgemm
 #   --quick   skip the [8192, 28672] (70B down_proj) case: printed, never recorded
 #   --no-doc  print only; leave docs/benchmarks.md alone
 # Environment: SP_BUILD_DIR (default <repo>/build), OPENBLAS_NUM_THREADS (default 2: the
@@ -16,13 +19,69 @@ export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-2}"
 
 args=()
 write_doc=1
+cuda=0
 for a in "$@"; do
   case "$a" in
     --quick) args+=(--quick); write_doc=0 ;;
     --no-doc) write_doc=0 ;;
-    *) echo "usage: $0 [--quick] [--no-doc]" >&2; exit 2 ;;
+    --cuda) cuda=1 ;;
+    *) echo "usage: $0 [--cuda] [--quick] [--no-doc]" >&2; exit 2 ;;
   esac
 done
+
+if [[ $cuda -eq 1 ]]; then
+  BUILD="${SP_BUILD_DIR:-$ROOT/build-cuda}"
+  SECTION="## GPTQ kernel (CUDA)"
+  if [[ ! -f "$BUILD/CMakeCache.txt" ]]; then
+    cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSP_CUDA=ON -DSP_TESTS=OFF >/dev/null
+  fi
+  cmake --build "$BUILD" --target bench_gptq_cuda -j"$(nproc)" >/dev/null
+  set +e
+  out="$("$BUILD/bench_gptq_cuda" "${args[@]}")"
+  rc=$?
+  set -e
+  echo "$out"
+  [[ $rc -eq 0 ]] || { echo "run_gptq.sh --cuda: bench_gptq_cuda exited $rc" >&2; exit "$rc"; }
+  [[ $write_doc -eq 1 ]] || exit 0
+  mrow="$(printf '%s\n' "$out" | sed -n 's/^CROWM //p')"
+  hrows="$(printf '%s\n' "$out" | sed -n 's/^CROWH //p')"
+  rows="$(printf '%s\n' "$out" | sed -n 's/^CROW //p')"
+  detail="$(printf '%s\n' "$out" | grep -v '^CROW' | sed 's/^/    /')"
+  cpu="$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -n1)"
+  section="$(cat <<EOF
+$SECTION
+
+What: \`sp_gptq_prepare\` + \`sp_gptq_quantize\` with \`sp_gptq_opts.gpu\` (the float path on the
+GPU: cuSOLVER spotrf, cuBLAS sgemm lazy updates, the column-loop kernel) at 4 bits, group 128,
+asymmetric, block 128, damp 0.01; inputs and flop count as in "GPTQ kernel"; H accumulated on
+the GPU (\`sp_hacc_use_cuda\`). Reference: \`cublasSgemm\` 4096³ on the same GPU (best of 5, and
+one right before each timed GPTQ run, which the ratio uses). For 4096² the CPU float path
+quantizes the same layer with the same H: the fraction of differing codes, both layer errors.
+
+Machine: $cpu, nproc $(nproc), GPU in the first table. Command: \`bench/run_gptq.sh --cuda${args[*]:+ ${args[*]}}\`
+(runs \`bench_gptq_cuda${args[*]:+ ${args[*]}}\`), $(date -u +%Y-%m-%d).
+
+| GPU | cublasSgemm 4096³ GFLOP/s |
+|---|---|
+$mrow
+
+| Hessian C | rows n | add + copy to the host s | GFLOP/s | vs sgemm (fp64 vs fp32 rate) |
+|---|---|---|---|---|
+$hrows
+
+| layer | W [R, C] | options | prepare s | quantize s | total s | GFLOP/s | sgemm just before | vs sgemm | vs CPU path |
+|---|---|---|---|---|---|---|---|---|---|
+$rows
+
+Run log:
+
+$detail
+EOF
+)"
+  sp_bench_write_section "$DOC" "$SECTION" "$section"
+  echo "run_gptq.sh: updated $DOC"
+  exit 0
+fi
 
 if [[ ! -f "$BUILD/CMakeCache.txt" ]]; then
   cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null

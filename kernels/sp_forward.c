@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/cuda/sp_cuda.h"
 #include "kernels/sp_ops.h"
 
 /* Bytes of n floats rounded up to 64 so that every scratch buffer starts on a cache line. */
@@ -93,6 +94,15 @@ void sp_block_scratch_free(sp_block_scratch *s) {
     memset(s, 0, sizeof *s);
 }
 
+/* One linear of the block: sp_linear_forward, or cuBLAS when the scratch has a device. */
+static void linear(sp_block_scratch *s, float *out, const float *x, const float *w,
+                   const float *bias, size_t T, size_t n_in, size_t n_out, int accumulate) {
+    if (s->gpu)
+        sp_cuda_linear(s->gpu, out, x, w, bias, T, n_in, n_out, accumulate);
+    else
+        sp_linear_forward(out, x, w, bias, T, n_in, n_out, accumulate);
+}
+
 void sp_block_forward_taps(float *x, const sp_block_weights *w, const sp_config *c, int T,
                            sp_block_scratch *s, int last_tap) {
     size_t Tn = (size_t)T, D = (size_t)c->dim, F = (size_t)c->hidden_dim;
@@ -103,23 +113,23 @@ void sp_block_forward_taps(float *x, const sp_block_weights *w, const sp_config 
     /* ---- attention half: x += Attn(RMSNorm(x)) Woᵀ -------------------------------------- */
     sp_rmsnorm_forward(s->xn1, x, w->attn_norm, c->norm_eps, Tn, D);  /* xn1 [T, D]      */
     if (last_tap <= SP_TAP_XN1) return;
-    sp_linear_forward(s->q, s->xn1, w->wq, w->bq, Tn, D, qd, 0);      /* q   [T, Hq*hd]  */
-    sp_linear_forward(s->k, s->xn1, w->wk, w->bk, Tn, D, kvd, 0);     /* k   [T, Hkv*hd] */
-    sp_linear_forward(s->v, s->xn1, w->wv, w->bv, Tn, D, kvd, 0);     /* v   [T, Hkv*hd] */
+    linear(s, s->q, s->xn1, w->wq, w->bq, Tn, D, qd, 0);      /* q   [T, Hq*hd]  */
+    linear(s, s->k, s->xn1, w->wk, w->bk, Tn, D, kvd, 0);     /* k   [T, Hkv*hd] */
+    linear(s, s->v, s->xn1, w->wv, w->bv, Tn, D, kvd, 0);     /* v   [T, Hkv*hd] */
     sp_rope_apply(s->q, s->rope_cos, s->rope_sin, Tn, qd, Hq, hd);
     sp_rope_apply(s->k, s->rope_cos, s->rope_sin, Tn, kvd, Hkv, hd);
     sp_attention_forward(s->attn, s->scores, s->q, s->k, s->v, Tn, Hq, Hkv, hd); /* [T, Hq*hd] */
     if (last_tap <= SP_TAP_ATTN) return;
-    sp_linear_forward(x, s->attn, w->wo, NULL, Tn, qd, D, 1);         /* x  += attn Woᵀ  */
+    linear(s, x, s->attn, w->wo, NULL, Tn, qd, D, 1);         /* x  += attn Woᵀ  */
 
     /* ---- MLP half: x += (silu(xn2 Wgateᵀ) * xn2 Wupᵀ) Wdownᵀ ----------------------------- */
     sp_rmsnorm_forward(s->xn2, x, w->ffn_norm, c->norm_eps, Tn, D);   /* xn2  [T, D]     */
     if (last_tap <= SP_TAP_XN2) return;
-    sp_linear_forward(s->gate, s->xn2, w->w_gate, NULL, Tn, D, F, 0); /* gate [T, F]     */
-    sp_linear_forward(s->act, s->xn2, w->w_up, NULL, Tn, D, F, 0);    /* up   [T, F]     */
+    linear(s, s->gate, s->xn2, w->w_gate, NULL, Tn, D, F, 0); /* gate [T, F]     */
+    linear(s, s->act, s->xn2, w->w_up, NULL, Tn, D, F, 0);    /* up   [T, F]     */
     sp_swiglu_forward(s->act, s->gate, Tn * F);                       /* act  [T, F]     */
     if (last_tap <= SP_TAP_ACT) return;
-    sp_linear_forward(x, s->act, w->w_down, NULL, Tn, F, D, 1);       /* x += act Wdownᵀ */
+    linear(s, x, s->act, w->w_down, NULL, Tn, F, D, 1);       /* x += act Wdownᵀ */
 }
 
 void sp_block_forward(float *x, const sp_block_weights *w, const sp_config *c, int T,

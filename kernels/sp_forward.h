@@ -43,6 +43,8 @@ typedef struct {
     float *scores;                       /* [T, T] attention scores of one head             */
     float *gate;                         /* [T, F]                                          */
     float *rope_cos, *rope_sin;          /* [max_T, hd/2]                                   */
+    struct sp_cuda *gpu;                 /* NULL (alloc's default): linears on the CPU;     *
+                                          * set by the caller: sp_cuda_linear (cuBLAS)      */
     void *mem_;
 } sp_block_scratch;
 

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/cuda/sp_cuda.h"
 #include "kernels/sp_blas.h"
 #include "kernels/sp_gtype.h"
 
@@ -34,7 +35,8 @@ struct sp_gptq_ctx {
     int32_t *invperm;     /* [C] inverse of perm                                            */
     uint8_t *dead;        /* [C] 1 where H[i,i] == 0                                        */
     double *hdiag;        /* [C] diag(H) (dead: 1), original order: weights of SP_QSEARCH_HMSE/GGUF */
-    void *R;              /* [C, C] float or double, see sp_gptq_body.h                     */
+    void *R;              /* [C, C] float or double, see sp_gptq_body.h (NULL with gq)      */
+    sp_cuda_gptq *gq;     /* the factor on the GPU (sp_gptq_opts.gpu), or NULL              */
 };
 
 #define SP_T float
@@ -81,6 +83,46 @@ struct sp_gptq_ctx {
 #undef SP_GSEARCH
 #undef SP_QCOLUMN
 
+/* factor_f32 on the GPU: the same matrix J·P·(H_fix + λI)·Pᵀ·J (lower triangle, column-major)
+ * is built here and factored by cuSOLVER, with the same damp retries; R stays on the device. */
+static sp_status factor_cuda(sp_gptq_ctx *c, const double *H, const double *dfix, double mean,
+                             sp_err *err) {
+    const size_t n = (size_t)c->cols;
+    sp_cuda_gptq_desc d = {c->cols, c->gs, c->o.block, c->o.act_order, c->o.sym, c->o.mse,
+                           c->perm, c->invperm, c->dead, dfix};
+    SP_FORWARD(sp_cuda_gptq_new(&c->gq, c->o.gpu, &d, err));
+    float *a = sp_malloc(n * n * sizeof *a, err, "GPTQ matrix");
+    if (!a) return SP_ENOMEM;
+    double damp = c->o.damp;
+    int ok = 0;
+    sp_status st = SP_OK;
+    for (int t = 0; t <= SP_GPTQ_RETRIES && !ok && st == SP_OK; t++, damp *= 10.0) {
+        const double lam = damp * mean;
+        for (size_t v = 0; v < n; v++) {
+            const size_t pv = (size_t)c->perm[n - 1 - v];
+            const double *hrow = H + pv * n;
+            float *col = a + v * n;
+            if (t == 0) memset(col, 0, v * sizeof *col);
+            for (size_t u = v + 1; u < n; u++) col[u] = (float)hrow[c->perm[n - 1 - u]];
+            col[v] = (float)(dfix[pv] + lam);
+        }
+        st = sp_cuda_gptq_factor(c->gq, a, &ok, err);
+        if (st == SP_OK && ok) {
+            c->retries = t;
+            c->damp = damp;
+            c->lambda = lam;
+        }
+    }
+    free(a);
+    if (st != SP_OK) return st;
+    if (!ok)
+        return sp_err_set(err, SP_ENUMERIC,
+                          "sp_gptq_prepare: H + λI (%zu x %zu) is not positive definite even "
+                          "with damp %g (λ = %g)",
+                          n, n, damp / 10.0, damp / 10.0 * mean);
+    return SP_OK;
+}
+
 void sp_gptq_opts_default(sp_gptq_opts *o) {
     memset(o, 0, sizeof *o);
     o->damp = 0.01;
@@ -96,6 +138,7 @@ void sp_gptq_free(sp_gptq_ctx *ctx) {
     free(ctx->dead);
     free(ctx->hdiag);
     free(ctx->R);
+    sp_cuda_gptq_free(ctx->gq);
     free(ctx);
 }
 
@@ -144,6 +187,10 @@ sp_status sp_gptq_prepare(sp_gptq_ctx **out, const double *H, int cols, const sp
     op.sym = op.sym != 0;
     SP_RETURN_IF(op.mse < 0 || op.mse >= SP_QSEARCH_COUNT, err, SP_EINVAL,
                  "sp_gptq_prepare: mse=%d is not an SP_QSEARCH_* value", op.mse);
+    /* the CUDA group-parameter kernel has the min-max, mse and hmse rules only (issue 11) */
+    SP_RETURN_IF(op.gpu && op.mse == SP_QSEARCH_GGUF, err, SP_EUNSUPPORTED,
+                 "sp_gptq_prepare: the GGUF scale rule (--format gguf, --scale-search gguf) runs "
+                 "on the CPU only (use --device cpu)");
     const size_t n = (size_t)cols;
     /* The float factorization needs H (and λ) well inside float range. */
     const double hmax = op.precision == SP_GPTQ_F32 ? 1e30 : DBL_MAX;
@@ -191,6 +238,7 @@ sp_status sp_gptq_prepare(sp_gptq_ctx **out, const double *H, int cols, const sp
         c->invperm[keys[j].i] = (int32_t)j;
     }
     st = op.precision == SP_GPTQ_F64 ? factor_f64(c, H, dfix, mean, err)
+         : op.gpu                    ? factor_cuda(c, H, dfix, mean, err)
                                      : factor_f32(c, H, dfix, mean, err);
     if (st == SP_OK && (op.mse == SP_QSEARCH_HMSE || op.mse == SP_QSEARCH_GGUF)) {
         c->hdiag = dfix; /* kept: the weights of the group parameter search */
@@ -225,7 +273,9 @@ sp_status sp_gptq_quantize(const sp_gptq_ctx *ctx, const float *W, int rows, int
                      (double)W[i]);
     SP_FORWARD(sp_qlayer_alloc(out, rows, ctx->cols, bits, ctx->gs, ctx->o.sym, err));
     sp_status st = ctx->o.precision == SP_GPTQ_F64 ? run_f64(ctx, W, rows, bits, out, err)
-                                                   : run_f32(ctx, W, rows, bits, out, err);
+                   : ctx->gq ? sp_cuda_gptq_run(ctx->gq, W, rows, bits, out->codes, out->scales,
+                                                out->zeros, out->n_groups, err)
+                             : run_f32(ctx, W, rows, bits, out, err);
     if (st == SP_OK && layer_err_out)
         st = quad_trace(W, NULL, out, ctx->H, rows, ctx->cols, layer_err_out, err);
     if (st != SP_OK) sp_qlayer_free(out);

@@ -68,6 +68,9 @@ typedef struct {
     int mse;         /* group parameter search, SP_QSEARCH_* (sp_quant.h): 0 min-max, 1 the  *
                       * quantizer's MSE shrink search, 2 the diag(H)-weighted one. Default 0  */
     int precision;   /* SP_GPTQ_F32 or SP_GPTQ_F64. Default SP_GPTQ_F32                       */
+    struct sp_cuda *gpu; /* non-NULL (and SP_GPTQ_F32): factor and quantize on this GPU      *
+                      * (kernels/cuda/sp_cuda.h); the layer error stays on the CPU. F64 runs *
+                      * on the CPU whatever this says. Default NULL                          */
 } sp_gptq_opts;
 
 /* What prepare found and used. */

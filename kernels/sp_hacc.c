@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/cuda/sp_cuda.h"
 #include "kernels/sp_blas.h"
 #include "mpi/sp_mpi.h"
 
@@ -36,7 +37,18 @@ sp_status sp_hacc_init(sp_hacc *h, int n, int max_rows, int64_t total_rows, doub
     return SP_OK;
 }
 
+sp_status sp_hacc_use_cuda(sp_hacc *h, struct sp_cuda *g, sp_err *err) {
+    SP_RETURN_IF(!h->xd || h->rows != 0 || h->gpu, err, SP_EINVAL,
+                 "hessian: sp_hacc_use_cuda after the first window");
+    SP_FORWARD(sp_cuda_hacc_new(&h->gpu, g, h->n, h->max_rows, h->grid, h->bound, err));
+    free(h->xd);
+    free(h->panel);
+    h->xd = h->panel = NULL;
+    return SP_OK;
+}
+
 void sp_hacc_free(sp_hacc *h) {
+    sp_cuda_hacc_free(h->gpu);
     free(h->acc);
     free(h->xd);
     free(h->panel);
@@ -58,6 +70,11 @@ static inline int64_t round_i64(double x) {
 }
 
 sp_status sp_hacc_add(sp_hacc *h, const float *X, int rows, sp_err *err) {
+    if (h->gpu) {
+        SP_FORWARD(sp_cuda_hacc_add(h->gpu, X, rows, err));
+        h->rows += rows;
+        return SP_OK;
+    }
     SP_RETURN_IF(!h->xd, err, SP_EINVAL, "hessian: accumulator already reduced");
     SP_RETURN_IF(rows < 1 || rows > h->max_rows, err, SP_EINVAL,
                  "hessian: %d rows (max %d)", rows, h->max_rows);
@@ -104,6 +121,13 @@ sp_status sp_hacc_add(sp_hacc *h, const float *X, int rows, sp_err *err) {
 }
 
 sp_status sp_hacc_allreduce(sp_hacc *h, MPI_Comm comm, sp_err *err) {
+    /* The device accumulator joins the host one (exact integer sums), then goes. */
+    if (h->gpu) {
+        sp_status st = sp_cuda_hacc_download(h->gpu, h->acc, err);
+        sp_cuda_hacc_free(h->gpu);
+        h->gpu = NULL;
+        SP_FORWARD(st);
+    }
     /* The window scratch is done with: give it back before the reduction's own buffers. */
     free(h->xd);
     free(h->panel);
@@ -143,6 +167,8 @@ double *sp_hacc_finalize(const sp_hacc *h, sp_err *err) {
 double *sp_hacc_take(sp_hacc *h, sp_err *err) {
     const size_t n = (size_t)h->n;
     double scale = h->rows > 0 ? 2.0 * h->grid / (double)h->rows : 0.0;
+    sp_cuda_hacc_free(h->gpu); /* not reduced: its windows are lost (callers reduce first) */
+    h->gpu = NULL;
     free(h->xd);
     free(h->panel);
     h->xd = h->panel = NULL;

@@ -47,6 +47,7 @@ typedef struct {
     double *xd;           /* [max_rows, n] double copy of a window                     */
     double *panel;        /* [n, SP_HACC_PANEL] one panel of X_wᵀ X_w                   */
     int max_rows;
+    struct sp_cuda_hacc *gpu; /* non-NULL: windows go to the device (sp_hacc_use_cuda)      */
 } sp_hacc;
 
 /* Prepare an accumulator for inputs of dimension n, windows of up to max_rows tokens, at most
@@ -60,6 +61,15 @@ void sp_hacc_free(sp_hacc *h);
  * @return SP_OK; SP_EINTERNAL when an input exceeds the bound (the accumulator is then
  *         unusable); SP_ENUMERIC on NaN/Inf. */
 sp_status sp_hacc_add(sp_hacc *h, const float *X, int rows, sp_err *err);
+
+/* Move the accumulation to a GPU (kernels/cuda/sp_cuda.h): call right after sp_hacc_init,
+ * before any window. sp_hacc_add then computes X_wᵀX_w on the device (cuBLAS dgemm) and
+ * rounds it to the same grid into a device int64 accumulator; sp_hacc_allreduce first adds
+ * that into the host accumulator, so the reduction and everything after it are unchanged.
+ * The host window scratch is freed. @return SP_OK; SP_EUNSUPPORTED without the CUDA build;
+ * CUDA errors (SP_ENOMEM, SP_EINTERNAL). On failure the accumulator stays on the CPU. */
+struct sp_cuda;
+sp_status sp_hacc_use_cuda(sp_hacc *h, struct sp_cuda *g, sp_err *err);
 
 /* Collective over comm: sum the integer accumulators and row counts of all ranks (exact).
  * Every rank ends with the global sums. The window scratch is freed first: sp_hacc_add

@@ -2,6 +2,7 @@
 #include "mpi/sp_mpi.h"
 
 #include <stdio.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,24 +46,44 @@ void sp_mpi_split_range(size_t n, int rank, int size, size_t *begin, size_t *end
     *end = *begin + base + (r < extra ? 1 : 0);
 }
 
-sp_status sp_mpi_allgather_blocks_f64(MPI_Comm comm, const double *mine, size_t n, double *all,
-                                      sp_err *err) {
-    int size = 1;
+sp_status sp_mpi_allgather_blocks(MPI_Comm comm, const void *mine, size_t n, size_t item_len,
+                                  MPI_Datatype type, void *all, const char *what,
+                                  sp_err *err) {
+    int size = 1, rank = 0;
     MPI_Comm_size(comm, &size);
+    MPI_Comm_rank(comm, &rank);
+    SP_RETURN_IF(n * item_len > (size_t)INT_MAX, err, SP_EUNSUPPORTED,
+                 "%s: %zu elements exceed MPI's int count", what, n * item_len);
     int *counts = sp_malloc(2 * (size_t)size * sizeof(int), err, "allgather counts");
     if (!counts) return SP_ENOMEM;
     int *displs = counts + size;
     for (int r = 0; r < size; r++) {
         size_t b, e;
         sp_mpi_split_range(n, r, size, &b, &e);
-        counts[r] = (int)(e - b);
-        displs[r] = (int)b;
+        counts[r] = (int)((e - b) * item_len);
+        displs[r] = (int)(b * item_len);
     }
-    int rank = 0;
-    MPI_Comm_rank(comm, &rank);
-    int rc = MPI_Allgatherv(mine, counts[rank], MPI_DOUBLE, all, counts, displs, MPI_DOUBLE, comm);
+    /* MPI_IN_PLACE ignores the send arguments; otherwise my block is copied in by MPI. */
+    const void *send = mine ? mine : MPI_IN_PLACE;
+    int rc = MPI_Allgatherv(send, counts[rank], type, all, counts, displs, type, comm);
     free(counts);
-    return sp_mpi_check(rc, "MPI_Allgatherv", err);
+    return sp_mpi_check(rc, what, err);
+}
+
+sp_status sp_mpi_allgather_blocks_f64(MPI_Comm comm, const double *mine, size_t n, double *all,
+                                      sp_err *err) {
+    return sp_mpi_allgather_blocks(comm, mine, n, 1, MPI_DOUBLE, all, "MPI_Allgatherv", err);
+}
+
+sp_status sp_mpi_bcast_large(MPI_Comm comm, void *buf, size_t count, MPI_Datatype type,
+                             size_t elem_size, const char *what, sp_err *err) {
+    const size_t chunk = (size_t)1 << 28;
+    sp_status st = SP_OK;
+    for (size_t off = 0; st == SP_OK && off < count; off += chunk) {
+        size_t cnt = count - off < chunk ? count - off : chunk;
+        st = sp_mpi_check(MPI_Bcast((char *)buf + off * elem_size, (int)cnt, type, 0, comm), what, err);
+    }
+    return st;
 }
 
 double sp_mpi_ordered_sum(const double *v, size_t n) {

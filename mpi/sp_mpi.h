@@ -32,6 +32,18 @@ void sp_mpi_split_range(size_t n, int rank, int size, size_t *begin, size_t *end
 sp_status sp_mpi_allgather_blocks_f64(MPI_Comm comm, const double *mine, size_t n, double *all,
                                       sp_err *err);
 
+/* Collective. The general form: n items of `item_len` elements of `type` each, rank r holding the items of its sp_mpi_split_range block. mine == NULL means "in
+ * place": my block is already at its offset in `all`. Fails cleanly (SP_EUNSUPPORTED, naming
+ * `what`) when a count or offset does not fit MPI's int. */
+sp_status sp_mpi_allgather_blocks(MPI_Comm comm, const void *mine, size_t n, size_t item_len,
+                                  MPI_Datatype type, void *all, const char *what,
+                                  sp_err *err);
+
+/* Collective. MPI_Bcast of `count` elements from rank 0, in chunks of 2^28 elements so that
+ * buffers above MPI's int count limit go through. Every rank passes the same count. */
+sp_status sp_mpi_bcast_large(MPI_Comm comm, void *buf, size_t count, MPI_Datatype type,
+                             size_t elem_size, const char *what, sp_err *err);
+
 /* Sum of n doubles in index order (Kahan-free, fixed order: bitwise reproducible). */
 double sp_mpi_ordered_sum(const double *v, size_t n);
 

@@ -19,6 +19,7 @@
 #include "kernels/sp_quant.h"
 #include "mpi/sp_mpi.h"
 #include "pipeline/sp_cli.h"
+#include "pipeline/sp_device.h"
 #include "pipeline/sp_eval.h"
 #include "pipeline/sp_generate.h"
 #include "pipeline/sp_tokenize.h"
@@ -86,6 +87,7 @@ static const char *EVAL_USAGE =
     "  --kl-base FILE      report mean KL(reference || this model) against a saved run\n"
     "  --level B           quantized models: use B bits for every module\n"
     "  --bits-map FILE     quantized models: 'module_name bits' per line\n"
+    SP_DEVICE_USAGE
     "  --json              print one JSON object instead of the human summary\n"
     "  -h, --help          this text\n";
 
@@ -99,6 +101,7 @@ static sp_status cmd_eval(cli_ctx *cx, int argc, char **argv, sp_err *err) {
         {"save-logits", required_argument, 0, 's'}, {"topk", required_argument, 0, 'k'},
         {"kl-base", required_argument, 0, 'b'}, {"level", required_argument, 0, 'l'},
         {"bits-map", required_argument, 0, 'M'}, {"json", no_argument, 0, 'j'},
+        {"device", required_argument, 0, SP_DEVICE_OPT},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     int ch;
     opterr = 0;
@@ -114,6 +117,7 @@ static sp_status cmd_eval(cli_ctx *cx, int argc, char **argv, sp_err *err) {
         case 'l': SP_FORWARD(sp_cli_int("--level", optarg, 2, 8, &v, err)); o.level = (int)v; break;
         case 'M': o.bits_map = optarg; break;
         case 'j': json = 1; break;
+        case SP_DEVICE_OPT: SP_FORWARD(sp_device_arg(optarg, &o.device, err)); break;
         case 'h': if (cx->rank == 0) fputs(EVAL_USAGE, stdout); return SP_OK;
         default:
             return sp_err_set(err, SP_EINVAL, "eval: unknown or incomplete option '%s' (see "
@@ -235,6 +239,7 @@ static const char *QUANTIZE_USAGE =
     "                      and 'shardpress resume D' continues on any number of ranks\n"
     "  --checkpoint-every B  checkpoint after every B blocks (1)\n"
     "  --checkpoint-compress none|gzip|zstd  chunked compression of checkpoints (none)\n"
+    SP_DEVICE_USAGE
     "  --json              print one JSON object with the run's figures\n"
     "  --format gguf:TYPE  GPTQ in a GGUF type's own format (Q4_0, Q5_0, Q8_0: group 32,\n"
     "                      symmetric, fp16 scale; scale search default gguf: ggml's rule with\n"
@@ -292,6 +297,7 @@ static sp_status cmd_quantize(cli_ctx *cx, int argc, char **argv, sp_err *err) {
         {"checkpoint-dir", required_argument, 0, 'K'},
         {"checkpoint-every", required_argument, 0, 'k'},
         {"checkpoint-compress", required_argument, 0, 'Z'},
+        {"device", required_argument, 0, SP_DEVICE_OPT},
         {"format", required_argument, 0, 'F'}, {"imatrix-out", required_argument, 0, 'I'},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     int ch;
@@ -348,6 +354,7 @@ static sp_status cmd_quantize(cli_ctx *cx, int argc, char **argv, sp_err *err) {
         case 's': SP_FORWARD(sp_cli_int("--seed", optarg, 0, 0x7fffffffffffffffL, &v, err)); o.seed = (uint64_t)v; break;
         case 'f': o.force = 1; break;
         case 'j': json = 1; break;
+        case SP_DEVICE_OPT: SP_FORWARD(sp_device_arg(optarg, &o.device, err)); break;
         case 'h':
             if (cx->rank == 0) {
                 sp_quantize_opts dflt;

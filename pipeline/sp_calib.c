@@ -53,11 +53,9 @@ sp_status sp_calib_windows(MPI_Comm comm, const sp_model *m, const char *path, i
     sp_status st = *ids ? SP_OK : SP_ENOMEM;
     if (st == SP_OK && rank == 0) st = draw_windows(m, path, nsamples, ctx, seed, *ids, &n_text, err);
     st = sp_mpi_agree(comm, st, err);
-    for (size_t off = 0; st == SP_OK && off < count; off += (size_t)1 << 28) {
-        size_t cnt = count - off < ((size_t)1 << 28) ? count - off : (size_t)1 << 28;
-        st = sp_mpi_check(MPI_Bcast(*ids + off, (int)cnt, MPI_INT32_T, 0, comm),
-                          "MPI_Bcast(calibration)", err);
-    }
+    if (st == SP_OK)
+        st = sp_mpi_bcast_large(comm, *ids, count, MPI_INT32_T, sizeof **ids,
+                                "MPI_Bcast(calibration)", err);
     if (st == SP_OK) MPI_Bcast(&n_text, 1, MPI_INT64_T, 0, comm);
     if (st) {
         free(*ids);

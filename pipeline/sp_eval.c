@@ -19,12 +19,14 @@
 #include <string.h>
 #include <time.h>
 
+#include "kernels/cuda/sp_cuda.h"
 #include "kernels/sp_forward.h"
 #include "kernels/sp_kl.h"
 #include "mpi/sp_mpi.h"
 #include "shards/sp_model.h"
 #include "shards/tok/sp_tokenizer.h"
 #include "pipeline/sp_cli.h"
+#include "pipeline/sp_device.h"
 #include "pipeline/sp_logits.h"
 
 /* Activations of one chunk of windows are kept under this many bytes. */
@@ -75,6 +77,11 @@ static sp_status tokenize_text(const sp_eval_opts *o, const sp_model *m, int32_t
 
 sp_status sp_eval_forward_windows(const sp_model *m, const int32_t *ids, size_t nw, int ctx,
                                  float *x, sp_err *err) {
+    return sp_eval_forward_windows_on(m, ids, nw, ctx, x, NULL, err);
+}
+
+sp_status sp_eval_forward_windows_on(const sp_model *m, const int32_t *ids, size_t nw, int ctx,
+                                     float *x, sp_cuda *gpu, sp_err *err) {
     const sp_config *c = sp_model_config(m);
     size_t D = (size_t)c->dim, T = (size_t)ctx;
     SP_FORWARD(sp_model_embed(m, ids, nw * T, x, err));
@@ -86,9 +93,14 @@ sp_status sp_eval_forward_windows(const sp_model *m, const int32_t *ids, size_t 
         sp_block_weights_free(&w);
         return st;
     }
+    s.gpu = gpu;
     for (int l = 0; l < c->n_layers && st == SP_OK; l++) {
         st = sp_model_load_block(m, l, &w, err);
+        /* The block's weights do not change while its windows run: cache them on the device. */
+        sp_cuda_cache_weights(gpu, 1);
         for (size_t i = 0; i < nw && st == SP_OK; i++) sp_block_forward(x + i * T * D, &w, c, ctx, &s);
+        sp_cuda_cache_weights(gpu, 0);
+        if (st == SP_OK) st = sp_cuda_take_error(gpu, err);
     }
     sp_block_scratch_free(&s);
     sp_block_weights_free(&w);
@@ -143,9 +155,11 @@ typedef struct {
     char *records;         /* [my windows, ctx−1] records (save or ref)                 */
     double *nll_w, *kl_w;  /* [windows] per-window sums (mine, then all)                */
     double *all;           /* [windows]                                                 */
+    sp_cuda *gpu;          /* --device cuda: this rank's GPU, else NULL                 */
 } eval_state;
 
 static void eval_state_free(eval_state *s) {
+    sp_cuda_close(s->gpu);
     sp_model_close(s->m);
     free(s->ids);
     free(s->x);
@@ -243,6 +257,8 @@ sp_status sp_eval_run(MPI_Comm comm, const sp_eval_opts *o, sp_eval_result *res,
     if (st == SP_OK) st = sp_model_read_head_rows(s.m, 0, (int64_t)V, s.head, err);
     st = sp_mpi_agree(comm, st, err);
     if (st) goto out;
+    st = sp_device_open(comm, o->device, &s.gpu, err);
+    if (st) goto out;
 
     /* 2 + 3. forward and score, chunk by chunk (no collectives inside) */
     MPI_Barrier(comm);
@@ -252,7 +268,7 @@ sp_status sp_eval_run(MPI_Comm comm, const sp_eval_opts *o, sp_eval_result *res,
     for (size_t cw = 0; cw < mine && st == SP_OK; cw += chunk) {
         size_t nw = mine - cw < chunk ? mine - cw : chunk;
         const int32_t *cids = s.ids + (w0 + cw) * T;
-        st = sp_eval_forward_windows(s.m, cids, nw, o->ctx, s.x, err);
+        st = sp_eval_forward_windows_on(s.m, cids, nw, o->ctx, s.x, s.gpu, err);
         for (size_t i = 0; i < nw && st == SP_OK; i++) {
             char *rec = s.records ? s.records + (cw + i) * (T - 1) * rec_bytes : NULL;
             st = sp_eval_score_window(&sc, s.x + i * T * D, cids + i * T, o->ctx,

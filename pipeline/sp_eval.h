@@ -28,6 +28,7 @@ typedef struct {
     int topk;                  /* K for --save-logits (default 64)                        */
     int level;                 /* quantized models: bits for every module (0: default)    */
     const char *bits_map;      /* quantized models: "module bits" per line (NULL: none)   */
+    int device;                /* SP_DEVICE_* (pipeline/sp_device.h); 0 = auto            */
 } sp_eval_opts;
 
 typedef struct {
@@ -53,6 +54,11 @@ struct sp_model;
  * converted to fp32 at a time, every window run through it. */
 sp_status sp_eval_forward_windows(const struct sp_model *m, const int32_t *ids, size_t nw,
                                   int ctx, float *x, sp_err *err);
+/* The same with the block's linears on gpu (NULL: the CPU); each block's weights are copied to
+ * the device once for all nw windows. */
+struct sp_cuda;
+sp_status sp_eval_forward_windows_on(const struct sp_model *m, const int32_t *ids, size_t nw,
+                                     int ctx, float *x, struct sp_cuda *gpu, sp_err *err);
 
 /* Positions whose logits are materialised at once ([rows, V] floats). */
 #define SP_EVAL_HEAD_ROWS 64

@@ -102,6 +102,7 @@ typedef struct {
     int hmse;                           /* --scale-search hmse (GPTQ keeps diag(H))        */
     int checkpoint_every;               /* 0: no checkpoints; else blocks between them     */
     double mem_per_rank;                /* bytes available per rank; 0: not given          */
+    double gpu_mem;                     /* --gpu-mem: bytes of one rank's GPU; 0: not given */
 } sp_plan_opts;
 
 /* quantize's defaults: 1 rank, 128 windows of ctx 0 (= min(2048, max_position_embeddings),
@@ -219,6 +220,25 @@ typedef struct {
 void sp_plan_search_opts_default(sp_plan_search_opts *o);
 sp_status sp_plan_search_predict(const sp_plan_model *m, const sp_plan_search_opts *o,
                                  const sp_plan_rates *r, sp_plan_search_result *res, sp_err *err);
+
+/* ---- GPU memory of quantize --device cuda (pipeline/plan/sp_plan_gpu.c) -----------------
+ * The device allocations of kernels/cuda on the busiest rank, in two phases that never overlap:
+ * the forward passes (the block in fp32, cached; sp_cuda_linear's window buffers; the stage's
+ * device Hessian accumulators: packed int64 + the window in fp32 and double + one panel of
+ * 2048 columns) and GPTQ (the fp32 factors R the rank holds at once + the largest unit's
+ * buffers: W, X, codes twice, the 512-column panel, the group parameters). Which Hessians a rank
+ * factors is not replayed from the schedule: one rank holds all four; with R ranks the
+ * ceil(4/R) largest are counted (an upper estimate: LPT gives the largest its own rank first).
+ * Host memory is sp_plan_predict's (the GPU path keeps the same host buffers, less the Hessian
+ * window scratch). */
+typedef struct {
+    double weights, linear, hessians;   /* forward phase (bytes)                          */
+    double factors, gptq_work;          /* GPTQ phase (bytes)                             */
+    double peak;                        /* the larger phase                               */
+    int fits;                           /* -1: no --gpu-mem; else peak <= o->gpu_mem      */
+} sp_plan_gpu;
+
+void sp_plan_gpu_predict(const sp_plan_model *m, const sp_plan_opts *o, sp_plan_gpu *g);
 
 /* ---- the CLI (pipeline/plan/sp_plan_cli.c) ----------------------------------------------- */
 

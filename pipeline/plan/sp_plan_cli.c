@@ -9,6 +9,7 @@
 #include "mpi/sp_mpi.h"
 #include "pipeline/sp_cli.h"
 #include "pipeline/plan/sp_plan.h"
+#include "pipeline/search/sp_search.h"
 
 static const char *PLAN_USAGE =
     "usage: shardpress plan --model DIR --ranks R [options]\n"
@@ -30,6 +31,8 @@ static const char *PLAN_USAGE =
     "  --checkpoint-every B   include checkpoints every B blocks\n"
     "  --mem-per-rank SIZE    memory one rank may use (e.g. 24G): says whether it fits, and\n"
     "                         what would (more ranks, or fewer windows)\n"
+    "  --gpu-mem SIZE         memory of one rank's GPU (e.g. 80G) for quantize --device cuda:\n"
+    "                         prints the predicted GPU peak per rank and whether it fits\n"
     "  --strict               exit with an error when it does not fit\n"
     "  --calibrate            measure this machine's rates (a few seconds): sgemm, dgemm,\n"
     "                         Hessian rounding, disk write/read in --calibrate-dir, baseline RSS\n"
@@ -78,7 +81,8 @@ static cJSON *rank_json(const sp_plan_rank *r) {
 }
 
 static void print_json(const char *model_dir, const sp_plan_model *m, const sp_plan_opts *o,
-                       const sp_plan_rates *r, const sp_plan_result *res, int ctx_defaulted) {
+                       const sp_plan_rates *r, const sp_plan_result *res, int ctx_defaulted,
+                       const sp_plan_gpu *gpu) {
     const sp_config *c = &m->cfg;
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "model", model_dir);
@@ -137,6 +141,17 @@ static void print_json(const char *model_dir, const sp_plan_model *m, const sp_p
             cJSON_AddNumberToObject(j, "suggest_nsamples", res->max_nsamples);
         }
     }
+    if (gpu->fits >= 0) { /* --gpu-mem: quantize --device cuda's device memory */
+        cJSON *g = cJSON_AddObjectToObject(j, "gpu");
+        cJSON_AddNumberToObject(g, "gpu_mem_bytes", o->gpu_mem);
+        cJSON_AddNumberToObject(g, "peak_bytes", gpu->peak);
+        cJSON_AddNumberToObject(g, "block_weights_bytes", gpu->weights);
+        cJSON_AddNumberToObject(g, "linear_bytes", gpu->linear);
+        cJSON_AddNumberToObject(g, "hessians_bytes", gpu->hessians);
+        cJSON_AddNumberToObject(g, "factors_bytes", gpu->factors);
+        cJSON_AddNumberToObject(g, "gptq_work_bytes", gpu->gptq_work);
+        cJSON_AddBoolToObject(g, "fits", gpu->fits);
+    }
     char *s = cJSON_PrintUnformatted(j);
     printf("%s\n", s);
     free(s);
@@ -144,7 +159,7 @@ static void print_json(const char *model_dir, const sp_plan_model *m, const sp_p
 }
 
 static void print_human(const char *model_dir, const sp_plan_model *m, const sp_plan_opts *o,
-                        const sp_plan_rates *r, const sp_plan_result *res) {
+                        const sp_plan_rates *r, const sp_plan_result *res, const sp_plan_gpu *gpu) {
     const sp_config *c = &m->cfg;
     char a[32], b[32];
     printf("model        %s: %s, %s %s, %d file%s, %s\n", model_dir, c->arch, m->format,
@@ -189,6 +204,15 @@ static void print_human(const char *model_dir, const sp_plan_model *m, const sp_
         printf("checkpoints  every %d block%s: %d of %s, about %s each in the background\n",
                o->checkpoint_every, o->checkpoint_every == 1 ? "" : "s", res->n_checkpoints,
                human_bytes(a, sizeof a, res->ckpt_bytes), human_time(b, sizeof b, res->ckpt_seconds));
+    if (gpu->fits >= 0) {
+        char c1[32], c2[32], c3[32], c4[32];
+        printf("GPU          --device cuda: peak %s per rank (block weights %s + Hessians %s, "
+               "or GPTQ factors %s + work %s): %s --gpu-mem %s\n",
+               human_bytes(a, sizeof a, gpu->peak), human_bytes(c1, sizeof c1, gpu->weights),
+               human_bytes(c2, sizeof c2, gpu->hessians), human_bytes(c3, sizeof c3, gpu->factors),
+               human_bytes(c4, sizeof c4, gpu->gptq_work), gpu->fits ? "fits in" : "DOES NOT FIT in",
+               human_bytes(b, sizeof b, o->gpu_mem));
+    }
     if (res->fits < 0) return;
     printf("\n");
     if (res->fits) {
@@ -238,9 +262,14 @@ static sp_status plan_rank0(const char *model_dir, sp_plan_opts *o, int calibrat
     if (ctx_defaulted && !json)
         printf("note         --ctx %d: the default, min(2048, max_position_embeddings %d)\n",
                o->ctx, m.cfg.max_seq_len);
-    if (json) print_json(model_dir, &m, o, &r, &res, ctx_defaulted);
-    else print_human(model_dir, &m, o, &r, &res);
+    sp_plan_gpu gpu;
+    sp_plan_gpu_predict(&m, o, &gpu);
+    if (json) print_json(model_dir, &m, o, &r, &res, ctx_defaulted, &gpu);
+    else print_human(model_dir, &m, o, &r, &res, &gpu);
     fflush(stdout);
+    SP_RETURN_IF(strict && gpu.fits == 0, err, SP_EINVAL, "plan: does not fit the GPU: %.2f GiB "
+                 "of device memory needed per rank, --gpu-mem is %.2f GiB", gpu.peak / GIB,
+                 o->gpu_mem / GIB);
     SP_RETURN_IF(strict && res.fits == 0, err, SP_EINVAL, "plan: does not fit: %.2f GiB needed "
                  "per rank, --mem-per-rank is %.2f GiB", res.heap_max / GIB, o->mem_per_rank / GIB);
     return SP_OK;
@@ -319,6 +348,7 @@ sp_status sp_plan_cli(MPI_Comm comm, int rank, int argc, char **argv, sp_err *er
         {"scale-search", required_argument, 0, 'Q'},
         {"true-sequential", no_argument, 0, 'q'}, {"no-true-sequential", no_argument, 0, 'x'},
         {"mem-per-rank", required_argument, 0, 'M'}, {"strict", no_argument, 0, 'S'},
+        {"gpu-mem", required_argument, 0, 'U'},
         {"calibrate", no_argument, 0, 'C'}, {"calibrate-dir", required_argument, 0, 'D'},
         {"rates", required_argument, 0, 'r'}, {"save-rates", required_argument, 0, 'w'},
         {"search", no_argument, 0, 'E'}, {"generations", required_argument, 0, 'G'},
@@ -363,6 +393,7 @@ sp_status sp_plan_cli(MPI_Comm comm, int rank, int argc, char **argv, sp_err *er
             break;
         }
         case 'M': st = sp_plan_parse_size("--mem-per-rank", optarg, &o.mem_per_rank, err); break;
+        case 'U': st = sp_plan_parse_size("--gpu-mem", optarg, &o.gpu_mem, err); break;
         case 'S': strict = 1; break;
         case 'C': calibrate = 1; break;
         case 'D': cal_dir = optarg; break;
@@ -390,8 +421,8 @@ sp_status sp_plan_cli(MPI_Comm comm, int rank, int argc, char **argv, sp_err *er
     if (st == SP_OK && !model && !calibrate)
         st = sp_err_set(err, SP_EINVAL, "plan: --model is required (or --calibrate alone, to "
                         "measure this machine's rates)");
-    if (st == SP_OK && strict && o.mem_per_rank <= 0)
-        st = sp_err_set(err, SP_EINVAL, "plan: --strict needs --mem-per-rank");
+    if (st == SP_OK && strict && o.mem_per_rank <= 0 && o.gpu_mem <= 0)
+        st = sp_err_set(err, SP_EINVAL, "plan: --strict needs --mem-per-rank or --gpu-mem");
     /* --bits is always stored, as in quantize: add it to --levels and sort. */
     if (st == SP_OK) {
         if (!have_levels) o.n_levels = 0;
@@ -411,9 +442,9 @@ sp_status sp_plan_cli(MPI_Comm comm, int rank, int argc, char **argv, sp_err *er
             if (o.levels[i] == o.levels[i - 1])
                 st = sp_err_set(err, SP_EINVAL, "--levels: %d appears twice", o.levels[i]);
     }
-    if (st == SP_OK && search && nsurv != so.n_stages)
-        st = sp_err_set(err, SP_EINVAL, "plan: --survivors has %d values for %d --stages", nsurv,
-                        so.n_stages);
+    if (st == SP_OK && search)
+        st = sp_search_check_schedule("plan", so.stages, so.n_stages, so.survivors, nsurv,
+                                      so.offspring, err);
     if (st == SP_OK && search && !model)
         st = sp_err_set(err, SP_EINVAL, "plan: --search needs --model (the dense model)");
     if (st == SP_OK && rank == 0 && search) {

@@ -11,10 +11,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kernels/cuda/sp_cuda.h"
 #include "kernels/sp_gptq.h"
 #include "kernels/sp_hacc.h"
 #include "mpi/sp_mpi.h"
 #include "pipeline/sp_calib.h"
+#include "pipeline/sp_device.h"
 #include "pipeline/quantize/sp_qshare.h"
 #include "pipeline/quantize/sp_quantize_int.h"
 #include "pipeline/quantize/sp_segment.h"
@@ -198,8 +200,12 @@ static sp_status block_hessians(sp_qjob *j, sp_hacc H[N_HESS], int stage, sp_err
     for (int h = 0; h < N_HESS; h++)
         if (hessian_stage(j->o, h) == stage) in[h] = 1, last = h;
     for (int h = 0; h < N_HESS && st == SP_OK; h++)
-        if (in[h]) st = sp_hacc_init(&H[h], dims[h], T, total, B[h], err);
+        if (in[h]) {
+            st = sp_hacc_init(&H[h], dims[h], T, total, B[h], err);
+            if (st == SP_OK && j->gpu) st = sp_hacc_use_cuda(&H[h], j->gpu, err);
+        }
     sp_block_scratch *s = &j->scratch;
+    sp_cuda_cache_weights(j->gpu, 1); /* the block does not change during the windows */
     for (size_t w = 0; st == SP_OK && w < j->w1 - j->w0; w++) {
         memcpy(j->xtmp, j->X + w * (size_t)T * D, (size_t)T * D * sizeof(float));
         sp_block_forward_taps(j->xtmp, &j->dense, c, T, s, last); /* tap h is SP_TAP_* h */
@@ -207,6 +213,8 @@ static sp_status block_hessians(sp_qjob *j, sp_hacc H[N_HESS], int stage, sp_err
         for (int h = 0; h < N_HESS && st == SP_OK; h++)
             if (in[h]) st = sp_hacc_add(&H[h], taps[h], T, err);
     }
+    sp_cuda_cache_weights(j->gpu, 0);
+    if (st == SP_OK) st = sp_cuda_take_error(j->gpu, err);
     st = sp_mpi_agree(j->comm, st, err);
     /* The forward is done: this stage's weights that this rank will not quantize can go
      * before the reduction (see release_module). */
@@ -241,6 +249,7 @@ static sp_status quantize_my_units(sp_qjob *j, double *Hs[N_HESS], int layer, in
                 go.group_size = o->group_size;
                 go.sym = o->sym;
                 go.mse = o->scale_search;
+                go.gpu = j->gpu;
                 st = sp_gptq_prepare(&ctx[un->hessian], Hs[un->hessian], un->cols, &go, err);
             }
             /* The layer error tr(ΔW H ΔWᵀ) costs more than GPTQ itself (two products with H):
@@ -384,9 +393,11 @@ static sp_status propagate(sp_qjob *j, sp_err *err) {
     const sp_config *c = j->c;
     int T = j->o->ctx;
     size_t D = (size_t)c->dim;
+    sp_cuda_cache_weights(j->gpu, 1);
     for (size_t w = 0; w < j->w1 - j->w0; w++)
         sp_block_forward(j->X + w * (size_t)T * D, &j->dense, c, T, &j->scratch);
-    return sp_mpi_agree(j->comm, SP_OK, err);
+    sp_cuda_cache_weights(j->gpu, 0);
+    return sp_mpi_agree(j->comm, sp_cuda_take_error(j->gpu, err), err);
 }
 
 /* ---- setup -------------------------------------------------------------------------------- */
@@ -480,7 +491,11 @@ static sp_status setup(sp_qjob *j, int resume, char *warn, size_t warn_cap, sp_e
                                     &j->calib, NULL, err));
         if (nw) st = sp_model_embed(j->m, j->calib + j->w0 * T, nw * T, j->X, err);
     }
-    return sp_mpi_agree(j->comm, st, err);
+    SP_FORWARD(sp_mpi_agree(j->comm, st, err));
+    /* RTN needs no forward pass and no Hessian: it stays on the CPU. */
+    if (!o->rtn) SP_FORWARD(sp_device_open(j->comm, o->device, &j->gpu, err));
+    j->scratch.gpu = j->gpu;
+    return SP_OK;
 }
 
 static void teardown(sp_qjob *j, sp_status st) {
@@ -498,6 +513,7 @@ static void teardown(sp_qjob *j, sp_status st) {
     free(j->run_json);
     sp_block_weights_free(&j->dense);
     sp_block_scratch_free(&j->scratch);
+    sp_cuda_close(j->gpu);
     sp_model_close(j->m);
 }
 

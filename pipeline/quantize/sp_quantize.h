@@ -48,6 +48,8 @@ typedef struct {
     const char *checkpoint_dir;          /* NULL: no checkpoints                            */
     int checkpoint_every;                /* checkpoint after every B blocks (default 1)     */
     int checkpoint_compress;             /* sp_ckpt_compress (none, gzip, zstd)             */
+    int device;                          /* SP_DEVICE_* (pipeline/sp_device.h), 0 = auto;   *
+                                          * not recorded in run.json: resume picks again    */
     const char *imatrix_out;             /* NULL, or llama.cpp's imatrix GGUF from diag(H)  */
     /* Set asynchronously (signal handler) to ask for a checkpoint and a clean stop at the next
      * block boundary; NULL: never. Checked collectively, so every rank stops at the same block. */

@@ -45,6 +45,7 @@ typedef struct {
     uint32_t model_fp, calib_fp;
     int start_layer;         /* first block to compute                                       */
     int checkpoints;
+    struct sp_cuda *gpu;     /* --device cuda: this rank's GPU (forward, Hessians, GPTQ)     */
     /* --imatrix-out (issue 11), rank 0: Σ x_i² of every Hessian's inputs, [layer·4 + h] */
     float **imx;
     int64_t imx_tokens;

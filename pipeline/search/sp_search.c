@@ -35,16 +35,25 @@ static sp_status check_opts(const sp_search_opts *o, sp_err *err) {
     SP_RETURN_IF(!o->ev.calib_path, err, SP_EINVAL, "search: --calib is required");
     SP_RETURN_IF(!o->out_map, err, SP_EINVAL, "search: --out is required");
     SP_RETURN_IF(!(o->target_bits > 0), err, SP_EINVAL, "search: --target-bits is required");
-    SP_RETURN_IF(o->n_stages < 1, err, SP_EINVAL, "search: --stages needs at least one stage");
-    for (int s = 0; s < o->n_stages; s++) {
-        SP_RETURN_IF(o->survivors[s] < 1, err, SP_EINVAL, "search: --survivors must be >= 1");
-        SP_RETURN_IF(s > 0 && o->stages[s] < o->stages[s - 1], err, SP_EINVAL,
-                     "search: --stages must not decrease");
-        SP_RETURN_IF(s > 0 && o->survivors[s] > o->survivors[s - 1], err, SP_EINVAL,
-                     "search: --survivors must not increase");
+    return sp_search_check_schedule("search", o->stages, o->n_stages, o->survivors, o->n_stages,
+                                    o->offspring, err);
+}
+
+sp_status sp_search_check_schedule(const char *cmd, const int *stages, int n_stages,
+                                   const int *survivors, int n_survivors, int offspring,
+                                   sp_err *err) {
+    SP_RETURN_IF(n_stages < 1, err, SP_EINVAL, "%s: --stages needs at least one stage", cmd);
+    SP_RETURN_IF(n_survivors != n_stages, err, SP_EINVAL, "%s: --survivors has %d values for %d "
+                 "--stages", cmd, n_survivors, n_stages);
+    for (int s = 0; s < n_stages; s++) {
+        SP_RETURN_IF(survivors[s] < 1, err, SP_EINVAL, "%s: --survivors must be >= 1", cmd);
+        SP_RETURN_IF(s > 0 && stages[s] < stages[s - 1], err, SP_EINVAL,
+                     "%s: --stages must not decrease", cmd);
+        SP_RETURN_IF(s > 0 && survivors[s] > survivors[s - 1], err, SP_EINVAL,
+                     "%s: --survivors must not increase", cmd);
     }
-    SP_RETURN_IF(o->survivors[0] > o->offspring, err, SP_EINVAL, "search: --survivors %d is more "
-                 "than --offspring %d", o->survivors[0], o->offspring);
+    SP_RETURN_IF(survivors[0] > offspring, err, SP_EINVAL, "%s: --survivors %d is more than "
+                 "--offspring %d", cmd, survivors[0], offspring);
     return SP_OK;
 }
 

@@ -68,6 +68,13 @@ typedef struct {
  * survivors, --groups size, --init uniform, 8 initial candidates, seed 0, topk 64. */
 void sp_search_defaults(sp_search_opts *o);
 
+/* The rules of a stage schedule, shared by `search` and `plan --search` (cmd prefixes the
+ * message): at least one stage, one survivor count per stage, tokens not decreasing,
+ * survivors >= 1 and not increasing, the first survivors <= offspring. */
+sp_status sp_search_check_schedule(const char *cmd, const int *stages, int n_stages,
+                                   const int *survivors, int n_survivors, int offspring,
+                                   sp_err *err);
+
 /* Collective. @return the same status on every rank; SP_EINTERRUPTED after a checkpoint when
  * *stop_flag was raised. */
 sp_status sp_search_run(MPI_Comm comm, const sp_search_opts *o, sp_search_result *res,

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "mpi/sp_mpi.h"
+#include "pipeline/sp_device.h"
 #include "pipeline/search/sp_search.h"
 #include "pipeline/search/sp_search_cli.h"
 #include "pipeline/sp_cli.h"
@@ -43,6 +44,7 @@ static const char *SEARCH_USAGE =
     "  --topk K            top-K of the dense reference (default 64)\n"
     "  --checkpoint-dir D  checkpoint every generation; SIGUSR1/SIGTERM checkpoint and exit 3;\n"
     "                      'shardpress resume D' finishes with the same MAP\n"
+    SP_DEVICE_USAGE
     "  --json              one JSON object on stdout (progress lines go to stderr)\n";
 
 static sp_status parse_stage_list(const char *opt, const char *val, int *out, int *n, sp_err *err) {
@@ -115,7 +117,8 @@ sp_status sp_search_cli(MPI_Comm comm, int rank, int argc, char **argv,
         {"init", required_argument, 0, 'i'}, {"groups", required_argument, 0, 'G'},
         {"seed", required_argument, 0, 'e'}, {"dense", required_argument, 0, 'd'},
         {"topk", required_argument, 0, 'K'}, {"checkpoint-dir", required_argument, 0, 'C'},
-        {"json", no_argument, 0, 'j'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"json", no_argument, 0, 'j'}, {"help", no_argument, 0, 'h'},
+        {"device", required_argument, 0, SP_DEVICE_OPT}, {0, 0, 0, 0}};
     int ch;
     opterr = 0;
     while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -150,6 +153,7 @@ sp_status sp_search_cli(MPI_Comm comm, int rank, int argc, char **argv,
         case 'K': SP_FORWARD(sp_cli_int("--topk", optarg, 1, 1 << 16, &v, err)); o.ev.topk = (int)v; break;
         case 'C': o.checkpoint_dir = optarg; break;
         case 'j': json = 1; break;
+        case SP_DEVICE_OPT: SP_FORWARD(sp_device_arg(optarg, &o.ev.device, err)); break;
         case 'h': if (rank == 0) fputs(SEARCH_USAGE, stdout); return SP_OK;
         default:
             return sp_err_set(err, SP_EINVAL, "search: unknown or incomplete option '%s' (see "
@@ -157,10 +161,11 @@ sp_status sp_search_cli(MPI_Comm comm, int rank, int argc, char **argv,
         }
     }
     SP_RETURN_IF(optind < argc, err, SP_EINVAL, "search: unexpected argument '%s'", argv[optind]);
-    SP_RETURN_IF(have_surv && nsurv != o.n_stages, err, SP_EINVAL, "search: --survivors has %d "
-                 "values for %d --stages", nsurv, o.n_stages);
     SP_RETURN_IF(!have_surv && o.n_stages != 3, err, SP_EINVAL, "search: give --survivors with "
                  "one value per stage (%d stages)", o.n_stages);
+    if (have_surv) /* the same rules as plan --search, before any rank reads a file */
+        SP_FORWARD(sp_search_check_schedule("search", o.stages, o.n_stages, o.survivors, nsurv,
+                                            o.offspring, err));
     o.progress_to_stderr = json;
     sp_search_result r;
     sp_status st = sp_search_run(comm, &o, &r, err);

@@ -1,7 +1,8 @@
 /* sp_seval.c — see sp_seval.h. */
+#include "kernels/cuda/sp_cuda.h"
+#include "pipeline/sp_device.h"
 #include "pipeline/search/sp_seval.h"
 
-#include <cblas.h>
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <limits.h>
@@ -9,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/sp_blas.h"
 #include "kernels/sp_forward.h"
 #include "mpi/sp_mpi.h"
 #include "pipeline/quantize/sp_qrun.h"
@@ -39,6 +41,7 @@ struct sp_seval {
     float *norm, *head, *logits, *xn;
     block_buf bp, bc;             /* parent's and one candidate's block                      */
     sp_block_scratch scr;
+    sp_cuda *gpu;                 /* --device cuda: the block linears' GPU, else NULL        */
     char dense_dir[PATH_MAX];
     uint32_t dense_fp;
 };
@@ -68,6 +71,7 @@ void sp_seval_close(sp_seval *e) {
     sp_block_weights_free(&e->bp.w);
     sp_block_weights_free(&e->bc.w);
     sp_block_scratch_free(&e->scr);
+    sp_cuda_close(e->gpu);
     free(e);
 }
 
@@ -192,11 +196,9 @@ static sp_status bcast_pool(sp_seval *e, sp_err *err) {
     size_t n = (size_t)e->pool * (size_t)e->ctx;
     if (e->rank != 0) e->ids = sp_malloc(n * sizeof(int32_t), err, "calibration windows");
     sp_status st = sp_mpi_agree(e->comm, e->ids ? SP_OK : SP_ENOMEM, err);
-    for (size_t off = 0; st == SP_OK && off < n; off += (size_t)1 << 28) {
-        size_t cnt = n - off < ((size_t)1 << 28) ? n - off : (size_t)1 << 28;
-        st = sp_mpi_check(MPI_Bcast(e->ids + off, (int)cnt, MPI_INT32_T, 0, e->comm),
-                          "MPI_Bcast(calibration)", err);
-    }
+    if (st == SP_OK)
+        st = sp_mpi_bcast_large(e->comm, e->ids, n, MPI_INT32_T, sizeof(int32_t),
+                                "MPI_Bcast(calibration)", err);
     return st;
 }
 
@@ -223,7 +225,7 @@ static sp_status dense_reference(sp_seval *e, sp_err *err) {
     for (size_t w = w0; w < w1 && st == SP_OK; w++) {
         const int32_t *ids = e->ids + w * T;
         double nll, kl;
-        st = sp_eval_forward_windows(e->dm, ids, 1, e->ctx, x, err);
+        st = sp_eval_forward_windows_on(e->dm, ids, 1, e->ctx, x, e->gpu, err);
         if (st == SP_OK) st = sp_eval_score_window(&sc, x, ids, e->ctx, e->ref + w * R, NULL,
                                                    &nll, &kl, err);
     }
@@ -232,20 +234,12 @@ static sp_status dense_reference(sp_seval *e, sp_err *err) {
     free(dhead);
     st = sp_mpi_agree(e->comm, st, err);
     if (st) return st;
-    int *cnt = sp_malloc(2 * (size_t)e->size * sizeof(int), err, "counts");
-    st = sp_mpi_agree(e->comm, cnt ? SP_OK : SP_ENOMEM, err);
-    if (st) return st;
     SP_RETURN_IF((size_t)e->pool * R > (size_t)INT_MAX, err, SP_EUNSUPPORTED, "search: the dense "
                  "reference of %d windows exceeds 2 GiB; use a shorter calibration text", e->pool);
-    for (int r = 0; r < e->size; r++) {
-        size_t b, f;
-        sp_mpi_split_range((size_t)e->pool, r, e->size, &b, &f);
-        cnt[r] = (int)((f - b) * R);
-        cnt[e->size + r] = (int)(b * R);
-    }
-    int rc = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_BYTE, e->ref, cnt, cnt + e->size, MPI_BYTE, e->comm);
-    free(cnt);
-    return sp_mpi_check(rc, "MPI_Allgatherv(dense reference)", err);
+    /* My windows' records are already in place; gather the other ranks' blocks. */
+    st = sp_mpi_allgather_blocks(e->comm, NULL, (size_t)e->pool, R, MPI_BYTE, e->ref,
+                                 "MPI_Allgatherv(dense reference)", err);
+    return sp_mpi_agree(e->comm, st, err);
 }
 
 sp_status sp_seval_open(sp_seval **out, MPI_Comm comm, const sp_seval_opts *o, sp_err *err) {
@@ -292,6 +286,8 @@ sp_status sp_seval_open(sp_seval **out, MPI_Comm comm, const sp_seval_opts *o, s
         if (st == SP_OK) st = sp_block_scratch_alloc(&e->scr, e->c, e->ctx, err);
     }
     st = sp_mpi_agree(comm, st, err);
+    if (st == SP_OK) st = sp_device_open(comm, o->device, &e->gpu, err);
+    e->scr.gpu = e->gpu;
     if (st == SP_OK) st = dense_reference(e, err);
     if (st) {
         sp_seval_close(e);
@@ -424,6 +420,7 @@ sp_status sp_seval_run(sp_seval *e, const int *windows, int nw, const uint8_t *p
         st = run_chunk(e, &r, i0, i1, err);
         i0 = i1;
     }
+    if (st == SP_OK) st = sp_cuda_take_error(e->gpu, err);
     st = sp_mpi_agree(e->comm, st, err);
     if (st == SP_OK) st = sp_mpi_allgather_blocks_f64(e->comm, kl, N, all, err);
     if (st == SP_OK) {
@@ -513,8 +510,8 @@ sp_status sp_seval_layer_errors(sp_seval *e, const int *windows, int nw, double 
                 for (size_t w = 0; w < mine; w++) {
                     const float *in = taps + w * tap + off; /* [T, cols] */
                     /* E [T, rows] = X ΔWᵀ; the error is ‖E‖²_F = tr(ΔW XᵀX ΔWᵀ). */
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, rows, cols, 1.0f,
-                                in, cols, wq, cols, 0.0f, prod, rows);
+                    sp_blas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, rows, cols, 1.0f,
+                                  in, cols, wq, cols, 0.0f, prod, rows);
                     double acc = 0.0;
                     for (size_t i = 0; i < T * (size_t)rows; i++) acc += (double)prod[i] * prod[i];
                     my[w * per_w + ((size_t)(l * SP_MOD_COUNT + mk)) * (size_t)NL + (size_t)k] = acc;
@@ -525,19 +522,9 @@ sp_status sp_seval_layer_errors(sp_seval *e, const int *windows, int nw, double 
     free(uni);
     st = sp_mpi_agree(e->comm, st, err);
     if (st == SP_OK) {
-        int *cnt = sp_malloc(2 * (size_t)e->size * sizeof(int), err, "counts");
-        st = sp_mpi_agree(e->comm, cnt ? SP_OK : SP_ENOMEM, err);
-        if (st == SP_OK) {
-            for (int r = 0; r < e->size; r++) {
-                size_t b, f;
-                sp_mpi_split_range((size_t)nw, r, e->size, &b, &f);
-                cnt[r] = (int)((f - b) * per_w);
-                cnt[e->size + r] = (int)(b * per_w);
-            }
-            st = sp_mpi_check(MPI_Allgatherv(my, cnt[e->rank], MPI_DOUBLE, all, cnt, cnt + e->size,
-                                             MPI_DOUBLE, e->comm), "MPI_Allgatherv(errors)", err);
-        }
-        free(cnt);
+        st = sp_mpi_allgather_blocks(e->comm, my, (size_t)nw, per_w, MPI_DOUBLE, all,
+                                     "MPI_Allgatherv(errors)", err);
+        st = sp_mpi_agree(e->comm, st, err);
     }
     if (st == SP_OK) /* window order: the same sum on any rank count */
         for (size_t i = 0; i < per_w; i++) {

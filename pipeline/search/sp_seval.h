@@ -42,6 +42,7 @@ typedef struct {
     int ctx;                 /* 0: min(2048, max_position_embeddings)                        */
     int topk;                /* K of the dense reference (default 64)                        */
     int group_by;            /* sp_sgroups                                                   */
+    int device;              /* SP_DEVICE_* (pipeline/sp_device.h), 0 = auto; not recorded   */
 } sp_seval_opts;
 
 typedef struct sp_seval sp_seval;

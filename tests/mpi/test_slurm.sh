@@ -6,11 +6,14 @@
 #             first checkpoint; the template forwards it, shardpress stops at a block boundary
 #             with exit 3, the template requeues the job, the requeued job resumes from the
 #             checkpoint and the output equals an uninterrupted run's.
+#   search    slurm/search.sbatch (2 tasks) is sent SIGUSR1 after its first generation's
+#             checkpoint; it stops with exit 3, is requeued, resumes, and writes the MAP of an
+#             uninterrupted `mpirun -n 2 shardpress search`.
 # Exit 77 (skipped) without root, without Slurm (Debian: slurmctld slurmd slurm-client), or
 # when this shardpress has no `resume`. Every wait has a timeout; the daemons are always
 # stopped (trap), and each run uses its own directory and free ports.
 . "$(dirname "$0")/lib.sh"
-CASE=${1:?usage: test_slurm.sh quantize|requeue}
+CASE=${1:?usage: test_slurm.sh quantize|requeue|search}
 SRC=$SP_SOURCE_DIR
 M="$SP_MODEL_DIR"
 CAL="$SP_DATA_DIR/text/stories260K-samples/calib.txt"
@@ -56,6 +59,24 @@ wait_for() {
   done
 }
 
+# done_or_failed: true once job $jid COMPLETED; fails the test if it ended any other way.
+done_or_failed() {
+  local s; s=$(job_state "$jid")
+  case "$s" in COMPLETED) return 0 ;; FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY|BOOT_FAIL|DEADLINE)
+    fail "job $jid ended $s" ;; esac
+  # Slurm holds a requeued job back for the credential lifetime (about 2 min, Reason=BeginTime);
+  # a real cluster waits it out, the test moves the begin time to now — but only a few
+  # seconds after the requeue: slurmd compares credential times in whole seconds, and a
+  # relaunch in the same second as the revocation is killed ("Job credential revoked").
+  if [ "$s" = PENDING ] && [ "$(job_field "$jid" Reason)" = BeginTime ]; then
+    [ -n "${pending_since:-}" ] || pending_since=$SECONDS
+    if (( SECONDS - pending_since >= 5 )); then
+      scontrol update JobId="$jid" StartTime=now >/dev/null 2>&1 || true
+    fi
+  fi
+  return 1
+}
+
 case "$CASE" in
 quantize)
   Q=(--nsamples 8 --ctx 128 --group-size 32 --bits 4)
@@ -89,22 +110,6 @@ requeue)
   [ "$(job_state "$jid")" = RUNNING ] || fail "job $jid is $(job_state "$jid"), not RUNNING, after its first checkpoint"
   scancel --signal=USR1 --batch "$jid" || fail "scancel --signal=USR1 --batch $jid failed"
   echo "sent SIGUSR1 to job $jid after checkpoint $(cat "$WORK/ckpt/latest")"
-  done_or_failed() {
-    local s; s=$(job_state "$jid")
-    case "$s" in COMPLETED) return 0 ;; FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY|BOOT_FAIL|DEADLINE)
-      fail "job $jid ended $s" ;; esac
-    # Slurm holds a requeued job back for the credential lifetime (about 2 min, Reason=BeginTime);
-    # a real cluster waits it out, the test moves the begin time to now — but only a few
-    # seconds after the requeue: slurmd compares credential times in whole seconds, and a
-    # relaunch in the same second as the revocation is killed ("Job credential revoked").
-    if [ "$s" = PENDING ] && [ "$(job_field "$jid" Reason)" = BeginTime ]; then
-      [ -n "${pending_since:-}" ] || pending_since=$SECONDS
-      if (( SECONDS - pending_since >= 5 )); then
-        scontrol update JobId="$jid" StartTime=now >/dev/null 2>&1 || true
-      fi
-    fi
-    return 1
-  }
   wait_for 300 "job $jid to be requeued, resume and complete" done_or_failed
   restarts=$(job_field "$jid" Restarts)
   log=$(cat "$WORK"/job-"$jid".out)
@@ -116,6 +121,30 @@ requeue)
   cmp "$WORK/ref/model.sp.h5" "$WORK/out/model.sp.h5" ||
     fail "the preempted + requeued + resumed output differs from the uninterrupted one"
   echo "ok: SIGUSR1 -> checkpoint, exit 3, requeue (Restarts=$restarts), resume; output identical"
+  ;;
+search)
+  Q="$WORK/q"
+  mpi 2 "$SP_BIN" quantize --model "$M" --calib "$CAL" --out "$Q" --nsamples 16 --ctx 128 \
+    --levels 2,3,4,8 --group-size 32 >/dev/null
+  S=(GENERATIONS=40 OFFSPRING=6 STAGES=256,512 SURVIVORS=2,1 CTX=128 SEED=5)
+  mpi 2 "$SP_BIN" search --model "$Q" --calib "$CAL" --target-bits 3.0 --out "$WORK/ref.map" \
+    --generations 40 --offspring 6 --stages 256,512 --survivors 2,1 --ctx 128 --seed 5 >/dev/null
+  jid=$(env "${S[@]}" QDIR="$Q" CALIB="$CAL" TARGET_BITS=3.0 OUT="$WORK/out.map" CKPT_DIR="$WORK/ckpt" \
+        sbatch --parsable -n 2 --chdir="$WORK" --output="$WORK/job-%j.out" \
+        "$SRC/slurm/search.sbatch") || fail "sbatch failed"
+  jid=${jid%%;*}
+  wait_for 120 "the first generation's checkpoint ($WORK/ckpt/latest)" test -f "$WORK/ckpt/latest"
+  [ "$(job_state "$jid")" = RUNNING ] || fail "job $jid is $(job_state "$jid"), not RUNNING, after its first checkpoint"
+  scancel --signal=USR1 --batch "$jid" || fail "scancel --signal=USR1 --batch $jid failed"
+  wait_for 300 "job $jid to be requeued, resume and complete" done_or_failed
+  log=$(cat "$WORK"/job-"$jid".out)
+  grep -q "caught SIGUSR1" <<<"$log" || fail "the batch script never caught SIGUSR1"
+  grep -q "preempted: checkpoint in $WORK/ckpt; requeueing" <<<"$log" ||
+    fail "the search step did not exit with 3 (preempted) or the job was not requeued"
+  grep -q "resuming from $WORK/ckpt" <<<"$log" || fail "the requeued job did not resume"
+  cmp "$WORK/ref.map" "$WORK/out.map" ||
+    fail "the preempted + requeued + resumed MAP differs from the uninterrupted one"
+  echo "ok: search.sbatch: SIGUSR1 -> checkpoint, exit 3, requeue, resume; MAP identical"
   ;;
 *) fail "unknown case '$CASE'" ;;
 esac
