@@ -16,6 +16,7 @@
 
 #include "kernels/cuda/sp_cuda.h"
 #include "kernels/sp_blas.h"
+#include "kernels/sp_gtype.h"
 
 #define SP_GPTQ_SUB 16     /* columns per sub-block inside a block (rank-1 updates within)  */
 #define SP_GPTQ_PANEL 256  /* columns per left-looking panel (a multiple of the block)       */
@@ -33,7 +34,7 @@ struct sp_gptq_ctx {
     int32_t *perm;        /* [C] position j processes original column perm[j]               */
     int32_t *invperm;     /* [C] inverse of perm                                            */
     uint8_t *dead;        /* [C] 1 where H[i,i] == 0                                        */
-    double *hdiag;        /* [C] diag(H) (dead: 1), original order: weights of SP_QSEARCH_HMSE */
+    double *hdiag;        /* [C] diag(H) (dead: 1), original order: weights of SP_QSEARCH_HMSE/GGUF */
     void *R;              /* [C, C] float or double, see sp_gptq_body.h (NULL with gq)      */
     sp_cuda_gptq *gq;     /* the factor on the GPU (sp_gptq_opts.gpu), or NULL              */
 };
@@ -46,6 +47,7 @@ struct sp_gptq_ctx {
 #define SP_TRTRI LAPACKE_strtri_work
 #define SP_QPARAMS sp_quant_params_f32
 #define SP_QSEARCH sp_quant_params_search_f32
+#define SP_GSEARCH sp_gtype_params_search_f32
 #define SP_QCOLUMN sp_quant_column_f32
 #include "kernels/sp_gptq_body.h"
 #undef SP_T
@@ -56,6 +58,7 @@ struct sp_gptq_ctx {
 #undef SP_TRTRI
 #undef SP_QPARAMS
 #undef SP_QSEARCH
+#undef SP_GSEARCH
 #undef SP_QCOLUMN
 
 #define SP_T double
@@ -66,6 +69,7 @@ struct sp_gptq_ctx {
 #define SP_TRTRI LAPACKE_dtrtri_work
 #define SP_QPARAMS sp_quant_params_f64
 #define SP_QSEARCH sp_quant_params_search_f64
+#define SP_GSEARCH sp_gtype_params_search_f64
 #define SP_QCOLUMN sp_quant_column_f64
 #include "kernels/sp_gptq_body.h"
 #undef SP_T
@@ -76,6 +80,7 @@ struct sp_gptq_ctx {
 #undef SP_TRTRI
 #undef SP_QPARAMS
 #undef SP_QSEARCH
+#undef SP_GSEARCH
 #undef SP_QCOLUMN
 
 /* factor_f32 on the GPU: the same matrix J·P·(H_fix + λI)·Pᵀ·J (lower triangle, column-major)
@@ -182,6 +187,10 @@ sp_status sp_gptq_prepare(sp_gptq_ctx **out, const double *H, int cols, const sp
     op.sym = op.sym != 0;
     SP_RETURN_IF(op.mse < 0 || op.mse >= SP_QSEARCH_COUNT, err, SP_EINVAL,
                  "sp_gptq_prepare: mse=%d is not an SP_QSEARCH_* value", op.mse);
+    /* the CUDA group-parameter kernel has the min-max, mse and hmse rules only (issue 11) */
+    SP_RETURN_IF(op.gpu && op.mse == SP_QSEARCH_GGUF, err, SP_EUNSUPPORTED,
+                 "sp_gptq_prepare: the GGUF scale rule (--format gguf, --scale-search gguf) runs "
+                 "on the CPU only (use --device cpu)");
     const size_t n = (size_t)cols;
     /* The float factorization needs H (and λ) well inside float range. */
     const double hmax = op.precision == SP_GPTQ_F32 ? 1e30 : DBL_MAX;
@@ -231,7 +240,7 @@ sp_status sp_gptq_prepare(sp_gptq_ctx **out, const double *H, int cols, const sp
     st = op.precision == SP_GPTQ_F64 ? factor_f64(c, H, dfix, mean, err)
          : op.gpu                    ? factor_cuda(c, H, dfix, mean, err)
                                      : factor_f32(c, H, dfix, mean, err);
-    if (st == SP_OK && op.mse == SP_QSEARCH_HMSE) {
+    if (st == SP_OK && (op.mse == SP_QSEARCH_HMSE || op.mse == SP_QSEARCH_GGUF)) {
         c->hdiag = dfix; /* kept: the weights of the group parameter search */
         dfix = NULL;
     }

@@ -2,7 +2,7 @@
  * (SP_GPTQ_F32) and once with SP_T = double (SP_GPTQ_F64). Not a public header.
  *
  * Expects: SP_T, SP_FN(name) (name with a type suffix), SP_GEMM, SP_GER, SP_POTRF, SP_TRTRI,
- * SP_QPARAMS, SP_QSEARCH, SP_QCOLUMN, and from sp_gptq.c struct sp_gptq_ctx and the SP_GPTQ_* constants. Shape legend as in sp_gptq.h; C = ctx->cols, R = rows.
+ * SP_QPARAMS, SP_QSEARCH, SP_GSEARCH, SP_QCOLUMN, and from sp_gptq.c struct sp_gptq_ctx and the SP_GPTQ_* constants. Shape legend as in sp_gptq.h; C = ctx->cols, R = rows.
  *
  * Layouts inside the loop (all "transposed": one column of W is contiguous):
  *   X   [C, R]  row j = W[:, perm[j]] (dead columns 0); after column j is quantized, row j
@@ -114,6 +114,8 @@ static void SP_FN(group_params)(const sp_gptq_ctx *c, float *Ps, uint8_t *Pz, co
     const size_t Rn = (size_t)rows;
     if (c->o.mse == SP_QSEARCH_HMSE)
         SP_QSEARCH(Ps, Pz, 1, V, 1, Rn, rows, n, bits, c->o.sym, c->hdiag + c0, 2.0);
+    else if (c->o.mse == SP_QSEARCH_GGUF) /* ggml's rule, diag(H)-weighted shrink (issue 11) */
+        SP_GSEARCH(Ps, Pz, 1, V, 1, Rn, rows, n, bits, c->hdiag + c0);
     else
         SP_QPARAMS(Ps, Pz, 1, V, 1, Rn, rows, n, bits, c->o.sym, c->o.mse);
 }

@@ -10,6 +10,7 @@
  * to float equal the directly rounded float result because double has ≥ 2·24 + 2 bits.
  */
 #include "kernels/sp_quant.h"
+#include "kernels/sp_gtype.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -296,12 +297,20 @@ static void params_core(float *scale, uint8_t *zero, size_t so, const grp_view *
 
 void sp_quant_params_f32(float *scale, uint8_t *zero, size_t so, const float *X, size_t rs,
                          size_t cs, int rows, int n, int bits, int sym, int mse) {
+    if (mse == SP_QSEARCH_GGUF) {
+        sp_gtype_params_f32(scale, zero, so, X, rs, cs, rows, n, bits);
+        return;
+    }
     grp_view v = {X, NULL, rs, cs};
     params_core(scale, zero, so, &v, rows, n, bits, sym, mse, NULL, SP_MSE_NORM);
 }
 
 void sp_quant_params_f64(float *scale, uint8_t *zero, size_t so, const double *X, size_t rs,
                          size_t cs, int rows, int n, int bits, int sym, int mse) {
+    if (mse == SP_QSEARCH_GGUF) {
+        sp_gtype_params_f64(scale, zero, so, X, rs, cs, rows, n, bits);
+        return;
+    }
     grp_view v = {NULL, X, rs, cs};
     params_core(scale, zero, so, &v, rows, n, bits, sym, mse, NULL, SP_MSE_NORM);
 }
@@ -325,6 +334,7 @@ const char *sp_quant_search_name(int search) {
     case SP_QSEARCH_MINMAX: return "minmax";
     case SP_QSEARCH_MSE: return "mse";
     case SP_QSEARCH_HMSE: return "hmse";
+    case SP_QSEARCH_GGUF: return "gguf";
     default: return NULL;
     }
 }

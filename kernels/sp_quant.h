@@ -83,10 +83,15 @@ void sp_quant_params_f64(float *scale, uint8_t *zero, size_t so, const double *X
  *   SP_QSEARCH_HMSE    importance-weighted: the same shrink grid, least
  *                      Σ_k h_k (deq_k − x_k)²,  h_k = diag(H)_k of the group's column k: the
  *                      layer's output error tr(ΔW H ΔWᵀ) restricted to the diagonal of H (needs
- *                      a Hessian, so GPTQ only)                                              */
-enum { SP_QSEARCH_MINMAX = 0, SP_QSEARCH_MSE = 1, SP_QSEARCH_HMSE = 2, SP_QSEARCH_COUNT };
+ *                      a Hessian, so GPTQ only)
+ *   SP_QSEARCH_GGUF    ggml's own scale rule for its symmetric legacy types (issue 11,
+ *                      kernels/sp_gtype.h): d = fp16(v / −2^(bits−1)), v the group's value of
+ *                      largest magnitude with its sign (8 bits: d = fp16(max|x| / 127)), zero
+ *                      2^(bits−1); with sym and group 32 the level is Q4_0/Q5_0/Q8_0 exactly */
+enum { SP_QSEARCH_MINMAX = 0, SP_QSEARCH_MSE = 1, SP_QSEARCH_HMSE = 2, SP_QSEARCH_GGUF = 3,
+       SP_QSEARCH_COUNT };
 
-/* "minmax", "mse", "hmse"; NULL for other values. */
+/* "minmax", "mse", "hmse", "gguf"; NULL for other values. */
 const char *sp_quant_search_name(int search);
 /* The SP_QSEARCH_* value of a name, or -1. */
 int sp_quant_search_parse(const char *name);

@@ -30,6 +30,7 @@
 #include "pipeline/search/sp_search_cli.h"
 #include "pipeline/exchange/sp_exchange.h"
 #include "shards/formats/sp_gptq_export.h"
+#include "pipeline/sp_gguf_cli.h"
 
 #define SP_VERSION "0.1.0"
 
@@ -242,7 +243,11 @@ static const char *QUANTIZE_USAGE =
     "  --checkpoint-every B  checkpoint after every B blocks (1)\n"
     "  --checkpoint-compress none|gzip|zstd  chunked compression of checkpoints (none)\n"
     SP_DEVICE_USAGE
-    "  --json              print one JSON object with the run's figures\n";
+    "  --json              print one JSON object with the run's figures\n"
+    "  --format gguf:TYPE  GPTQ in a GGUF type's own format (Q4_0, Q5_0, Q8_0: group 32,\n"
+    "                      symmetric, fp16 scale; scale search default gguf: ggml's rule with\n"
+    "                      the diag(H) shrink); --levels may list such types too\n"
+    "  --imatrix-out FILE  also write llama.cpp's importance matrix (GGUF) from the Hessians\n";
 
 /* What a quantize job did, as quantize --json and resume --json both report it. */
 static void add_run_summary(cJSON *j, const sp_quantize_result *r) {
@@ -276,6 +281,7 @@ static sp_status cmd_quantize(cli_ctx *cx, int argc, char **argv, sp_err *err) {
     sp_quantize_opts o;
     sp_quantize_defaults(&o);
     int json = 0, have_levels = 0, have_search = 0;
+    int gguf_bits = 0, gguf_levels = 0, have_bits = 0, have_group = 0, have_asym = 0; /* issue 11 */
     long v = 0;
     double d;
     static const struct option opts[] = {
@@ -295,6 +301,7 @@ static sp_status cmd_quantize(cli_ctx *cx, int argc, char **argv, sp_err *err) {
         {"checkpoint-every", required_argument, 0, 'k'},
         {"checkpoint-compress", required_argument, 0, 'Z'},
         {"device", required_argument, 0, SP_DEVICE_OPT},
+        {"format", required_argument, 0, 'F'}, {"imatrix-out", required_argument, 0, 'I'},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     int ch;
     opterr = 0;
@@ -311,19 +318,22 @@ static sp_status cmd_quantize(cli_ctx *cx, int argc, char **argv, sp_err *err) {
             else if (!strcmp(optarg, "zstd")) o.checkpoint_compress = 2;
             else return sp_err_set(err, SP_EINVAL, "--checkpoint-compress: '%s' is not none, gzip or zstd", optarg);
             break;
-        case 'b': SP_FORWARD(sp_cli_int("--bits", optarg, 2, 8, &v, err)); o.bits = (int)v; break;
+        case 'b': SP_FORWARD(sp_cli_int("--bits", optarg, 2, 8, &v, err)); o.bits = (int)v; have_bits = 1; break;
         case 'L':
-            SP_FORWARD(sp_cli_int_list("--levels", optarg, 2, 8, o.levels, SP_QUANTIZE_MAX_LEVELS,
-                                       &o.n_levels, err));
+            SP_FORWARD(sp_gguf_cli_levels(optarg, o.levels, SP_QUANTIZE_MAX_LEVELS, &o.n_levels,
+                                          &gguf_levels, err));
             have_levels = 1;
             break;
+        case 'F': SP_FORWARD(sp_gguf_cli_format(optarg, &gguf_bits, err)); break;
+        case 'I': o.imatrix_out = optarg; break;
         case 'g':
             SP_FORWARD(sp_cli_int("--group-size", optarg, -1, 1 << 30, &v, err));
             SP_RETURN_IF(v == 0, err, SP_EINVAL, "--group-size: must be >= 1, or -1 for one group per row");
             o.group_size = (int)v;
+            have_group = 1;
             break;
         case 'S': o.sym = 1; break;
-        case 'A': o.sym = 0; break;
+        case 'A': o.sym = 0; have_asym = 1; break;
         case 'a': o.act_order = 1; break;
         case 'O': o.act_order = 0; break;
         case 'd': SP_FORWARD(sp_cli_double("--damp", optarg, 1e-12, 0.999, &d, err)); o.damp = d; break;
@@ -332,7 +342,7 @@ static sp_status cmd_quantize(cli_ctx *cx, int argc, char **argv, sp_err *err) {
         case 'Q':
             o.scale_search = sp_quant_search_parse(optarg);
             SP_RETURN_IF(o.scale_search < 0, err, SP_EINVAL,
-                         "--scale-search: '%s' is not minmax, mse or hmse", optarg);
+                         "--scale-search: '%s' is not minmax, mse, hmse or gguf", optarg);
             have_search = 1;
             break;
         case 'W': o.true_sequential = 1; break;
@@ -365,6 +375,19 @@ static sp_status cmd_quantize(cli_ctx *cx, int argc, char **argv, sp_err *err) {
     SP_RETURN_IF(optind < argc, err, SP_EINVAL, "quantize: unexpected argument '%s'", argv[optind]);
     /* The default search weights by diag(H); RTN has no Hessian and keeps min-max. */
     if (o.rtn && !have_search) o.scale_search = SP_QSEARCH_MINMAX;
+    /* GGUF types as levels (issue 11): group 32, symmetric, so every level is Q4_0/Q5_0/Q8_0 */
+    if (gguf_bits || gguf_levels) {
+        SP_RETURN_IF(have_group && o.group_size != 32, err, SP_EINVAL,
+                     "--format gguf / GGUF --levels: the group size is 32 (the types' block)");
+        SP_RETURN_IF(have_asym, err, SP_EINVAL, "--format gguf / GGUF --levels: Q4_0, Q5_0 and "
+                     "Q8_0 are symmetric (drop --asym)");
+        o.group_size = 32;
+        o.sym = 1;
+        /* ggml's own scale rule with the diag(H) shrink: the lowest KL in 5 of 6 cases of
+         * bench/run_gguf.sh (docs/benchmarks.md, "GGUF") */
+        if (!have_search) o.scale_search = SP_QSEARCH_GGUF;
+        if (!have_bits) o.bits = gguf_bits ? gguf_bits : o.levels[0];
+    }
     /* --bits is always stored: add it to --levels when missing. */
     int found = 0;
     for (int i = 0; i < o.n_levels; i++) found |= o.levels[i] == o.bits;
@@ -377,19 +400,21 @@ static sp_status cmd_quantize(cli_ctx *cx, int argc, char **argv, sp_err *err) {
         SP_RETURN_IF(o.levels[i] == o.levels[i - 1], err, SP_EINVAL, "--levels: %d appears twice", o.levels[i]);
 
     /* Checkpointed runs record absolute paths, so resume works from any directory. */
-    char *abs[4] = {absolute_path(o.model_dir), absolute_path(o.calib_path),
-                    absolute_path(o.out_dir), absolute_path(o.checkpoint_dir)};
+    char *abs[5] = {absolute_path(o.model_dir), absolute_path(o.calib_path),
+                    absolute_path(o.out_dir), absolute_path(o.checkpoint_dir),
+                    absolute_path(o.imatrix_out)};
     if (o.checkpoint_dir) {
         o.model_dir = abs[0];
         o.calib_path = abs[1];
         o.out_dir = abs[2];
         o.checkpoint_dir = abs[3];
+        o.imatrix_out = abs[4];
     }
     o.stop_flag = &g_stop_requested;
     sp_quantize_result r;
     sp_status st = sp_quantize_run(cx->comm, &o, &r, err);
     print_quantize_result(cx, &o, &r, st, json);
-    for (int i = 0; i < 4; i++) free(abs[i]);
+    for (int i = 0; i < 5; i++) free(abs[i]);
     return st;
 }
 
@@ -451,7 +476,7 @@ static const char *EXPORT_USAGE =
     "GPTQModel's 'dynamic' overrides.\n"
     "\n"
     "  --model DIR       quantized model directory (config.json + model.sp.h5)\n"
-    "  --format gptq     the only export format so far\n"
+    "  --format gptq     (--format gguf: see shardpress export --format gguf --help)\n"
     "  --out DIR         output directory (must not exist, unless --force)\n"
     "  --gptq-v2         store zero points directly (checkpoint_format gptq_v2); needed when an\n"
     "                    asymmetric group has zero point 0, which v1 cannot represent\n"
@@ -459,6 +484,7 @@ static const char *EXPORT_USAGE =
     "  --force           replace an existing --out\n";
 
 static sp_status cmd_export(cli_ctx *cx, int argc, char **argv, sp_err *err) {
+    if (sp_gguf_cli_wants(argc, argv)) return sp_gguf_export_cli(cx->comm, cx->rank, argc, argv, err);
     const char *model = NULL, *out = NULL, *format = NULL, *bits_map = NULL;
     sp_gptq_export_opts eo;
     memset(&eo, 0, sizeof eo);
@@ -486,7 +512,7 @@ static sp_status cmd_export(cli_ctx *cx, int argc, char **argv, sp_err *err) {
     SP_RETURN_IF(optind < argc, err, SP_EINVAL, "export: unexpected argument '%s'", argv[optind]);
     SP_RETURN_IF(!model || !out, err, SP_EINVAL, "export: --model and --out are required");
     SP_RETURN_IF(!format || strcmp(format, "gptq") != 0, err, SP_EUNSUPPORTED,
-                 "export: --format '%s' is not supported (gptq)", format ? format : "");
+                 "export: --format '%s' is not supported (gptq, gguf)", format ? format : "");
     sp_bits_map map;
     memset(&map, 0, sizeof map);
     sp_status st = SP_OK;

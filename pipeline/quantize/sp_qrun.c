@@ -164,6 +164,7 @@ sp_status sp_qrun_to_json(const sp_quantize_opts *o, uint32_t model_fp, uint32_t
     if (o->calib_path) cJSON_AddStringToObject(j, "calib", o->calib_path);
     cJSON_AddStringToObject(j, "out", o->out_dir);
     cJSON_AddStringToObject(j, "checkpoint_dir", o->checkpoint_dir);
+    if (o->imatrix_out) cJSON_AddStringToObject(j, "imatrix_out", o->imatrix_out);
     cJSON_AddNumberToObject(j, "checkpoint_every", o->checkpoint_every);
     cJSON_AddNumberToObject(j, "checkpoint_compress", o->checkpoint_compress);
     cJSON_AddNumberToObject(j, "bits", o->bits);
@@ -197,6 +198,7 @@ void sp_qrun_free_strings(sp_qrun_strings *s) {
     free(s->calib_path);
     free(s->out_dir);
     free(s->checkpoint_dir);
+    free(s->imatrix_out);
     memset(s, 0, sizeof *s);
 }
 
@@ -244,6 +246,7 @@ sp_status sp_qrun_from_json(const char *json, const char *what, sp_quantize_opts
     if (st == SP_OK) st = get_str(j, "calib", &s->calib_path, 0, what, err);
     if (st == SP_OK) st = get_str(j, "out", &s->out_dir, 1, what, err);
     if (st == SP_OK) st = get_str(j, "checkpoint_dir", &s->checkpoint_dir, 1, what, err);
+    if (st == SP_OK) st = get_str(j, "imatrix_out", &s->imatrix_out, 0, what, err);
     double v = 0;
     struct { const char *key; int *dst; } ints[] = {
         {"checkpoint_every", &o->checkpoint_every}, {"checkpoint_compress", &o->checkpoint_compress},
@@ -262,7 +265,7 @@ sp_status sp_qrun_from_json(const char *json, const char *what, sp_quantize_opts
     if (st == SP_OK && ss) {
         o->scale_search = cJSON_IsString(ss) ? sp_quant_search_parse(ss->valuestring) : -1;
         if (o->scale_search < 0)
-            st = sp_err_set(err, SP_EFORMAT, "%s: field 'scale_search' is not minmax, mse or hmse",
+            st = sp_err_set(err, SP_EFORMAT, "%s: field 'scale_search' is not minmax, mse, hmse or gguf",
                             what);
     }
     const cJSON *ts = cJSON_GetObjectItemCaseSensitive(j, "true_sequential");
@@ -294,6 +297,7 @@ sp_status sp_qrun_from_json(const char *json, const char *what, sp_quantize_opts
         o->calib_path = s->calib_path;
         o->out_dir = s->out_dir;
         o->checkpoint_dir = s->checkpoint_dir;
+        o->imatrix_out = s->imatrix_out;
     } else {
         sp_qrun_free_strings(s);
     }

@@ -24,6 +24,7 @@
  * which the caller frees with sp_qrun_free_strings. */
 typedef struct {
     char *model_dir, *calib_path, *out_dir, *checkpoint_dir;
+    char *imatrix_out; /* NULL when the run has no --imatrix-out */
 } sp_qrun_strings;
 
 /* Serialise opts + fingerprints into a JSON object text (malloc'ed). */

@@ -415,10 +415,14 @@ static sp_status check_opts(const sp_quantize_opts *o, sp_err *err) {
                  "quantize: --damp %g must be in (0, 1)", o->damp);
     SP_RETURN_IF(o->block < 1, err, SP_EINVAL, "quantize: --block must be >= 1");
     SP_RETURN_IF(o->scale_search < 0 || o->scale_search >= SP_QSEARCH_COUNT, err, SP_EINVAL,
-                 "quantize: scale search %d is not minmax, mse or hmse", o->scale_search);
+                 "quantize: scale search %d is not minmax, mse, hmse or gguf", o->scale_search);
     SP_RETURN_IF(o->rtn && o->scale_search == SP_QSEARCH_HMSE, err, SP_EINVAL,
                  "quantize: --scale-search hmse weights by diag(H) and needs GPTQ (use mse with "
                  "--method rtn)");
+    SP_RETURN_IF(o->imatrix_out && o->rtn, err, SP_EINVAL,
+                 "quantize: --imatrix-out is made from GPTQ's Hessians (not with --method rtn)");
+    SP_RETURN_IF(o->imatrix_out && !o->force && access(o->imatrix_out, F_OK) == 0, err,
+                 SP_EEXIST, "%s: already exists (use --force to replace it)", o->imatrix_out);
     SP_RETURN_IF(o->nsamples < 1 || o->ctx < 1, err, SP_EINVAL,
                  "quantize: --nsamples and --ctx must be >= 1");
     int has_bits = 0;
@@ -499,6 +503,7 @@ static sp_status setup(sp_qjob *j, int resume, char *warn, size_t warn_cap, sp_e
 static void teardown(sp_qjob *j, sp_status st) {
     if (j->rank == 0 && st != SP_OK) sp_qoutput_abort(j);
     if (j->q && j->packed) free_units_q(j);
+    sp_qimatrix_free(j);
     free(j->q);
     free(j->packed);
     free(j->units);
@@ -535,6 +540,9 @@ static sp_status run_stage(sp_qjob *j, int l, int stage, seg_state *sg, sp_quant
     if (!o->rtn) {
         st = block_hessians(j, H, stage, err);
         int agreed = st != SP_OK; /* block_hessians' errors are every rank's already */
+        if (o->imatrix_out && j->rank == 0)
+            for (int h = 0; h < N_HESS && st == SP_OK; h++)
+                if (hessian_stage(o, h) == stage) st = sp_qimatrix_take(j, l, h, &H[h], err);
         /* Memory: drop the Hessians this rank does not use first, then expand the ones it
          * does from packed int64 to full double in place, one at a time. */
         int need[N_HESS] = {0};
@@ -617,6 +625,11 @@ sp_status sp_quantize_job(MPI_Comm comm, const sp_quantize_opts *o, int resume,
     int stopped = 0;
     for (int l = j.start_layer; st == SP_OK && l < j.c->n_layers; l++) {
         st = run_block(&j, l, res, err);
+        /* --imatrix-out with checkpoints: the block's diagonals go beside the segments, so a
+         * resumed run that skips this block still has them */
+        if (st == SP_OK && o->imatrix_out && j.ck && j.rank == 0)
+            st = sp_qimatrix_save_block(&j, l, err);
+        st = sp_mpi_agree(comm, st, err);
         if (st) break;
         int done = l + 1, stop = stop_requested(&j);
         if (j.ck && done < j.c->n_layers && (done % o->checkpoint_every == 0 || stop))
@@ -640,7 +653,9 @@ sp_status sp_quantize_job(MPI_Comm comm, const sp_quantize_opts *o, int resume,
                         o->checkpoint_dir ? o->checkpoint_dir : "");
     if (st == SP_OK) {
         double tw = now_s();
-        if (j.rank == 0) st = sp_qoutput_finish(&j, err);
+        if (j.rank == 0 && o->imatrix_out) st = sp_qimatrix_write(&j, err);
+        if (j.rank == 0 && st == SP_OK) st = sp_qoutput_finish(&j, err);
+        if (j.rank == 0 && st != SP_OK && o->imatrix_out) (void)unlink(o->imatrix_out);
         res->t_write += now_s() - tw;
     }
     st = sp_mpi_agree(comm, st, err);

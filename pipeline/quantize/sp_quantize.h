@@ -50,6 +50,7 @@ typedef struct {
     int checkpoint_compress;             /* sp_ckpt_compress (none, gzip, zstd)             */
     int device;                          /* SP_DEVICE_* (pipeline/sp_device.h), 0 = auto;   *
                                           * not recorded in run.json: resume picks again    */
+    const char *imatrix_out;             /* NULL, or llama.cpp's imatrix GGUF from diag(H)  */
     /* Set asynchronously (signal handler) to ask for a checkpoint and a clean stop at the next
      * block boundary; NULL: never. Checked collectively, so every rank stops at the same block. */
     volatile sig_atomic_t *stop_flag;

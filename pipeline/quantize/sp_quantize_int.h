@@ -9,6 +9,7 @@
 #include "ckpt/sp_ckpt.h"
 #include "common/sp_fault.h"
 #include "kernels/sp_forward.h"
+#include "kernels/sp_hacc.h"
 #include "kernels/sp_quant.h"
 #include "shards/sp_model.h"
 #include "pipeline/quantize/sp_quantize.h"
@@ -47,7 +48,19 @@ typedef struct {
     int checkpoints;
     struct sp_cuda *gpu;     /* --device cuda: this rank's GPU (forward, Hessians, GPTQ)     */
     sp_fault fault;          /* SP_FAULT (common/sp_fault.h): test-only injected failures    */
+    /* --imatrix-out (issue 11), rank 0: Σ x_i² of every Hessian's inputs, [layer·4 + h] */
+    float **imx;
+    int64_t imx_tokens;
 } sp_qjob;
+
+/* sp_qimatrix.c — rank 0 only: keep diag(A)·g of Hessian h of a layer (after the all-reduce);
+ * write them as llama.cpp's imatrix GGUF to o->imatrix_out; free. */
+sp_status sp_qimatrix_take(sp_qjob *j, int layer, int h, const sp_hacc *H, sp_err *err);
+sp_status sp_qimatrix_write(sp_qjob *j, sp_err *err);
+/* Checkpointed runs: store layer's diagonals as <checkpoint_dir>/imatrix-<layer>.bin (written
+ * once, tmp + rename); sp_qimatrix_write reads the layers a resumed run did not compute. */
+sp_status sp_qimatrix_save_block(const sp_qjob *j, int layer, sp_err *err);
+void sp_qimatrix_free(sp_qjob *j);
 
 /* sp_qoutput.c — rank 0 only. */
 sp_status sp_qoutput_begin(sp_qjob *j, sp_err *err);

@@ -27,6 +27,6 @@ assert cfg["quantization_config"]["bits"] == 4 and cfg["quantization_config"]["q
 print("ok: export matches container", r["q"]["kl"], r["qm"]["kl"])
 PY
 # bad format / existing output are refused with one line
-expect_error 'format' "$SP_BIN" export --model "$WORK/q" --format gguf --out "$WORK/y"
+expect_error 'format' "$SP_BIN" export --model "$WORK/q" --format awq --out "$WORK/y"
 expect_error '(exists|force)' "$SP_BIN" export --model "$WORK/q" --format gptq --out "$WORK/x"
 expect_error '(level|stored|8|2)' "$SP_BIN" eval --model "$WORK/q" --text "$EV" --ctx 128 --level 2

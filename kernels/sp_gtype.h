@@ -1,0 +1,111 @@
+/* sp_gtype.h — GGUF / ggml tensor types: block layouts, a round-to-nearest quantizer and the
+ * dequantizer of each, and the exact packing of a shardpress quantized layer into them.
+ *
+ * A row of n values (n a multiple of the type's block length) is stored as n / block blocks,
+ * little-endian, no padding between blocks (layouts as in the GGUF spec / ggml-common.h):
+ *   F32   4 bytes per value                    F16   IEEE half per value
+ *   Q4_0  32 values: fp16 d, u8 qs[16]          y = d·(q − 8),   q = 4-bit code
+ *   Q4_1  32 values: fp16 d, fp16 m, u8 qs[16]  y = d·q + m
+ *   Q5_0  32 values: fp16 d, u32 qh, u8 qs[16]  y = d·(q − 16),  q = 5-bit code
+ *   Q5_1  32 values: fp16 d, fp16 m, u32 qh, u8 qs[16]   y = d·q + m
+ *   Q8_0  32 values: fp16 d, i8 qs[32]          y = d·q
+ *   Q4_K  256 values: fp16 d, fp16 dmin, u8 scales[12], u8 qs[128]; 8 sub-blocks of 32 with
+ *         6-bit scale sc_j and 6-bit min m_j:   y = (d·sc_j)·q − (dmin·m_j)
+ *   Q5_K  as Q4_K plus u8 qh[32] (the fifth bit)
+ *   Q6_K  256 values: u8 ql[128], u8 qh[64], i8 scales[16], fp16 d; 16 sub-blocks of 16:
+ *         y = (d·sc_j)·(q − 32), q = 6-bit code
+ * Nibble order of qs in Q4_0/Q4_1/Q5_*: byte j holds value j (low) and value j + 16 (high); the
+ * 5th bits of Q5_0/Q5_1 are bit j (value j) and bit j + 16 (value j + 16) of qh. K-quants pair
+ * sub-blocks 2i and 2i+1 in the low and high nibbles of a 32-byte run (see sp_gtype.c).
+ * Every product is an fp32 product in the order written above, as ggml's reference dequantizer
+ * computes it, so a dequantization here and ggml's to_float give the same bits.
+ *
+ * Quantizers (round-to-nearest, shardpress's own choice of scales; the format is ggml's):
+ *   Q4_0/Q5_0  d = fp16(v / −2^(b−1)), v the value of largest magnitude (its sign kept), so v
+ *              gets code 0 and the full 2^b codes are used; q = clamp(rne(x/d) + 2^(b−1))
+ *   Q8_0       d = fp16(max|x| / 127), q = clamp(rne(x/d), −128, 127)
+ *   Q4_1/Q5_1  d = fp16((max − min) / (2^b − 1)), m = fp16(min), q = clamp(rne((x − m)/d))
+ *   Q4_K/Q5_K  per sub-block min' = min(min, 0), s_j = (max − min')/(2^b − 1), m_j = −min';
+ *              d = fp16(max s_j / 63), dmin = fp16(max m_j / 63), sc_j = rne(s_j/d),
+ *              mm_j = rne(m_j/dmin) (clamped to 0..63), then q = clamp(rne((x + dmin·mm_j)/(d·sc_j)))
+ *   Q6_K       s_j = v_j / −32 (v_j as for Q4_0), d = fp16(s / −128) with s the s_j of largest
+ *              magnitude, sc_j = clamp(rne(s_j/d), −128, 127), q = clamp(rne(x/(d·sc_j)) + 32)
+ *   F16        nearest fp16 (ties to even)
+ * Q2_K and Q3_K are named (sp_gtype_parse knows them) but not implemented (quantize_row fails).
+ *
+ * Thread-safety: pure functions.
+ */
+#ifndef SP_GTYPE_H
+#define SP_GTYPE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/sp_error.h"
+#include "kernels/sp_quant.h"
+
+/* The ggml_type numbers (they are stored in GGUF files). */
+enum {
+    SP_GT_F32 = 0, SP_GT_F16 = 1, SP_GT_Q4_0 = 2, SP_GT_Q4_1 = 3, SP_GT_Q5_0 = 6,
+    SP_GT_Q5_1 = 7, SP_GT_Q8_0 = 8, SP_GT_Q2_K = 10, SP_GT_Q3_K = 11, SP_GT_Q4_K = 12,
+    SP_GT_Q5_K = 13, SP_GT_Q6_K = 14
+};
+
+/* "F32", "Q4_K", ...; NULL for a number that is not one of the above. */
+const char *sp_gtype_name(int type);
+/* The type of a name (case-insensitive), or -1. */
+int sp_gtype_parse(const char *name);
+/* Values per block (1 for F32/F16, 32 legacy, 256 K-quants); 0 for an unknown type. */
+int sp_gtype_block(int type);
+/* Bytes per block; 0 for an unknown type. */
+size_t sp_gtype_block_bytes(int type);
+/* Bytes of a row of n values; 0 when n is not a multiple of the block (or type unknown). */
+size_t sp_gtype_row_bytes(int type, int64_t n);
+/* 1 when sp_gtype_quantize_row implements the type. */
+int sp_gtype_can_quantize(int type);
+/* Bits per weight of the type including its scales (e.g. 4.5 for Q4_0). */
+double sp_gtype_bpw(int type);
+
+/* Quantize one row x[n] (finite) into dst (sp_gtype_row_bytes(type, n) bytes).
+ * @return SP_OK; SP_EINVAL (n not a multiple of the block); SP_EUNSUPPORTED (Q2_K/Q3_K). */
+sp_status sp_gtype_quantize_row(int type, const float *x, int64_t n, void *dst, sp_err *err);
+
+/* Dequantize one row (the ggml products, see above) into y[n]. Unknown types and Q2_K/Q3_K:
+ * y is left untouched and SP_EUNSUPPORTED returned. */
+sp_status sp_gtype_dequant_row(int type, const void *src, int64_t n, float *y, sp_err *err);
+
+/* ---- shardpress levels that are GGUF types exactly ------------------------------------------
+ * A symmetric level with 32-column groups, zero point 2^(b−1) and b = 4, 5 or 8 is Q4_0, Q5_0
+ * or Q8_0 with d = the group's scale: ggml's y = d·(q − z) is the container's s·(q − z).      */
+
+/* The exact type of a level (bits, group_size, sym, cols), or -1. */
+int sp_gtype_exact_of_level(int bits, int group_size, int sym, int cols);
+/* The level (bits; group 32, symmetric) of an exact legacy type, or -1 (Q4_0 4, Q5_0 5, Q8_0 8). */
+int sp_gtype_level_bits(int type);
+
+/* Pack row r of q into dst in type (which must be sp_gtype_exact_of_level of q).
+ * @return SP_EINVAL when q is not exactly representable (a zero other than 2^(b−1), a scale
+ *         that is not fp16-exact), naming the row. */
+sp_status sp_gtype_pack_qrow(int type, const sp_qlayer *q, int r, void *dst, sp_err *err);
+
+/* GPTQ's group parameters for an exact legacy type (the quantizer inside GPTQ): scale[r·so]
+ * and zero[r·so] for rows r < rows of a group of n values, element (r, k) at X[r·rs + k·cs]
+ * (sp_quant_params_f32 layout): d = fp16(v / −2^(b−1)) (Q8_0: fp16(max|x| / 127)), zero
+ * 2^(b−1). A group of zeros gets d = 1. No allocation. */
+void sp_gtype_params_f32(float *scale, uint8_t *zero, size_t so, const float *X, size_t rs,
+                         size_t cs, int rows, int n, int bits);
+void sp_gtype_params_f64(float *scale, uint8_t *zero, size_t so, const double *X, size_t rs,
+                         size_t cs, int rows, int n, int bits);
+/* The same rule with a weighted shrink search, as SP_QSEARCH_HMSE does for the min-max grid:
+ * d_p = fp16(p · d), p = 1 − i/100, i < 80, and the first d_p with the least
+ * Σ_k wt[k] (x_k − d_p·(q_k − z))² over the group (wt[k] >= 0, e.g. diag(H) of its columns) is
+ * kept; i = 0 is the plain rule, so the weighted error is never larger. GPTQ uses it when
+ * sp_gptq_opts.mse is SP_QSEARCH_GGUF. */
+void sp_gtype_params_search_f32(float *scale, uint8_t *zero, size_t so, const float *X,
+                                size_t rs, size_t cs, int rows, int n, int bits,
+                                const double *wt);
+void sp_gtype_params_search_f64(float *scale, uint8_t *zero, size_t so, const double *X,
+                                size_t rs, size_t cs, int rows, int n, int bits,
+                                const double *wt);
+
+#endif

@@ -1,0 +1,175 @@
+/* sp_gguf_cli.c — `shardpress export --format gguf` (see sp_gguf_cli.h). */
+#include "pipeline/sp_gguf_cli.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/sp_gtype.h"
+#include "mpi/sp_mpi.h"
+#include "shards/formats/sp_gguf_export.h"
+
+static const char *USAGE =
+    "usage: shardpress export --model DIR --format gguf --out FILE.gguf [--type T]\n"
+    "                         [--embed-type T] [--output-type T] [--type-map FILE]\n"
+    "                         [--bits-map FILE] [--force]\n"
+    "\n"
+    "Write a model (dense, or the output of quantize) as one GGUF v3 file for llama.cpp:\n"
+    "llama/qwen2 metadata, the tokenizer, llama.cpp's tensor names and q/k row order.\n"
+    "Container levels that are GGUF types exactly (symmetric, group 32, 4/5/8 bits: Q4_0,\n"
+    "Q5_0, Q8_0) keep GPTQ's codes and scales; other levels are re-quantized to the K-quant\n"
+    "(or legacy type) of their bits. Types: F32 F16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q4_K Q5_K Q6_K.\n"
+    "\n"
+    "  --model DIR         model directory, llama2.c .bin, or quantized container directory\n"
+    "  --out FILE          the .gguf file (must not exist, unless --force)\n"
+    "  --type T            type of every linear weight (default: auto; dense models F32)\n"
+    "  --embed-type T      token_embd (default: the linear type for F32/F16, else Q8_0)\n"
+    "  --output-type T     untied output head (default: F32/F16 as linear, else Q6_K)\n"
+    "  --type-map FILE     'module_name TYPE' per line, overriding --type per module\n"
+    "  --bits-map FILE     'module_name bits' per line: container levels to export\n"
+    "  --force             replace an existing --out\n";
+
+int sp_gguf_cli_wants(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--format=gguf")) return 1;
+        if (!strcmp(argv[i], "--format") && i + 1 < argc && !strcmp(argv[i + 1], "gguf"))
+            return 1;
+    }
+    return 0;
+}
+
+sp_status sp_type_map_read(const char *path, sp_bits_map *map, sp_err *err) {
+    memset(map, 0, sizeof *map);
+    FILE *f = fopen(path, "r");
+    SP_RETURN_IF(!f, err, SP_EIO, "%s: cannot open type map", path);
+    int cap = 0, lineno = 0;
+    char line[1024];
+    sp_status st = SP_OK;
+    while (st == SP_OK && fgets(line, sizeof line, f)) {
+        lineno++;
+        char name[900], tn[32];
+        char *p = line;
+        while (*p == ' ' || *p == '\t') p++;
+        if (*p == '#' || *p == '\n' || *p == '\0') continue;
+        int t = -1;
+        if (sscanf(p, "%899s %31s", name, tn) != 2 || (t = sp_gtype_parse(tn)) < 0) {
+            st = sp_err_set(err, SP_EFORMAT, "%s: line %d: expected 'module_name TYPE' with a "
+                            "GGUF type (F32, F16, Q4_0, Q8_0, Q4_K, ...)", path, lineno);
+            break;
+        }
+        if (map->n == cap) {
+            cap = cap ? 2 * cap : 64;
+            char **nn = realloc(map->names, sizeof(char *) * (size_t)cap);
+            if (nn) map->names = nn;
+            int *nb = nn ? realloc(map->bits, sizeof(int) * (size_t)cap) : NULL;
+            if (nb) map->bits = nb;
+            if (!nn || !nb) {
+                st = sp_err_set(err, SP_ENOMEM, "%s: out of memory", path);
+                break;
+            }
+        }
+        if (!(map->names[map->n] = strdup(name))) {
+            st = sp_err_set(err, SP_ENOMEM, "%s: out of memory", path);
+            break;
+        }
+        map->bits[map->n++] = t;
+    }
+    fclose(f);
+    return st;
+}
+
+static sp_status type_level(const char *opt, const char *name, int *bits, sp_err *err) {
+    int t = sp_gtype_parse(name);
+    SP_RETURN_IF(t < 0, err, SP_EINVAL, "%s: '%s' is not a GGUF type (Q4_0, Q5_0, Q8_0)", opt, name);
+    *bits = sp_gtype_level_bits(t);
+    SP_RETURN_IF(*bits < 0, err, SP_EUNSUPPORTED, "%s: GPTQ in %s is not supported yet (Q4_0, "
+                 "Q5_0 and Q8_0 are: the container's levels cannot hold %s's %s)", opt, name, name,
+                 (t == SP_GT_Q4_1 || t == SP_GT_Q5_1) ? "fp16 offsets" : "sub-block scales");
+    return SP_OK;
+}
+
+sp_status sp_gguf_cli_format(const char *val, int *bits, sp_err *err) {
+    SP_RETURN_IF(strncmp(val, "gguf:", 5) != 0, err, SP_EINVAL,
+                 "--format: '%s' is not gguf:TYPE (e.g. gguf:Q4_0)", val);
+    return type_level("--format", val + 5, bits, err);
+}
+
+sp_status sp_gguf_cli_levels(const char *val, int *levels, int max, int *n, int *types,
+                             sp_err *err) {
+    *types = (val[0] == 'q' || val[0] == 'Q');
+    if (!*types) return sp_cli_int_list("--levels", val, 2, 8, levels, max, n, err);
+    char buf[256];
+    SP_RETURN_IF(strlen(val) >= sizeof buf, err, SP_EINVAL, "--levels: list too long");
+    snprintf(buf, sizeof buf, "%s", val);
+    *n = 0;
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        SP_RETURN_IF(*n >= max, err, SP_EINVAL, "--levels: more than %d levels", max);
+        SP_FORWARD(type_level("--levels", tok, &levels[*n], err));
+        (*n)++;
+    }
+    SP_RETURN_IF(*n == 0, err, SP_EINVAL, "--levels: empty list");
+    return SP_OK;
+}
+
+static sp_status parse_type(const char *opt, const char *v, int *t, sp_err *err) {
+    *t = sp_gtype_parse(v);
+    SP_RETURN_IF(*t < 0, err, SP_EINVAL, "export: %s '%s' is not a GGUF type (F32, F16, Q4_0, "
+                 "Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K)", opt, v);
+    return SP_OK;
+}
+
+sp_status sp_gguf_export_cli(MPI_Comm comm, int rank, int argc, char **argv, sp_err *err) {
+    const char *model = NULL, *out = NULL, *bits_map = NULL, *type_map = NULL;
+    sp_gguf_export_opts eo;
+    sp_gguf_export_opts_default(&eo);
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'},       {"out", required_argument, 0, 'o'},
+        {"format", required_argument, 0, 'F'},      {"type", required_argument, 0, 't'},
+        {"embed-type", required_argument, 0, 'e'},  {"output-type", required_argument, 0, 'O'},
+        {"type-map", required_argument, 0, 'T'},    {"bits-map", required_argument, 0, 'M'},
+        {"force", no_argument, 0, 'f'},             {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    int ch;
+    sp_status st = SP_OK;
+    opterr = 0;
+    optind = 1;
+    while (st == SP_OK && (ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'm': model = optarg; break;
+        case 'o': out = optarg; break;
+        case 'F': break;
+        case 't': st = parse_type("--type", optarg, &eo.type, err); break;
+        case 'e': st = parse_type("--embed-type", optarg, &eo.embed_type, err); break;
+        case 'O': st = parse_type("--output-type", optarg, &eo.output_type, err); break;
+        case 'T': type_map = optarg; break;
+        case 'M': bits_map = optarg; break;
+        case 'f': eo.force = 1; break;
+        case 'h': if (rank == 0) fputs(USAGE, stdout); return SP_OK;
+        default:
+            return sp_err_set(err, SP_EINVAL, "export: unknown or incomplete option '%s' (see "
+                              "shardpress export --format gguf --help)", argv[optind - 1]);
+        }
+    }
+    SP_FORWARD(st);
+    SP_RETURN_IF(optind < argc, err, SP_EINVAL, "export: unexpected argument '%s'", argv[optind]);
+    SP_RETURN_IF(!model || !out, err, SP_EINVAL, "export: --model and --out are required");
+    sp_bits_map bm, tm;
+    memset(&bm, 0, sizeof bm);
+    memset(&tm, 0, sizeof tm);
+    if (bits_map) st = sp_bits_map_read(bits_map, &bm, err);
+    if (st == SP_OK && type_map) st = sp_type_map_read(type_map, &tm, err);
+    eo.n_overrides = bm.n;
+    eo.override_modules = (const char *const *)bm.names;
+    eo.override_bits = bm.bits;
+    eo.n_types = tm.n;
+    eo.type_modules = (const char *const *)tm.names;
+    eo.type_types = tm.bits;
+    /* a single writer: rank 0 exports, the others wait for its verdict */
+    if (st == SP_OK && rank == 0) st = sp_export_gguf(model, out, &eo, err);
+    sp_bits_map_free(&bm);
+    sp_bits_map_free(&tm);
+    st = sp_mpi_agree(comm, st, err);
+    if (st == SP_OK && rank == 0) printf("exported     %s -> %s (gguf)\n", model, out);
+    return st;
+}

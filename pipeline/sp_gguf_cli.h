@@ -1,0 +1,33 @@
+/* sp_gguf_cli.h — `shardpress export --format gguf`: option parsing, the type map, and the
+ * single-writer protocol (rank 0 writes, every rank returns the agreed status). */
+#ifndef SP_GGUF_CLI_H
+#define SP_GGUF_CLI_H
+
+#include <mpi.h>
+
+#include "common/sp_error.h"
+#include "pipeline/sp_cli.h"
+
+/* A --type-map file: one "module_name TYPE" per line (TYPE a GGUF type name such as Q4_K;
+ * '#' comments and blank lines allowed). map->bits holds the sp_gtype numbers. Errors name the
+ * file and the line. Free with sp_bits_map_free. */
+sp_status sp_type_map_read(const char *path, sp_bits_map *map, sp_err *err);
+
+/* 1 when argv holds "--format gguf" (or --format=gguf). */
+int sp_gguf_cli_wants(int argc, char **argv);
+
+/* quantize --format gguf:TYPE: *bits gets the level of TYPE (Q4_0 4, Q5_0 5, Q8_0 8).
+ * @return SP_EINVAL for another format; SP_EUNSUPPORTED for GGUF types GPTQ cannot produce
+ *         exactly yet (Q4_1, Q5_1 and the K-quants: their offsets and sub-block scales do not
+ *         fit the container's levels). */
+sp_status sp_gguf_cli_format(const char *val, int *bits, sp_err *err);
+
+/* quantize --levels: a comma-separated list of bit widths 2..8, or of GGUF type names that
+ * GPTQ produces exactly (Q4_0,Q5_0,Q8_0 -> 4,5,8); *types is set to 1 for the latter. */
+sp_status sp_gguf_cli_levels(const char *val, int *levels, int max, int *n, int *types,
+                             sp_err *err);
+
+/* Run the export subcommand with argv as given to `export` (argv[0] = "export"). */
+sp_status sp_gguf_export_cli(MPI_Comm comm, int rank, int argc, char **argv, sp_err *err);
+
+#endif

@@ -1,0 +1,130 @@
+/* gguf_check.c — compare ggml's dequantization of an exported GGUF (the dump written by
+ * `llama_client BINS dequant`) with shardpress's weights, bit for bit (issue 11 tests).
+ *
+ *   gguf_check MODEL DUMP [--exact] [--bits-map MAP]
+ *
+ * For every tensor of the dump, shardpress's fp32 weights of the matching HF tensor are read
+ * through sp_model (a dense model, or a container at its selected levels / MAP), with the q/k
+ * rows permuted as the export does. Then:
+ *   --exact and a linear module: ggml's values must equal these weights exactly (the export
+ *                 copied GPTQ's codes and scales into the GGUF type);
+ *   otherwise:   ggml's values must equal sp_gtype_dequant_row(sp_gtype_quantize_row(w)) of the
+ *                 tensor's type, i.e. our quantizer's choice read back through ggml's own
+ *                 to_float (checks our block layouts and our dequantizer against ggml's).
+ * Prints one line per tensor type and "ok: N tensors" or the first mismatch (exit 1).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/sp_gtype.h"
+#include "shards/formats/sp_gguf_export.h"
+#include "shards/sp_model.h"
+
+static int die(const char *m) {
+    fprintf(stderr, "gguf_check: %s\n", m);
+    return 1;
+}
+
+/* The HF name whose llama.cpp name is gg (search over the model's tensor names). */
+static int hf_of(const sp_config *c, const char *gg, char *hf, size_t cap) {
+    static const char *const per[] = {
+        "input_layernorm.weight", "self_attn.q_proj.weight", "self_attn.k_proj.weight",
+        "self_attn.v_proj.weight", "self_attn.q_proj.bias", "self_attn.k_proj.bias",
+        "self_attn.v_proj.bias", "self_attn.o_proj.weight", "post_attention_layernorm.weight",
+        "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight"};
+    static const char *const top[] = {"model.embed_tokens.weight", "model.norm.weight",
+                                      "lm_head.weight"};
+    char g[64];
+    for (int i = 0; i < 3; i++)
+        if (!sp_gguf_tensor_name(top[i], g, sizeof g) && !strcmp(g, gg))
+            return snprintf(hf, cap, "%s", top[i]) > 0;
+    for (int l = 0; l < c->n_layers; l++)
+        for (size_t k = 0; k < sizeof per / sizeof per[0]; k++) {
+            snprintf(hf, cap, "model.layers.%d.%s", l, per[k]);
+            if (!sp_gguf_tensor_name(hf, g, sizeof g) && !strcmp(g, gg)) return 1;
+        }
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 3) return die("usage: gguf_check MODEL DUMP [--exact] [--bits-map MAP]");
+    int exact = 0;
+    const char *map = NULL;
+    for (int i = 3; i < argc; i++) {
+        if (!strcmp(argv[i], "--exact")) exact = 1;
+        else if (!strcmp(argv[i], "--bits-map") && i + 1 < argc) map = argv[++i];
+        else return die("bad argument");
+    }
+    sp_err err;
+    sp_model *m;
+    if (sp_model_open(&m, argv[1], &err)) return die(err.msg);
+    if (map) {
+        FILE *f = fopen(map, "r");
+        char name[512];
+        int b;
+        while (f && fscanf(f, "%511s %d", name, &b) == 2)
+            if (sp_model_select_bits(m, name, b, &err)) return die(err.msg);
+        if (f) fclose(f);
+    }
+    const sp_config *c = sp_model_config(m);
+    FILE *f = fopen(argv[2], "rb");
+    if (!f) return die("cannot open the dump");
+    int n = 0, counts[32] = {0}, exact_n = 0;
+    uint32_t nl, type;
+    uint64_t ne;
+    while (fread(&nl, 4, 1, f) == 1) {
+        char gg[128] = {0}, hf[256];
+        if (nl >= sizeof gg || fread(gg, 1, nl, f) != nl || fread(&type, 4, 1, f) != 1 ||
+            fread(&ne, 8, 1, f) != 1)
+            return die("truncated dump");
+        float *y = malloc(ne * 4), *w = malloc(ne * 4), *ref = malloc(ne * 4);
+        if (!y || !w || !ref || fread(y, 4, ne, f) != ne) return die("truncated dump");
+        if (!strcmp(gg, "rope_freqs.weight")) goto next;
+        if (!hf_of(c, gg, hf, sizeof hf)) return die(gg);
+        sp_tensor_desc d;
+        if (sp_model_tensor_desc(m, hf, &d, &err)) return die(err.msg);
+        int64_t rows = d.ndim == 2 ? d.shape[0] : 1, cols = d.ndim == 2 ? d.shape[1] : d.shape[0];
+        if ((uint64_t)(rows * cols) != ne) return die("element count differs");
+        if (sp_model_read_rows(m, hf, 0, rows, ref, &err)) return die(err.msg);
+        int perm = sp_gguf_permutes_qk(c) && (strstr(hf, "q_proj.weight") || strstr(hf, "k_proj.weight"));
+        for (int64_t r = 0; r < rows; r++) {
+            int64_t s = perm ? sp_gguf_qk_src_row(r, c->head_dim) : r;
+            memcpy(w + r * cols, ref + s * cols, (size_t)cols * 4);
+        }
+        int lin = strstr(hf, "_proj.weight") != NULL;
+        if (exact && lin && type != SP_GT_F32 && type != SP_GT_F16) {
+            exact_n++;
+        } else {
+            size_t rb = sp_gtype_row_bytes((int)type, cols);
+            void *blk = malloc(rb);
+            for (int64_t r = 0; r < rows; r++) {
+                if (sp_gtype_quantize_row((int)type, w + r * cols, cols, blk, &err) ||
+                    sp_gtype_dequant_row((int)type, blk, cols, w + r * cols, &err))
+                    return die(err.msg);
+            }
+            free(blk);
+        }
+        if (memcmp(w, y, ne * 4) != 0) {
+            for (uint64_t i = 0; i < ne; i++)
+                if (memcmp(&w[i], &y[i], 4)) {
+                    fprintf(stderr, "gguf_check: %s (%s, type %s): element %llu: ggml %.9g, "
+                            "shardpress %.9g\n", gg, hf, sp_gtype_name((int)type),
+                            (unsigned long long)i, (double)y[i], (double)w[i]);
+                    return 1;
+                }
+        }
+        if (type < 32) counts[type]++;
+    next:
+        free(y);
+        free(w);
+        free(ref);
+        n++;
+    }
+    fclose(f);
+    for (int t = 0; t < 32; t++)
+        if (counts[t]) printf("  %-5s %d tensors bitwise equal\n", sp_gtype_name(t), counts[t]);
+    printf("ok: %d tensors (%d exact GPTQ copies)\n", n, exact_n);
+    sp_model_close(m);
+    return 0;
+}

