@@ -100,6 +100,10 @@ static void round_trip_lines_and_whole_file(void **state) {
     sp_tokenizer *t = load(LLAMA2, 32000);
     size_t len, lines = 0;
     char *text = slurp(WIKI, &len);
+    /* Thread CPU time, not wall time: the check below is a ratio within this run, so it holds
+     * on a loaded machine and under ASan (speed itself is measured by benchmarks). */
+    struct timespec a, b;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a);
     for (char *p = text; p < text + len;) {
         char *nl = memchr(p, '\n', (size_t)(text + len - p));
         size_t ll = nl ? (size_t)(nl - p) : (size_t)(text + len - p), n, dl;
@@ -117,19 +121,21 @@ static void round_trip_lines_and_whole_file(void **state) {
         p += ll + 1;
     }
     assert_true(lines > 2500);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &b);
+    double s_lines = (double)(b.tv_sec - a.tv_sec) + 1e-9 * (double)(b.tv_nsec - a.tv_nsec);
 
-    struct timespec a, b;
     size_t n, dl;
-    clock_gettime(CLOCK_MONOTONIC, &a);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a);
     int32_t *ids = enc(t, text, len, 1, &n);
-    clock_gettime(CLOCK_MONOTONIC, &b);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &b);
     double s = (double)(b.tv_sec - a.tv_sec) + 1e-9 * (double)(b.tv_nsec - a.tv_nsec);
-    print_message("Llama 2 whole file: %zu ids in %.3f s\n", n, s);
-#if defined(__SANITIZE_ADDRESS__)
-    assert_true(s < 30.0);
-#else
-    assert_true(s < 5.0);
-#endif
+    print_message("Llama 2 whole file: %zu ids in %.3f s CPU; line by line (encode + decode) "
+                  "%.3f s\n", n, s, s_lines);
+    /* SentencePiece BPE has no pre-tokenizer: the whole file is one merge sequence, so the
+     * heap-based merge costs O(n log n) — about 3x the per-line runs here. A merge loop
+     * quadratic in the text length (the bug this guards against took minutes) is hundreds of
+     * times slower; 10x leaves room for the log factor and cache effects, not for that. */
+    assert_true(s < 10.0 * s_lines + 0.1);
     assert_true(n > 300000 && n < 400000);
     char *back = NULL;
     sp_err err = {0};
