@@ -48,23 +48,24 @@ sp_status sp_cli_int_list(const char *opt, const char *val, long lo, long hi, in
     return SP_OK;
 }
 
-sp_status sp_bits_map_read(const char *path, sp_bits_map *map, sp_err *err) {
+sp_status sp_module_map_read(const char *path, const char *what, sp_module_map_value_fn value,
+                             const char *expect, sp_bits_map *map, sp_err *err) {
     memset(map, 0, sizeof *map);
     FILE *f = fopen(path, "r");
-    SP_RETURN_IF(!f, err, SP_EIO, "%s: cannot open bits map", path);
+    SP_RETURN_IF(!f, err, SP_EIO, "%s: cannot open %s", path, what);
     int cap = 0, lineno = 0;
     char line[1024];
     sp_status st = SP_OK;
     while (st == SP_OK && fgets(line, sizeof line, f)) {
         lineno++;
-        char name[900];
-        int b = 0;
+        char name[900], tok[32];
+        int v = -1;
         char *p = line;
         while (*p == ' ' || *p == '\t') p++;
         if (*p == '#' || *p == '\n' || *p == '\0') continue;
-        if (sscanf(p, "%899s %d", name, &b) != 2 || b < 2 || b > 8) {
-            st = sp_err_set(err, SP_EFORMAT, "%s: line %d: expected 'module_name bits' with bits "
-                            "in 2..8", path, lineno);
+        if (sscanf(p, "%899s %31s", name, tok) != 2 || (v = value(tok)) < 0) {
+            st = sp_err_set(err, SP_EFORMAT, "%s: line %d: expected 'module_name %s", path,
+                            lineno, expect);
             break;
         }
         if (map->n == cap) {
@@ -83,10 +84,20 @@ sp_status sp_bits_map_read(const char *path, sp_bits_map *map, sp_err *err) {
             st = sp_err_set(err, SP_ENOMEM, "%s: out of memory", path);
             break;
         }
-        map->bits[map->n++] = b;
+        map->bits[map->n++] = v;
     }
     fclose(f);
     return st;
+}
+
+/* bits 2..8; sscanf as before, so "3" and "3 # note" read the same. */
+static int bits_value(const char *tok) {
+    int b = 0;
+    return sscanf(tok, "%d", &b) == 1 && b >= 2 && b <= 8 ? b : -1;
+}
+
+sp_status sp_bits_map_read(const char *path, sp_bits_map *map, sp_err *err) {
+    return sp_module_map_read(path, "bits map", bits_value, "bits' with bits in 2..8", map, err);
 }
 
 void sp_bits_map_free(sp_bits_map *map) {

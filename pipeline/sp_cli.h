@@ -25,6 +25,15 @@ typedef struct {
 /* Read path into map (free with sp_bits_map_free, also after a failure). Errors name the file
  * and the line. */
 sp_status sp_bits_map_read(const char *path, sp_bits_map *map, sp_err *err);
+
+/* The reader behind every "module_name VALUE" file (--bits-map, --type-map): '#' comments and
+ * blank lines skipped; value(tok) turns the second word into the int stored in map->bits, or
+ * returns -1, and the error then says "expected 'module_name " followed by expect (which
+ * closes the quote itself, e.g. "bits' with bits in 2..8"). `what` names the file
+ * kind in the open error ("bits map"). */
+typedef int (*sp_module_map_value_fn)(const char *tok);
+sp_status sp_module_map_read(const char *path, const char *what, sp_module_map_value_fn value,
+                             const char *expect, sp_bits_map *map, sp_err *err);
 void sp_bits_map_free(sp_bits_map *map);
 
 #endif

@@ -40,43 +40,8 @@ int sp_gguf_cli_wants(int argc, char **argv) {
 }
 
 sp_status sp_type_map_read(const char *path, sp_bits_map *map, sp_err *err) {
-    memset(map, 0, sizeof *map);
-    FILE *f = fopen(path, "r");
-    SP_RETURN_IF(!f, err, SP_EIO, "%s: cannot open type map", path);
-    int cap = 0, lineno = 0;
-    char line[1024];
-    sp_status st = SP_OK;
-    while (st == SP_OK && fgets(line, sizeof line, f)) {
-        lineno++;
-        char name[900], tn[32];
-        char *p = line;
-        while (*p == ' ' || *p == '\t') p++;
-        if (*p == '#' || *p == '\n' || *p == '\0') continue;
-        int t = -1;
-        if (sscanf(p, "%899s %31s", name, tn) != 2 || (t = sp_gtype_parse(tn)) < 0) {
-            st = sp_err_set(err, SP_EFORMAT, "%s: line %d: expected 'module_name TYPE' with a "
-                            "GGUF type (F32, F16, Q4_0, Q8_0, Q4_K, ...)", path, lineno);
-            break;
-        }
-        if (map->n == cap) {
-            cap = cap ? 2 * cap : 64;
-            char **nn = realloc(map->names, sizeof(char *) * (size_t)cap);
-            if (nn) map->names = nn;
-            int *nb = nn ? realloc(map->bits, sizeof(int) * (size_t)cap) : NULL;
-            if (nb) map->bits = nb;
-            if (!nn || !nb) {
-                st = sp_err_set(err, SP_ENOMEM, "%s: out of memory", path);
-                break;
-            }
-        }
-        if (!(map->names[map->n] = strdup(name))) {
-            st = sp_err_set(err, SP_ENOMEM, "%s: out of memory", path);
-            break;
-        }
-        map->bits[map->n++] = t;
-    }
-    fclose(f);
-    return st;
+    return sp_module_map_read(path, "type map", sp_gtype_parse,
+                              "TYPE' with a GGUF type (F32, F16, Q4_0, Q8_0, Q4_K, ...)", map, err);
 }
 
 static sp_status type_level(const char *opt, const char *name, int *bits, sp_err *err) {
