@@ -27,6 +27,9 @@
 struct sp_gptq_ctx {
     int cols;             /* C                                                              */
     int gs;               /* group size, >= 1 (-1 resolved to C)                            */
+    int gtype;            /* 0, or the GGUF type of the level being quantized (per call)    */
+    int ps;               /* columns whose parameters are fixed at once: gs, or the type's  *
+                           * block (per call; see sp_gptq_body.h)                           */
     sp_gptq_opts o;
     int n_dead, retries;
     double damp, lambda;  /* relative and absolute damping used                             */
@@ -206,6 +209,7 @@ sp_status sp_gptq_prepare(sp_gptq_ctx **out, const double *H, int cols, const sp
     if (!c) return SP_ENOMEM;
     c->cols = cols;
     c->gs = op.group_size == -1 ? cols : op.group_size;
+    c->ps = c->gs;
     c->o = op;
     c->H = H;
     c->perm = sp_malloc(n * sizeof *c->perm, err, "GPTQ order");
@@ -240,8 +244,8 @@ sp_status sp_gptq_prepare(sp_gptq_ctx **out, const double *H, int cols, const sp
     st = op.precision == SP_GPTQ_F64 ? factor_f64(c, H, dfix, mean, err)
          : op.gpu                    ? factor_cuda(c, H, dfix, mean, err)
                                      : factor_f32(c, H, dfix, mean, err);
-    if (st == SP_OK && (op.mse == SP_QSEARCH_HMSE || op.mse == SP_QSEARCH_GGUF)) {
-        c->hdiag = dfix; /* kept: the weights of the group parameter search */
+    if (st == SP_OK) {
+        c->hdiag = dfix; /* kept: the weights of the group parameter searches */
         dfix = NULL;
     }
 done:
@@ -260,9 +264,36 @@ static sp_status quad_trace(const float *W, const float *deq, const sp_qlayer *q
 
 sp_status sp_gptq_quantize(const sp_gptq_ctx *ctx, const float *W, int rows, int bits,
                            sp_qlayer *out, double *layer_err_out, sp_err *err) {
+    return sp_gptq_quantize_level(ctx, W, rows, bits, 0, out, layer_err_out, err);
+}
+
+sp_status sp_gptq_quantize_level(const sp_gptq_ctx *ctx0, const float *W, int rows, int bits,
+                                 int gtype, sp_qlayer *out, double *layer_err_out, sp_err *err) {
     SP_RETURN_IF(!out, err, SP_EINVAL, "sp_gptq_quantize: output layer is NULL");
     memset(out, 0, sizeof *out);
-    SP_RETURN_IF(!ctx || !W, err, SP_EINVAL, "sp_gptq_quantize: %s is NULL", ctx ? "W" : "ctx");
+    SP_RETURN_IF(!ctx0, err, SP_EINVAL, "sp_gptq_quantize: ctx is NULL");
+    /* The level's own group size and type on a copy of the context (the factor is shared). */
+    sp_gptq_ctx view = *ctx0;
+    const sp_gptq_ctx *ctx = &view;
+    int gsym = ctx0->o.sym;
+    if (gtype) {
+        int tb = 0, tg = 0;
+        SP_RETURN_IF(!sp_gtype_is_level(gtype), err, SP_EINVAL,
+                     "sp_gptq_quantize: GGUF type %d is not a level type", gtype);
+        sp_gtype_level(gtype, &tb, &tg, &gsym);
+        SP_RETURN_IF(tb != bits, err, SP_EINVAL, "sp_gptq_quantize: %s is %d bits, not %d",
+                     sp_gtype_name(gtype), tb, bits);
+        SP_RETURN_IF(ctx0->cols % sp_gtype_block(gtype), err, SP_EINVAL,
+                     "sp_gptq_quantize: %d columns are not a multiple of %s's block of %d",
+                     ctx0->cols, sp_gtype_name(gtype), sp_gtype_block(gtype));
+        SP_RETURN_IF(ctx0->gq != NULL, err, SP_EUNSUPPORTED,
+                     "sp_gptq_quantize: GPTQ in %s runs on the CPU only (--device cpu)",
+                     sp_gtype_name(gtype));
+        view.gs = tg;
+        view.ps = sp_gtype_block(gtype);
+    }
+    view.gtype = gtype;
+    SP_RETURN_IF(!W, err, SP_EINVAL, "sp_gptq_quantize: W is NULL");
     SP_RETURN_IF(rows < 1, err, SP_EINVAL, "sp_gptq_quantize: rows=%d is not positive", rows);
     SP_RETURN_IF(bits < 2 || bits > 8, err, SP_EINVAL,
                  "sp_gptq_quantize: bits=%d is outside 2..8", bits);
@@ -271,7 +302,7 @@ sp_status sp_gptq_quantize(const sp_gptq_ctx *ctx, const float *W, int rows, int
         SP_RETURN_IF(!isfinite(W[i]), err, SP_ENUMERIC,
                      "sp_gptq_quantize: W[%zu, %zu] = %g is not finite", i / C, i % C,
                      (double)W[i]);
-    SP_FORWARD(sp_qlayer_alloc(out, rows, ctx->cols, bits, ctx->gs, ctx->o.sym, err));
+    SP_FORWARD(sp_qlayer_alloc_level(out, rows, ctx->cols, bits, ctx->gs, gsym, gtype, err));
     sp_status st = ctx->o.precision == SP_GPTQ_F64 ? run_f64(ctx, W, rows, bits, out, err)
                    : ctx->gq ? sp_cuda_gptq_run(ctx->gq, W, rows, bits, out->codes, out->scales,
                                                 out->zeros, out->n_groups, err)

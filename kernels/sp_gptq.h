@@ -115,6 +115,17 @@ sp_status sp_gptq_prepare(sp_gptq_ctx **ctx, const double *H, int cols, const sp
 sp_status sp_gptq_quantize(const sp_gptq_ctx *ctx, const float *W, int rows, int bits,
                            sp_qlayer *out, double *layer_err_out, sp_err *err);
 
+/* sp_gptq_quantize at a GGUF-type level (issue 11, kernels/sp_gtype.h): gtype 0 is
+ * sp_gptq_quantize; otherwise one of sp_gtype_is_level's types, bits its bits, the context's
+ * cols a multiple of its block. The level's group size and sym are the type's (the context's
+ * group_size, sym and mse are not used): at the first column of every block of the type — 256
+ * columns for the K-quants, so several groups at once — the block's parameters come from
+ * sp_gtype_block_params with the weights diag(H) of its columns, from W as GPTQ holds it then
+ * (as for lazy groups, sp_gptq.h; with act_order from the original W). out gets mins and
+ * supers. CPU only. @return as sp_gptq_quantize; SP_EUNSUPPORTED on a GPU context. */
+sp_status sp_gptq_quantize_level(const sp_gptq_ctx *ctx, const float *W, int rows, int bits,
+                                 int gtype, sp_qlayer *out, double *layer_err_out, sp_err *err);
+
 /* What prepare found (see sp_gptq_info). */
 void sp_gptq_get_info(const sp_gptq_ctx *ctx, sp_gptq_info *info);
 

@@ -10,7 +10,10 @@
  *   Ap  [P, R]  row t = A_{p1+t} = Σ_{m<p1+t} Δ_m R_m,p1+t for the current panel [p1, p2),
  *               as far as it has been applied (see run)
  *   Ct  [C, R]  codes of permuted column j
- *   Ps, Pz [G, R]  group parameters, row g = group g
+ *   Ps, Pz [G, R]  group parameters, row g = group g (Pm [G, R] the offsets of a gtype level)
+ *   Pd  [NS, R, 2] a K-quant level's super-block scales (d, dmin)
+ * Group parameters are fixed one span at a time: a span is a group, or for a gtype level
+ * (sp_gtype.h) one block of its type (256 columns for the K-quants: several groups at once).
  *   R   [C, C]  column-major, R(i, j) = R[i + j·C] for i <= j, 0 below: H + λI = R Rᵀ
  */
 
@@ -106,12 +109,48 @@ static void SP_FN(store_codes)(uint8_t *codes, const uint8_t *Ct, const int32_t 
         }
 }
 
-/* Parameters of the group whose first original column is c0 (n columns), its weights V [n, R]
+/* Buffers of one call, sized for a chunk of at most SP_GPTQ_ROWS rows (see run). */
+typedef struct {
+    SP_T *X;       /* [C, Rc]                                                                */
+    SP_T *Ap;      /* [P, Rc]                                                                */
+    SP_T *V;       /* [min(ps, C), Rc]                                                       */
+    SP_T *S;       /* [B, Rc] (lazy groups)                                                  */
+    SP_T *Uin;     /* [smax, smax] (lazy groups)                                             */
+    SP_T *Ae;      /* [min(ps, C), Rc] (lazy groups running past a panel)                    */
+    uint8_t *Ct;   /* [C, Rc]                                                                */
+    float *Ps;     /* [G, Rc]                                                                */
+    uint8_t *Pz;   /* [G, Rc]                                                                */
+    float *Pm;     /* [G, Rc] offsets (gtype levels with a min), else NULL                   */
+    float *Pd;     /* [NS, Rc, 2] super-block scales (K-quant levels), else NULL             */
+} SP_FN(work);
+
+/* Parameters of the span whose first original column is c0 (n columns), its weights V [n, R]
  * (column k contiguous): min-max or quant.py's --mse (SP_QPARAMS), or the importance-weighted
  * search with h_k = diag(H)[c0 + k] (SP_QSEARCH, norm 2). */
-static void SP_FN(group_params)(const sp_gptq_ctx *c, float *Ps, uint8_t *Pz, const SP_T *V,
+static void SP_FN(group_params)(const sp_gptq_ctx *c, const SP_FN(work) *wk, const SP_T *V,
                                 size_t c0, int rows, int n, int bits) {
-    const size_t Rn = (size_t)rows;
+    const size_t Rn = (size_t)rows, g0 = c0 / (size_t)c->gs;
+    float *Ps = wk->Ps + g0 * Rn;
+    uint8_t *Pz = wk->Pz + g0 * Rn;
+    if (c->gtype) { /* one block of the type per row; n is the block (cols are a multiple) */
+        const int ng = n / c->gs;
+        float x[256];
+        for (size_t r = 0; r < Rn; r++) {
+            for (int k = 0; k < n; k++) x[k] = (float)V[(size_t)k * Rn + r];
+            sp_gtype_params p;
+            sp_gtype_block_params(c->gtype, x, c->hdiag + c0, &p);
+            for (int j = 0; j < ng; j++) {
+                Ps[(size_t)j * Rn + r] = p.scale[j];
+                Pz[(size_t)j * Rn + r] = p.zero[j];
+                if (wk->Pm) wk->Pm[(g0 + (size_t)j) * Rn + r] = p.min[j];
+            }
+            if (wk->Pd) {
+                float *d = wk->Pd + ((c0 / 256) * Rn + r) * 2;
+                d[0] = p.d, d[1] = p.dmin;
+            }
+        }
+        return;
+    }
     if (c->o.mse == SP_QSEARCH_HMSE)
         SP_QSEARCH(Ps, Pz, 1, V, 1, Rn, rows, n, bits, c->o.sym, c->hdiag + c0, 2.0);
     else if (c->o.mse == SP_QSEARCH_GGUF) /* ggml's rule, diag(H)-weighted shrink (issue 11) */
@@ -136,10 +175,10 @@ typedef struct {
  * (sp_gptq.h derives it). A0_m is: for m < i2, the block's rows of Ap while j == i1, else
  * their snapshot S; for i2 <= m < p2, Ap (untouched until the block ends); for m >= p2
  * (a group running past the panel), computed here into Ae. */
-static sp_status SP_FN(lazy_params)(const sp_gptq_ctx *c, const SP_FN(loop_at) *L, float *Ps,
-                                    uint8_t *Pz, const SP_T *X, int j, int rows, int bits,
-                                    sp_err *err) {
-    const int C = c->cols, gs = c->gs, i1 = L->i1, i2 = L->i2, p1 = L->p1, p2 = L->p2;
+static sp_status SP_FN(lazy_params)(const sp_gptq_ctx *c, const SP_FN(loop_at) *L,
+                                    const SP_FN(work) *wk, const SP_T *X, int j, int rows,
+                                    int bits, sp_err *err) {
+    const int C = c->cols, gs = c->ps, i1 = L->i1, i2 = L->i2, p1 = L->p1, p2 = L->p2;
     const size_t Rn = (size_t)rows, Cn = (size_t)C;
     const int e = j + gs < C ? j + gs : C, n = e - j;
     const SP_T *R = c->R;
@@ -169,15 +208,25 @@ static sp_status SP_FN(lazy_params)(const sp_gptq_ctx *c, const SP_FN(loop_at) *
                         1, Uin + (size_t)(m0[part] - i1) + (size_t)(j - i1) * sn, s, src[part],
                         rows, 1, V, rows);
     }
-    SP_FN(group_params)(c, Ps, Pz, V, (size_t)j, rows, n, bits); /* no act_order: perm = id */
+    SP_FN(group_params)(c, wk, V, (size_t)j, rows, n, bits); /* no act_order: perm = id */
     return SP_OK;
 }
 
 /* Quantize column j (contiguous x = X[j], a = its accumulated update, inv = 1/R_jj) in chunks
  * of SP_GPTQ_CHUNK rows that stay in L1: w̃ = x + a·inv, q = quant(w̃), x ← x − deq(q) = Δ_j. */
 static void SP_FN(column)(uint8_t *codes, SP_T *x, const SP_T *a, SP_T inv, const float *scale,
-                          const uint8_t *zero, int rows, int bits) {
+                          const uint8_t *zero, const float *mins, int gtype, int rows, int bits) {
     SP_T w[SP_GPTQ_CHUNK], dq[SP_GPTQ_CHUNK];
+    if (gtype) { /* a gtype level: its code rule, y = s·(q − z) + m in float (sp_gtype_code) */
+        const int maxq = (1 << bits) - 1;
+        for (int i = 0; i < rows; i++) {
+            float y;
+            codes[i] = (uint8_t)sp_gtype_code((float)(x[i] + a[i] * inv), scale[i], zero[i],
+                                              mins ? mins[i] : 0.0f, maxq, &y);
+            x[i] -= (SP_T)y;
+        }
+        return;
+    }
     for (int r0 = 0; r0 < rows; r0 += SP_GPTQ_CHUNK) {
         const int m = rows - r0 < SP_GPTQ_CHUNK ? rows - r0 : SP_GPTQ_CHUNK;
         SP_T *restrict xs = x + r0;
@@ -187,19 +236,6 @@ static void SP_FN(column)(uint8_t *codes, SP_T *x, const SP_T *a, SP_T inv, cons
         for (int i = 0; i < m; i++) xs[i] -= dq[i];
     }
 }
-
-/* Buffers of one call, sized for a chunk of at most SP_GPTQ_ROWS rows (see run). */
-typedef struct {
-    SP_T *X;       /* [C, Rc]                                                                */
-    SP_T *Ap;      /* [P, Rc]                                                                */
-    SP_T *V;       /* [min(gs, C), Rc]                                                       */
-    SP_T *S;       /* [B, Rc] (lazy groups)                                                  */
-    SP_T *Uin;     /* [smax, smax] (lazy groups)                                             */
-    SP_T *Ae;      /* [min(gs, C), Rc] (lazy groups running past a panel)                    */
-    uint8_t *Ct;   /* [C, Rc]                                                                */
-    float *Ps;     /* [G, Rc]                                                                */
-    uint8_t *Pz;   /* [G, Rc]                                                                */
-} SP_FN(work);
 
 /* Quantize rows r0 .. r0 + rows − 1 of the layer (W points at row r0) into out.
  *
@@ -211,9 +247,9 @@ typedef struct {
  * blocks, which fix where lazy group parameters are taken. */
 static sp_status SP_FN(rows)(const sp_gptq_ctx *c, const SP_FN(work) *wk, const float *W,
                              int rows, int r0, int bits, sp_qlayer *out, sp_err *err) {
-    const int C = c->cols, gs = c->gs, B = c->o.block < C ? c->o.block : C, act = c->o.act_order;
-    const int P = B * (B < SP_GPTQ_PANEL ? SP_GPTQ_PANEL / B : 1);
-    const int lazy = !act && gs < C;
+    const int C = c->cols, gs = c->gs, ps = c->ps, B = c->o.block < C ? c->o.block : C;
+    const int act = c->o.act_order, P = B * (B < SP_GPTQ_PANEL ? SP_GPTQ_PANEL / B : 1);
+    const int lazy = !act && ps < C;
     const size_t Rn = (size_t)rows, Cn = (size_t)C, G = (size_t)out->n_groups;
     const SP_T *R = c->R;
     SP_T *X = wk->X, *Ap = wk->Ap, *V = wk->V, *S = wk->S, *Uin = wk->Uin, *Ae = wk->Ae;
@@ -222,17 +258,17 @@ static sp_status SP_FN(rows)(const sp_gptq_ctx *c, const SP_FN(work) *wk, const 
     sp_status st = SP_OK;
     SP_FN(load_w)(X, W, c, Rn, Cn);
 
-    /* Static groups: parameters of group g from the original columns g·gs .. (unchanged W). */
+    /* Static groups: parameters of span g from the original columns g·ps .. (unchanged W). */
     if (!lazy)
-        for (size_t g = 0; g < G; g++) {
-            const size_t c0 = g * (size_t)gs, n = Cn - c0 < (size_t)gs ? Cn - c0 : (size_t)gs;
+        for (size_t g = 0; g < (Cn + (size_t)ps - 1) / (size_t)ps; g++) {
+            const size_t c0 = g * (size_t)ps, n = Cn - c0 < (size_t)ps ? Cn - c0 : (size_t)ps;
             const SP_T *src = X + c0 * Rn; /* contiguous without act_order */
             if (act) {
                 for (size_t k = 0; k < n; k++)
                     memcpy(V + k * Rn, X + (size_t)c->invperm[c0 + k] * Rn, Rn * sizeof(SP_T));
                 src = V;
             }
-            SP_FN(group_params)(c, Ps + g * Rn, Pz + g * Rn, src, c0, rows, (int)n, bits);
+            SP_FN(group_params)(c, wk, src, c0, rows, (int)n, bits);
         }
 
     SP_FN(loop_at) L = {0, 0, 0, 0, Ap, S, V, Uin, Ae};
@@ -252,22 +288,20 @@ static sp_status SP_FN(rows)(const sp_gptq_ctx *c, const SP_FN(work) *wk, const 
             L.i1 = i1;
             L.i2 = i2;
             /* A snapshot is needed when a group starts strictly inside the block. */
-            if (lazy && i1 > 0 && (i1 / gs + 1) * gs < i2)
+            if (lazy && i1 > 0 && (i1 / ps + 1) * ps < i2)
                 memcpy(S, Ab, (size_t)(i2 - i1) * Rn * sizeof(SP_T));
             for (int j1 = i1; j1 < i2; j1 += SP_GPTQ_SUB) {
                 const int j2 = j1 + SP_GPTQ_SUB < i2 ? j1 + SP_GPTQ_SUB : i2;
                 for (int j = j1; j < j2; j++) {
-                    if (lazy && j % gs == 0) {
-                        const size_t gl = (size_t)(j / gs);
-                        st = SP_FN(lazy_params)(c, &L, Ps + gl * Rn, Pz + gl * Rn, X, j, rows,
-                                                bits, err);
+                    if (lazy && j % ps == 0) {
+                        st = SP_FN(lazy_params)(c, &L, wk, X, j, rows, bits, err);
                         if (st != SP_OK) return st;
                     }
                     const size_t g = (size_t)((act ? c->perm[j] : j) / gs);
                     SP_T *x = X + (size_t)j * Rn;
                     SP_FN(column)(Ct + (size_t)j * Rn, x, Ab + (size_t)(j - i1) * Rn,
                                   1 / R[(size_t)j + (size_t)j * Cn], Ps + g * Rn, Pz + g * Rn,
-                                  rows, bits);
+                                  wk->Pm ? wk->Pm + g * Rn : NULL, c->gtype, rows, bits);
                     /* Rest of the sub-block: Ab[j+1:j2] += R[j, j+1:j2]ᵀ ⊗ Δ_j (rank 1). */
                     if (j + 1 < j2)
                         SP_GER(CblasRowMajor, j2 - j - 1, rows, 1,
@@ -294,7 +328,13 @@ static sp_status SP_FN(rows)(const sp_gptq_ctx *c, const SP_FN(work) *wk, const 
         for (size_t r = 0; r < Rn; r++) {
             out->scales[(r0 + r) * G + g] = Ps[g * Rn + r];
             out->zeros[(r0 + r) * G + g] = Pz[g * Rn + r];
+            if (out->mins) out->mins[(r0 + r) * G + g] = wk->Pm[g * Rn + r];
         }
+    const size_t NS = (size_t)out->n_super;
+    for (size_t b = 0; out->supers && b < NS; b++)
+        for (size_t r = 0; r < Rn; r++)
+            for (int t = 0; t < 2; t++)
+                out->supers[((r0 + r) * NS + b) * 2 + t] = wk->Pd[(b * Rn + r) * 2 + t];
     return SP_OK;
 }
 
@@ -303,7 +343,7 @@ static sp_status SP_FN(rows)(const sp_gptq_ctx *c, const SP_FN(work) *wk, const 
  * page faults, while the gemms keep N = Rc wide enough to run at full speed. */
 static sp_status SP_FN(run)(const sp_gptq_ctx *c, const float *W, int rows, int bits,
                             sp_qlayer *out, sp_err *err) {
-    const int C = c->cols, gs = c->gs, B = c->o.block < C ? c->o.block : C, act = c->o.act_order;
+    const int C = c->cols, gs = c->ps, B = c->o.block < C ? c->o.block : C, act = c->o.act_order;
     const int P = B * (B < SP_GPTQ_PANEL ? SP_GPTQ_PANEL / B : 1);
     const int lazy = !act && gs < C, Rc = rows < SP_GPTQ_ROWS ? rows : SP_GPTQ_ROWS;
     const size_t Rn = (size_t)Rc, Cn = (size_t)C, G = (size_t)out->n_groups;
@@ -320,13 +360,16 @@ static sp_status SP_FN(run)(const sp_gptq_ctx *c, const float *W, int rows, int 
     wk.Ps = sp_malloc(G * Rn * sizeof(float), err, "GPTQ scales");
     wk.Pz = sp_malloc(G * Rn, err, "GPTQ zeros");
     wk.V = sp_malloc(gmax * Rn * sizeof(SP_T), err, "GPTQ group columns");
+    if (out->mins) wk.Pm = sp_malloc(G * Rn * sizeof(float), err, "GPTQ offsets");
+    if (out->supers)
+        wk.Pd = sp_malloc((size_t)out->n_super * Rn * 2 * sizeof(float), err, "GPTQ super-scales");
     if (lazy) {
         wk.S = sp_malloc((size_t)B * Rn * sizeof(SP_T), err, "GPTQ block snapshot");
         wk.Uin = sp_malloc(smax * smax * sizeof(SP_T), err, "GPTQ block inverse");
     }
     if (cross) wk.Ae = sp_malloc(gmax * Rn * sizeof(SP_T), err, "GPTQ group updates");
     if (wk.X && wk.Ap && wk.Ct && wk.Ps && wk.Pz && wk.V && (!lazy || (wk.S && wk.Uin)) &&
-        (!cross || wk.Ae)) {
+        (!cross || wk.Ae) && (!out->mins || wk.Pm) && (!out->supers || wk.Pd)) {
         st = SP_OK;
         for (int r0 = 0; r0 < rows && st == SP_OK; r0 += Rc)
             st = SP_FN(rows)(c, &wk, W + (size_t)r0 * Cn, rows - r0 < Rc ? rows - r0 : Rc, r0,
@@ -341,5 +384,7 @@ static sp_status SP_FN(run)(const sp_gptq_ctx *c, const float *W, int rows, int 
     free(wk.S);
     free(wk.Uin);
     free(wk.Ae);
+    free(wk.Pm);
+    free(wk.Pd);
     return st;
 }

@@ -62,8 +62,42 @@ size_t sp_gtype_row_bytes(int type, int64_t n) {
     return (size_t)(n / t->block) * t->bytes;
 }
 
-int sp_gtype_can_quantize(int type) {
-    return info(type) && type != SP_GT_Q2_K && type != SP_GT_Q3_K;
+int sp_gtype_can_quantize(int type) { return info(type) != NULL; }
+
+int sp_gtype_is_level(int type) {
+    return type == SP_GT_Q4_1 || type == SP_GT_Q5_1 || type == SP_GT_Q2_K ||
+           type == SP_GT_Q3_K || type == SP_GT_Q4_K || type == SP_GT_Q5_K || type == SP_GT_Q6_K;
+}
+
+void sp_gtype_level(int type, int *bits, int *group, int *sym) {
+    int b = 0, g = 0, y = 0;
+    switch (type) {
+    case SP_GT_Q4_0: b = 4, g = 32, y = 1; break;
+    case SP_GT_Q5_0: b = 5, g = 32, y = 1; break;
+    case SP_GT_Q8_0: b = 8, g = 32, y = 1; break;
+    case SP_GT_Q4_1: b = 4, g = 32; break;
+    case SP_GT_Q5_1: b = 5, g = 32; break;
+    case SP_GT_Q2_K: b = 2, g = 16; break;
+    case SP_GT_Q3_K: b = 3, g = 16, y = 1; break;
+    case SP_GT_Q4_K: b = 4, g = 32; break;
+    case SP_GT_Q5_K: b = 5, g = 32; break;
+    case SP_GT_Q6_K: b = 6, g = 16, y = 1; break;
+    default: break;
+    }
+    if (bits) *bits = b;
+    if (group) *group = g;
+    if (sym) *sym = y;
+}
+
+int sp_gtype_has_min(int type) {
+    return type == SP_GT_Q4_1 || type == SP_GT_Q5_1 || type == SP_GT_Q2_K ||
+           type == SP_GT_Q4_K || type == SP_GT_Q5_K;
+}
+
+int sp_gtype_zero(int type) {
+    int b, g, y;
+    sp_gtype_level(type, &b, &g, &y);
+    return b && y ? 1 << (b - 1) : 0;
 }
 
 double sp_gtype_bpw(int type) {
@@ -252,12 +286,125 @@ static void q_q6_k(const float *x, uint8_t *b) {
     put16(b + 208, sp_f32_to_f16(d));
 }
 
+/* 2-bit codes of a 256 block (Q2_K, and Q3_K's low bits): see sp_gtype.h. */
+static void put_2bit(uint8_t *qs, const int *q) {
+    memset(qs, 0, 64);
+    for (int v = 0; v < 256; v++) {
+        const int h = v / 128, j = (v % 128) / 32, l = v % 32;
+        qs[32 * h + l] |= (uint8_t)((q[v] & 3) << (2 * j));
+    }
+}
+static int get_2bit(const uint8_t *qs, int v) {
+    const int h = v / 128, j = (v % 128) / 32, l = v % 32;
+    return (qs[32 * h + l] >> (2 * j)) & 3;
+}
+/* Q3_K's 16 six-bit scales u_i in 12 bytes (sp_gtype.h). */
+static void k3_put_scales(uint8_t *s, const int *u) {
+    memset(s, 0, 12);
+    for (int i = 0; i < 16; i++) {
+        s[i % 8] |= (uint8_t)((u[i] & 15) << (i < 8 ? 0 : 4));
+        s[8 + i % 4] |= (uint8_t)(((u[i] >> 4) & 3) << (2 * (i / 4)));
+    }
+}
+static int k3_get_scale(const uint8_t *s, int i) {
+    int lo = i < 8 ? s[i] & 15 : s[i - 8] >> 4;
+    return lo | (((s[8 + i % 4] >> (2 * (i / 4))) & 3) << 4);
+}
+
+void sp_gtype_put_block(int type, const sp_gtype_params *p, const int *q, uint8_t *b) {
+    switch (type) {
+    case SP_GT_Q4_0:
+    case SP_GT_Q5_0: {
+        const int five = type == SP_GT_Q5_0;
+        put16(b, sp_f32_to_f16(p->d));
+        put_codes_32(b + 2 + (five ? 4 : 0), five ? b + 2 : NULL, q);
+        break;
+    }
+    case SP_GT_Q8_0:
+        put16(b, sp_f32_to_f16(p->d));
+        for (int j = 0; j < 32; j++) b[2 + j] = (uint8_t)(int8_t)(q[j] - 128);
+        break;
+    case SP_GT_Q4_1:
+    case SP_GT_Q5_1: {
+        const int five = type == SP_GT_Q5_1;
+        put16(b, sp_f32_to_f16(p->d));
+        put16(b + 2, sp_f32_to_f16(p->dmin));
+        put_codes_32(b + 4 + (five ? 4 : 0), five ? b + 4 : NULL, q);
+        break;
+    }
+    case SP_GT_Q4_K:
+    case SP_GT_Q5_K: {
+        const int five = type == SP_GT_Q5_K;
+        put16(b, sp_f32_to_f16(p->d));
+        put16(b + 2, sp_f32_to_f16(p->dmin));
+        k4_put_scales(b + 4, p->sc, p->mm);
+        uint8_t *qh = five ? b + 16 : NULL, *qs = b + 16 + (five ? 32 : 0);
+        if (qh) memset(qh, 0, 32);
+        for (int j = 0; j < 8; j += 2)
+            for (int l = 0; l < 32; l++) {
+                const int a = q[32 * j + l], c = q[32 * (j + 1) + l];
+                qs[16 * j + l] = (uint8_t)((a & 15) | ((c & 15) << 4));
+                if (qh) qh[l] |= (uint8_t)(((a >> 4) << j) | ((c >> 4) << (j + 1)));
+            }
+        break;
+    }
+    case SP_GT_Q6_K: {
+        uint8_t *ql = b, *qh = b + 128;
+        memset(ql, 0, 192);
+        for (int half = 0; half < 2; half++) {
+            const int *v = q + 128 * half;
+            uint8_t *L = ql + 64 * half, *H = qh + 32 * half;
+            for (int l = 0; l < 32; l++) {
+                const int c0 = v[l], c1 = v[l + 32], c2 = v[l + 64], c3 = v[l + 96];
+                L[l] = (uint8_t)((c0 & 15) | ((c2 & 15) << 4));
+                L[l + 32] = (uint8_t)((c1 & 15) | ((c3 & 15) << 4));
+                H[l] = (uint8_t)((c0 >> 4) | ((c1 >> 4) << 2) | ((c2 >> 4) << 4) | ((c3 >> 4) << 6));
+            }
+        }
+        for (int j = 0; j < 16; j++) b[192 + j] = (uint8_t)(int8_t)p->sc[j];
+        put16(b + 208, sp_f32_to_f16(p->d));
+        break;
+    }
+    case SP_GT_Q2_K:
+        for (int j = 0; j < 16; j++) b[j] = (uint8_t)((p->sc[j] & 15) | ((p->mm[j] & 15) << 4));
+        put_2bit(b + 16, q);
+        put16(b + 80, sp_f32_to_f16(p->d));
+        put16(b + 82, sp_f32_to_f16(p->dmin));
+        break;
+    case SP_GT_Q3_K: {
+        int u[16];
+        for (int j = 0; j < 16; j++) u[j] = p->sc[j] + 32;
+        memset(b, 0, 32); /* hmask */
+        for (int v = 0; v < 256; v++) {
+            const int h = v / 128, j = (v % 128) / 32, l = v % 32;
+            b[l] |= (uint8_t)(((q[v] >> 2) & 1) << (4 * h + j));
+        }
+        put_2bit(b + 32, q);
+        k3_put_scales(b + 96, u);
+        put16(b + 108, sp_f32_to_f16(p->d));
+        break;
+    }
+    default: break;
+    }
+}
+
+/* Q2_K / Q3_K by round-to-nearest: the weighted search with unit weights (sp_gtype_level.c). */
+static void q_k23(int type, const float *x, uint8_t *b) {
+    sp_gtype_params p;
+    sp_gtype_block_params(type, x, NULL, &p);
+    int bits, g, y, q[256];
+    sp_gtype_level(type, &bits, &g, &y);
+    for (int v = 0; v < 256; v++) {
+        float dq;
+        q[v] = sp_gtype_code(x[v], p.scale[v / 16], p.zero[v / 16], p.min[v / 16],
+                             (1 << bits) - 1, &dq);
+    }
+    sp_gtype_put_block(type, &p, q, b);
+}
+
 sp_status sp_gtype_quantize_row(int type, const float *x, int64_t n, void *dst, sp_err *err) {
     const gtype_info *t = info(type);
     SP_RETURN_IF(!t, err, SP_EINVAL, "gguf: unknown tensor type %d", type);
-    SP_RETURN_IF(!sp_gtype_can_quantize(type), err, SP_EUNSUPPORTED,
-                 "gguf: type %s is not implemented (use Q4_K, Q5_K, Q6_K or a legacy type)",
-                 t->name);
     SP_RETURN_IF(n <= 0 || n % t->block, err, SP_EINVAL,
                  "gguf: a row of %lld values is not a multiple of %s's block of %d",
                  (long long)n, t->name, t->block);
@@ -279,6 +426,8 @@ sp_status sp_gtype_quantize_row(int type, const float *x, int64_t n, void *dst, 
         case SP_GT_Q8_0: q_q8_0(x, b); break;
         case SP_GT_Q4_K: q_k45(x, b, 4); break;
         case SP_GT_Q5_K: q_k45(x, b, 5); break;
+        case SP_GT_Q2_K: q_k23(SP_GT_Q2_K, x, b); break;
+        case SP_GT_Q3_K: q_k23(SP_GT_Q3_K, x, b); break;
         default: q_q6_k(x, b); break;
         }
     }
@@ -344,6 +493,29 @@ sp_status sp_gtype_dequant_row(int type, const void *src, int64_t n, float *y, s
                     if (five) c |= ((qh[l] >> j) & 1) << 4;
                     volatile float p = d1 * (float)c;
                     y[32 * j + l] = p - m1;
+                }
+            }
+            break;
+        }
+        case SP_GT_Q2_K: {
+            const float d = h2f(b + 80), dmin = h2f(b + 82);
+            for (int j = 0; j < 16; j++) {
+                const float d1 = d * (float)(b[j] & 15), m1 = dmin * (float)(b[j] >> 4);
+                for (int l = 0; l < 16; l++) {
+                    volatile float p = d1 * (float)get_2bit(b + 16, 16 * j + l);
+                    y[16 * j + l] = p - m1;
+                }
+            }
+            break;
+        }
+        case SP_GT_Q3_K: {
+            const float d = h2f(b + 108);
+            for (int j = 0; j < 16; j++) {
+                const float d1 = d * (float)(k3_get_scale(b + 96, j) - 32);
+                for (int l = 0; l < 16; l++) {
+                    const int v = 16 * j + l, h = v / 128, jj = (v % 128) / 32, ll = v % 32;
+                    const int c = get_2bit(b + 32, v) | (((b[ll] >> (4 * h + jj)) & 1) << 2);
+                    y[v] = d1 * (float)(c - 4);
                 }
             }
             break;

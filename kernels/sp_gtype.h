@@ -14,6 +14,14 @@
  *   Q5_K  as Q4_K plus u8 qh[32] (the fifth bit)
  *   Q6_K  256 values: u8 ql[128], u8 qh[64], i8 scales[16], fp16 d; 16 sub-blocks of 16:
  *         y = (d·sc_j)·(q − 32), q = 6-bit code
+ *   Q2_K  256 values: u8 scales[16], u8 qs[64], fp16 d, fp16 dmin; 16 sub-blocks of 16 with a
+ *         4-bit scale (low nibble) and 4-bit min (high nibble):  y = (d·sc_j)·q − (dmin·m_j)
+ *   Q3_K  256 values: u8 hmask[32], u8 qs[64], u8 scales[12], fp16 d; 16 sub-blocks of 16 with
+ *         6-bit scales u_j:  y = (d·(u_j − 32))·(q − 4), q = 3-bit code
+ * 2-bit code placement (Q2_K, and the low two bits of Q3_K): value v = 128h + 32j + l (h < 2,
+ * j < 4, l < 32) is bits 2j..2j+1 of qs[32h + l]; Q3_K's third bit is bit 4h + j of hmask[l].
+ * Q3_K's scales: u_i & 15 is the low nibble of byte i (i < 8) or the high nibble of byte i − 8;
+ * u_i >> 4 is bits 2(i/4)..2(i/4)+1 of byte 8 + i % 4.
  * Nibble order of qs in Q4_0/Q4_1/Q5_*: byte j holds value j (low) and value j + 16 (high); the
  * 5th bits of Q5_0/Q5_1 are bit j (value j) and bit j + 16 (value j + 16) of qh. K-quants pair
  * sub-blocks 2i and 2i+1 in the low and high nibbles of a 32-byte run (see sp_gtype.c).
@@ -31,7 +39,7 @@
  *   Q6_K       s_j = v_j / −32 (v_j as for Q4_0), d = fp16(s / −128) with s the s_j of largest
  *              magnitude, sc_j = clamp(rne(s_j/d), −128, 127), q = clamp(rne(x/(d·sc_j)) + 32)
  *   F16        nearest fp16 (ties to even)
- * Q2_K and Q3_K are named (sp_gtype_parse knows them) but not implemented (quantize_row fails).
+ *   Q2_K/Q3_K  sp_gtype_block_params with unit weights (below)
  *
  * Thread-safety: pure functions.
  */
@@ -67,11 +75,11 @@ int sp_gtype_can_quantize(int type);
 double sp_gtype_bpw(int type);
 
 /* Quantize one row x[n] (finite) into dst (sp_gtype_row_bytes(type, n) bytes).
- * @return SP_OK; SP_EINVAL (n not a multiple of the block); SP_EUNSUPPORTED (Q2_K/Q3_K). */
+ * @return SP_OK; SP_EINVAL (n not a multiple of the block, unknown type). */
 sp_status sp_gtype_quantize_row(int type, const float *x, int64_t n, void *dst, sp_err *err);
 
-/* Dequantize one row (the ggml products, see above) into y[n]. Unknown types and Q2_K/Q3_K:
- * y is left untouched and SP_EUNSUPPORTED returned. */
+/* Dequantize one row (the ggml products, see above) into y[n]. Unknown types: y is left
+ * untouched and SP_EUNSUPPORTED returned. */
 sp_status sp_gtype_dequant_row(int type, const void *src, int64_t n, float *y, sp_err *err);
 
 /* ---- shardpress levels that are GGUF types exactly ------------------------------------------
@@ -107,5 +115,59 @@ void sp_gtype_params_search_f32(float *scale, uint8_t *zero, size_t so, const fl
 void sp_gtype_params_search_f64(float *scale, uint8_t *zero, size_t so, const double *X,
                                 size_t rs, size_t cs, int rows, int n, int bits,
                                 const double *wt);
+
+/* ---- GGUF types as GPTQ levels (issue 11; sp_gtype_level.c) ------------------------------------
+ * Every quantized type is a level: bits b, group = its sub-block, and a zero point z:
+ *   Q4_0 4/32 z 8     Q5_0 5/32 z 16    Q8_0 8/32 z 128   (plain levels: gtype 0, see above)
+ *   Q4_1 4/32 z 0 +m  Q5_1 5/32 z 0 +m  Q2_K 2/16 z 0 +m  Q3_K 3/16 z 4
+ *   Q4_K 4/32 z 0 +m  Q5_K 5/32 z 0 +m  Q6_K 6/16 z 32
+ * and y = s·(q − z) + m per sub-block (sp_quant.h). "+m": the type has an offset (Q4_1/Q5_1: m
+ * fp16; K-quants: m = −dmin·mm). The K-quants' s are d·sc with one fp16 d per 256 values: so
+ * GPTQ must fix a whole super-block's scales before it quantizes the super-block's first
+ * column (sp_gtype_block_params, called by GPTQ at every 256th column). */
+
+/* 1 for the types stored as gtype levels (Q4_1, Q5_1, Q2_K … Q6_K); 0 otherwise. */
+int sp_gtype_is_level(int type);
+/* bits, group (sub-block) and sym (z = 2^(b−1)) of any quantized type; 0s for F32/F16. */
+void sp_gtype_level(int type, int *bits, int *group, int *sym);
+/* 1 when the type has an offset m (Q4_1, Q5_1, Q2_K, Q4_K, Q5_K). */
+int sp_gtype_has_min(int type);
+/* The zero point z of a quantized type (see the table). */
+int sp_gtype_zero(int type);
+
+/* One block's parameters: per sub-block j < block / group, the level's s_j, z_j, m_j and
+ * ggml's integers (sc_j, mm_j: K-quants; Q3_K: sc_j = u_j − 32); d, dmin of the block
+ * (K-quants; legacy: d = s_0, dmin = m_0). */
+typedef struct {
+    float scale[16], min[16];
+    uint8_t zero[16];
+    int sc[16], mm[16];
+    float d, dmin;
+} sp_gtype_params;
+
+/* The parameters of one block x[block] of a gtype level (or Q4_0/Q5_0/Q8_0) that minimise, as
+ * far as the search goes, the weighted error Σ_k wt[k] (x_k − y_k)² (wt NULL: all 1; GPTQ
+ * passes diag(H) of the block's columns, which is the layer's output error restricted to the
+ * diagonal of H, as llama.cpp's imatrix does). The search, per type (DESIGN in sp_gtype_level.c):
+ *   sub-blocks   a shrink grid over the sub-block's range (80 steps, as SP_QSEARCH_HMSE), then
+ *                a weighted least-squares refit of (s, m) on the codes it gave, kept when better;
+ *   super-block  d = fp16(max s_j / S) (sym types: the s_j of largest magnitude over −S), sc_j
+ *                the nearest integers, then sc_j − 1, sc_j, sc_j + 1 (and the same for mm_j)
+ *                tried per sub-block against the weighted error.
+ * Pure; x finite. */
+void sp_gtype_block_params(int type, const float *x, const double *wt, sp_gtype_params *p);
+
+/* The code of x for (s, z, m) — clamp(rne((x − m) / s) + z, 0, 2^b − 1), z when s is 0 — and,
+ * in *deq, s·(q − z) + m rounded as the dequantizer does. */
+int sp_gtype_code(float x, float s, int z, float m, int maxq, float *deq);
+
+/* Pack row r of a gtype level q into dst (sp_gtype_row_bytes(q->gtype, q->cols) bytes): the
+ * integers are recovered from s, m and the super-block scales, and every value is checked to
+ * be exactly the type's (what the container's reader validates with).
+ * @return SP_EINVAL naming the row, the group and the value that is not the type's. */
+sp_status sp_gtype_pack_level_row(const sp_qlayer *q, int r, void *dst, sp_err *err);
+
+/* Write one block of type from its parameters and codes q[block] (sp_gtype.c). */
+void sp_gtype_put_block(int type, const sp_gtype_params *p, const int *q, uint8_t *dst);
 
 #endif

@@ -27,17 +27,39 @@
 
 sp_status sp_qlayer_alloc(sp_qlayer *q, int rows, int cols, int bits, int group_size, int sym,
                           sp_err *err) {
+    return sp_qlayer_alloc_level(q, rows, cols, bits, group_size, sym, 0, err);
+}
+
+sp_status sp_qlayer_alloc_level(sp_qlayer *q, int rows, int cols, int bits, int group_size,
+                                int sym, int gtype, sp_err *err) {
     SP_RETURN_IF(!q, err, SP_EINVAL, "sp_qlayer_alloc: layer is NULL");
     memset(q, 0, sizeof *q);
     SP_RETURN_IF(bits < 2 || bits > 8, err, SP_EINVAL,
                  "sp_qlayer_alloc: bits=%d is outside 2..8", bits);
     SP_RETURN_IF(rows < 1 || cols < 1, err, SP_EINVAL,
                  "sp_qlayer_alloc: shape [%d, %d] is not positive", rows, cols);
+    int has_min = 0, n_super = 0;
+    if (gtype) {
+        int tb = 0, tg = 0, ts = 0;
+        SP_RETURN_IF(!sp_gtype_is_level(gtype), err, SP_EINVAL,
+                     "sp_qlayer_alloc: GGUF type %d is not a level type", gtype);
+        sp_gtype_level(gtype, &tb, &tg, &ts);
+        SP_RETURN_IF(tb != bits || tg != group_size || ts != (sym != 0), err, SP_EINVAL,
+                     "sp_qlayer_alloc: %s is %d bits, group %d%s, not %d bits, group %d%s",
+                     sp_gtype_name(gtype), tb, tg, ts ? " sym" : "", bits, group_size,
+                     sym ? " sym" : "");
+        SP_RETURN_IF(cols % sp_gtype_block(gtype), err, SP_EINVAL,
+                     "sp_qlayer_alloc: %d columns are not a multiple of %s's block of %d", cols,
+                     sp_gtype_name(gtype), sp_gtype_block(gtype));
+        has_min = sp_gtype_has_min(gtype);
+        n_super = sp_gtype_block(gtype) == 256 ? cols / 256 : 0;
+    }
     int gs = group_size <= 0 ? cols : group_size;
     int ng = (int)(((long long)cols + gs - 1) / gs);
     size_t nc = (size_t)rows * (size_t)cols, np = (size_t)rows * (size_t)ng;
+    size_t nm = has_min ? np : 0, ns = (size_t)rows * (size_t)n_super * 2;
     /* One allocation: 4-byte arrays first (malloc alignment covers them), bytes after. */
-    size_t bytes = np * sizeof(float) + (size_t)cols * sizeof(int32_t) + nc + np;
+    size_t bytes = (np + nm + ns) * sizeof(float) + (size_t)cols * sizeof(int32_t) + nc + np;
     char *m = sp_calloc(1, bytes, err, "quantized layer");
     if (!m) return SP_ENOMEM;
     q->rows = rows;
@@ -46,9 +68,13 @@ sp_status sp_qlayer_alloc(sp_qlayer *q, int rows, int cols, int bits, int group_
     q->group_size = gs;
     q->n_groups = ng;
     q->sym = sym ? 1 : 0;
+    q->gtype = gtype;
+    q->n_super = n_super;
     q->scales = (float *)m;
-    q->g_idx = (int32_t *)(m + np * sizeof(float));
-    q->codes = (uint8_t *)(m + np * sizeof(float) + (size_t)cols * sizeof(int32_t));
+    q->mins = nm ? q->scales + np : NULL;
+    q->supers = ns ? q->scales + np + nm : NULL;
+    q->g_idx = (int32_t *)(m + (np + nm + ns) * sizeof(float));
+    q->codes = (uint8_t *)(q->g_idx + cols);
     q->zeros = q->codes + nc;
     q->mem_ = m;
     for (int c = 0; c < cols; c++) q->g_idx[c] = c / gs;
@@ -74,6 +100,13 @@ void sp_qlayer_dequant_rows(float *W, const sp_qlayer *q, int r0, int r1) {
         for (size_t c = 0; c < C; c++) {
             int32_t g = q->g_idx[c];
             w[c] = s[g] * (float)((int)code[c] - (int)z[g]);
+        }
+        if (q->mins) { /* ggml rounds the product, then adds: no fused multiply-add here */
+            const float *m = q->mins + r * G;
+            for (size_t c = 0; c < C; c++) {
+                volatile float p = w[c];
+                w[c] = p + m[q->g_idx[c]];
+            }
         }
     }
 }

@@ -7,6 +7,15 @@
  * Scales are rounded to fp16 when they are chosen, so a GPTQ export (fp16 scales) dequantizes
  * to exactly the same weights as the shardpress container.
  * Symmetric: z = 2^(bits-1) for every group. Asymmetric: z = round(−min/s), clamped to range.
+ *
+ * GGUF-type levels (issue 11, kernels/sp_gtype.h): a level that is exactly one of ggml's types
+ * with a min or super-block scales (Q4_1, Q5_1, Q2_K … Q6_K) has gtype set and, besides the
+ * arrays above, an offset m per group and, for the K-quants, the super-block scales:
+ *   W[r,c] ≈ s[r,g] · (q[r,c] − z[r,g]) + m[r,g]      (fp32 product, then the fp32 sum)
+ *   supers[r, b] = (d, dmin) of super-block b (256 columns), fp16 values; then every s[r,g] of
+ *   the super-block is fp32(d · sc) and every m[r,g] is −fp32(dmin · mm) for small integers
+ *   sc, mm — the values ggml's dequantizer computes, so the level is that type bit for bit.
+ * Scales of such levels are fp32 products, not fp16 values (Q4_1/Q5_1: fp16 d and m).
  */
 #ifndef SP_QUANT_H
 #define SP_QUANT_H
@@ -27,6 +36,10 @@ typedef struct {
     float *scales;    /* [rows, n_groups]                                                 */
     uint8_t *zeros;   /* [rows, n_groups]                                                 */
     int32_t *g_idx;   /* [cols]        g_idx[c] = c / group_size                          */
+    int gtype;        /* 0: a plain level; else the SP_GT_* type (sp_gtype.h) it is exactly */
+    int n_super;      /* K-quants: cols / 256; else 0                                      */
+    float *mins;      /* [rows, n_groups] offsets m, or NULL (no gtype, Q3_K, Q6_K)       */
+    float *supers;    /* [rows, n_super, 2] (d, dmin), or NULL (not a K-quant)            */
     void *mem_;       /* one allocation                                                   */
 } sp_qlayer;
 
@@ -35,6 +48,14 @@ typedef struct {
 sp_status sp_qlayer_alloc(sp_qlayer *q, int rows, int cols, int bits, int group_size, int sym,
                           sp_err *err);
 void sp_qlayer_free(sp_qlayer *q);
+
+/* sp_qlayer_alloc with gtype: 0 is the plain level; otherwise one of sp_gtype_is_level's types,
+ * and bits, group_size and sym must be the type's (sp_gtype_level). mins and supers are
+ * allocated (zeroed) when the type has them.
+ * @return SP_EINVAL (not a level type, shape or bits that are not the type's, cols not a
+ *         multiple of its block); SP_ENOMEM. */
+sp_status sp_qlayer_alloc_level(sp_qlayer *q, int rows, int cols, int bits, int group_size,
+                                int sym, int gtype, sp_err *err);
 
 /* W [rows, cols] <- dequantized weights. */
 void sp_qlayer_dequant(float *W, const sp_qlayer *q);
