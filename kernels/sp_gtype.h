@@ -163,9 +163,17 @@ int sp_gtype_code(float x, float s, int z, float m, int maxq, float *deq);
 
 /* Pack row r of a gtype level q into dst (sp_gtype_row_bytes(q->gtype, q->cols) bytes): the
  * integers are recovered from s, m and the super-block scales, and every value is checked to
- * be exactly the type's (what the container's reader validates with).
+ * be exactly the type's (what the container's reader validates with). dst NULL: check only
+ * (codes are not read).
  * @return SP_EINVAL naming the row, the group and the value that is not the type's. */
 sp_status sp_gtype_pack_level_row(const sp_qlayer *q, int r, void *dst, sp_err *err);
+
+/* Round-to-nearest into a gtype level: W [rows, cols] fp32 row-major, each block's parameters
+ * from sp_gtype_block_params with unit weights. out allocated here (free with sp_qlayer_free).
+ * @return SP_EINVAL (not a level type, cols not a multiple of its block); SP_ENUMERIC (NaN/Inf
+ *         in W); SP_ENOMEM. */
+sp_status sp_gtype_rtn_level(const float *W, int rows, int cols, int gtype, sp_qlayer *out,
+                             sp_err *err);
 
 /* Write one block of type from its parameters and codes q[block] (sp_gtype.c). */
 void sp_gtype_put_block(int type, const sp_gtype_params *p, const int *q, uint8_t *dst);

@@ -229,9 +229,9 @@ sp_status sp_gtype_pack_level_row(const sp_qlayer *q, int r, void *dst, sp_err *
     if (type == SP_GT_Q6_K) slo = -128, shi = 127;
     if (type == SP_GT_Q3_K) slo = -32, shi = 31;
     const size_t G = (size_t)q->n_groups, rb = (size_t)r;
-    uint8_t *b = dst;
+    uint8_t *b = dst; /* NULL: only check the parameters (the container's reader and writer) */
     int codes[256];
-    for (int blk = 0; blk < q->cols / B; blk++, b += sp_gtype_block_bytes(type)) {
+    for (int blk = 0; blk < q->cols / B; blk++, b = b ? b + sp_gtype_block_bytes(type) : NULL) {
         sp_gtype_params p;
         memset(&p, 0, sizeof p);
         if (kq) {
@@ -260,9 +260,46 @@ sp_status sp_gtype_pack_level_row(const sp_qlayer *q, int r, void *dst, sp_err *
                          r, blk * nsub + j, (double)s, (double)m, q->zeros[gi],
                          sp_gtype_name(type));
         }
+        if (!dst) continue; /* check only */
         const uint8_t *c = q->codes + rb * (size_t)q->cols + (size_t)blk * (size_t)B;
         for (int v = 0; v < B; v++) codes[v] = c[v];
         sp_gtype_put_block(type, &p, codes, b);
     }
+    return SP_OK;
+}
+
+sp_status sp_gtype_rtn_level(const float *W, int rows, int cols, int gtype, sp_qlayer *out,
+                             sp_err *err) {
+    int bits = 0, g = 0, sym = 0;
+    sp_gtype_level(gtype, &bits, &g, &sym);
+    SP_RETURN_IF(!W || !out, err, SP_EINVAL, "sp_gtype_rtn_level: NULL argument");
+    for (size_t i = 0; i < (size_t)rows * (size_t)cols; i++)
+        SP_RETURN_IF(!isfinite(W[i]), err, SP_ENUMERIC, "rtn: W[%zu, %zu] = %g is not finite",
+                     i / (size_t)cols, i % (size_t)cols, (double)W[i]);
+    SP_FORWARD(sp_qlayer_alloc_level(out, rows, cols, bits, g, sym, gtype, err));
+    const int B = sp_gtype_block(gtype), nsub = B / g, maxq = (1 << bits) - 1;
+    const size_t G = (size_t)out->n_groups;
+    for (size_t r = 0; r < (size_t)rows; r++)
+        for (int blk = 0; blk < cols / B; blk++) {
+            const float *x = W + r * (size_t)cols + (size_t)blk * (size_t)B;
+            sp_gtype_params p;
+            sp_gtype_block_params(gtype, x, NULL, &p);
+            for (int j = 0; j < nsub; j++) {
+                const size_t gi = r * G + (size_t)(blk * nsub + j);
+                out->scales[gi] = p.scale[j];
+                out->zeros[gi] = p.zero[j];
+                if (out->mins) out->mins[gi] = p.min[j];
+            }
+            if (out->supers) {
+                out->supers[(r * (size_t)out->n_super + (size_t)blk) * 2] = p.d;
+                out->supers[(r * (size_t)out->n_super + (size_t)blk) * 2 + 1] = p.dmin;
+            }
+            uint8_t *c = out->codes + r * (size_t)cols + (size_t)blk * (size_t)B;
+            for (int v = 0; v < B; v++) {
+                float y;
+                c[v] = (uint8_t)sp_gtype_code(x[v], p.scale[v / g], p.zero[v / g], p.min[v / g],
+                                              maxq, &y);
+            }
+        }
     return SP_OK;
 }

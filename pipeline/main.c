@@ -18,6 +18,7 @@
 
 #include "common/sp_error.h"
 #include "kernels/sp_blas.h"
+#include "kernels/sp_gtype.h"
 #include "kernels/sp_quant.h"
 #include "mpi/sp_mpi.h"
 #include "pipeline/sp_cli.h"
@@ -244,9 +245,10 @@ static const char *QUANTIZE_USAGE =
     "  --checkpoint-compress none|gzip|zstd  chunked compression of checkpoints (none)\n"
     SP_DEVICE_USAGE
     "  --json              print one JSON object with the run's figures\n"
-    "  --format gguf:TYPE  GPTQ in a GGUF type's own format (Q4_0, Q5_0, Q8_0: group 32,\n"
-    "                      symmetric, fp16 scale; scale search default gguf: ggml's rule with\n"
-    "                      the diag(H) shrink); --levels may list such types too\n"
+    "  --format gguf:TYPE  GPTQ in a GGUF type's own block format, so that export --format\n"
+    "                      gguf copies GPTQ's values: Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 (32 columns)\n"
+    "                      or Q2_K Q3_K Q4_K Q5_K Q6_K (256: columns must be a multiple);\n"
+    "                      --levels may list such types, one per bit width (Q3_K,Q4_K,Q6_K)\n"
     "  --imatrix-out FILE  also write llama.cpp's importance matrix (GGUF) from the Hessians\n";
 
 /* What a quantize job did, as quantize --json and resume --json both report it. */
@@ -281,7 +283,9 @@ static sp_status cmd_quantize(cli_ctx *cx, int argc, char **argv, sp_err *err) {
     sp_quantize_opts o;
     sp_quantize_defaults(&o);
     int json = 0, have_levels = 0, have_search = 0;
-    int gguf_bits = 0, gguf_levels = 0, have_bits = 0, have_group = 0, have_asym = 0; /* issue 11 */
+    /* issue 11: GGUF types as levels; type_of[b] is the type of the b-bit level (0: plain) */
+    int gguf_type = 0, gguf_levels = 0, have_bits = 0, have_group = 0, have_asym = 0;
+    int ltypes[SP_QUANTIZE_MAX_LEVELS] = {0}, type_of[9] = {0};
     long v = 0;
     double d;
     static const struct option opts[] = {
@@ -321,10 +325,10 @@ static sp_status cmd_quantize(cli_ctx *cx, int argc, char **argv, sp_err *err) {
         case 'b': SP_FORWARD(sp_cli_int("--bits", optarg, 2, 8, &v, err)); o.bits = (int)v; have_bits = 1; break;
         case 'L':
             SP_FORWARD(sp_gguf_cli_levels(optarg, o.levels, SP_QUANTIZE_MAX_LEVELS, &o.n_levels,
-                                          &gguf_levels, err));
+                                          ltypes, &gguf_levels, err));
             have_levels = 1;
             break;
-        case 'F': SP_FORWARD(sp_gguf_cli_format(optarg, &gguf_bits, err)); break;
+        case 'F': SP_FORWARD(sp_gguf_cli_format(optarg, &gguf_type, err)); break;
         case 'I': o.imatrix_out = optarg; break;
         case 'g':
             SP_FORWARD(sp_cli_int("--group-size", optarg, -1, 1 << 30, &v, err));
@@ -375,18 +379,38 @@ static sp_status cmd_quantize(cli_ctx *cx, int argc, char **argv, sp_err *err) {
     SP_RETURN_IF(optind < argc, err, SP_EINVAL, "quantize: unexpected argument '%s'", argv[optind]);
     /* The default search weights by diag(H); RTN has no Hessian and keeps min-max. */
     if (o.rtn && !have_search) o.scale_search = SP_QSEARCH_MINMAX;
-    /* GGUF types as levels (issue 11): group 32, symmetric, so every level is Q4_0/Q5_0/Q8_0 */
-    if (gguf_bits || gguf_levels) {
+    /* GGUF types as levels (issue 11). Q4_0/Q5_0/Q8_0 are plain levels with group 32,
+     * symmetric; the other types carry their own group, zero point, offsets and super-block
+     * scales (o.gtypes, kernels/sp_gtype.h). One level per bit width, so one type per width. */
+    if (gguf_type || gguf_levels) {
         SP_RETURN_IF(have_group && o.group_size != 32, err, SP_EINVAL,
-                     "--format gguf / GGUF --levels: the group size is 32 (the types' block)");
-        SP_RETURN_IF(have_asym, err, SP_EINVAL, "--format gguf / GGUF --levels: Q4_0, Q5_0 and "
-                     "Q8_0 are symmetric (drop --asym)");
+                     "--format gguf / GGUF --levels: the group size is the type's (drop "
+                     "--group-size)");
+        SP_RETURN_IF(have_asym, err, SP_EINVAL, "--format gguf / GGUF --levels: the zero point "
+                     "is the type's (drop --asym)");
         o.group_size = 32;
         o.sym = 1;
         /* ggml's own scale rule with the diag(H) shrink: the lowest KL in 5 of 6 cases of
          * bench/run_gguf.sh (docs/benchmarks.md, "GGUF") */
         if (!have_search) o.scale_search = SP_QSEARCH_GGUF;
-        if (!have_bits) o.bits = gguf_bits ? gguf_bits : o.levels[0];
+        int fbits = 0;
+        sp_gtype_level(gguf_type, &fbits, NULL, NULL);
+        for (int i = 0; i < (gguf_levels ? o.n_levels : 0); i++) {
+            const int b = o.levels[i];
+            SP_RETURN_IF(type_of[b] && type_of[b] != ltypes[i], err, SP_EINVAL,
+                         "--levels: %s and %s are both %d-bit levels (one type per bit width)",
+                         sp_gtype_name(type_of[b]), sp_gtype_name(ltypes[i]), b);
+            type_of[b] = ltypes[i];
+        }
+        if (gguf_type) {
+            SP_RETURN_IF(type_of[fbits] && type_of[fbits] != gguf_type, err, SP_EINVAL,
+                         "--format %s and --levels %s are both %d-bit levels (one type per bit "
+                         "width)", sp_gtype_name(gguf_type), sp_gtype_name(type_of[fbits]), fbits);
+            type_of[fbits] = gguf_type;
+        }
+        if (!have_bits) o.bits = gguf_type ? fbits : o.levels[0];
+        SP_RETURN_IF(have_bits && !type_of[o.bits] && gguf_levels, err, SP_EINVAL,
+                     "--bits %d: not one of the GGUF --levels", o.bits);
     }
     /* --bits is always stored: add it to --levels when missing. */
     int found = 0;
@@ -398,6 +422,13 @@ static sp_status cmd_quantize(cli_ctx *cx, int argc, char **argv, sp_err *err) {
     qsort(o.levels, (size_t)o.n_levels, sizeof(int), cmp_int);
     for (int i = 1; i < o.n_levels; i++)
         SP_RETURN_IF(o.levels[i] == o.levels[i - 1], err, SP_EINVAL, "--levels: %d appears twice", o.levels[i]);
+    for (int i = 0; i < o.n_levels; i++) /* Q4_0/Q5_0/Q8_0 stay plain levels */
+        o.gtypes[i] = sp_gtype_is_level(type_of[o.levels[i]]) ? type_of[o.levels[i]] : 0;
+    if (gguf_type || gguf_levels)
+        for (int i = 0; i < o.n_levels; i++)
+            SP_RETURN_IF(!type_of[o.levels[i]], err, SP_EINVAL,
+                         "--bits %d: with GGUF levels every level is a GGUF type (add it to "
+                         "--levels)", o.levels[i]);
 
     /* Checkpointed runs record absolute paths, so resume works from any directory. */
     char *abs[5] = {absolute_path(o.model_dir), absolute_path(o.calib_path),

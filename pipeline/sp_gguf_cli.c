@@ -44,33 +44,37 @@ sp_status sp_type_map_read(const char *path, sp_bits_map *map, sp_err *err) {
                               "TYPE' with a GGUF type (F32, F16, Q4_0, Q8_0, Q4_K, ...)", map, err);
 }
 
-static sp_status type_level(const char *opt, const char *name, int *bits, sp_err *err) {
-    int t = sp_gtype_parse(name);
-    SP_RETURN_IF(t < 0, err, SP_EINVAL, "%s: '%s' is not a GGUF type (Q4_0, Q5_0, Q8_0)", opt, name);
-    *bits = sp_gtype_level_bits(t);
-    SP_RETURN_IF(*bits < 0, err, SP_EUNSUPPORTED, "%s: GPTQ in %s is not supported yet (Q4_0, "
-                 "Q5_0 and Q8_0 are: the container's levels cannot hold %s's %s)", opt, name, name,
-                 (t == SP_GT_Q4_1 || t == SP_GT_Q5_1) ? "fp16 offsets" : "sub-block scales");
+static sp_status type_level(const char *opt, const char *name, int *type, sp_err *err) {
+    int t = sp_gtype_parse(name), bits = 0;
+    sp_gtype_level(t, &bits, NULL, NULL);
+    SP_RETURN_IF(t < 0 || bits == 0, err, SP_EINVAL, "%s: '%s' is not a quantized GGUF type "
+                 "(Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K)", opt, name);
+    *type = t;
     return SP_OK;
 }
 
-sp_status sp_gguf_cli_format(const char *val, int *bits, sp_err *err) {
+sp_status sp_gguf_cli_format(const char *val, int *type, sp_err *err) {
     SP_RETURN_IF(strncmp(val, "gguf:", 5) != 0, err, SP_EINVAL,
-                 "--format: '%s' is not gguf:TYPE (e.g. gguf:Q4_0)", val);
-    return type_level("--format", val + 5, bits, err);
+                 "--format: '%s' is not gguf:TYPE (e.g. gguf:Q4_K)", val);
+    return type_level("--format", val + 5, type, err);
 }
 
 sp_status sp_gguf_cli_levels(const char *val, int *levels, int max, int *n, int *types,
-                             sp_err *err) {
-    *types = (val[0] == 'q' || val[0] == 'Q');
-    if (!*types) return sp_cli_int_list("--levels", val, 2, 8, levels, max, n, err);
+                             int *is_types, sp_err *err) {
+    *is_types = (val[0] == 'q' || val[0] == 'Q');
+    if (!*is_types) {
+        SP_FORWARD(sp_cli_int_list("--levels", val, 2, 8, levels, max, n, err));
+        for (int i = 0; i < *n; i++) types[i] = 0;
+        return SP_OK;
+    }
     char buf[256];
     SP_RETURN_IF(strlen(val) >= sizeof buf, err, SP_EINVAL, "--levels: list too long");
     snprintf(buf, sizeof buf, "%s", val);
     *n = 0;
     for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         SP_RETURN_IF(*n >= max, err, SP_EINVAL, "--levels: more than %d levels", max);
-        SP_FORWARD(type_level("--levels", tok, &levels[*n], err));
+        SP_FORWARD(type_level("--levels", tok, &types[*n], err));
+        sp_gtype_level(types[*n], &levels[*n], NULL, NULL);
         (*n)++;
     }
     SP_RETURN_IF(*n == 0, err, SP_EINVAL, "--levels: empty list");
@@ -80,7 +84,7 @@ sp_status sp_gguf_cli_levels(const char *val, int *levels, int max, int *n, int 
 static sp_status parse_type(const char *opt, const char *v, int *t, sp_err *err) {
     *t = sp_gtype_parse(v);
     SP_RETURN_IF(*t < 0, err, SP_EINVAL, "export: %s '%s' is not a GGUF type (F32, F16, Q4_0, "
-                 "Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K)", opt, v);
+                 "Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K)", opt, v);
     return SP_OK;
 }
 

@@ -16,16 +16,16 @@ sp_status sp_type_map_read(const char *path, sp_bits_map *map, sp_err *err);
 /* 1 when argv holds "--format gguf" (or --format=gguf). */
 int sp_gguf_cli_wants(int argc, char **argv);
 
-/* quantize --format gguf:TYPE: *bits gets the level of TYPE (Q4_0 4, Q5_0 5, Q8_0 8).
- * @return SP_EINVAL for another format; SP_EUNSUPPORTED for GGUF types GPTQ cannot produce
- *         exactly yet (Q4_1, Q5_1 and the K-quants: their offsets and sub-block scales do not
- *         fit the container's levels). */
-sp_status sp_gguf_cli_format(const char *val, int *bits, sp_err *err);
+/* quantize --format gguf:TYPE: *type gets TYPE, a quantized GGUF type (Q4_0, Q4_1, Q5_0,
+ * Q5_1, Q8_0, Q2_K … Q6_K); its level's bits are sp_gtype_level's.
+ * @return SP_EINVAL for another format or type (F32/F16 are not levels). */
+sp_status sp_gguf_cli_format(const char *val, int *type, sp_err *err);
 
-/* quantize --levels: a comma-separated list of bit widths 2..8, or of GGUF type names that
- * GPTQ produces exactly (Q4_0,Q5_0,Q8_0 -> 4,5,8); *types is set to 1 for the latter. */
+/* quantize --levels: a comma-separated list of bit widths 2..8, or of quantized GGUF type
+ * names (Q3_K,Q4_K,Q6_K -> levels 3,4,6 and types[i] the type; else types[i] = 0); *is_types
+ * is set to 1 for the latter. */
 sp_status sp_gguf_cli_levels(const char *val, int *levels, int max, int *n, int *types,
-                             sp_err *err);
+                             int *is_types, sp_err *err);
 
 /* Run the export subcommand with argv as given to `export` (argv[0] = "export"). */
 sp_status sp_gguf_export_cli(MPI_Comm comm, int rank, int argc, char **argv, sp_err *err);

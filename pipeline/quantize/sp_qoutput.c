@@ -128,8 +128,9 @@ static void container_size(const sp_qjob *j, uint64_t *bytes, uint64_t *datasets
     uint64_t b = 4 * f, n = 2 + !c->tie_embeddings + L * (2 + (c->qkv_bias ? 3 : 0));
     for (int u = 0; u < j->n_units; u++) {
         const sp_unit *un = &j->units[u];
-        b += L * (sp_qshare_bytes(un->rows, un->cols, un->bits, j->o->group_size) +
-                  4 * (uint64_t)un->cols);
+        int gs, sym, gt;
+        sp_quantize_level(j->o, un->bits, un->cols, &gs, &sym, &gt);
+        b += L * (sp_qshare_bytes(un->rows, un->cols, un->bits, gs, gt) + 4 * (uint64_t)un->cols);
         n += L * 4;
     }
     *bytes = b;

@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "kernels/sp_gtype.h"
 #include "kernels/sp_quant.h"
 
 /* ---- files ---------------------------------------------------------------------------- */
@@ -170,6 +171,14 @@ sp_status sp_qrun_to_json(const sp_quantize_opts *o, uint32_t model_fp, uint32_t
     cJSON_AddNumberToObject(j, "bits", o->bits);
     cJSON *lv = cJSON_AddArrayToObject(j, "levels");
     for (int i = 0; i < o->n_levels; i++) cJSON_AddItemToArray(lv, cJSON_CreateNumber(o->levels[i]));
+    int any_gt = 0;
+    for (int i = 0; i < o->n_levels; i++) any_gt |= o->gtypes[i] != 0;
+    if (any_gt) { /* issue 11: the GGUF type of each level, "" for a plain level */
+        cJSON *gt = cJSON_AddArrayToObject(j, "gguf_types");
+        for (int i = 0; i < o->n_levels; i++)
+            cJSON_AddItemToArray(gt, cJSON_CreateString(o->gtypes[i] ? sp_gtype_name(o->gtypes[i])
+                                                                       : ""));
+    }
     cJSON_AddNumberToObject(j, "group_size", o->group_size);
     cJSON_AddNumberToObject(j, "sym", o->sym);
     cJSON_AddNumberToObject(j, "act_order", o->act_order);
@@ -290,6 +299,24 @@ sp_status sp_qrun_from_json(const char *json, const char *what, sp_quantize_opts
         o->n_levels = 0;
         const cJSON *x;
         cJSON_ArrayForEach(x, lv) o->levels[o->n_levels++] = cJSON_IsNumber(x) ? x->valueint : 0;
+    }
+    /* Added with issue 11; absent: every level is plain. */
+    const cJSON *gt = cJSON_GetObjectItemCaseSensitive(j, "gguf_types");
+    for (int i = 0; i < SP_QUANTIZE_MAX_LEVELS; i++) o->gtypes[i] = 0;
+    if (st == SP_OK && gt) {
+        if (!cJSON_IsArray(gt) || cJSON_GetArraySize(gt) != o->n_levels)
+            st = sp_err_set(err, SP_EFORMAT, "%s: field 'gguf_types' is not one name per level",
+                            what);
+        int i = 0;
+        const cJSON *x;
+        cJSON_ArrayForEach(x, gt) {
+            if (st != SP_OK) break;
+            int t = cJSON_IsString(x) ? (x->valuestring[0] ? sp_gtype_parse(x->valuestring) : 0) : -1;
+            if (t < 0 || (t && !sp_gtype_is_level(t)))
+                st = sp_err_set(err, SP_EFORMAT, "%s: field 'gguf_types'[%d] is not a GGUF level "
+                                "type", what, i);
+            else o->gtypes[i++] = t;
+        }
     }
     cJSON_Delete(j);
     if (st == SP_OK) {

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/sp_gtype.h"
 #include "kernels/sp_pack.h"
 #include "mpi/sp_mpi.h"
 
@@ -13,9 +14,19 @@ static int n_groups_of(int cols, int group_size) {
     return (int)(((int64_t)cols + g - 1) / g);
 }
 
-size_t sp_qshare_bytes(int rows, int cols, int bits, int group_size) {
+/* Floats of the extra arrays of a gtype level: offsets, then super-block scales. */
+static size_t n_mins(int cols, int group_size, int gtype) {
+    return gtype && sp_gtype_has_min(gtype) ? (size_t)n_groups_of(cols, group_size) : 0;
+}
+static size_t n_supers(int cols, int gtype) {
+    return gtype && sp_gtype_block(gtype) == 256 ? (size_t)(cols / 256) * 2 : 0;
+}
+
+size_t sp_qshare_bytes(int rows, int cols, int bits, int group_size, int gtype) {
     size_t ng = (size_t)n_groups_of(cols, group_size);
-    return (size_t)rows * (sp_pack_nwords((size_t)cols, bits) * 4 + ng * (sizeof(float) + 1));
+    size_t extra = (n_mins(cols, group_size, gtype) + n_supers(cols, gtype)) * sizeof(float);
+    return (size_t)rows *
+           (sp_pack_nwords((size_t)cols, bits) * 4 + ng * (sizeof(float) + 1) + extra);
 }
 
 sp_status sp_qshare_pack(const sp_qlayer *q, char *buf, sp_err *err) {
@@ -27,6 +38,11 @@ sp_status sp_qshare_pack(const sp_qlayer *q, char *buf, sp_err *err) {
     char *p = buf + (size_t)q->rows * wpr * 4;
     memcpy(p, q->scales, (size_t)q->rows * ng * sizeof(float));
     memcpy(p + (size_t)q->rows * ng * sizeof(float), q->zeros, (size_t)q->rows * ng);
+    p += (size_t)q->rows * ng * (sizeof(float) + 1);
+    size_t nm = (size_t)q->rows * n_mins(q->cols, q->group_size, q->gtype);
+    if (nm) memcpy(p, q->mins, nm * sizeof(float));
+    size_t ns = (size_t)q->rows * n_supers(q->cols, q->gtype);
+    if (ns) memcpy(p + nm * sizeof(float), q->supers, ns * sizeof(float));
     return SP_OK;
 }
 
@@ -38,20 +54,26 @@ void sp_qshare_unpack(sp_qlayer *q, const char *buf) {
     const char *p = buf + (size_t)q->rows * wpr * 4;
     memcpy(q->scales, p, (size_t)q->rows * ng * sizeof(float));
     memcpy(q->zeros, p + (size_t)q->rows * ng * sizeof(float), (size_t)q->rows * ng);
+    p += (size_t)q->rows * ng * (sizeof(float) + 1);
+    size_t nm = (size_t)q->rows * n_mins(q->cols, q->group_size, q->gtype);
+    if (nm && q->mins) memcpy(q->mins, p, nm * sizeof(float));
+    size_t ns = (size_t)q->rows * n_supers(q->cols, q->gtype);
+    if (ns && q->supers) memcpy(q->supers, p + nm * sizeof(float), ns * sizeof(float));
 }
 
 /* MPI counts are int: messages go in pieces of at most 1 GiB. */
 #define SP_QSHARE_PIECE ((size_t)1 << 30)
 
 sp_status sp_qshare_bcast(MPI_Comm comm, int root, sp_qlayer *q, int rows, int cols, int bits,
-                          int group_size, int sym, sp_err *err) {
+                          int group_size, int sym, int gtype, sp_err *err) {
     int rank = 0;
     MPI_Comm_rank(comm, &rank);
-    size_t n = sp_qshare_bytes(rows, cols, bits, group_size);
+    size_t n = sp_qshare_bytes(rows, cols, bits, group_size, gtype);
     char *buf = sp_malloc(n, err, "packed layer");
     sp_status st = buf ? SP_OK : SP_ENOMEM;
     if (st == SP_OK && rank == root) st = sp_qshare_pack(q, buf, err);
-    if (st == SP_OK && rank != root) st = sp_qlayer_alloc(q, rows, cols, bits, group_size, sym, err);
+    if (st == SP_OK && rank != root)
+        st = sp_qlayer_alloc_level(q, rows, cols, bits, group_size, sym, gtype, err);
     st = sp_mpi_agree(comm, st, err);
     for (size_t off = 0; st == SP_OK && off < n; off += SP_QSHARE_PIECE) {
         size_t cnt = n - off < SP_QSHARE_PIECE ? n - off : SP_QSHARE_PIECE;

@@ -14,6 +14,7 @@
 
 #include "kernels/cuda/sp_cuda.h"
 #include "kernels/sp_gptq.h"
+#include "kernels/sp_gtype.h"
 #include "kernels/sp_hacc.h"
 #include "mpi/sp_mpi.h"
 #include "pipeline/sp_calib.h"
@@ -141,9 +142,26 @@ static void free_units_q(sp_qjob *j) {
     }
 }
 
+void sp_quantize_level(const sp_quantize_opts *o, int bits, int cols, int *group_size, int *sym,
+                       int *gtype) {
+    int t = 0;
+    for (int l = 0; l < o->n_levels; l++)
+        if (o->levels[l] == bits) t = o->gtypes[l];
+    if (t && cols % sp_gtype_block(t)) t = 0; /* the type does not fit: a plain level */
+    *gtype = t;
+    if (t) {
+        sp_gtype_level(t, NULL, group_size, sym);
+    } else {
+        *group_size = o->group_size;
+        *sym = o->sym;
+    }
+}
+
 /* Bytes of a unit's wire form. */
 static size_t unit_bytes(const sp_qjob *j, const sp_unit *un) {
-    return sp_qshare_bytes(un->rows, un->cols, un->bits, j->o->group_size);
+    int gs, sym, gt;
+    sp_quantize_level(j->o, un->bits, un->cols, &gs, &sym, &gt);
+    return sp_qshare_bytes(un->rows, un->cols, un->bits, gs, gt);
 }
 
 /* A unit that is not at --bits is needed only by rank 0's segment writer: keep it packed
@@ -237,7 +255,11 @@ static sp_status quantize_my_units(sp_qjob *j, double *Hs[N_HESS], int layer, in
         if (un->owner != j->rank || unit_stage(j, u) != stage) continue;
         const float *W = module_weight(&j->dense, un->module);
         double rel = 0;
-        if (o->rtn) {
+        int lgs, lsym, gt;
+        sp_quantize_level(o, un->bits, un->cols, &lgs, &lsym, &gt);
+        if (o->rtn && gt) {
+            st = sp_gtype_rtn_level(W, un->rows, un->cols, gt, &j->q[u], err);
+        } else if (o->rtn) {
             st = sp_quant_rtn(W, un->rows, un->cols, un->bits, o->group_size, o->sym,
                               o->scale_search, &j->q[u], err);
         } else {
@@ -258,8 +280,8 @@ static sp_status quantize_my_units(sp_qjob *j, double *Hs[N_HESS], int layer, in
             int diag = un->bits == o->bits;
             double layer_err = 0;
             if (st == SP_OK)
-                st = sp_gptq_quantize(ctx[un->hessian], W, un->rows, un->bits, &j->q[u],
-                                      diag ? &layer_err : NULL, err);
+                st = sp_gptq_quantize_level(ctx[un->hessian], W, un->rows, un->bits, gt,
+                                            &j->q[u], diag ? &layer_err : NULL, err);
             if (st == SP_OK && diag) {
                 double base = sp_gptq_weight_energy(W, Hs[un->hessian], un->rows, un->cols);
                 rel = base > 0 ? layer_err / base : 0;
@@ -299,10 +321,11 @@ static sp_status share_units(sp_qjob *j, seg_state *sg, int stage, double *t_wri
     for (int u = 0; u < j->n_units && st == SP_OK; u++) {
         sp_unit *un = &j->units[u];
         if (unit_stage(j, u) != stage) continue;
-        int keep = un->bits == o->bits;
+        int keep = un->bits == o->bits, lgs, lsym, gt;
+        sp_quantize_level(o, un->bits, un->cols, &lgs, &lsym, &gt);
         if (keep) {
-            st = sp_qshare_bcast(j->comm, un->owner, &j->q[u], un->rows, un->cols, un->bits,
-                                 o->group_size, o->sym, err);
+            st = sp_qshare_bcast(j->comm, un->owner, &j->q[u], un->rows, un->cols, un->bits, lgs,
+                                 lsym, gt, err);
         } else if (un->owner != 0) {
             if (j->rank == 0) {
                 j->packed[u] = sp_malloc(unit_bytes(j, un), err, "packed layer");
@@ -318,8 +341,8 @@ static sp_status share_units(sp_qjob *j, seg_state *sg, int stage, double *t_wri
             double t0 = now_s();
             sg->wst = keep ? sp_segment_writer_append(&sg->w, un->module, &j->q[u], &sg->werr)
                            : sp_segment_writer_append_packed(&sg->w, un->module, un->bits,
-                                                             un->rows, un->cols, o->group_size,
-                                                             o->sym, j->packed[u], &sg->werr);
+                                                             un->rows, un->cols, lgs, lsym, gt,
+                                                             j->packed[u], &sg->werr);
             tw += now_s() - t0;
         }
         free(j->packed[u]);
@@ -432,6 +455,17 @@ static sp_status check_opts(const sp_quantize_opts *o, sp_err *err) {
         SP_RETURN_IF(i > 0 && o->levels[i] <= o->levels[i - 1], err, SP_EINVAL,
                      "quantize: --levels must be ascending and unique");
         has_bits |= o->levels[i] == o->bits;
+        const int t = o->gtypes[i];
+        if (t) {
+            int tb = 0;
+            sp_gtype_level(t, &tb, NULL, NULL);
+            SP_RETURN_IF(!sp_gtype_is_level(t) || tb != o->levels[i], err, SP_EINVAL,
+                         "quantize: level %d: GGUF type %s is not a %d-bit level type",
+                         o->levels[i], sp_gtype_name(t) ? sp_gtype_name(t) : "?", o->levels[i]);
+            SP_RETURN_IF(o->device == SP_DEVICE_CUDA, err, SP_EUNSUPPORTED,
+                         "quantize: GPTQ in %s runs on the CPU only (--device cpu)",
+                         sp_gtype_name(t));
+        }
     }
     SP_RETURN_IF(!has_bits, err, SP_EINVAL, "quantize: --bits %d is not among --levels", o->bits);
     return SP_OK;
@@ -478,6 +512,36 @@ static sp_status setup(sp_qjob *j, int resume, char *warn, size_t warn_cap, sp_e
                 j->units[u].hessian = module_hessian(mod);
                 module_shape(c, mod, &j->units[u].rows, &j->units[u].cols);
             }
+        /* A GGUF type that fits none of the modules is an error; one that misses some is a
+         * plain level there (sp_quantize_level), said once per type. The same on every rank:
+         * the shapes come from the config. */
+        for (int l = 0; l < o->n_levels && st == SP_OK; l++) {
+            const int gt = o->gtypes[l], blk = gt ? sp_gtype_block(gt) : 1;
+            int fit = 0, miss = -1;
+            for (int mod = 0; mod < SP_MOD_COUNT; mod++) {
+                int rows, cols;
+                module_shape(c, mod, &rows, &cols);
+                if (cols % blk == 0) fit++;
+                else if (miss < 0) miss = mod;
+            }
+            if (miss < 0) continue;
+            char name[256];
+            module_name(name, sizeof name, 0, miss);
+            int rows, cols;
+            module_shape(c, miss, &rows, &cols);
+            if (!fit)
+                st = sp_err_set(err, SP_EINVAL, "quantize: %s needs rows of a multiple of %d "
+                                "values, and no module has them (%s has %d columns; Q4_0, Q4_1, "
+                                "Q5_0, Q5_1 and Q8_0 need a multiple of 32)", sp_gtype_name(gt),
+                                blk, name, cols);
+            else if (j->rank == 0 && strlen(warn) + 200 < warn_cap)
+                snprintf(warn + strlen(warn), warn_cap - strlen(warn),
+                         "warning: %s needs rows of a multiple of %d values: %d of %d module "
+                         "shapes (e.g. %s, %d columns) get a plain %d-bit level instead\n",
+                         sp_gtype_name(gt), blk, SP_MOD_COUNT - fit, SP_MOD_COUNT, name, cols,
+                         o->levels[l]);
+        }
+        if (st) return st;
         st = o->true_sequential && !o->rtn
                  ? sp_schedule_assign_stages(j->units, j->n_units, j->size, N_HESS, err)
                  : sp_schedule_assign(j->units, j->n_units, j->size, N_HESS, !o->rtn, err);

@@ -36,6 +36,10 @@ typedef struct {
     int bits;                            /* level used to propagate and the default output  */
     int n_levels;                        /* levels stored (bits is always among them)       */
     int levels[SP_QUANTIZE_MAX_LEVELS];  /* ascending, unique, each 2..8                    */
+    int gtypes[SP_QUANTIZE_MAX_LEVELS];  /* per level: 0 (group_size, sym below), or a GGUF *
+                                          * type of sp_gtype_is_level (Q4_1, Q5_1, Q2_K …  *
+                                          * Q6_K) whose bits are that level's: quantized in  *
+                                          * the type's own format (kernels/sp_gtype.h)       */
     int group_size;                      /* >= 1, or -1 for one group per row               */
     int sym, act_order, rtn;             /* rtn: round-to-nearest instead of GPTQ           */
     int scale_search;                    /* group (s, z): SP_QSEARCH_* (kernels/sp_quant.h) */
@@ -78,6 +82,13 @@ typedef struct {
  * search hmse, not true-sequential). hmse needs GPTQ: a caller that sets rtn picks another
  * scale search (the CLI uses minmax). */
 void sp_quantize_defaults(sp_quantize_opts *o);
+
+/* The group size, sym and GGUF type (0 for none) of the level of `bits` in o for a module of
+ * `cols` columns. A module whose columns the level's type does not divide into blocks gets a
+ * plain level instead (o->group_size, o->sym), as llama.cpp falls back to another type for
+ * such tensors; export --format gguf then writes its exact values as F32. */
+void sp_quantize_level(const sp_quantize_opts *o, int bits, int cols, int *group_size, int *sym,
+                       int *gtype);
 
 /* Collective over comm. @return the same status on every rank; SP_EINTERRUPTED when
  * *stop_flag was raised (after writing a checkpoint when checkpoint_dir is set). */

@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "kernels/sp_gtype.h"
 #include "pipeline/quantize/sp_qshare.h"
 
 #define SEG_MAGIC "SPBLK001"
@@ -24,7 +25,7 @@ _Static_assert(sizeof(seg_header) == 24, "segment header is 24 bytes");
 typedef struct {
     uint32_t module, bits, rows, cols;
     int32_t group_size;
-    uint32_t sym;
+    uint16_t sym, gtype; /* gtype (issue 11): 0, or the level's GGUF type; older files: 0 */
     uint64_t nbytes;
 } seg_unit;
 _Static_assert(sizeof(seg_unit) == 32, "segment unit header is 32 bytes");
@@ -77,13 +78,14 @@ sp_status sp_segment_writer_open(sp_segment_writer *w, const char *dir, int laye
 }
 
 sp_status sp_segment_writer_append_packed(sp_segment_writer *w, int module, int bits, int rows,
-                                          int cols, int group_size, int sym, const char *data,
-                                          sp_err *err) {
+                                          int cols, int group_size, int sym, int gtype,
+                                          const char *data, sp_err *err) {
     SP_RETURN_IF(w->written >= w->expected, err, SP_EINTERNAL, "%s: more units than announced",
                  w->tmp);
     int gs = group_size <= 0 ? cols : group_size;
     seg_unit u = {(uint32_t)module, (uint32_t)bits, (uint32_t)rows, (uint32_t)cols, gs,
-                  (uint32_t)(sym != 0), sp_qshare_bytes(rows, cols, bits, gs)};
+                  (uint16_t)(sym != 0), (uint16_t)gtype,
+                  sp_qshare_bytes(rows, cols, bits, gs, gtype)};
     uLong crc = w->crc;
     sp_status st = write_all(w->fd, &u, sizeof u, &crc, w->tmp, err);
     if (st == SP_OK) st = write_all(w->fd, data, u.nbytes, &crc, w->tmp, err);
@@ -94,13 +96,13 @@ sp_status sp_segment_writer_append_packed(sp_segment_writer *w, int module, int 
 
 sp_status sp_segment_writer_append(sp_segment_writer *w, int module, const sp_qlayer *q,
                                    sp_err *err) {
-    size_t n = sp_qshare_bytes(q->rows, q->cols, q->bits, q->group_size);
+    size_t n = sp_qshare_bytes(q->rows, q->cols, q->bits, q->group_size, q->gtype);
     char *buf = sp_malloc(n, err, "segment unit");
     if (!buf) return SP_ENOMEM;
     sp_status st = sp_qshare_pack(q, buf, err);
     if (st == SP_OK)
         st = sp_segment_writer_append_packed(w, module, q->bits, q->rows, q->cols, q->group_size,
-                                             q->sym, buf, err);
+                                             q->sym, q->gtype, buf, err);
     free(buf);
     return st;
 }
@@ -169,9 +171,18 @@ sp_status sp_segment_each(const char *dir, int layer, uint32_t expect_crc, sp_se
                             u.group_size > (int32_t)SEG_MAX_DIM))
             st = sp_err_set(err, SP_EFORMAT, "%s: unit %u: rows %u, cols %u or group_size %d "
                             "outside 1..%u", path, i, u.rows, u.cols, u.group_size, SEG_MAX_DIM);
+        if (st == SP_OK && u.gtype) { /* a GGUF-type level: the shape must be the type's */
+            int tb = 0, tg = 0, ts = 0;
+            sp_gtype_level(u.gtype, &tb, &tg, &ts);
+            if (!sp_gtype_is_level(u.gtype) || (uint32_t)tb != u.bits || tg != u.group_size ||
+                (uint32_t)ts != u.sym || u.cols % (uint32_t)sp_gtype_block(u.gtype))
+                st = sp_err_set(err, SP_EFORMAT, "%s: unit %u: field 'gtype' %u does not match "
+                                "its shape", path, i, u.gtype);
+        }
         if (st == SP_OK && (u.bits < 2 || u.bits > 8 || u.rows == 0 || u.cols == 0 ||
-                            u.module >= 7 || u.nbytes != sp_qshare_bytes((int)u.rows, (int)u.cols,
-                                                                         (int)u.bits, u.group_size) ||
+                            u.sym > 1 || u.module >= 7 ||
+                            u.nbytes != sp_qshare_bytes((int)u.rows, (int)u.cols, (int)u.bits,
+                                                        u.group_size, u.gtype) ||
                             off + u.nbytes > size - 4))
             st = sp_err_set(err, SP_EFORMAT, "%s: unit %u: inconsistent shape/bits/nbytes", path, i);
         if (st) break;
@@ -181,8 +192,8 @@ sp_status sp_segment_each(const char *dir, int layer, uint32_t expect_crc, sp_se
         memset(&q, 0, sizeof q);
         st = data ? read_exact(f, data, u.nbytes, path, err) : SP_ENOMEM;
         if (st == SP_OK)
-            st = sp_qlayer_alloc(&q, (int)u.rows, (int)u.cols, (int)u.bits, u.group_size,
-                                 (int)u.sym, err);
+            st = sp_qlayer_alloc_level(&q, (int)u.rows, (int)u.cols, (int)u.bits, u.group_size,
+                                       (int)u.sym, (int)u.gtype, err);
         if (st == SP_OK) sp_qshare_unpack(&q, data);
         free(data);
         if (st == SP_OK) st = fn(ctx, (int)u.module, &q, err);

@@ -38,10 +38,10 @@ sp_status sp_segment_writer_open(sp_segment_writer *w, const char *dir, int laye
 sp_status sp_segment_writer_append(sp_segment_writer *w, int module, const sp_qlayer *q,
                                    sp_err *err);
 /* The same for a layer already in its wire form: data holds sp_qshare_bytes(rows, cols, bits,
- * group_size) bytes (pipeline/quantize/sp_qshare.h). group_size <= 0 means cols. */
+ * group_size, gtype) bytes (pipeline/quantize/sp_qshare.h). group_size <= 0 means cols. */
 sp_status sp_segment_writer_append_packed(sp_segment_writer *w, int module, int bits, int rows,
-                                          int cols, int group_size, int sym, const char *data,
-                                          sp_err *err);
+                                          int cols, int group_size, int sym, int gtype,
+                                          const char *data, sp_err *err);
 sp_status sp_segment_writer_close(sp_segment_writer *w, uint32_t *crc_out, sp_err *err);
 void sp_segment_writer_abort(sp_segment_writer *w);
 

@@ -123,6 +123,13 @@ typedef struct {
     int64_t rows, cols;
 } ent_t;
 
+/* The GGUF type a stored level is exactly, or -1: a gtype level (Q4_1, Q5_1, K-quants) or a
+ * plain symmetric group-32 level (Q4_0, Q5_0, Q8_0). */
+static int level_type(const sp_qlevel_info *lv) {
+    return lv->gtype ? lv->gtype
+                     : sp_gtype_exact_of_level(lv->bits, lv->group_size, lv->sym, lv->cols);
+}
+
 static int auto_linear(const src_t *s, int mi, int cols, int *exact) {
     *exact = 0;
     if (mi < 0) return SP_GT_F32;
@@ -130,7 +137,7 @@ static int auto_linear(const src_t *s, int mi, int cols, int *exact) {
     sp_err e;
     if (sp_qcontainer_level_info(s->c, sp_qcontainer_module_name(s->c, mi), s->bits[mi], &lv, &e))
         return SP_GT_F32;
-    int t = sp_gtype_exact_of_level(lv.bits, lv.group_size, lv.sym, lv.cols);
+    int t = level_type(&lv);
     if (t >= 0) {
         *exact = 1;
         return t;
@@ -219,7 +226,7 @@ static sp_status build_plan(const src_t *s, const sp_gguf_export_opts *o, ent_t 
             sp_qlevel_info lv;
             SP_FORWARD(sp_qcontainer_level_info(s->c, sp_qcontainer_module_name(s->c, x->module),
                                                 s->bits[x->module], &lv, err));
-            x->exact = sp_gtype_exact_of_level(lv.bits, lv.group_size, lv.sym, lv.cols) == t;
+            x->exact = level_type(&lv) == t;
         }
         x->type = t;
         x->permute = sp_gguf_permutes_qk(c) &&
@@ -278,6 +285,8 @@ static uint32_t file_type(const ent_t *e, int n) {
     case SP_GT_Q8_0: return 7;
     case SP_GT_Q5_0: return 8;
     case SP_GT_Q5_1: return 9;
+    case SP_GT_Q2_K: return 10;
+    case SP_GT_Q3_K: return 12;
     case SP_GT_Q4_K: return 15;
     case SP_GT_Q5_K: return 17;
     case SP_GT_Q6_K: return 18;
@@ -358,7 +367,8 @@ static sp_status write_ent(sp_gguf *g, const src_t *s, const ent_t *x, sp_err *e
                                        s->bits[x->module], &q, err);
         for (int64_t r = 0; st == SP_OK && r < x->rows; r++) {
             int64_t sr = x->permute ? sp_gguf_qk_src_row(r, hd) : r;
-            st = sp_gtype_pack_qrow(x->type, &q, (int)sr, row, err);
+            st = q.gtype ? sp_gtype_pack_level_row(&q, (int)sr, row, err)
+                         : sp_gtype_pack_qrow(x->type, &q, (int)sr, row, err);
             if (st == SP_OK) st = sp_gguf_write_data(g, row, rb, err);
         }
         if (st != SP_OK) sp_err_prefix(err, "%s", x->hf);

@@ -8,6 +8,8 @@
  */
 #include "shards/formats/sp_qcontainer_int.h"
 
+#include "kernels/sp_gtype.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -460,6 +462,19 @@ static sp_status check_qlayer(const sp_qcontainer *c, const char *module, const 
                  c->path, module, q->rows, q->cols, q->group_size, q->n_groups, q->sym);
     const unsigned limit = 1u << q->bits;
     size_t ng = (size_t)q->rows * (size_t)q->n_groups;
+    if (q->gtype) { /* the values must be exactly the type's: the packer checks them */
+        int tb = 0, tg = 0, ts = 0;
+        sp_gtype_level(q->gtype, &tb, &tg, &ts);
+        SP_RETURN_IF(!sp_gtype_is_level(q->gtype) || tb != q->bits || tg != q->group_size ||
+                         ts != q->sym || q->cols % sp_gtype_block(q->gtype),
+                     err, SP_EINVAL, "%s: %s: gguf_type %d does not match the level", c->path,
+                     module, q->gtype);
+        for (int r = 0; r < q->rows; r++) {
+            sp_status st = sp_gtype_pack_level_row(q, r, NULL, err);
+            if (st != SP_OK) return sp_err_prefix(err, "%s: %s", c->path, module), st;
+        }
+        ng = 0; /* scales are fp32 products: checked above */
+    }
     for (size_t i = 0; i < ng; i++) {
         SP_RETURN_IF(q->zeros[i] >= limit, err, SP_EINVAL,
                      "%s: %s: zeros[%zu, %zu]=%u is outside 0..%u", c->path, module,
@@ -537,6 +552,15 @@ sp_status sp_qcontainer_put_qlayer(sp_qcontainer *c, const char *module, const s
         (st = write_dset(gl, "g_idx", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, &dc, q->g_idx, c->path,
                          obj, err)))
         goto done;
+    if (q->gtype) {
+        hsize_t ds[2] = {(hsize_t)q->rows, (hsize_t)q->n_super * 2};
+        if ((st = write_attr_str(gl, "gguf_type", sp_gtype_name(q->gtype), c->path, err)) ||
+            (q->mins && (st = write_dset(gl, "mins", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, dg,
+                                         q->mins, c->path, obj, err))) ||
+            (q->supers && (st = write_dset(gl, "supers", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, ds,
+                                           q->supers, c->path, obj, err))))
+            goto done;
+    }
 done:
     CLOSE_ID(H5Gclose, gl);
     CLOSE_ID(H5Gclose, gm);

@@ -14,6 +14,11 @@
  *       g_idx   int32   [cols]                   group of each column, < n_groups
  *   <module> is the HF module name without ".weight" ("model.layers.0.mlp.down_proj").
  *   W[r, c] = scales[r, g_idx[c]] · (code[r, c] − zeros[r, g_idx[c]])   (fp32 product)
+ * A GGUF-type level (issue 11; sp_quant.h, sp_gtype.h) adds the attr gguf_type (the type's
+ * name, e.g. "Q4_K") and, when the type has them, the datasets
+ *       mins    float32 [rows, n_groups]         offsets m:  W = s·(q − z) + m
+ *       supers  float32 [rows, 2·cols/256]       K-quants: (d, dmin) per 256 columns
+ *   its scales are then fp32 products d·sc; every value is checked to be exactly the type's.
  *
  * Writing is done by one rank with the default (non-MPI) file driver. The writer fills
  * "<path>.partial" and sp_qcontainer_close() renames it to <path>, so an interrupted write never
@@ -56,6 +61,7 @@ typedef struct {
 /* Shape of one stored level of a module. */
 typedef struct {
     int rows, cols, bits, group_size, n_groups, sym;
+    int gtype; /* 0, or the GGUF type the level is exactly (attr gguf_type)             */
 } sp_qlevel_info;
 
 typedef struct sp_qcontainer sp_qcontainer;

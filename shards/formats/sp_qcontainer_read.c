@@ -11,6 +11,8 @@
  */
 #include "shards/formats/sp_qcontainer_int.h"
 
+#include "kernels/sp_gtype.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -192,18 +194,43 @@ static sp_status read_level_info(sp_qcontainer *c, hid_t gl, const char *obj, in
     SP_RETURN_IF(lv->sym != 0 && lv->sym != 1, err, SP_EFORMAT,
                  "%s: %s: attribute sym=%d must be 0 or 1", c->path, obj, lv->sym);
     lv->n_groups = (int)(((int64_t)lv->cols + lv->group_size - 1) / lv->group_size);
+    lv->gtype = 0;
+    htri_t has_gt = H5Aexists(gl, "gguf_type");
+    SP_RETURN_IF(has_gt < 0, err, SP_EFORMAT, "%s: %s: attribute gguf_type unreadable", c->path,
+                 obj);
+    if (has_gt > 0) { /* a GGUF-type level: its shape must be the type's */
+        char tname[16];
+        SP_FORWARD(sp_qc_attr_read_str(gl, "gguf_type", tname, sizeof tname, c->path, obj, err));
+        int t = sp_gtype_parse(tname), tb = 0, tg = 0, ts = 0;
+        SP_RETURN_IF(t < 0 || !sp_gtype_is_level(t), err, SP_EFORMAT,
+                     "%s: %s: attribute gguf_type=\"%s\" is not Q4_1, Q5_1 or Q2_K..Q6_K",
+                     c->path, obj, tname);
+        sp_gtype_level(t, &tb, &tg, &ts);
+        SP_RETURN_IF(tb != lv->bits || tg != lv->group_size || ts != lv->sym ||
+                         lv->cols % sp_gtype_block(t),
+                     err, SP_EFORMAT, "%s: %s: attributes bits=%d group_size=%d sym=%d cols=%d "
+                     "are not %s's", c->path, obj, lv->bits, lv->group_size, lv->sym, lv->cols,
+                     tname);
+        lv->gtype = t;
+    }
     static const struct {
         const char *name;
         H5T_class_t cls;
         size_t size;
         int sgn, ndim;
-    } ds[4] = {{"qweight", H5T_INTEGER, 4, 0, 2}, {"scales", H5T_FLOAT, 4, -1, 2},
-               {"zeros", H5T_INTEGER, 1, 0, 2}, {"g_idx", H5T_INTEGER, 4, 1, 1}};
-    hsize_t dims[4][2] = {{(hsize_t)lv->rows, sp_pack_nwords((size_t)lv->cols, bits)},
+    } ds[6] = {{"qweight", H5T_INTEGER, 4, 0, 2}, {"scales", H5T_FLOAT, 4, -1, 2},
+               {"zeros", H5T_INTEGER, 1, 0, 2}, {"g_idx", H5T_INTEGER, 4, 1, 1},
+               {"mins", H5T_FLOAT, 4, -1, 2}, {"supers", H5T_FLOAT, 4, -1, 2}};
+    const int ns = lv->gtype && sp_gtype_block(lv->gtype) == 256 ? lv->cols / 256 : 0;
+    hsize_t dims[6][2] = {{(hsize_t)lv->rows, sp_pack_nwords((size_t)lv->cols, bits)},
                           {(hsize_t)lv->rows, (hsize_t)lv->n_groups},
                           {(hsize_t)lv->rows, (hsize_t)lv->n_groups},
-                          {(hsize_t)lv->cols, 0}};
-    for (int k = 0; k < 4; k++) {
+                          {(hsize_t)lv->cols, 0},
+                          {(hsize_t)lv->rows, (hsize_t)lv->n_groups},
+                          {(hsize_t)lv->rows, (hsize_t)ns * 2}};
+    const int want[6] = {1, 1, 1, 1, lv->gtype && sp_gtype_has_min(lv->gtype), ns > 0};
+    for (int k = 0; k < 6; k++) {
+        if (!want[k]) continue;
         char dname[360];
         snprintf(dname, sizeof dname, "%s/%s", obj, ds[k].name);
         htri_t ex = H5Lexists(gl, ds[k].name, H5P_DEFAULT);
@@ -413,16 +440,18 @@ sp_status sp_qcontainer_dense_desc(const sp_qcontainer *c, const char *name, int
  * gi [C] (whole), validating every value read. */
 static sp_status read_level_rows(sp_qcontainer *c, const char *module, const sp_qlevel_info *lv,
                                  int64_t row0, int64_t nrows, uint32_t *qw, float *sc,
-                                 uint8_t *zr, int32_t *gi, sp_err *err) {
+                                 uint8_t *zr, int32_t *gi, float *mn, float *sup, sp_err *err) {
     char obj[320];
     snprintf(obj, sizeof obj, "/modules/%s/%dbit", module, lv->bits);
-    static const char *names[4] = {"qweight", "scales", "zeros", "g_idx"};
-    const hid_t types[4] = {H5T_NATIVE_UINT32, H5T_NATIVE_FLOAT, H5T_NATIVE_UINT8,
-                            H5T_NATIVE_INT32};
-    void *dst[4] = {qw, sc, zr, gi};
+    static const char *names[6] = {"qweight", "scales", "zeros", "g_idx", "mins", "supers"};
+    const hid_t types[6] = {H5T_NATIVE_UINT32, H5T_NATIVE_FLOAT, H5T_NATIVE_UINT8,
+                            H5T_NATIVE_INT32, H5T_NATIVE_FLOAT, H5T_NATIVE_FLOAT};
+    void *dst[6] = {qw, sc, zr, gi, mn, sup};
     size_t G = (size_t)lv->n_groups, R = (size_t)lv->rows;
-    const size_t whole_bytes[4] = {R * sp_pack_nwords((size_t)lv->cols, lv->bits) * 4, R * G * 4,
-                                   R * G, (size_t)lv->cols * 4};
+    const size_t NS = lv->gtype && sp_gtype_block(lv->gtype) == 256 ? (size_t)lv->cols / 256 : 0;
+    const size_t whole_bytes[6] = {R * sp_pack_nwords((size_t)lv->cols, lv->bits) * 4, R * G * 4,
+                                   R * G, (size_t)lv->cols * 4, R * G * 4, R * NS * 8};
+    const int nds = lv->gtype ? 6 : 4;
     sp_qc_module *m = (sp_qc_module *)find_module(c, module);
     unsigned *verified = NULL;
     for (int k = 0; m && k < m->n_levels; k++)
@@ -433,7 +462,8 @@ static sp_status read_level_rows(sp_qcontainer *c, const char *module, const sp_
         st = sp_qc_h5err(err, SP_EIO, c->path, "%s", obj);
         goto done;
     }
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < nds; k++) {
+        if (!dst[k]) continue; /* the type has no such dataset */
         char dname[360];
         snprintf(dname, sizeof dname, "%s/%s", obj, names[k]);
         if ((d = H5Dopen2(gl, names[k], H5P_DEFAULT)) < 0) {
@@ -468,10 +498,23 @@ static sp_status read_level_rows(sp_qcontainer *c, const char *module, const sp_
                                 (long long)(row0 + r), g, (1u << lv->bits) - 1);
                 goto done;
             }
-            if (!sp_qcontainer_f16_exact(sc[i])) {
+            if (!lv->gtype && !sp_qcontainer_f16_exact(sc[i])) {
                 st = sp_err_set(err, SP_EFORMAT, "%s: %s/scales: value %.9g at row %lld group "
                                 "%zu is not finite and fp16-representable", c->path, obj,
                                 (double)sc[i], (long long)(row0 + r), g);
+                goto done;
+            }
+        }
+        if (lv->gtype) { /* every value exactly the type's (the packer's check, no codes) */
+            sp_qlayer v = {.rows = (int)nrows, .cols = lv->cols, .bits = lv->bits,
+                           .group_size = lv->group_size, .n_groups = lv->n_groups,
+                           .sym = lv->sym, .scales = sc, .zeros = zr, .g_idx = gi,
+                           .gtype = lv->gtype, .n_super = (int)NS, .mins = mn, .supers = sup};
+            if (sp_gtype_pack_level_row(&v, (int)r, NULL, err) != SP_OK) {
+                sp_err_prefix(err, "%s: %s (%s) at row %lld", c->path, obj,
+                              sp_gtype_name(lv->gtype), (long long)(row0 + r));
+                st = SP_EFORMAT;
+                if (err) err->code = SP_EFORMAT;
                 goto done;
             }
         }
@@ -493,14 +536,16 @@ sp_status sp_qcontainer_read_qlayer(sp_qcontainer *c, const char *module, int bi
     SP_FORWARD(sp_qc_check_thread(c, err));
     sp_qlevel_info lv;
     SP_FORWARD(sp_qcontainer_level_info(c, module, bits, &lv, err));
-    SP_FORWARD(sp_qlayer_alloc(q, lv.rows, lv.cols, bits, lv.group_size, lv.sym, err));
+    SP_FORWARD(sp_qlayer_alloc_level(q, lv.rows, lv.cols, bits, lv.group_size, lv.sym, lv.gtype,
+                                     err));
     size_t nw = sp_pack_nwords((size_t)lv.cols, bits);
     uint32_t *qw = sp_malloc((size_t)lv.rows * nw * sizeof *qw, err, "packed codes");
     sp_status st = SP_ENOMEM;
     if (!qw) goto done;
     sp_qc_quiet q5;
     sp_qc_quiet_begin(&q5);
-    st = read_level_rows(c, module, &lv, 0, lv.rows, qw, q->scales, q->zeros, q->g_idx, err);
+    st = read_level_rows(c, module, &lv, 0, lv.rows, qw, q->scales, q->zeros, q->g_idx, q->mins,
+                         q->supers, err);
     sp_qc_quiet_end(&q5);
     if (st != SP_OK) goto done;
     for (int r = 0; r < lv.rows; r++)
@@ -526,16 +571,20 @@ sp_status sp_qcontainer_read_qrows(sp_qcontainer *c, const char *module, int bit
     if (nrows == 0) return SP_OK;
     size_t C = (size_t)lv.cols, G = (size_t)lv.n_groups, nw = sp_pack_nwords(C, bits);
     size_t n = (size_t)nrows;
-    /* one buffer: qw [n, Wd] u32 | gi [C] i32 | sc [n, G] f32 | zr [n, G] u8 | codes [C] u8 */
-    size_t bytes = n * nw * 4 + C * 4 + n * G * 4 + n * G + C;
+    const size_t NS = lv.gtype && sp_gtype_block(lv.gtype) == 256 ? C / 256 : 0;
+    const size_t NM = lv.gtype && sp_gtype_has_min(lv.gtype) ? G : 0;
+    /* one buffer: qw [n, Wd] u32 | gi [C] i32 | sc [n, G] f32 | mn [n, NM] f32 |
+     * sup [n, 2·NS] f32 | zr [n, G] u8 | codes [C] u8 */
+    size_t bytes = n * nw * 4 + C * 4 + n * G * 4 + n * NM * 4 + n * NS * 8 + n * G + C;
     uint32_t *qw = sp_malloc(bytes, err, "quantized rows");
     if (!qw) return SP_ENOMEM;
     int32_t *gi = (int32_t *)(qw + n * nw);
-    float *sc = (float *)(gi + C);
-    uint8_t *zr = (uint8_t *)(sc + n * G), *codes = zr + n * G;
+    float *sc = (float *)(gi + C), *mn = sc + n * G, *sup = mn + n * NM;
+    uint8_t *zr = (uint8_t *)(sup + n * NS * 2), *codes = zr + n * G;
     sp_qc_quiet q5;
     sp_qc_quiet_begin(&q5);
-    sp_status st = read_level_rows(c, module, &lv, row0, nrows, qw, sc, zr, gi, err);
+    sp_status st = read_level_rows(c, module, &lv, row0, nrows, qw, sc, zr, gi, NM ? mn : NULL,
+                                   NS ? sup : NULL, err);
     sp_qc_quiet_end(&q5);
     if (st == SP_OK) {
         for (size_t r = 0; r < n; r++) {
@@ -546,6 +595,11 @@ sp_status sp_qcontainer_read_qrows(sp_qcontainer *c, const char *module, int bit
             /* W[r, c] = s[g] · (q − z[g]), g = g_idx[c]; (q − z) is exact in fp32. */
             for (size_t k = 0; k < C; k++)
                 w[k] = s[gi[k]] * (float)((int)codes[k] - (int)z[gi[k]]);
+            if (NM) /* + m after the rounded product, as ggml (and sp_qlayer_dequant) */
+                for (size_t k = 0; k < C; k++) {
+                    volatile float p = w[k];
+                    w[k] = p + mn[r * G + (size_t)gi[k]];
+                }
         }
     }
     free(qw);

@@ -14,6 +14,10 @@
 #   gptq     quantize --format gguf:Q4_0 --levels Q4_0,Q5_0,Q8_0: the exported tensors hold
 #            GPTQ's values exactly (through ggml's to_float, with and without a bits map), and
 #            llama.cpp's perplexity is within 0.5 % of shardpress eval of the container
+#   gptqk    the same for GPTQ in the K-quants (--levels Q2_K,Q3_K,Q4_K,Q5_K,Q6_K, synthetic
+#            model with rows of 256/512) at every level and a mixed map, and in Q4_1/Q5_1 on the
+#            bundled model (perplexity too); the container is byte-identical on 1 and 2 ranks and
+#            after a resume from its checkpoints
 #   imatrix  quantize --imatrix-out: llama-quantize --imatrix accepts it and it changes the result
 #   bpe      the real Llama 3 / Qwen3 tokenizer.json (byte-level BPE): llama.cpp's ids equal ours
 # Exits 77 (ctest SKIP_RETURN_CODE) when npm/git/cc are missing, the machine is not x86-64 Linux,
@@ -141,9 +145,64 @@ gptq)
   a=$(sp_ppl "$WORK/q"); b=$(ll_ppl "$WORK/q.gguf")
   ppl_close "$a" "$b" 0.005 || fail "Q4_0 GPTQ: ppl $a (shardpress eval) vs $b (llama.cpp)"
   echo "ok: GPTQ Q4_0 ppl $a (shardpress) $b (llama.cpp: activations in Q8_0)"
-  expect_error 'GPTQ in Q4_K is not supported yet' "$SP_BIN" quantize --model "$M" --calib "$CAL" --out "$WORK/y" --format gguf:Q4_K
-  expect_error 'group size is 32' "$SP_BIN" quantize --model "$M" --calib "$CAL" --out "$WORK/y" --format gguf:Q4_0 --group-size 64
+  expect_error 'Q4_K needs rows of a multiple of 256 values, and no module' "$SP_BIN" quantize --model "$M" --calib "$CAL" --out "$WORK/y" --format gguf:Q4_K
+  expect_error 'group size is the type' "$SP_BIN" quantize --model "$M" --calib "$CAL" --out "$WORK/y" --format gguf:Q4_0 --group-size 64
   expect_error "is not gguf:TYPE" "$SP_BIN" quantize --model "$M" --calib "$CAL" --out "$WORK/y" --format gptq
+  ;;
+gptqk)
+  # every module of the model at one level (a bits map): NAME BITS per line
+  allmap() { python3 - "$1" "$2" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1] + "/config.json"))
+for l in range(c["num_hidden_layers"]):
+    for m in ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+              "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"]:
+        print(f"model.layers.{l}.{m} {sys.argv[2]}")
+PY
+  }
+  exact_at() { # MODEL_Q MAP NAME N TYPE: export with MAP, ggml's values must be GPTQ's for N modules
+    "$SP_BIN" export --model "$1" --format gguf --bits-map "$2" --embed-type F32 --out "$WORK/k.gguf" --force >/dev/null
+    ll dequant "$WORK/k.gguf" "$WORK/d.bin"
+    "$SP_GGUF_CHECK" "$1" "$WORK/d.bin" --exact --bits-map "$2" >"$WORK/chk.txt" || fail "$3: ggml's values are not GPTQ's"
+    grep -q "($4 exact GPTQ copies)" "$WORK/chk.txt" || { cat "$WORK/chk.txt"; fail "$3: expected $4 exact tensors"; }
+    [ -z "$5" ] || grep -q "  $5 " "$WORK/chk.txt" || { cat "$WORK/chk.txt"; fail "$3: no $5 tensor"; }
+    echo "ok: $3: $(tr '\n' ' ' <"$WORK/chk.txt")"
+  }
+  "$SP_SYNTH" --out "$WORK/syn" --hidden 256 --intermediate 512 --layers 2 --heads 4 --kv-heads 2 \
+    --vocab 512 --dtype f32 --max-pos 256 >/dev/null
+  "$SP_BIN" quantize --model "$WORK/syn" --calib "$CAL" --out "$WORK/qk" --levels Q2_K,Q3_K,Q4_K,Q5_K,Q6_K \
+    --bits 4 --nsamples 16 --ctx 128 --checkpoint-dir "$WORK/ck" >/dev/null
+  i=0
+  for t in Q2_K Q3_K Q4_K Q5_K Q6_K; do
+    i=$((i + 1)); allmap "$WORK/syn" $((i + 1)) >"$WORK/m$t.txt"
+    exact_at "$WORK/qk" "$WORK/m$t.txt" "GPTQ in $t" 14 $t
+  done
+  printf 'model.layers.0.self_attn.q_proj 2\nmodel.layers.0.mlp.down_proj 6\nmodel.layers.1.mlp.up_proj 3\nmodel.layers.1.self_attn.v_proj 5\n' >"$WORK/mix.txt"
+  exact_at "$WORK/qk" "$WORK/mix.txt" "mixed map" 14 Q4_K
+  ll greedy "$WORK/k.gguf" 8 >/dev/null || fail "llama.cpp cannot decode the mixed K-quant file"
+  # determinism: 2 ranks, and a resume that rebuilds the output from the checkpointed segments
+  mpi 2 "$SP_BIN" quantize --model "$WORK/syn" --calib "$CAL" --out "$WORK/qk2" --levels Q2_K,Q3_K,Q4_K,Q5_K,Q6_K \
+    --bits 4 --nsamples 16 --ctx 128 >/dev/null
+  cmp "$WORK/qk/model.sp.h5" "$WORK/qk2/model.sp.h5" || fail "K-quant container differs between 1 and 2 ranks"
+  mv "$WORK/qk" "$WORK/qk1"
+  mpi 2 "$SP_BIN" resume "$WORK/ck" >/dev/null
+  cmp "$WORK/qk1/model.sp.h5" "$WORK/qk/model.sp.h5" || fail "K-quant container differs after a resume"
+  echo "ok: K-quant container identical on 1 and 2 ranks and after a resume on 2 ranks"
+  # Q4_1 / Q5_1 (fp16 d and m per 32) on the bundled model, with perplexity through llama.cpp
+  "$SP_BIN" quantize --model "$M" --calib "$CAL" --out "$WORK/q1" --levels Q4_1,Q5_1,Q8_0 --bits 4 \
+    --nsamples 16 --ctx 128 >/dev/null
+  allmap "$M" 4 >"$WORK/m4.txt"; allmap "$M" 5 >"$WORK/m5.txt"
+  # down_proj has 172 columns: a plain level there (warned), exported as its exact F32 values
+  exact_at "$WORK/q1" "$WORK/m5.txt" "GPTQ in Q5_1" 30 Q5_1
+  exact_at "$WORK/q1" "$WORK/m4.txt" "GPTQ in Q4_1" 30 Q4_1
+  "$SP_BIN" quantize --model "$M" --calib "$CAL" --out "$WORK/y1" --format gguf:Q4_1 --nsamples 4 \
+    --ctx 32 2>&1 >/dev/null | grep -q "warning: Q4_1 needs rows of a multiple of 32 values: 1 of 7" \
+    || fail "no warning for the modules Q4_1 does not fit"
+  a=$(sp_ppl "$WORK/q1"); b=$(ll_ppl "$WORK/k.gguf")
+  ppl_close "$a" "$b" 0.005 || fail "Q4_1 GPTQ: ppl $a (shardpress eval) vs $b (llama.cpp)"
+  echo "ok: GPTQ Q4_1 ppl $a (shardpress) $b (llama.cpp)"
+  expect_error 'both 4-bit levels' "$SP_BIN" quantize --model "$M" --calib "$CAL" --out "$WORK/y" --levels Q4_0,Q4_1
+  expect_error 'not a quantized GGUF type' "$SP_BIN" quantize --model "$M" --calib "$CAL" --out "$WORK/y" --format gguf:F16
   ;;
 imatrix)
   command -v g++ >/dev/null || skip "g++ is not installed (llama-quantize is C++)"
