@@ -66,9 +66,14 @@ for model in models/stories260K "$SYN"; do
      --chunks $NS -t 1 >"$W/$tag-imatrix.log" 2>&1) || fail "llama-imatrix failed ($W/$tag-imatrix.log)"
   # ffn_down rows of 172 (stories260K) fit no block: F32 in every file
   extra=(); [ "$tag" = stories260K ] && extra=(--tensor-type ffn_down=f32)
-  for t in Q4_0 Q5_0 Q8_0; do
+  # K-quants need rows of 256: the synthetic model only (stories260K's rows are 64 wide)
+  types="Q4_0 Q4_1 Q5_0 Q5_1 Q8_0"; [ "$tag" = stories260K ] || types="$types Q2_K Q3_K Q4_K Q5_K Q6_K"
+  for t in $types; do
     res=()
-    for ss in hmse gguf; do
+    # Q4_0/Q5_0/Q8_0 are plain levels with a choice of scale search; the other types are levels
+    # of their own (issue 11), whose block parameters have one search (sp_gtype_block_params)
+    sss="hmse gguf"; case $t in Q4_0|Q5_0|Q8_0) ;; *) sss="gguf"; res+=("n/a") ;; esac
+    for ss in $sss; do
       "$B/shardpress" quantize --model "$model" --calib $CAL --out "$W/$tag-$t-$ss" --format gguf:$t \
         --scale-search $ss --nsamples $NS --ctx $CTX --imatrix-out "$W/$tag-sp.imatrix.gguf" --force >/dev/null
       "$B/shardpress" export --model "$W/$tag-$t-$ss" --format gguf --embed-type F32 --output-type F32 --out "$W/$tag-$t-$ss.gguf" --force >/dev/null
@@ -77,7 +82,7 @@ for model in models/stories260K "$SYN"; do
     done
     for im in none llama sp; do
       args=(); [ $im != none ] && args=(--imatrix "$W/$tag-$im.imatrix.gguf")
-      "$LQ" "${args[@]}" --token-embedding-type f32 --output-tensor-type f32 "${extra[@]}" "$W/$tag-f32.gguf" "$W/$tag-$t-lq-$im.gguf" $t >"$W/lq.log" 2>&1 ||
+      "$LQ" "${args[@]}" --pure --token-embedding-type f32 --output-tensor-type f32 "${extra[@]}" "$W/$tag-f32.gguf" "$W/$tag-$t-lq-$im.gguf" $t >"$W/lq.log" 2>&1 ||
         fail "llama-quantize $t $im failed ($W/lq.log)"
       ll logprobs "$W/$tag-$t-lq-$im.gguf" "$W/$tag.ids" $CTX $EW "$W/lp" >/dev/null
       res+=("$(kl_of "$W/$tag.ref" "$W/lp")")
@@ -94,11 +99,14 @@ KL_K (top-64 + rest, nats per position) of each GGUF file against the dense mode
 llama.cpp's own forward pass (node-llama-cpp 3.22.1 prebuilt CPU libraries), on $EW held-out
 windows of $CTX tokens of eval.txt. Calibration: $NS windows of $CTX tokens of calib.txt for
 shardpress's GPTQ and both imatrices. Same tensor types in every file of a row (linear weights
-at the type, token_embd and the synthetic model's untied output F32, stories260K's 172-wide
-ffn_down F32), so equal bits per weight.
+at the type — llama-quantize with \`--pure\`, so no K-quant mixes —, token_embd and the
+synthetic model's untied output F32, stories260K's 172-wide ffn_down F32), so equal bits per
+weight. K-quants only on the synthetic model (they need rows of 256; stories260K's are 64).
 Columns: shardpress \`quantize --format gguf:TYPE\` (act-order) with \`--scale-search hmse\`
 (min-max grid, diag(H)-weighted shrink) and with its default \`gguf\` (ggml's own scale rule,
-the same weighted shrink) exported with \`export --format gguf\`; llama.cpp's
+the same weighted shrink; for Q4_1, Q5_1 and the K-quants the type's own level, whose block
+parameters come from the diag(H)-weighted search of \`sp_gtype_block_params\`, fixed per
+256-column super-block when GPTQ reaches it) exported with \`export --format gguf\`; llama.cpp's
 \`llama-quantize\` without an imatrix, with \`llama-imatrix\`'s, and with shardpress's
 \`--imatrix-out\`. Ratio: shardpress (default) / llama-quantize with llama-imatrix's imatrix (the
 issue's goal: at most 0.75). The synthetic model has random weights: its figures test the

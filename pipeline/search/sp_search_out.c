@@ -96,7 +96,7 @@ static sp_status write_map(const sp_search_state *s, const char *path, sp_err *e
     FILE *f;
     SP_FORWARD(open_tmp(path, tmp, sizeof tmp, &f, err));
     fprintf(f, "# shardpress search (%s): target %.6f, average %.6f stored bits per weight "
-               "(codes + fp16 scale + zero per group), KL %.6g\n",
+               "(codes + fp16 scale + zero per group; a GGUF-type level: its blocks), KL %.6g\n",
             s->o->method == SP_SEARCH_GREEDY ? "greedy" : "evolution", s->o->target_bits,
             sp_sgenome_avg(s->space, s->parent), s->parent_fitness);
     for (int m = 0; m < s->space->n; m++) {

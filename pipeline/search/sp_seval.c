@@ -12,6 +12,7 @@
 
 #include "kernels/sp_blas.h"
 #include "kernels/sp_forward.h"
+#include "kernels/sp_gtype.h"
 #include "mpi/sp_mpi.h"
 #include "pipeline/quantize/sp_qrun.h"
 #include "pipeline/sp_eval.h"
@@ -101,6 +102,18 @@ static sp_status read_space(sp_seval *e, const char *qdir, sp_err *err) {
         sp_qlevel_info info;
         if (st == SP_OK) st = sp_qcontainer_level_info(qc, name, meta->levels[0], &info, err);
         if (st == SP_OK) sp_sgenome_set_shape(&e->space, m, info.rows, info.cols, info.group_size);
+        /* Levels with their own group size or a GGUF type (issue 11) cost what they store:
+         * codes + fp16 scale + zero per group, or the type's blocks (e.g. Q4_K 4.5 bits). */
+        for (int k = 0; k < meta->n_levels && st == SP_OK; k++) {
+            sp_qlevel_info li;
+            st = sp_qcontainer_level_info(qc, name, meta->levels[k], &li, err);
+            if (st != SP_OK) break;
+            const int64_t R = li.rows, C = li.cols, b = li.bits;
+            if (li.gtype)
+                sp_sgenome_set_cost(&e->space, m, k, R * (int64_t)sp_gtype_row_bytes(li.gtype, C) * 8);
+            else
+                sp_sgenome_set_cost(&e->space, m, k, R * C * b + R * (int64_t)li.n_groups * (16 + b));
+        }
     }
     sp_qcontainer_close(qc, NULL);
     return st;

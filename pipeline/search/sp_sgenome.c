@@ -40,6 +40,10 @@ void sp_sgenome_set_shape(sp_sgenome_space *s, int m, int64_t rows, int64_t cols
     }
 }
 
+void sp_sgenome_set_cost(sp_sgenome_space *s, int m, int k, int64_t bits) {
+    s->cost[(size_t)m * (size_t)s->n_levels + (size_t)k] = bits;
+}
+
 void sp_sgenome_set_groups(sp_sgenome_space *s, sp_sgroups how) {
     s->n_groups = 0;
     for (int m = 0; m < s->n; m++) {

@@ -46,6 +46,9 @@ sp_status sp_sgenome_space_init(sp_sgenome_space *s, int n, int n_levels, const 
 void sp_sgenome_space_free(sp_sgenome_space *s);
 /* Set module m's shape: fills numel and the cost of every level. group_size <= 0: one group. */
 void sp_sgenome_set_shape(sp_sgenome_space *s, int m, int64_t rows, int64_t cols, int group_size);
+/* Override the stored bits of module m at level index k (after set_shape): a level with its own
+ * group size, or a GGUF-type level, whose cost is its blocks' bytes (issue 11). */
+void sp_sgenome_set_cost(sp_sgenome_space *s, int m, int k, int64_t bits);
 /* Mutation groups: SIZE = modules with equal rows and cols; NAME = same kind (m % 7);
  * NONE = one group of everything (moves then restore the budget by lowering, see mutate). */
 void sp_sgenome_set_groups(sp_sgenome_space *s, sp_sgroups how);

@@ -19,6 +19,7 @@
 
 #include "kernels/sp_gtype.h"
 #include "shards/formats/sp_gguf_export.h"
+#include "pipeline/sp_cli.h"
 #include "shards/sp_model.h"
 
 static int die(const char *m) {
@@ -59,13 +60,12 @@ int main(int argc, char **argv) {
     sp_err err;
     sp_model *m;
     if (sp_model_open(&m, argv[1], &err)) return die(err.msg);
-    if (map) {
-        FILE *f = fopen(map, "r");
-        char name[512];
-        int b;
-        while (f && fscanf(f, "%511s %d", name, &b) == 2)
-            if (sp_model_select_bits(m, name, b, &err)) return die(err.msg);
-        if (f) fclose(f);
+    if (map) { /* the CLI's own reader: '#' comments (a search map's header), errors */
+        sp_bits_map bm;
+        if (sp_bits_map_read(map, &bm, &err)) return sp_bits_map_free(&bm), die(err.msg);
+        for (int i = 0; i < bm.n; i++)
+            if (sp_model_select_bits(m, bm.names[i], bm.bits[i], &err)) return die(err.msg);
+        sp_bits_map_free(&bm);
     }
     const sp_config *c = sp_model_config(m);
     FILE *f = fopen(argv[2], "rb");

@@ -165,7 +165,7 @@ PY
     ll dequant "$WORK/k.gguf" "$WORK/d.bin"
     "$SP_GGUF_CHECK" "$1" "$WORK/d.bin" --exact --bits-map "$2" >"$WORK/chk.txt" || fail "$3: ggml's values are not GPTQ's"
     grep -q "($4 exact GPTQ copies)" "$WORK/chk.txt" || { cat "$WORK/chk.txt"; fail "$3: expected $4 exact tensors"; }
-    [ -z "$5" ] || grep -q "  $5 " "$WORK/chk.txt" || { cat "$WORK/chk.txt"; fail "$3: no $5 tensor"; }
+    [ -z "${5:-}" ] || grep -q "  ${5:-} " "$WORK/chk.txt" || { cat "$WORK/chk.txt"; fail "$3: no ${5:-} tensor"; }
     echo "ok: $3: $(tr '\n' ' ' <"$WORK/chk.txt")"
   }
   "$SP_SYNTH" --out "$WORK/syn" --hidden 256 --intermediate 512 --layers 2 --heads 4 --kv-heads 2 \
@@ -180,6 +180,17 @@ PY
   printf 'model.layers.0.self_attn.q_proj 2\nmodel.layers.0.mlp.down_proj 6\nmodel.layers.1.mlp.up_proj 3\nmodel.layers.1.self_attn.v_proj 5\n' >"$WORK/mix.txt"
   exact_at "$WORK/qk" "$WORK/mix.txt" "mixed map" 14 Q4_K
   ll greedy "$WORK/k.gguf" 8 >/dev/null || fail "llama.cpp cannot decode the mixed K-quant file"
+  # EvoPress over the K-quant levels: the map's budget counts the types' own bits (Q4_K 4.5)
+  "$SP_BIN" search --model "$WORK/qk" --calib "$CAL" --target-bits 4 --out "$WORK/smap.txt" \
+    --generations 3 --offspring 4 --stages 256,512 --survivors 2,1 --ctx 128 --json >"$WORK/s.json"
+  python3 - "$WORK/s.json" <<'PY' || fail "search over K-quant levels: wrong stored bits"
+import json, sys
+j = json.load(open(sys.argv[1]))
+u = j["uniform_avg_bits"]
+assert j["avg_bits"] <= 4.0 + 1e-9, j["avg_bits"]
+print("ok: search over Q2_K..Q6_K: avg", j["avg_bits"], "bits per weight; uniform levels", u)
+PY
+  exact_at "$WORK/qk" "$WORK/smap.txt" "searched map" 14
   # determinism: 2 ranks, and a resume that rebuilds the output from the checkpointed segments
   mpi 2 "$SP_BIN" quantize --model "$WORK/syn" --calib "$CAL" --out "$WORK/qk2" --levels Q2_K,Q3_K,Q4_K,Q5_K,Q6_K \
     --bits 4 --nsamples 16 --ctx 128 >/dev/null
