@@ -38,6 +38,8 @@ struct sp_gptq_ctx {
     int32_t *invperm;     /* [C] inverse of perm                                            */
     uint8_t *dead;        /* [C] 1 where H[i,i] == 0                                        */
     double *hdiag;        /* [C] diag(H) (dead: 1), original order: weights of SP_QSEARCH_HMSE/GGUF */
+    double *gwt;          /* [C] R_jj² of each column's position, original order: the weights *
+                           * of a gtype level's block search (see sp_gptq_quantize_level)     */
     void *R;              /* [C, C] float or double, see sp_gptq_body.h (NULL with gq)      */
     sp_cuda_gptq *gq;     /* the factor on the GPU (sp_gptq_opts.gpu), or NULL              */
 };
@@ -140,6 +142,7 @@ void sp_gptq_free(sp_gptq_ctx *ctx) {
     free(ctx->invperm);
     free(ctx->dead);
     free(ctx->hdiag);
+    free(ctx->gwt);
     free(ctx->R);
     sp_cuda_gptq_free(ctx->gq);
     free(ctx);
@@ -247,6 +250,19 @@ sp_status sp_gptq_prepare(sp_gptq_ctx **out, const double *H, int cols, const sp
     if (st == SP_OK) {
         c->hdiag = dfix; /* kept: the weights of the group parameter searches */
         dfix = NULL;
+    }
+    /* R_jj² = 1 / [H_F⁻¹]_jj, F the columns from position j on: the loss GPTQ's column j adds,
+     * (w_j − q_j)² R_jj², once the later columns compensate — the weight that matters for the
+     * parameters of a block that GPTQ is about to quantize (diag(H) overstates columns whose
+     * error the later ones can absorb). The GPU keeps R on the device: diag(H) there. */
+    if (st == SP_OK && c->R) {
+        c->gwt = sp_malloc(n * sizeof *c->gwt, err, "GPTQ column weights");
+        if (!c->gwt) st = SP_ENOMEM;
+        for (size_t j = 0; st == SP_OK && j < n; j++) {
+            double r = op.precision == SP_GPTQ_F64 ? ((const double *)c->R)[j + j * n]
+                                                   : ((const float *)c->R)[j + j * n];
+            c->gwt[c->perm[j]] = r * r;
+        }
     }
 done:
     free(keys);

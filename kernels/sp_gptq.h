@@ -120,7 +120,8 @@ sp_status sp_gptq_quantize(const sp_gptq_ctx *ctx, const float *W, int rows, int
  * cols a multiple of its block. The level's group size and sym are the type's (the context's
  * group_size, sym and mse are not used): at the first column of every block of the type — 256
  * columns for the K-quants, so several groups at once — the block's parameters come from
- * sp_gtype_block_params with the weights diag(H) of its columns, from W as GPTQ holds it then
+ * sp_gtype_block_params with the weights R_jj² of its columns (diag(H) on a GPU context), from
+ * W as GPTQ holds it then
  * (as for lazy groups, sp_gptq.h; with act_order from the original W). out gets mins and
  * supers. CPU only. @return as sp_gptq_quantize; SP_EUNSUPPORTED on a GPU context. */
 sp_status sp_gptq_quantize_level(const sp_gptq_ctx *ctx, const float *W, int rows, int bits,

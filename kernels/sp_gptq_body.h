@@ -138,7 +138,7 @@ static void SP_FN(group_params)(const sp_gptq_ctx *c, const SP_FN(work) *wk, con
         for (size_t r = 0; r < Rn; r++) {
             for (int k = 0; k < n; k++) x[k] = (float)V[(size_t)k * Rn + r];
             sp_gtype_params p;
-            sp_gtype_block_params(c->gtype, x, c->hdiag + c0, &p);
+            sp_gtype_block_params(c->gtype, x, (c->gwt ? c->gwt : c->hdiag) + c0, &p);
             for (int j = 0; j < ng; j++) {
                 Ps[(size_t)j * Rn + r] = p.scale[j];
                 Pz[(size_t)j * Rn + r] = p.zero[j];

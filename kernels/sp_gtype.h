@@ -147,8 +147,8 @@ typedef struct {
 
 /* The parameters of one block x[block] of a gtype level (or Q4_0/Q5_0/Q8_0) that minimise, as
  * far as the search goes, the weighted error Σ_k wt[k] (x_k − y_k)² (wt NULL: all 1; GPTQ
- * passes diag(H) of the block's columns, which is the layer's output error restricted to the
- * diagonal of H, as llama.cpp's imatrix does). The search, per type (DESIGN in sp_gtype_level.c):
+ * passes R_jj² of the block's columns, the per-column loss of GPTQ with compensation; see
+ * sp_gtype_level.c). The search, per type (DESIGN in sp_gtype_level.c):
  *   sub-blocks   a shrink grid over the sub-block's range (80 steps, as SP_QSEARCH_HMSE), then
  *                a weighted least-squares refit of (s, m) on the codes it gave, kept when better;
  *   super-block  d = fp16(max s_j / S) (sym types: the s_j of largest magnitude over −S), sc_j
