@@ -258,7 +258,8 @@ sp_status sp_gtype_pack_level_row(const sp_qlayer *q, int r, void *dst, sp_err *
             p.d = q->supers[(rb * (size_t)q->n_super + (size_t)blk) * 2];
             p.dmin = q->supers[(rb * (size_t)q->n_super + (size_t)blk) * 2 + 1];
             SP_RETURN_IF(!f16_exact(p.d) || !f16_exact(p.dmin), err, SP_EINVAL,
-                         "gguf: row %d super-block %d: d %.9g or dmin %.9g is not an fp16 value",
+                         "gguf: row %d super-block %d: supers d %.9g or dmin %.9g is not an "
+                         "fp16 value",
                          r, blk, (double)p.d, (double)p.dmin);
         }
         for (int j = 0; j < nsub; j++) {
@@ -276,7 +277,8 @@ sp_status sp_gtype_pack_level_row(const sp_qlayer *q, int r, void *dst, sp_err *
                 p.sc[j] = (int)k, p.mm[j] = (int)mk;
             }
             SP_RETURN_IF(!ok, err, SP_EINVAL,
-                         "gguf: row %d group %d: scale %.9g, min %.9g or zero %d is not %s's",
+                         "gguf: row %d group %d: scale %.9g, min %.9g or zero %d "
+                         "(scales/mins/zeros) is not %s's",
                          r, blk * nsub + j, (double)s, (double)m, q->zeros[gi],
                          sp_gtype_name(type));
         }

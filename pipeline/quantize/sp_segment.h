@@ -8,7 +8,7 @@
  *
  * Layout (little-endian):
  *   magic "SPBLK001", u32 version = 1, u32 layer, u32 n_units, u32 reserved
- *   per unit: u32 module, u32 bits, u32 rows, u32 cols, i32 group_size, u32 sym, u64 nbytes,
+ *   per unit: u32 module, u32 bits, u32 rows, u32 cols, i32 group_size, u16 sym, u16 gtype, u64 nbytes,
  *             then nbytes of the packed layer (pipeline/quantize/sp_qshare.h wire form)
  *   u32 crc32 of every byte before it
  */

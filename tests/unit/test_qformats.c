@@ -3,6 +3,7 @@
  * The GPTQ export and the two quantized sp_model backends: test_qformats_export.c.
  */
 #include "tests/unit/qformats_test_util.h"
+#include "kernels/sp_gtype.h"
 
 /* ---- bit packing ------------------------------------------------------------------------ */
 
@@ -345,6 +346,89 @@ static void *other_thread(void *p) {
     return NULL;
 }
 
+/* GGUF-type levels (issue 11): a Q4_K and a Q6_K level of one module and a Q4_1 level of
+ * another round-trip with their offsets and super-block scales; the reader's dequantization is
+ * the level's own; a value that is not the type's is refused by the writer and, written behind
+ * the library's back (crc rewritten), by the reader, naming the dataset, the type and the row. */
+static void test_container_gtype(void **state) {
+    (void)state;
+    char dir[256], path[300];
+    tmpdir(dir, sizeof dir);
+    path_join(path, sizeof path, dir, SP_QCONTAINER_FILE);
+    const int R = 3, C = 512;
+    float *W = malloc(sizeof(float) * R * C), *D = malloc(sizeof(float) * R * C);
+    float *Y = malloc(sizeof(float) * R * C);
+    for (int i = 0; i < R * C; i++) W[i] = (float)((int)(rnd() % 2001) - 1000) / 997.0f;
+    sp_qlayer k4, k6, l1, back;
+    sp_err e = {0};
+    ASSERT_OK(sp_gtype_rtn_level(W, R, C, SP_GT_Q4_K, &k4, &e_));
+    ASSERT_OK(sp_gtype_rtn_level(W, R, C, SP_GT_Q6_K, &k6, &e_));
+    ASSERT_OK(sp_gtype_rtn_level(W, R, C, SP_GT_Q4_1, &l1, &e_));
+    sp_qcontainer_meta meta = {.default_bits = 4, .group_size = 32, .sym = 1, .n_levels = 2,
+                               .levels = {4, 6}};
+    snprintf(meta.method, sizeof meta.method, "rtn");
+    sp_qcontainer *c = NULL;
+    ASSERT_OK(sp_qcontainer_create(&c, path, &meta, 0, &e_));
+    float keep = k4.scales[5];
+    k4.scales[5] = nextafterf(keep, 1e9f);
+    expect_err(sp_qcontainer_put_qlayer(c, MOD_A, &k4, &e), &e, SP_EINVAL, "group 5", "Q4_K");
+    k4.scales[5] = keep;
+    ASSERT_OK(sp_qcontainer_put_qlayer(c, MOD_A, &k4, &e_));
+    ASSERT_OK(sp_qcontainer_put_qlayer(c, MOD_A, &k6, &e_));
+    ASSERT_OK(sp_qcontainer_put_qlayer(c, MOD_B, &l1, &e_));
+    ASSERT_OK(sp_qcontainer_close(c, &e_));
+
+    ASSERT_OK(sp_qcontainer_open(&c, path, &e_));
+    const sp_qlayer *want[3] = {&k4, &k6, &l1};
+    const char *mods[3] = {MOD_A, MOD_A, MOD_B};
+    const int bits[3] = {4, 6, 4};
+    for (int k = 0; k < 3; k++) {
+        sp_qlevel_info li;
+        ASSERT_OK(sp_qcontainer_level_info(c, mods[k], bits[k], &li, &e_));
+        assert_int_equal(li.gtype, want[k]->gtype);
+        ASSERT_OK(sp_qcontainer_read_qlayer(c, mods[k], bits[k], &back, &e_));
+        assert_int_equal(back.gtype, want[k]->gtype);
+        assert_qlayer_equal(&back, want[k]);
+        const size_t ng = (size_t)R * (size_t)back.n_groups;
+        if (want[k]->mins) assert_memory_equal(back.mins, want[k]->mins, ng * sizeof(float));
+        else assert_null(back.mins);
+        if (want[k]->supers)
+            assert_memory_equal(back.supers, want[k]->supers, (size_t)R * (C / 256) * 2 * sizeof(float));
+        sp_qlayer_dequant(D, want[k]);
+        ASSERT_OK(sp_qcontainer_read_qrows(c, mods[k], bits[k], 1, 2, Y, &e_));
+        assert_memory_equal(Y, D + C, sizeof(float) * 2 * C);
+        sp_qlayer_free(&back);
+    }
+    sp_qcontainer_close(c, NULL);
+
+    /* d of row 1's first super-block no longer an fp16 value: the reader refuses the level */
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t d = H5Dopen2(f, "/modules/model.layers.0.self_attn.q_proj/4bit/supers", H5P_DEFAULT);
+    assert_true(f >= 0 && d >= 0);
+    float sup[3 * 4];
+    assert_true(H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, sup) >= 0);
+    sup[4] = nextafterf(sup[4], 1e9f);
+    assert_true(H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, sup) >= 0);
+    rewrite_crc(d, sup, sizeof sup);
+    H5Dclose(d);
+    H5Fclose(f);
+    ASSERT_OK(sp_qcontainer_open(&c, path, &e_));
+    expect_err(sp_qcontainer_read_qlayer(c, MOD_A, 4, &back, &e), &e, SP_EFORMAT, "Q4_K",
+               "row 1");
+    expect_err(sp_qcontainer_read_qrows(c, MOD_A, 4, 0, 3, Y, &e), &e, SP_EFORMAT, "supers",
+               "fp16");
+    ASSERT_OK(sp_qcontainer_read_qlayer(c, MOD_A, 6, &back, &e_)); /* the other level is fine */
+    sp_qlayer_free(&back);
+    sp_qcontainer_close(c, NULL);
+    sp_qlayer_free(&k4);
+    sp_qlayer_free(&k6);
+    sp_qlayer_free(&l1);
+    free(W);
+    free(D);
+    free(Y);
+    rm_tree(dir);
+}
+
 static void test_container_thread_guard(void **state) {
     (void)state;
     char dir[256], path[300];
@@ -374,6 +458,7 @@ int main(void) {
         cmocka_unit_test(test_container_deterministic),
         cmocka_unit_test(test_container_bad_input),
         cmocka_unit_test(test_container_thread_guard),
+        cmocka_unit_test(test_container_gtype),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
