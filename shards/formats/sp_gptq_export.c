@@ -9,6 +9,8 @@
  */
 #include "shards/formats/sp_gptq_export.h"
 
+#include "kernels/sp_gtype.h"
+
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
@@ -192,6 +194,13 @@ static sp_status add_item(sp_qcontainer *c, const plan_item *it, int v2, shard_b
     }
     sp_qlayer q;
     SP_FORWARD(sp_qcontainer_read_qlayer(c, it->name, it->bits, &q, err));
+    if (q.gtype) { /* offsets and fp32 product scales have no place in GPTQ's tensors */
+        const char *tn = sp_gtype_name(q.gtype);
+        sp_qlayer_free(&q);
+        return sp_err_set(err, SP_EUNSUPPORTED, "%s: %s: the %d-bit level is GGUF type %s, which "
+                          "the GPTQ format cannot hold (export it with --format gguf)",
+                          sp_qcontainer_path(c), it->name, it->bits, tn);
+    }
     sp_gptq_packed p;
     sp_status st = sp_gptq_module_tensors(&q, it->name, v2, &p, err);
     int64_t in = q.cols, out = q.rows, G = q.n_groups;

@@ -191,6 +191,7 @@ assert j["avg_bits"] <= 4.0 + 1e-9, j["avg_bits"]
 print("ok: search over Q2_K..Q6_K: avg", j["avg_bits"], "bits per weight; uniform levels", u)
 PY
   exact_at "$WORK/qk" "$WORK/smap.txt" "searched map" 14
+  expect_error 'GPTQ format cannot hold' "$SP_BIN" export --model "$WORK/qk" --format gptq --out "$WORK/gx"
   # determinism: 2 ranks, and a resume that rebuilds the output from the checkpointed segments
   mpi 2 "$SP_BIN" quantize --model "$WORK/syn" --calib "$CAL" --out "$WORK/qk2" --levels Q2_K,Q3_K,Q4_K,Q5_K,Q6_K \
     --bits 4 --nsamples 16 --ctx 128 >/dev/null
