@@ -559,7 +559,11 @@ static sp_status setup(sp_qjob *j, int resume, char *warn, size_t warn_cap, sp_e
     }
     SP_FORWARD(sp_mpi_agree(j->comm, st, err));
     /* RTN needs no forward pass and no Hessian: it stays on the CPU. */
-    if (!o->rtn) SP_FORWARD(sp_device_open(j->comm, o->device, &j->gpu, err));
+    /* GPTQ in GGUF types (gtype levels, ggml's scale rule) has no GPU path: auto means CPU. */
+    int dev = o->device, cpu_only = o->scale_search == SP_QSEARCH_GGUF;
+    for (int l = 0; l < o->n_levels; l++) cpu_only |= o->gtypes[l] != 0;
+    if (cpu_only && dev == SP_DEVICE_AUTO) dev = SP_DEVICE_CPU;
+    if (!o->rtn) SP_FORWARD(sp_device_open(j->comm, dev, &j->gpu, err));
     j->scratch.gpu = j->gpu;
     return SP_OK;
 }
