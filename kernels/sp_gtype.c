@@ -184,34 +184,34 @@ static void k4_get_scale(const uint8_t *s, int j, int *sc, int *m) {
     }
 }
 
-/* ---- quantizers, one block each ------------------------------------------------------------- */
+/* ---- quantizers, one block each: parameters and codes, then sp_gtype_put_block ----------- */
 
-static void q_sym32(const float *x, uint8_t *b, int bits) {
+static void q_sym32(const float *x, uint8_t *b, int bits, int type) {
     const int z = 1 << (bits - 1), maxq = (1 << bits) - 1;
-    float d = f16r(absmax_signed(x, 32) / (float)-z);
+    sp_gtype_params p = {0};
+    p.d = f16r(absmax_signed(x, 32) / (float)-z);
     int q[32];
-    for (int j = 0; j < 32; j++) q[j] = qround(x[j], d, -z, maxq - z) + z;
-    put16(b, sp_f32_to_f16(d));
-    put_codes_32(b + 2 + (bits == 5 ? 4 : 0), bits == 5 ? b + 2 : NULL, q);
+    for (int j = 0; j < 32; j++) q[j] = qround(x[j], p.d, -z, maxq - z) + z;
+    sp_gtype_put_block(type, &p, q, b);
 }
 
-static void q_asym32(const float *x, uint8_t *b, int bits) {
+static void q_asym32(const float *x, uint8_t *b, int bits, int type) {
     const int maxq = (1 << bits) - 1;
     float lo = x[0], hi = x[0];
     for (int j = 1; j < 32; j++) lo = fminf(lo, x[j]), hi = fmaxf(hi, x[j]);
-    float d = f16r((hi - lo) / (float)maxq), m = f16r(lo);
+    sp_gtype_params p = {0};
+    p.d = f16r((hi - lo) / (float)maxq), p.dmin = f16r(lo);
     int q[32];
-    for (int j = 0; j < 32; j++) q[j] = qround(x[j] - m, d, 0, maxq);
-    put16(b, sp_f32_to_f16(d));
-    put16(b + 2, sp_f32_to_f16(m));
-    put_codes_32(b + 4 + (bits == 5 ? 4 : 0), bits == 5 ? b + 4 : NULL, q);
+    for (int j = 0; j < 32; j++) q[j] = qround(x[j] - p.dmin, p.d, 0, maxq);
+    sp_gtype_put_block(type, &p, q, b);
 }
 
 static void q_q8_0(const float *x, uint8_t *b) {
-    float a = fabsf(absmax_signed(x, 32));
-    float d = f16r(a / 127.0f);
-    put16(b, sp_f32_to_f16(d));
-    for (int j = 0; j < 32; j++) b[2 + j] = (uint8_t)(int8_t)qround(x[j], d, -128, 127);
+    sp_gtype_params p = {0};
+    p.d = f16r(fabsf(absmax_signed(x, 32)) / 127.0f);
+    int q[32];
+    for (int j = 0; j < 32; j++) q[j] = qround(x[j], p.d, -128, 127) + 128;
+    sp_gtype_put_block(SP_GT_Q8_0, &p, q, b);
 }
 
 /* Q4_K (bits 4) and Q5_K (bits 5): block 256 = 8 sub-blocks of 32. */
@@ -227,63 +227,34 @@ static void q_k45(const float *x, uint8_t *b, int bits) {
         smax = fmaxf(smax, s[j]);
         mmax = fmaxf(mmax, mn[j]);
     }
-    float d = f16r(smax / 63.0f), dmin = f16r(mmax / 63.0f);
-    int sc[8], m[8];
+    sp_gtype_params p = {0};
+    p.d = f16r(smax / 63.0f), p.dmin = f16r(mmax / 63.0f);
+    int q[256];
     for (int j = 0; j < 8; j++) {
-        sc[j] = qround(s[j], d, 0, 63);
-        m[j] = qround(mn[j], dmin, 0, 63);
+        p.sc[j] = qround(s[j], p.d, 0, 63);
+        p.mm[j] = qround(mn[j], p.dmin, 0, 63);
+        const float d1 = p.d * (float)p.sc[j], m1 = p.dmin * (float)p.mm[j];
+        for (int l = 0; l < 32; l++) q[32 * j + l] = qround(x[32 * j + l] + m1, d1, 0, maxq);
     }
-    put16(b, sp_f32_to_f16(d));
-    put16(b + 2, sp_f32_to_f16(dmin));
-    k4_put_scales(b + 4, sc, m);
-    uint8_t *qh = bits == 5 ? b + 16 : NULL, *qs = b + 16 + (bits == 5 ? 32 : 0);
-    if (qh) memset(qh, 0, 32);
-    for (int j = 0; j < 8; j += 2) {
-        int q[2][32];
-        for (int h = 0; h < 2; h++) {
-            const float d1 = d * (float)sc[j + h], m1 = dmin * (float)m[j + h];
-            for (int l = 0; l < 32; l++) q[h][l] = qround(x[32 * (j + h) + l] + m1, d1, 0, maxq);
-        }
-        for (int l = 0; l < 32; l++) {
-            qs[16 * j + l] = (uint8_t)((q[0][l] & 15) | ((q[1][l] & 15) << 4));
-            /* fifth bits: sub-block j uses bit j of qh[l], sub-block j+1 bit j+1 */
-            if (qh) qh[l] |= (uint8_t)(((q[0][l] >> 4) << j) | ((q[1][l] >> 4) << (j + 1)));
-        }
-    }
+    sp_gtype_put_block(bits == 5 ? SP_GT_Q5_K : SP_GT_Q4_K, &p, q, b);
 }
 
-/* Q6_K: 256 = 16 sub-blocks of 16. Layout per half (128 values, n = 0 or 128): ql[64], qh[32];
- * values n+l, n+l+32, n+l+64, n+l+96 (l < 32) are the low nibbles of ql[l], ql[l+32] and the
- * high nibbles of ql[l], ql[l+32]; their top two bits are bits 0-1, 2-3, 4-5, 6-7 of qh[l]. */
+/* Q6_K: 256 = 16 sub-blocks of 16 (layout in sp_gtype_put_block). */
 static void q_q6_k(const float *x, uint8_t *b) {
     float s[16], smax = 0.0f, sv = 0.0f;
     for (int j = 0; j < 16; j++) {
         s[j] = absmax_signed(x + 16 * j, 16) / -32.0f;
         if (fabsf(s[j]) > smax) smax = fabsf(s[j]), sv = s[j];
     }
-    float d = f16r(sv / -128.0f);
-    int8_t sc[16];
-    for (int j = 0; j < 16; j++) sc[j] = (int8_t)qround(s[j], d, -128, 127);
-    uint8_t *ql = b, *qh = b + 128;
-    memset(ql, 0, 192);
-    for (int half = 0; half < 2; half++) {
-        const float *v = x + 128 * half;
-        uint8_t *L = ql + 64 * half, *H = qh + 32 * half;
-        for (int l = 0; l < 32; l++) {
-            int q[4];
-            for (int k = 0; k < 4; k++) {
-                int j = 8 * half + 2 * k + l / 16;
-                float d1 = d * (float)sc[j];
-                q[k] = qround(v[l + 32 * k], d1, -32, 31) + 32;
-            }
-            L[l] = (uint8_t)((q[0] & 15) | ((q[2] & 15) << 4));
-            L[l + 32] = (uint8_t)((q[1] & 15) | ((q[3] & 15) << 4));
-            H[l] = (uint8_t)((q[0] >> 4) | ((q[1] >> 4) << 2) | ((q[2] >> 4) << 4) |
-                             ((q[3] >> 4) << 6));
-        }
+    sp_gtype_params p = {0};
+    p.d = f16r(sv / -128.0f);
+    int q[256];
+    for (int j = 0; j < 16; j++) {
+        p.sc[j] = qround(s[j], p.d, -128, 127);
+        const float d1 = p.d * (float)p.sc[j];
+        for (int l = 0; l < 16; l++) q[16 * j + l] = qround(x[16 * j + l], d1, -32, 31) + 32;
     }
-    memcpy(b + 192, sc, 16);
-    put16(b + 208, sp_f32_to_f16(d));
+    sp_gtype_put_block(SP_GT_Q6_K, &p, q, b);
 }
 
 /* 2-bit codes of a 256 block (Q2_K, and Q3_K's low bits): see sp_gtype.h. */
@@ -419,10 +390,10 @@ sp_status sp_gtype_quantize_row(int type, const float *x, int64_t n, void *dst, 
     }
     for (int64_t i = 0; i < n / t->block; i++, b += t->bytes, x += t->block) {
         switch (type) {
-        case SP_GT_Q4_0: q_sym32(x, b, 4); break;
-        case SP_GT_Q5_0: q_sym32(x, b, 5); break;
-        case SP_GT_Q4_1: q_asym32(x, b, 4); break;
-        case SP_GT_Q5_1: q_asym32(x, b, 5); break;
+        case SP_GT_Q4_0: q_sym32(x, b, 4, SP_GT_Q4_0); break;
+        case SP_GT_Q5_0: q_sym32(x, b, 5, SP_GT_Q5_0); break;
+        case SP_GT_Q4_1: q_asym32(x, b, 4, SP_GT_Q4_1); break;
+        case SP_GT_Q5_1: q_asym32(x, b, 5, SP_GT_Q5_1); break;
         case SP_GT_Q8_0: q_q8_0(x, b); break;
         case SP_GT_Q4_K: q_k45(x, b, 4); break;
         case SP_GT_Q5_K: q_k45(x, b, 5); break;
@@ -567,16 +538,11 @@ sp_status sp_gtype_pack_qrow(int type, const sp_qlayer *q, int r, void *dst, sp_
                          sp_f16_to_f32(sp_f32_to_f16(s)) != s,
                      err, SP_EINVAL, "gguf: row %d group %d: zero point or scale %.9g does not fit %s",
                      r, g, (double)s, sp_gtype_name(type));
-        put16(b, sp_f32_to_f16(s));
-        const uint8_t *c = codes + 32 * g;
-        if (type == SP_GT_Q8_0) {
-            for (int j = 0; j < 32; j++) b[2 + j] = (uint8_t)(int8_t)(c[j] - 128);
-        } else {
-            int qq[32];
-            for (int j = 0; j < 32; j++) qq[j] = c[j];
-            put_codes_32(b + 2 + (type == SP_GT_Q5_0 ? 4 : 0),
-                         type == SP_GT_Q5_0 ? b + 2 : NULL, qq);
-        }
+        sp_gtype_params p = {0};
+        p.d = s;
+        int qq[32];
+        for (int j = 0; j < 32; j++) qq[j] = codes[32 * g + j];
+        sp_gtype_put_block(type, &p, qq, b);
     }
     return SP_OK;
 }
