@@ -23,7 +23,9 @@
  *          shrink grid, w the group's weights as above (static groups: W; lazy groups: W at
  *          the block start) and diag(H) undamped (dead columns: 1, their weights are 0).
  *   mse    SP_QSEARCH_GGUF (issue 11): ggml's scale rule for Q4_0/Q5_0/Q8_0 (sp_gtype.h), with
- *          the same diag(H)-weighted shrink search over fp16(p·d); use with sym and gs = 32.
+ *          a weighted shrink search over fp16(p·d), weights R_jj² of the columns' positions
+ *          (GPTQ's per-column loss with compensation, sp_gtype_level.c; diag(H) on a GPU
+ *          context); use with sym and gs = 32.
  *   damping λ = damp · mean(diag H) (after the dead fix) on the diagonal; if the Cholesky
  *          factorization fails, damp is multiplied by 10 and retried (up to 4 times).
  *

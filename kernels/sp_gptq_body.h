@@ -153,8 +153,8 @@ static void SP_FN(group_params)(const sp_gptq_ctx *c, const SP_FN(work) *wk, con
     }
     if (c->o.mse == SP_QSEARCH_HMSE)
         SP_QSEARCH(Ps, Pz, 1, V, 1, Rn, rows, n, bits, c->o.sym, c->hdiag + c0, 2.0);
-    else if (c->o.mse == SP_QSEARCH_GGUF) /* ggml's rule, diag(H)-weighted shrink (issue 11) */
-        SP_GSEARCH(Ps, Pz, 1, V, 1, Rn, rows, n, bits, c->hdiag + c0);
+    else if (c->o.mse == SP_QSEARCH_GGUF) /* ggml's rule, R_jj²-weighted shrink (issue 11) */
+        SP_GSEARCH(Ps, Pz, 1, V, 1, Rn, rows, n, bits, (c->gwt ? c->gwt : c->hdiag) + c0);
     else
         SP_QPARAMS(Ps, Pz, 1, V, 1, Rn, rows, n, bits, c->o.sym, c->o.mse);
 }
