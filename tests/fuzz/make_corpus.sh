@@ -19,6 +19,10 @@ CAL="$DATA/text/stories260K-samples/calib.txt"
   --bits 3 --method rtn --sym --checkpoint-dir "$TMP/ck2" >/dev/null
 cp "$TMP/ck1/run.json" "$C/run_json/gptq_levels.json"; cp "$TMP/ck2/run.json" "$C/run_json/rtn_sym.json"
 cp "$TMP/ck2/blocks/block-00000.spb" "$C/segment/rtn3_rowgroup.spb"
+# A GGUF-type level (issue 11): Q4_1 has offsets (mins) in the wire form; run.json gguf_types.
+"$BIN" quantize --model "$M" --out "$TMP/o3" --format gguf:Q4_1 --method rtn --checkpoint-dir "$TMP/ck3" \
+  >/dev/null 2>&1
+cp "$TMP/ck3/run.json" "$C/run_json/gguf_types.json"
 cp "$M/config.json" "$C/config/stories260K.json"
 cp "$M/tokenizer.json" "$C/tokenizer_json/stories260K.json"
 cp "$M/tok512.bin" "$C/tokenizer_bin/tok512.bin"
@@ -109,6 +113,13 @@ w("bits_map/short.txt", "\n  model.layers.0.mlp.down_proj 8\n\t# comment\nmodel.
 PY
 # A segment with only its first unit (n_units = 1): the target writes the CRC.
 python3 - "$TMP/ck1/blocks/block-00000.spb" "$C/segment/gptq_first_unit.spb" <<'PY'
+import struct, sys
+b = open(sys.argv[1], "rb").read()
+hdr = bytearray(b[:24]); struct.pack_into("<I", hdr, 16, 1)
+u = b[24:24 + 32]; nbytes = struct.unpack_from("<Q", u, 24)[0]
+open(sys.argv[2], "wb").write(bytes(hdr) + u + b[56:56 + nbytes] + b"\0\0\0\0")
+PY
+python3 - "$TMP/ck3/blocks/block-00000.spb" "$C/segment/q4_1_first_unit.spb" <<'PY'
 import struct, sys
 b = open(sys.argv[1], "rb").read()
 hdr = bytearray(b[:24]); struct.pack_into("<I", hdr, 16, 1)
