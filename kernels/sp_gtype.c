@@ -62,8 +62,6 @@ size_t sp_gtype_row_bytes(int type, int64_t n) {
     return (size_t)(n / t->block) * t->bytes;
 }
 
-int sp_gtype_can_quantize(int type) { return info(type) != NULL; }
-
 int sp_gtype_is_level(int type) {
     return type == SP_GT_Q4_1 || type == SP_GT_Q5_1 || type == SP_GT_Q2_K ||
            type == SP_GT_Q3_K || type == SP_GT_Q4_K || type == SP_GT_Q5_K || type == SP_GT_Q6_K;
@@ -409,7 +407,7 @@ sp_status sp_gtype_quantize_row(int type, const float *x, int64_t n, void *dst, 
 
 sp_status sp_gtype_dequant_row(int type, const void *src, int64_t n, float *y, sp_err *err) {
     const gtype_info *t = info(type);
-    SP_RETURN_IF(!t || !sp_gtype_can_quantize(type), err, SP_EUNSUPPORTED,
+    SP_RETURN_IF(!t, err, SP_EUNSUPPORTED,
                  "gguf: cannot dequantize type %d", type);
     SP_RETURN_IF(n <= 0 || n % t->block, err, SP_EINVAL,
                  "gguf: a row of %lld values is not a multiple of %s's block of %d",
@@ -519,10 +517,6 @@ sp_status sp_gtype_dequant_row(int type, const void *src, int64_t n, float *y, s
 int sp_gtype_exact_of_level(int bits, int group_size, int sym, int cols) {
     if (!sym || group_size != 32 || cols % 32) return -1;
     return bits == 4 ? SP_GT_Q4_0 : bits == 5 ? SP_GT_Q5_0 : bits == 8 ? SP_GT_Q8_0 : -1;
-}
-
-int sp_gtype_level_bits(int type) {
-    return type == SP_GT_Q4_0 ? 4 : type == SP_GT_Q5_0 ? 5 : type == SP_GT_Q8_0 ? 8 : -1;
 }
 
 sp_status sp_gtype_pack_qrow(int type, const sp_qlayer *q, int r, void *dst, sp_err *err) {

@@ -69,8 +69,6 @@ int sp_gtype_block(int type);
 size_t sp_gtype_block_bytes(int type);
 /* Bytes of a row of n values; 0 when n is not a multiple of the block (or type unknown). */
 size_t sp_gtype_row_bytes(int type, int64_t n);
-/* 1 when sp_gtype_quantize_row implements the type. */
-int sp_gtype_can_quantize(int type);
 /* Bits per weight of the type including its scales (e.g. 4.5 for Q4_0). */
 double sp_gtype_bpw(int type);
 
@@ -88,8 +86,6 @@ sp_status sp_gtype_dequant_row(int type, const void *src, int64_t n, float *y, s
 
 /* The exact type of a level (bits, group_size, sym, cols), or -1. */
 int sp_gtype_exact_of_level(int bits, int group_size, int sym, int cols);
-/* The level (bits; group 32, symmetric) of an exact legacy type, or -1 (Q4_0 4, Q5_0 5, Q8_0 8). */
-int sp_gtype_level_bits(int type);
 
 /* Pack row r of q into dst in type (which must be sp_gtype_exact_of_level of q).
  * @return SP_EINVAL when q is not exactly representable (a zero other than 2^(b−1), a scale

@@ -253,9 +253,6 @@ static sp_status build_plan(const src_t *s, const sp_gguf_export_opts *o, ent_t 
         SP_RETURN_IF(!sp_gtype_row_bytes(x->type, x->cols), err, SP_EINVAL,
                      "gguf: %s: rows of %lld values do not fit type %s (block of %d)", x->hf,
                      (long long)x->cols, sp_gtype_name(x->type), sp_gtype_block(x->type));
-        SP_RETURN_IF(!sp_gtype_can_quantize(x->type), err, SP_EUNSUPPORTED,
-                     "gguf: %s: type %s is not implemented (Q4_K, Q5_K, Q6_K, Q4_0, Q4_1, "
-                     "Q5_0, Q5_1, Q8_0, F16, F32 are)", x->hf, sp_gtype_name(x->type));
     }
     if (c->rope_scaling_llama3) {
         ent_t *x = &e[(*n)++];

@@ -54,7 +54,7 @@ void sp_gguf_export_opts_default(sp_gguf_export_opts *o);
 
 /* Export model_path (a model directory or llama2.c .bin, or a quantized container directory)
  * to out_file. @return SP_OK; SP_EEXIST; SP_EINVAL (a type that does not fit a row length,
- * unknown module in a map); SP_EUNSUPPORTED (architecture, tokenizer, Q2_K/Q3_K); errors of the
+ * unknown module in a map); SP_EUNSUPPORTED (architecture, tokenizer); errors of the
  * readers and the writer. Nothing is left at out_file on failure. */
 sp_status sp_export_gguf(const char *model_path, const char *out_file,
                          const sp_gguf_export_opts *opts, sp_err *err);
