@@ -38,38 +38,8 @@
 #include "kernels/sp_hacc.h"
 #include "kernels/sp_quant.h"
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static uint64_t rng_next(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-static double rng_u(uint64_t *s) {
-    return ((double)(rng_next(s) >> 11) + 0.5) / 9007199254740992.0;
-}
-static double rng_n(uint64_t *s) {
-    return sqrt(-2.0 * log(rng_u(s))) * cos(6.283185307179586 * rng_u(s));
-}
-
-static void *xmalloc(size_t n) {
-    void *p = malloc(n ? n : 1);
-    if (!p) {
-        fprintf(stderr, "bench_gptq: cannot allocate %zu bytes\n", n);
-        exit(1);
-    }
-    return p;
-}
-
-static void die(const char *what, const sp_err *e) {
-    fprintf(stderr, "bench_gptq: %s: %s\n", what, e->msg);
-    exit(1);
-}
+#define BENCH_NAME "bench_gptq"
+#include "bench/bench_gptq_data.h"
 
 /* Best of reps: C [n, n] = A·B in float. GFLOP/s. */
 static double sgemm_rate(int n, int reps) {
@@ -103,32 +73,6 @@ static double dsyrk_rate(int C, int k, int reps) {
     }
     free(x), free(S);
     return (double)k * C * (double)C / best * 1e-9;
-}
-
-/* X [n, C] = Z·M/√k + 0.5·noise, column c scaled by exp(0.5·N(0,1)). */
-static float *make_inputs(int n, int C, uint64_t seed) {
-    const int k = 64;
-    float *Z = xmalloc((size_t)n * k * 4), *M = xmalloc((size_t)k * C * 4);
-    float *X = xmalloc((size_t)n * C * 4), *sc = xmalloc((size_t)C * 4);
-    for (size_t i = 0; i < (size_t)n * k; i++) Z[i] = (float)rng_n(&seed);
-    for (size_t i = 0; i < (size_t)k * C; i++) M[i] = (float)rng_n(&seed);
-    for (int c = 0; c < C; c++) sc[c] = (float)exp(0.5 * rng_n(&seed));
-    for (size_t i = 0; i < (size_t)n * C; i++) X[i] = 0.5f * (float)rng_n(&seed);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, C, k, 1.0f / sqrtf((float)k), Z, k,
-                M, C, 1.0f, X, C);
-    for (size_t r = 0; r < (size_t)n; r++)
-        for (size_t c = 0; c < (size_t)C; c++) X[r * C + c] *= sc[c];
-    free(Z), free(M), free(sc);
-    return X;
-}
-
-static float *make_weights(int R, int C, uint64_t seed) {
-    float *W = xmalloc((size_t)R * C * 4);
-    for (size_t i = 0; i < (size_t)R * C; i++) {
-        double v = 0.02 * rng_n(&seed);
-        W[i] = (float)(rng_u(&seed) < 0.01 ? 5 * v : v);
-    }
-    return W;
 }
 
 /* tr(ΔW H ΔWᵀ) over the first er rows. */
