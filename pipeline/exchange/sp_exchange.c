@@ -31,6 +31,7 @@ typedef struct {
     const sp_exchange_opts *o;
     sp_cmp_spec up, down, dense;
     int has_down, n, site0, mysite, server_job, is_server, files;
+    int weighted; /* --weights data: the target is Σ w_i v_i, not the mean */
     char up_name[128], down_name[128];
     sp_xmodel base, local;
     int64_t P, round;
@@ -127,6 +128,7 @@ static sp_status setup(xrun *x, sp_err *err) {
     x->w = sp_malloc(SP_EXCHANGE_MAX_SITES * sizeof *x->w, err, "weights"); /* a state's w fits */
     if (!x->w) return SP_ENOMEM;
     SP_FORWARD(parse_weights(x, err));
+    x->weighted = !strncmp(o->weights, "data:", 5);
     char ldir[4096];
     local_dir(o->local, x->mysite, ldir, sizeof ldir);
     SP_FORWARD(sp_xmodel_open(&x->base, o->base, err));
@@ -240,7 +242,9 @@ static sp_status site_unit(xrun *x, size_t i, int64_t o, size_t len, int64_t gof
     sp_xmodel_read(&x->local, i, o, len, x->vl);
     for (size_t j = 0; j < len; j++) x->vl[j] -= x->vb[j]; /* v_i */
     x->up_msg.len = 0;
-    float scale = (float)(1.0 / ((double)x->n * x->w[x->mysite]));
+    /* data: the target is Σ w_i v_i (FedAvg by data size), so g_i tracks v_i itself; uniform and
+     * smooth (EF21-W): the target is the mean, g_i tracks v_i/(n·w_i) so that Σ w_i g_i → mean. */
+    float scale = x->weighted ? 1.0f : (float)(1.0 / ((double)x->n * x->w[x->mysite]));
     sp_status st = sp_ef21_uplink(&x->up, x->vl, scale, x->g_i + goff, len,
                                   stream_id(x->round, u, x->mysite), x->scratch, &x->up_msg, err);
     if (st != SP_OK) sp_err_prefix(err, "site %d: tensor '%s'", x->mysite, x->base.t[i]->name);
@@ -255,7 +259,7 @@ static sp_status server_unit(xrun *x, const uint8_t *const *msgs, const size_t *
     if (st != SP_OK) return sp_err_prefix(err, "tensor '%s'", x->base.t[i]->name);
     if (x->o->diag && !x->files)
         for (size_t j = 0; j < len; j++) {
-            double mv = x->sumv[j] / x->n;
+            double mv = x->sumv[j]; /* the target: Σ_s w_s v_s (uniform, smooth: w_s = 1/n) */
             x->num += (g[j] - mv) * (g[j] - mv);
             x->den += mv * mv;
         }
@@ -321,8 +325,10 @@ static sp_status round_mpi(xrun *x, sp_err *err) {
         st = site_unit(x, i, o, (size_t)len, goff, u, err);
         st = sp_mpi_agree(x->comm, st, err);
         if (st == SP_OK && x->o->diag) {
-            double *d = x->sumv; /* Σ_s v_s, to rank 0: diagnostics only, not counted */
-            for (int64_t j = 0; j < len; j++) d[j] = x->vl[j];
+            /* the target Σ_s t_s v_s (t = w for data weights, else 1/n), to rank 0:
+             * diagnostics only, not counted */
+            double *d = x->sumv, t = x->weighted ? x->w[x->mysite] : 1.0 / x->n;
+            for (int64_t j = 0; j < len; j++) d[j] = t * x->vl[j];
             st = sp_mpi_check(MPI_Reduce(x->rank == 0 ? MPI_IN_PLACE : d, d, (int)len, MPI_DOUBLE,
                                          MPI_SUM, 0, x->comm), "MPI_Reduce(diagnostics)", err);
             st = sp_mpi_agree(x->comm, st, err);
@@ -445,6 +451,7 @@ static sp_status run(xrun *x, sp_err *err) {
     x->r->jobsites = x->size;
     x->r->values = x->P;
     x->r->dense_bytes = 4.0 * (double)x->P;
+    for (int s = 0; s < x->n; s++) x->r->weights[s] = x->w[s];
     for (int s = 0; s < x->n; s++)
         x->r->up_bytes[s] = x->files && s != x->mysite && !x->is_server ? -1.0 : 0.0;
     st = x->files ? round_files(x, err) : round_mpi(x, err);

@@ -3,8 +3,10 @@
  *
  * A round (sites i = 0..n−1; the server is site 0):
  *   v_i = local_i − base, per tensor, in fp32, cut into units of <= SP_EXCHANGE_UNIT values;
- *   site i sends c_i = C(v_i/(n·w_i) − g_i) and sets g_i += c_i           (uplink, EF21-W)
- *   the server sets g += Σ_i w_i c_i in site order
+ *   site i sends c_i = C(s_i·v_i − g_i) and sets g_i += c_i                 (uplink)
+ *   the server sets g += Σ_i w_i c_i in site order, so g tracks Σ_i w_i s_i v_i:
+ *     uniform (EF21, w_i = 1/n) and smooth (EF21-W, w_i ∝ ‖v_i‖): s_i = 1/(n·w_i), target the
+ *     mean of the v_i; data:N1,..,Nn (FedAvg): w_i = N_i/ΣN, s_i = 1, target Σ_i w_i v_i
  *   downlink: no --downlink: the server sends lr·g as f32 (dense); out = base + lr·g.
  *             --downlink SPEC: the server keeps its model x (x_0 = base), x += lr·g, sends
  *             c = C(x − base) (base = x̂, what the sites hold) and out = base + c (EF21-BC).
@@ -56,6 +58,7 @@ typedef struct {
     double dense_bytes;  /* 4·P: one dense fp32 delta                                       */
     double up_bytes[SP_EXCHANGE_MAX_SITES]; /* messages sent (files: the whole file, framing
                                                included); < 0: not known to this job         */
+    double weights[SP_EXCHANGE_MAX_SITES]; /* w_i used (smooth: measured in round 1)      */
     double down_bytes;   /* the same for the downlink, per receiving site                   */
     double rel_error;    /* ‖g − mean v‖/‖mean v‖, < 0 when not computed                    */
     double seconds;

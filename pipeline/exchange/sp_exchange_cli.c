@@ -24,8 +24,9 @@ static const char *USAGE =
     "  --compressor SPEC   none, topk:F|N, randk:F|N[@SEED], q8, topk:..+q8, topk:..+sign,\n"
     "                      any of them +zstd (default topk:0.01+q8)\n"
     "  --downlink SPEC     compress the server's model update too (EF21-BC); default: dense\n"
-    "  --weights W         uniform (EF21), data:N1,..,Nn (EF21-W by data size), smooth\n"
-    "                      (EF21-W, w_i ~ ||v_i|| of the first round; mpi transport)\n"
+    "  --weights W         uniform (EF21: the mean of the deltas), data:N1,..,Nn (the\n"
+    "                      deltas weighted by data size N_i/sum N, as FedAvg), smooth (EF21-W,\n"
+    "                      w_i ~ ||v_i|| of the first round, the mean; mpi transport)\n"
     "  --server-lr LR      step on g (default 1.0)\n"
     "  --transport T       mpi (default) or files:DIR (one file per site per round, sites may\n"
     "                      be separate jobs: --site I is this job's first site, --sites N)\n"
@@ -48,6 +49,8 @@ static void print_result(const sp_exchange_opts *o, const sp_exchange_result *r,
         for (int s = 0; s < r->sites; s++)
             cJSON_AddItemToArray(up, r->up_bytes[s] < 0 ? cJSON_CreateNull() : cJSON_CreateNumber(r->up_bytes[s]));
         cJSON_AddNumberToObject(j, "down_bytes", r->down_bytes);
+        cJSON *w = cJSON_AddArrayToObject(j, "weights");
+        for (int s = 0; s < r->sites; s++) cJSON_AddItemToArray(w, cJSON_CreateNumber(r->weights[s]));
         if (r->rel_error >= 0) cJSON_AddNumberToObject(j, "rel_error", r->rel_error);
         else cJSON_AddNullToObject(j, "rel_error");
         cJSON_AddNumberToObject(j, "seconds", r->seconds);

@@ -1,5 +1,9 @@
 #!/usr/bin/env bash
 # shardpress exchange (issue 12). Case $1:
+#   verify   the outputs and the site messages against an independent computation
+#            (exchange_ref.py): --compressor none gives base + lr sum w_i v_i for --server-lr,
+#            uniform, data and smooth weights (smooth: the weights are the norms' shares);
+#            Top-K sends the K largest residual coordinates, rounds 1 and 2.
 #   ranks N  N sites over MPI: two rounds, bytes vs dense in --json, the output is a model that
 #            eval reads, in the base's dtype; a fresh rerun gives the same bytes.
 #   kill     SIGKILL mid-round and after the output but before the state commit; each rerun
@@ -47,6 +51,45 @@ EOF
   xch "$n" --base "$WORK/w1" --local "$WORK/sites/{rank}" --state "$WORK/D3" --out "$WORK/w2" --weights smooth >/dev/null
   [ -e "$WORK/w2/model.safetensors" ] || fail "smooth weights: no output"
   echo "ok: $n ranks" ;;
+verify)
+  # Against tests/mpi/exchange_ref.py, which reads the models and the site messages itself.
+  REF="python3 $(dirname "$0")/exchange_ref.py"
+  $MK "$B" "$WORK/sites" 2 --scale 0.01
+  $MK "$B" "$WORK/big" 1 --scale 0.03 --seed 7 && mv "$WORK/big/0" "$WORK/sites/2" # unequal norms
+  S=("$WORK/sites/0" "$WORK/sites/1" "$WORK/sites/2")
+  # --compressor none: out = base + lr * sum w_i v_i, for uniform (the mean), --server-lr,
+  # data weights (FedAvg: the deltas weighted by N_i / sum N) and smooth weights (the mean).
+  xch 3 --base "$B" --local "$WORK/sites/{rank}" --state "$WORK/Dn" --out "$WORK/n1" --compressor none \
+    --server-lr 1.0 >/dev/null
+  $REF dense "$WORK/n1" "$B" 1.0 mean "${S[@]}"
+  xch 3 --base "$B" --local "$WORK/sites/{rank}" --state "$WORK/Dl" --out "$WORK/l1" --compressor none \
+    --server-lr 0.37 >/dev/null
+  $REF dense "$WORK/l1" "$B" 0.37 mean "${S[@]}"
+  xch 3 --base "$B" --local "$WORK/sites/{rank}" --state "$WORK/Dd" --out "$WORK/d1" --compressor none \
+    --server-lr 1.0 --weights data:1,2,7 >/dev/null
+  $REF dense "$WORK/d1" "$B" 1.0 1,2,7 "${S[@]}"
+  xch 3 --base "$B" --local "$WORK/sites/{rank}" --state "$WORK/Ds" --out "$WORK/s1" --compressor none \
+    --server-lr 1.0 --weights smooth --json >"$WORK/js"
+  $REF dense "$WORK/s1" "$B" 1.0 mean "${S[@]}"
+  $REF norms "${S[@]}" "$B" >"$WORK/norms"
+  python3 -c '
+import json, sys
+w, want = json.load(open(sys.argv[1]))["weights"], json.load(open(sys.argv[2]))
+assert len(w) == len(want) and all(abs(a - b) < 1e-6 * b for a, b in zip(w, want)), (w, want)
+assert max(want) - min(want) > 1e-3, "the sites have equal norms: smooth would equal uniform"
+print("ok: smooth weights", w)' "$WORK/js" "$WORK/norms"
+  # Top-K over the files transport (one 3-rank job), two rounds: the coordinates each site sent
+  # are the K largest of its residual, with its values, and the outputs are base + lr sum w c.
+  for W in uniform data:1,2,7; do
+    case $W in uniform) RW=mean ;; *) RW=${W#data:} ;; esac
+    rm -rf "$WORK/F" "$WORK/Dt"
+    xch 3 --base "$B" --local "$WORK/sites/{site}" --state "$WORK/Dt" --out "$WORK/t1" --compressor topk:0.03 \
+      --server-lr 0.6 --weights "$W" --transport "files:$WORK/F" --sites 3 >/dev/null
+    xch 3 --base "$WORK/t1" --local "$WORK/sites/{site}" --state "$WORK/Dt" --out "$WORK/t2" --compressor topk:0.03 \
+      --server-lr 0.6 --weights "$W" --transport "files:$WORK/F" --sites 3 >/dev/null
+    $REF topk "$WORK/F" 0.03 0.6 "$RW" "$B" "$WORK/t1,$WORK/t2" "${S[@]}"
+  done
+  echo "ok: verify" ;;
 kill)
   $MK "$B" "$WORK/sites" 2 --scale 0.01
   C=(--compressor randk:0.02@5+q8 --downlink topk:0.1+zstd)
