@@ -48,33 +48,54 @@ sp_status sp_cli_int_list(const char *opt, const char *val, long lo, long hi, in
     return SP_OK;
 }
 
+/* Issue 21 part 4: a line is exactly "NAME VALUE", optionally followed by a '#' comment. The
+ * value must be a whole word ("3.9", "3bits" and "4 extra" are refused, not read as 3, 3 and
+ * 4), a name may appear once (a duplicate used to win silently), and a line that does not fit
+ * the buffer is an error instead of being read as two lines. */
 sp_status sp_module_map_read(const char *path, const char *what, sp_module_map_value_fn value,
                              const char *expect, sp_bits_map *map, sp_err *err) {
     memset(map, 0, sizeof *map);
     FILE *f = fopen(path, "r");
-    SP_RETURN_IF(!f, err, SP_EIO, "%s: cannot open %s", path, what);
+    SP_RETURN_IF(!f, err, SP_EIO, "%s: cannot open %s: %s", path, what, strerror(errno));
     int cap = 0, lineno = 0;
+    int *line_of = NULL; /* [n] line of each name, for the duplicate message */
     char line[1024];
     sp_status st = SP_OK;
     while (st == SP_OK && fgets(line, sizeof line, f)) {
         lineno++;
-        char name[900], tok[32];
-        int v = -1;
-        char *p = line;
-        while (*p == ' ' || *p == '\t') p++;
-        if (*p == '#' || *p == '\n' || *p == '\0') continue;
-        if (sscanf(p, "%899s %31s", name, tok) != 2 || (v = value(tok)) < 0) {
-            st = sp_err_set(err, SP_EFORMAT, "%s: line %d: expected 'module_name %s", path,
-                            lineno, expect);
+        size_t len = strlen(line);
+        if (len == sizeof line - 1 && line[len - 1] != '\n' && !feof(f)) {
+            st = sp_err_set(err, SP_EFORMAT, "%s: line %d: longer than %zu bytes", path, lineno,
+                            sizeof line - 2);
             break;
         }
+        char *hash = strchr(line, '#');
+        if (hash) *hash = '\0';
+        char *save = NULL, *name = strtok_r(line, " \t\r\n", &save);
+        if (!name) continue; /* blank or comment-only */
+        char *tok = strtok_r(NULL, " \t\r\n", &save), *extra = strtok_r(NULL, " \t\r\n", &save);
+        int v = tok ? value(tok) : -1;
+        if (!tok || v < 0 || extra) {
+            st = sp_err_set(err, SP_EFORMAT, "%s: line %d: expected 'module_name %s, got %s%s%s",
+                            path, lineno, expect, !tok ? "no value after '" : "'",
+                            !tok ? name : v < 0 ? tok : extra,
+                            !tok ? "'" : v < 0 ? "'" : "' after the value");
+            break;
+        }
+        for (int i = 0; i < map->n && st == SP_OK; i++)
+            if (!strcmp(map->names[i], name))
+                st = sp_err_set(err, SP_EFORMAT, "%s: line %d: module '%s' is already given on "
+                                "line %d", path, lineno, name, line_of[i]);
+        if (st != SP_OK) break;
         if (map->n == cap) {
             cap = cap ? 2 * cap : 64;
             char **nn = realloc(map->names, sizeof(char *) * (size_t)cap);
             if (nn) map->names = nn;
             int *nb = nn ? realloc(map->bits, sizeof(int) * (size_t)cap) : NULL;
             if (nb) map->bits = nb;
-            if (!nn || !nb) {
+            int *nl = nb ? realloc(line_of, sizeof(int) * (size_t)cap) : NULL;
+            if (nl) line_of = nl;
+            if (!nn || !nb || !nl) {
                 st = sp_err_set(err, SP_ENOMEM, "%s: out of memory", path);
                 break;
             }
@@ -84,16 +105,22 @@ sp_status sp_module_map_read(const char *path, const char *what, sp_module_map_v
             st = sp_err_set(err, SP_ENOMEM, "%s: out of memory", path);
             break;
         }
+        line_of[map->n] = lineno;
         map->bits[map->n++] = v;
     }
+    if (st == SP_OK && ferror(f))
+        st = sp_err_set(err, SP_EIO, "%s: read error: %s", path, strerror(errno));
     fclose(f);
+    free(line_of);
     return st;
 }
 
-/* bits 2..8; sscanf as before, so "3" and "3 # note" read the same. */
+/* bits 2..8, the whole word: "3.9" or "3bits" is not a bit width. */
 static int bits_value(const char *tok) {
-    int b = 0;
-    return sscanf(tok, "%d", &b) == 1 && b >= 2 && b <= 8 ? b : -1;
+    char *end = NULL;
+    errno = 0;
+    long b = strtol(tok, &end, 10);
+    return !errno && end != tok && *end == '\0' && b >= 2 && b <= 8 ? (int)b : -1;
 }
 
 sp_status sp_bits_map_read(const char *path, sp_bits_map *map, sp_err *err) {

@@ -14,8 +14,8 @@ sp_status sp_cli_double(const char *opt, const char *val, double lo, double hi, 
 sp_status sp_cli_int_list(const char *opt, const char *val, long lo, long hi, int *out, int max,
                           int *n, sp_err *err);
 
-/* A --bits-map file: one "module_name bits" per line (bits 2..8; '#' comments and blank lines
- * allowed). Used by eval/generate (level selection) and export (GPTQ dynamic overrides). */
+/* A --bits-map file: one "module_name bits" per line (bits 2..8, an integer word; '#' comments
+ * and blank lines allowed). Used by eval/generate (level selection) and export (GPTQ dynamic overrides). */
 typedef struct {
     int n;
     char **names;   /* [n] module names (HF tensor name without ".weight") */
@@ -27,7 +27,9 @@ typedef struct {
 sp_status sp_bits_map_read(const char *path, sp_bits_map *map, sp_err *err);
 
 /* The reader behind every "module_name VALUE" file (--bits-map, --type-map): '#' comments and
- * blank lines skipped; value(tok) turns the second word into the int stored in map->bits, or
+ * blank lines skipped; a line is exactly two words (then optionally a comment), each name
+ * appears once (a duplicate is an error naming both lines), a line over 1022 bytes is an error;
+ * value(tok) turns the second word (whole) into the int stored in map->bits, or
  * returns -1, and the error then says "expected 'module_name " followed by expect (which
  * closes the quote itself, e.g. "bits' with bits in 2..8"). `what` names the file
  * kind in the open error ("bits map"). */

@@ -1,0 +1,128 @@
+/* test_cli.c — the "module_name VALUE" map reader behind --bits-map and --type-map (issue 21
+ * part 4): what it accepts is read back exactly as written, and every malformed line it used
+ * to accept ("3.9", "3bits", "4 extra", a duplicate name) is one error naming the file and the
+ * line. The expected values are the ones written into the file by the test, not the reader's.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include "kernels/sp_gtype.h"
+#include "pipeline/sp_cli.h"
+#include "pipeline/sp_gguf_cli.h"
+#include "tests/unit/shards_test_util.h"
+
+typedef sp_status (*reader_fn)(const char *path, sp_bits_map *map, sp_err *err);
+
+/* Write text to DIR/map.txt, read it with rd; on failure the message must start with
+ * "<path>: line <line>:" (line > 0) and contain every extra word. */
+static sp_status read_text(reader_fn rd, const char *text, sp_bits_map *m, int line,
+                           const char *word) {
+    char dir[256], p[4096], want[4200];
+    tu_tmpdir(dir, sizeof dir);
+    tu_write_str(tu_path(p, sizeof p, dir, "map.txt"), text);
+    sp_err err = {0};
+    sp_status st = rd(p, m, &err);
+    if (line > 0) {
+        assert_int_equal(st, SP_EFORMAT);
+        snprintf(want, sizeof want, "%s: line %d:", p, line);
+        if (strncmp(err.msg, want, strlen(want)) != 0) fail_msg("message '%s' does not start with '%s'", err.msg, want);
+        assert_null(strchr(err.msg, '\n'));
+        if (word && !strstr(err.msg, word)) fail_msg("message '%s' does not name '%s'", err.msg, word);
+    }
+    tu_rmdir(dir);
+    return st;
+}
+
+static void test_bits_map_accepts(void **state) {
+    (void)state;
+    sp_bits_map m;
+    assert_int_equal(read_text(sp_bits_map_read,
+                               "# shardpress search MAP\n"
+                               "model.layers.0.mlp.up_proj 3\n"
+                               "\n"
+                               "   \t# indented comment\n"
+                               "\tmodel.layers.0.mlp.down_proj   8   # trailing note\n"
+                               "model.layers.1.self_attn.q_proj 2\r\n"
+                               "model.layers.1.self_attn.k_proj 5",   /* no final newline */
+                               &m, 0, NULL), SP_OK);
+    static const char *names[] = {"model.layers.0.mlp.up_proj", "model.layers.0.mlp.down_proj",
+                                  "model.layers.1.self_attn.q_proj", "model.layers.1.self_attn.k_proj"};
+    static const int bits[] = {3, 8, 2, 5};
+    assert_int_equal(m.n, 4);
+    for (int i = 0; i < 4; i++) {
+        assert_string_equal(m.names[i], names[i]);
+        assert_int_equal(m.bits[i], bits[i]);
+    }
+    sp_bits_map_free(&m);
+}
+
+static void test_bits_map_refuses(void **state) {
+    (void)state;
+    sp_bits_map m;
+    /* each: the text, the line at fault, a word the message must quote */
+    static const struct { const char *text; int line; const char *word; } bad[] = {
+        {"a 4\nmodel.layers.0.mlp.up_proj 3.9\n", 2, "3.9"},
+        {"model.layers.0.mlp.up_proj 3bits\n", 1, "3bits"},
+        {"# c\n\nmodel.layers.0.mlp.up_proj 4 extra\n", 3, "extra"},
+        {"x 4\ny 3\nx 4\n", 3, "line 1"},           /* duplicate, even with the same value */
+        {"x 4\ny 3\nx 2\n", 3, "'x'"},
+        {"x\n", 1, "x"},
+        {"x 9\n", 1, "9"},
+        {"x 1\n", 1, "1"},
+        {"x -3\n", 1, "-3"},
+        {"x 0x4\n", 1, "0x4"},
+        {"x 4\ny\t\n", 2, "y"},
+        {"x 99999999999999999999\n", 1, "99999999999999999999"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(read_text(sp_bits_map_read, bad[i].text, &m, bad[i].line, bad[i].word),
+                         SP_EFORMAT);
+        sp_bits_map_free(&m);
+    }
+    /* a line longer than the reader's buffer is an error, not two lines */
+    char big[3000];
+    memset(big, 'a', sizeof big);
+    memcpy(big + sizeof big - 4, " 4\n", 4);
+    assert_int_equal(read_text(sp_bits_map_read, big, &m, 1, NULL), SP_EFORMAT);
+    sp_bits_map_free(&m);
+    /* a missing file names the file */
+    sp_err err = {0};
+    assert_int_equal(sp_bits_map_read("/nonexistent/map.txt", &m, &err), SP_EIO);
+    assert_non_null(strstr(err.msg, "/nonexistent/map.txt"));
+    sp_bits_map_free(&m);
+}
+
+static void test_type_map(void **state) {
+    (void)state;
+    sp_bits_map m;
+    assert_int_equal(read_text(sp_type_map_read, "a Q4_K\nb q6_k # lower case\nc F16\n", &m, 0,
+                               NULL), SP_OK);
+    assert_int_equal(m.n, 3);
+    assert_int_equal(m.bits[0], SP_GT_Q4_K);
+    assert_int_equal(m.bits[1], SP_GT_Q6_K);
+    assert_int_equal(m.bits[2], SP_GT_F16);
+    sp_bits_map_free(&m);
+    static const struct { const char *text; int line; const char *word; } bad[] = {
+        {"a Q4_K extra\n", 1, "extra"},
+        {"a Q4_K\nb Q4_Kx\n", 2, "Q4_Kx"},
+        {"a Q4_K\na Q6_K\n", 2, "line 1"},
+        {"a 4\n", 1, "4"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(read_text(sp_type_map_read, bad[i].text, &m, bad[i].line, bad[i].word),
+                         SP_EFORMAT);
+        sp_bits_map_free(&m);
+    }
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bits_map_accepts),
+        cmocka_unit_test(test_bits_map_refuses),
+        cmocka_unit_test(test_type_map),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
