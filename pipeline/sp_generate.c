@@ -134,6 +134,13 @@ sp_status sp_generate_run(MPI_Comm comm, const sp_generate_opts *o, char **text,
     else if (o->steps < 1) st = sp_err_set(err, SP_EINVAL, "generate: --steps must be >= 1");
     else if (o->temperature < 0.0f || !isfinite(o->temperature))
         st = sp_err_set(err, SP_EINVAL, "generate: --temperature must be >= 0");
-    else if (rank == 0) st = generate_rank0(o, text, err);
+    else if (o->prompt) {
+        /* the same rule, and the same message shape, as tokenize TEXT and eval's files */
+        size_t n = strlen(o->prompt), bad = sp_text_utf8_valid_len(o->prompt, n);
+        if (bad < n)
+            st = sp_err_set(err, SP_EFORMAT, "generate: --prompt is not valid UTF-8 at byte "
+                            "offset %zu (byte 0x%02X)", bad, (unsigned)(unsigned char)o->prompt[bad]);
+    }
+    if (st == SP_OK && rank == 0) st = generate_rank0(o, text, err);
     return sp_mpi_agree(comm, st, err);
 }

@@ -49,7 +49,13 @@ import json; p='$WORK/m/config.json'; c=json.load(open(p)); c['architectures']=[
     expect_error 'empty\.txt.*empty' "$SP_BIN" eval --model "$M" --text "$WORK/empty.txt" --ctx 64 ;;
   non_utf8)
     printf 'Once upon a time \xff\xfe there was' >"$WORK/bad.txt"
-    expect_error 'bad\.txt.*UTF-8' "$SP_BIN" eval --model "$M" --text "$WORK/bad.txt" --ctx 64 ;;
+    expect_error 'bad\.txt.*UTF-8' "$SP_BIN" eval --model "$M" --text "$WORK/bad.txt" --ctx 64
+    # issue 21: generate --prompt refuses what eval and tokenize refuse, before any output
+    expect_error 'generate: --prompt is not valid UTF-8 at byte offset 5 \(byte 0xFF\)' \
+      "$SP_BIN" generate --model "$M" --steps 2 --prompt "$(printf 'Once \xff\xfe')"
+    [ ! -s "$WORK/.stdout" ] || fail "generate printed text for a non-UTF-8 prompt"
+    expect_error 'tokenize: TEXT is not valid UTF-8 at byte offset 5 \(byte 0xFF\)' \
+      "$SP_BIN" tokenize --model "$M" "$(printf 'Once \xff\xfe')" ;;
   short_text)
     echo "Once upon a time." >"$WORK/short.txt"
     expect_error 'short\.txt.*(shorter|window)' "$SP_BIN" eval --model "$M" --text "$WORK/short.txt" --ctx 64 ;;
