@@ -27,6 +27,11 @@ assert cfg["quantization_config"]["bits"] == 4 and cfg["quantization_config"]["q
 print("ok: export matches container", r["q"]["kl"], r["qm"]["kl"])
 PY
 # bad format / existing output are refused with one line
-expect_error 'format' "$SP_BIN" export --model "$WORK/q" --format awq --out "$WORK/y"
-expect_error '(exists|force)' "$SP_BIN" export --model "$WORK/q" --format gptq --out "$WORK/x"
-expect_error '(level|stored|8|2)' "$SP_BIN" eval --model "$WORK/q" --text "$EV" --ctx 128 --level 2
+# (issue 21: each pattern is the actual message, not any line that mentions a digit)
+expect_error "^shardpress: error: export: --format 'awq' is not supported \(gptq, gguf\)\$" \
+  "$SP_BIN" export --model "$WORK/q" --format awq --out "$WORK/y"
+[ ! -e "$WORK/y" ] || fail "a refused export left $WORK/y"
+expect_error "^shardpress: error: $WORK/x: already exists \(use --force to replace it\)\$" \
+  "$SP_BIN" export --model "$WORK/q" --format gptq --out "$WORK/x"
+expect_error "^shardpress: error: $WORK/q/model\.sp\.h5: module model\.layers\.[0-9]+\.[a-z_.]+ has no 2-bit level \(stored: 3, 4, 8\)\$" \
+  "$SP_BIN" eval --model "$WORK/q" --text "$EV" --ctx 128 --level 2
