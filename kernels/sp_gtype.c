@@ -3,6 +3,7 @@
 #include "kernels/sp_gtype.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "shards/sp_model.h" /* sp_f32_to_f16 / sp_f16_to_f32 */
@@ -44,6 +45,18 @@ int sp_gtype_parse(const char *name) {
         if (!*a && !*b) return TYPES[i].type;
     }
     return -1;
+}
+
+size_t sp_gtype_names(char *buf, size_t cap, const char *sep, int quantized_only) {
+    size_t n = 0;
+    if (cap) buf[0] = '\0';
+    for (int i = 0; i < N_TYPES; i++) {
+        if (quantized_only && TYPES[i].block == 1) continue;
+        int w = snprintf(buf ? buf + (n < cap ? n : cap) : NULL, n < cap ? cap - n : 0, "%s%s",
+                         n ? sep : "", TYPES[i].name);
+        if (w > 0) n += (size_t)w;
+    }
+    return n;
 }
 
 int sp_gtype_block(int type) {

@@ -63,6 +63,11 @@ enum {
 const char *sp_gtype_name(int type);
 /* The type of a name (case-insensitive), or -1. */
 int sp_gtype_parse(const char *name);
+/* Every type's name in table order (F32 F16 Q4_0 ... Q6_K), separated by sep, into buf
+ * (always terminated; truncated when cap is too small); quantized_only leaves out F32/F16.
+ * Help texts and error messages take their lists from here, so a new type is listed
+ * everywhere. @return the length the full list needs (as snprintf). */
+size_t sp_gtype_names(char *buf, size_t cap, const char *sep, int quantized_only);
 /* Values per block (1 for F32/F16, 32 legacy, 256 K-quants); 0 for an unknown type. */
 int sp_gtype_block(int type);
 /* Bytes per block; 0 for an unknown type. */

@@ -443,7 +443,8 @@ static sp_status cmd_quantize(cli_ctx *cx, int argc, char **argv, sp_err *err) {
         o.imatrix_out = abs[4];
     }
     o.stop_flag = &g_stop_requested;
-    sp_quantize_result r;
+    sp_quantize_result r; /* zeroed: a run that fails before its start leaves it untouched */
+    memset(&r, 0, sizeof r);
     sp_status st = sp_quantize_run(cx->comm, &o, &r, err);
     print_quantize_result(cx, &o, &r, st, json);
     for (int i = 0; i < 5; i++) free(abs[i]);
@@ -599,6 +600,7 @@ static sp_status cmd_resume(cli_ctx *cx, int argc, char **argv, sp_err *err) {
         return s2;
     }
     sp_quantize_result r;
+    memset(&r, 0, sizeof r);
     sp_status st = sp_quantize_resume(cx->comm, argv[optind], &g_stop_requested, &r, err);
     /* The run's own options live in run.json; the summary shows what resume did. */
     if (st == SP_OK && cx->rank == 0) {
@@ -707,7 +709,7 @@ static const subcommand COMMANDS[] = {
     {"quantize", cmd_quantize, "GPTQ/RTN quantization of every linear layer, across ranks"},
     {"search", cmd_search, "choose per-module bit widths under a budget (EvoPress, greedy)"},
     {"resume", cmd_resume, "continue a checkpointed quantize or search run (any ranks)"},
-    {"export", cmd_export, "write a quantized model as GPTQ-packed safetensors"},
+    {"export", cmd_export, "write a model as GPTQ-packed safetensors or one GGUF file"},
     {"plan", cmd_plan, "predict memory and time per rank of a quantize run"},
     {"tokenize", cmd_tokenize, "print the token ids or pieces of a text"},
     {"exchange", cmd_exchange, "one round of EF21 compressed model-delta exchange between sites"},

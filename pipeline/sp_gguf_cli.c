@@ -10,6 +10,7 @@
 #include "mpi/sp_mpi.h"
 #include "shards/formats/sp_gguf_export.h"
 
+/* The two %s are the type lists, from the sp_gtype table (sp_gtype_names). */
 static const char *USAGE =
     "usage: shardpress export --model DIR --format gguf --out FILE.gguf [--type T]\n"
     "                         [--embed-type T] [--output-type T] [--type-map FILE]\n"
@@ -17,9 +18,11 @@ static const char *USAGE =
     "\n"
     "Write a model (dense, or the output of quantize) as one GGUF v3 file for llama.cpp:\n"
     "llama/qwen2 metadata, the tokenizer, llama.cpp's tensor names and q/k row order.\n"
-    "Container levels that are GGUF types exactly (symmetric, group 32, 4/5/8 bits: Q4_0,\n"
-    "Q5_0, Q8_0) keep GPTQ's codes and scales; other levels are re-quantized to the K-quant\n"
-    "(or legacy type) of their bits. Types: F32 F16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q4_K Q5_K Q6_K.\n"
+    "Container levels that are a GGUF type exactly (quantize --format gguf:TYPE or GGUF\n"
+    "--levels; symmetric group-32 levels of 4/5/8 bits are Q4_0/Q5_0/Q8_0) keep GPTQ's codes\n"
+    "and scales; other levels are re-quantized to the K-quant (or legacy type) of their bits.\n"
+    "Types: %s.\n"
+    "Quantized types (quantize --format gguf:TYPE, --levels): %s.\n"
     "\n"
     "  --model DIR         model directory, llama2.c .bin, or quantized container directory\n"
     "  --out FILE          the .gguf file (must not exist, unless --force)\n"
@@ -29,6 +32,9 @@ static const char *USAGE =
     "  --type-map FILE     'module_name TYPE' per line, overriding --type per module\n"
     "  --bits-map FILE     'module_name bits' per line: container levels to export\n"
     "  --force             replace an existing --out\n";
+
+/* Room for every type name of the sp_gtype table with its separator. */
+#define TYPE_LIST_CAP 256
 
 int sp_gguf_cli_wants(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
@@ -40,15 +46,19 @@ int sp_gguf_cli_wants(int argc, char **argv) {
 }
 
 sp_status sp_type_map_read(const char *path, sp_bits_map *map, sp_err *err) {
-    return sp_module_map_read(path, "type map", sp_gtype_parse,
-                              "TYPE' with a GGUF type (F32, F16, Q4_0, Q8_0, Q4_K, ...)", map, err);
+    char all[TYPE_LIST_CAP], expect[TYPE_LIST_CAP + 64];
+    sp_gtype_names(all, sizeof all, ", ", 0);
+    snprintf(expect, sizeof expect, "TYPE' with TYPE one of %s", all);
+    return sp_module_map_read(path, "type map", sp_gtype_parse, expect, map, err);
 }
 
 static sp_status type_level(const char *opt, const char *name, int *type, sp_err *err) {
     int t = sp_gtype_parse(name), bits = 0;
     sp_gtype_level(t, &bits, NULL, NULL);
+    char q[TYPE_LIST_CAP];
+    sp_gtype_names(q, sizeof q, ", ", 1);
     SP_RETURN_IF(t < 0 || bits == 0, err, SP_EINVAL, "%s: '%s' is not a quantized GGUF type "
-                 "(Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K)", opt, name);
+                 "(%s)", opt, name, q);
     *type = t;
     return SP_OK;
 }
@@ -83,8 +93,9 @@ sp_status sp_gguf_cli_levels(const char *val, int *levels, int max, int *n, int 
 
 static sp_status parse_type(const char *opt, const char *v, int *t, sp_err *err) {
     *t = sp_gtype_parse(v);
-    SP_RETURN_IF(*t < 0, err, SP_EINVAL, "export: %s '%s' is not a GGUF type (F32, F16, Q4_0, "
-                 "Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K)", opt, v);
+    char all[TYPE_LIST_CAP];
+    sp_gtype_names(all, sizeof all, ", ", 0);
+    SP_RETURN_IF(*t < 0, err, SP_EINVAL, "export: %s '%s' is not a GGUF type (%s)", opt, v, all);
     return SP_OK;
 }
 
@@ -114,7 +125,14 @@ sp_status sp_gguf_export_cli(MPI_Comm comm, int rank, int argc, char **argv, sp_
         case 'T': type_map = optarg; break;
         case 'M': bits_map = optarg; break;
         case 'f': eo.force = 1; break;
-        case 'h': if (rank == 0) fputs(USAGE, stdout); return SP_OK;
+        case 'h':
+            if (rank == 0) {
+                char all[TYPE_LIST_CAP], q[TYPE_LIST_CAP];
+                sp_gtype_names(all, sizeof all, " ", 0);
+                sp_gtype_names(q, sizeof q, " ", 1);
+                printf(USAGE, all, q);
+            }
+            return SP_OK;
         default:
             return sp_err_set(err, SP_EINVAL, "export: unknown or incomplete option '%s' (see "
                               "shardpress export --format gguf --help)", argv[optind - 1]);

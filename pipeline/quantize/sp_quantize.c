@@ -754,6 +754,8 @@ sp_status sp_quantize_run(MPI_Comm comm, const sp_quantize_opts *o, sp_quantize_
      * written, so a resumed run reads the value that was used. */
     sp_quantize_opts oc = *o;
     int defaulted = 0;
+    memset(res, 0, sizeof *res);
+    SP_RETURN_IF(!o->model_dir, err, SP_EINVAL, "quantize: --model is required");
     if (oc.ctx <= 0) {
         sp_model *m = NULL;
         sp_status st = sp_mpi_agree(comm, sp_model_open(&m, oc.model_dir, err), err);
