@@ -20,6 +20,7 @@
 #include "kernels/sp_blas.h"
 #include "kernels/sp_gtype.h"
 #include "kernels/sp_quant.h"
+#include "kernels/sp_rotate.h"
 #include "mpi/sp_mpi.h"
 #include "pipeline/sp_cli.h"
 #include "pipeline/sp_device.h"
@@ -250,7 +251,12 @@ static const char *QUANTIZE_USAGE =
     "                      gguf copies GPTQ's values: Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 (32 columns)\n"
     "                      or Q2_K Q3_K Q4_K Q5_K Q6_K (256: columns must be a multiple);\n"
     "                      --levels may list such types, one per bit width (Q3_K,Q4_K,Q6_K)\n"
-    "  --imatrix-out FILE  also write llama.cpp's importance matrix (GGUF) from the Hessians\n";
+    "  --imatrix-out FILE  also write llama.cpp's importance matrix (GGUF) from the Hessians\n"
+    "  --rotate R          none (default), hadamard or orthogonal: fold the RMSNorm weights\n"
+    "                      into the linears and rotate the residual stream (and v/o per head)\n"
+    "                      by a seeded orthogonal matrix before GPTQ; the output, its exports\n"
+    "                      and eval are the rotated model (same function, explicit lm_head)\n"
+    "  --rotate-seed S     seed of the rotation (0)\n";
 
 /* What a quantize job did, as quantize --json and resume --json both report it. */
 static void add_run_summary(cJSON *j, const sp_quantize_result *r) {
@@ -273,6 +279,7 @@ static void add_run_summary(cJSON *j, const sp_quantize_result *r) {
     cJSON_AddNumberToObject(ph, "share", r->t_share);
     cJSON_AddNumberToObject(ph, "propagate", r->t_propagate);
     cJSON_AddNumberToObject(ph, "write", r->t_write);
+    cJSON_AddNumberToObject(ph, "rotate", r->t_rotate);
 }
 
 static void print_quantize_result(cli_ctx *cx, const sp_quantize_opts *op, sp_quantize_result *rp,
@@ -307,6 +314,7 @@ static sp_status cmd_quantize(cli_ctx *cx, int argc, char **argv, sp_err *err) {
         {"checkpoint-compress", required_argument, 0, 'Z'},
         {"device", required_argument, 0, SP_DEVICE_OPT},
         {"format", required_argument, 0, 'F'}, {"imatrix-out", required_argument, 0, 'I'},
+        {"rotate", required_argument, 0, 'R'}, {"rotate-seed", required_argument, 0, 'r'},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     int ch;
     opterr = 0;
@@ -314,6 +322,12 @@ static sp_status cmd_quantize(cli_ctx *cx, int argc, char **argv, sp_err *err) {
         switch (ch) {
         case 'm': o.model_dir = optarg; break;
         case 'c': o.calib_path = optarg; break;
+        case 'R':
+            o.rotate = sp_rotate_parse(optarg);
+            SP_RETURN_IF(o.rotate < 0, err, SP_EINVAL,
+                         "--rotate: '%s' is not none, hadamard or orthogonal", optarg);
+            break;
+        case 'r': SP_FORWARD(sp_cli_int("--rotate-seed", optarg, 0, 0x7fffffffffffffffL, &v, err)); o.rotate_seed = (uint64_t)v; break;
         case 'o': o.out_dir = optarg; break;
         case 'K': o.checkpoint_dir = optarg; break;
         case 'k': SP_FORWARD(sp_cli_int("--checkpoint-every", optarg, 1, 1 << 20, &v, err)); o.checkpoint_every = (int)v; break;
@@ -470,6 +484,7 @@ static void print_quantize_result(cli_ctx *cx, const sp_quantize_opts *op, sp_qu
             cJSON_AddStringToObject(j, "scale_search", sp_quant_search_name(o.scale_search));
             cJSON_AddBoolToObject(j, "true_sequential", o.true_sequential);
             cJSON_AddStringToObject(j, "method", o.rtn ? "rtn" : "gptq");
+            cJSON_AddStringToObject(j, "rotate", sp_rotate_name(o.rotate));
             cJSON_AddNumberToObject(j, "nsamples", o.rtn ? 0 : o.nsamples);
             cJSON_AddNumberToObject(j, "ctx", r.ctx);
             cJSON_AddBoolToObject(j, "ctx_defaulted", r.ctx_defaulted);
@@ -479,6 +494,9 @@ static void print_quantize_result(cli_ctx *cx, const sp_quantize_opts *op, sp_qu
             for (int i = 0; i < o.n_levels; i++) printf(" %d", o.levels[i]);
             printf("), group %d, %s\n", o.group_size, o.sym ? "sym" : "asym");
             printf("output       %s\n", o.out_dir);
+            if (o.rotate)
+                printf("rotation     %s, seed %llu (norms folded, lm_head explicit): %.2f s\n",
+                       sp_rotate_name(o.rotate), (unsigned long long)o.rotate_seed, r.t_rotate);
             if (!o.rtn)
                 printf("calibration  %d windows x %d tokens%s\n", o.nsamples, r.ctx,
                        r.ctx_defaulted ? " (--ctx default: min(2048, max_position_embeddings))" : "");

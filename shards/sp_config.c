@@ -189,6 +189,23 @@ static sp_status parse_config(sp_config *cfg, const cJSON *root, const char *pat
     SP_FORWARD(get_token_id(root, "bos_token_id", &cfg->bos_id, path, err));
     SP_FORWARD(get_token_id(root, "eos_token_id", &cfg->eos_id, path, err));
     SP_FORWARD(parse_rope_scaling(cfg, root, path, err));
+    cfg->rotation[0] = '\0';
+    cfg->rotation_seed = 0;
+    const cJSON *rot = cJSON_GetObjectItemCaseSensitive(root, "shardpress_rotation");
+    if (rot) {
+        const cJSON *m = cJSON_GetObjectItemCaseSensitive(rot, "method");
+        const cJSON *sd = cJSON_GetObjectItemCaseSensitive(rot, "seed");
+        SP_RETURN_IF(!cJSON_IsString(m) || (strcmp(m->valuestring, "hadamard") != 0 &&
+                                            strcmp(m->valuestring, "orthogonal") != 0),
+                     err, SP_EFORMAT, "%s: field 'shardpress_rotation.method' is not hadamard or "
+                     "orthogonal", path);
+        SP_RETURN_IF(!cJSON_IsString(sd) || !sd->valuestring[0] ||
+                     strspn(sd->valuestring, "0123456789") != strlen(sd->valuestring) ||
+                     strlen(sd->valuestring) > 19, err, SP_EFORMAT,
+                     "%s: field 'shardpress_rotation.seed' is not a decimal string", path);
+        snprintf(cfg->rotation, sizeof cfg->rotation, "%s", m->valuestring);
+        cfg->rotation_seed = strtoull(sd->valuestring, NULL, 10);
+    }
 
     const cJSON *act = cJSON_GetObjectItemCaseSensitive(root, "hidden_act");
     SP_RETURN_IF(cJSON_IsString(act) && strcmp(act->valuestring, "silu") != 0, err,
@@ -293,6 +310,18 @@ sp_status sp_config_save_json(const sp_config *cfg, const char *path, const char
     ok = ok && cJSON_AddBoolToObject(root, "tie_word_embeddings", cfg->tie_embeddings);
     if (cfg->bos_id >= 0) ok = ok && cJSON_AddNumberToObject(root, "bos_token_id", cfg->bos_id);
     if (cfg->eos_id >= 0) ok = ok && cJSON_AddNumberToObject(root, "eos_token_id", cfg->eos_id);
+    if (cfg->rotation[0]) {
+        /* The seed as a string: exact beyond 2^53. */
+        char seed[32];
+        snprintf(seed, sizeof seed, "%llu", cfg->rotation_seed);
+        cJSON *r = cJSON_AddObjectToObject(root, "shardpress_rotation");
+        ok = ok && r && cJSON_AddStringToObject(r, "method", cfg->rotation);
+        ok = ok && cJSON_AddStringToObject(r, "seed", seed);
+        ok = ok && cJSON_AddStringToObject(r, "folded", "RMSNorm weights into q/k/v, gate/up "
+                                           "and lm_head; norms are all-ones");
+        ok = ok && cJSON_AddStringToObject(r, "rotated", "residual stream (R1) and v/o per "
+                                           "head (R2); lm_head untied");
+    }
     if (!ok) {
         st = sp_err_set(err, SP_ENOMEM, "%s: out of memory building config", path);
         goto done;

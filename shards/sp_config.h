@@ -29,6 +29,12 @@ typedef struct {
     float rope_factor, rope_low_freq_factor, rope_high_freq_factor;
     int rope_original_max_pos;
     int bos_id, eos_id;   /* -1 when unknown                                              */
+    /* Issue 23: the weights were rotated by quantize --rotate (kernels/sp_rotate.h): norms
+     * folded (all-ones), residual stream and v/o rotated. config.json's "shardpress_rotation":
+     * {"method": "hadamard"|"orthogonal", "seed": "S", ...}; "" when absent. Informational:
+     * the rotated model is an ordinary Llama, nothing reads it differently. */
+    char rotation[16];
+    unsigned long long rotation_seed;
 } sp_config;
 
 /* Parse and validate config.json at path. All sizes must be positive, Hq % Hkv == 0,

@@ -5,7 +5,8 @@
  *            "<out>.partial/blocks".
  *   (after each block, sp_quantize.c streams its modules at every level into a segment)
  *   finish   config.json + tokenizer + source.json (where the dense model is, for search) +
- *            model.sp.h5 (dense tensors, then every block's modules
+ *            model.sp.h5 (dense tensors — with --rotate the embedding rotated, the head folded,
+ *            rotated and explicit, the norms all-ones, v's bias rotated — then every block's modules
  *            read back from its segment, in block order), then rename to <out>.
  * The container is written in one pass at the end, on the main thread, after the checkpoint
  * engine (the only other HDF5 user) has stopped; the same segments always give the same bytes,
@@ -40,37 +41,81 @@ sp_status sp_qoutput_begin(sp_qjob *j, sp_err *err) {
     return SP_OK;
 }
 
+/* A dense tensor as read from the model, passed through `edit` (NULL: as is) before it is
+ * stored. */
+typedef sp_status (*edit_fn)(sp_qjob *j, float *buf, int64_t rows, sp_err *err);
+
 static sp_status put_dense_tensor(sp_qjob *j, sp_qcontainer *out, const char *name, int64_t rows,
-                                  int64_t cols, sp_err *err) {
+                                  int64_t cols, edit_fn edit, sp_err *err) {
     float *buf = sp_malloc((size_t)rows * (size_t)cols * sizeof(float), err, name);
     if (!buf) return SP_ENOMEM;
     /* 1-D tensors (cols == 1) are read as one row of their length. */
     sp_status st = sp_model_read_rows(j->m, name, 0, cols > 1 ? rows : 1, buf, err);
+    if (st == SP_OK && edit) st = edit(j, buf, rows, err);
     int64_t shape[2] = {rows, cols};
     if (st == SP_OK) st = sp_qcontainer_put_dense(out, name, cols > 1 ? 2 : 1, shape, buf, err);
     free(buf);
     return st;
 }
 
+/* --rotate (issue 23): what the block loop did to the blocks, done to the dense tensors. */
+static sp_status edit_embed(sp_qjob *j, float *buf, int64_t rows, sp_err *err) {
+    return sp_rotation_embed(&j->rot, buf, (size_t)rows, err); /* embed·Q */
+}
+
+static sp_status edit_ones(sp_qjob *j, float *buf, int64_t rows, sp_err *err) {
+    (void)j, (void)err;
+    for (int64_t i = 0; i < rows; i++) buf[i] = 1.0f; /* folded into the linears */
+    return SP_OK;
+}
+
+static sp_status edit_v_bias(sp_qjob *j, float *buf, int64_t rows, sp_err *err) {
+    (void)rows;
+    return sp_rotation_v_bias(&j->rot, buf, j->c, err); /* Rᵀ b_h per KV head */
+}
+
+/* lm_head ← (head·diag(final norm))·Q, from lm_head or, tied, the embedding: always explicit. */
+static sp_status put_rotated_head(sp_qjob *j, sp_qcontainer *out, sp_err *err) {
+    const sp_config *c = j->c;
+    size_t D = (size_t)c->dim, V = (size_t)c->vocab_size;
+    float *head = sp_malloc(V * D * sizeof(float), err, "lm_head");
+    float *norm = head ? sp_malloc(D * sizeof(float), err, "model.norm.weight") : NULL;
+    sp_status st = norm ? SP_OK : SP_ENOMEM;
+    if (st == SP_OK) st = sp_model_read_head_rows(j->m, 0, (int64_t)V, head, err);
+    if (st == SP_OK) st = sp_model_read_final_norm(j->m, norm, err);
+    if (st == SP_OK) st = sp_rotation_head(&j->rot, head, V, norm, c, err);
+    int64_t shape[2] = {(int64_t)V, (int64_t)D};
+    if (st == SP_OK) st = sp_qcontainer_put_dense(out, "lm_head.weight", 2, shape, head, err);
+    free(head);
+    free(norm);
+    return st;
+}
+
 static sp_status put_dense(sp_qjob *j, sp_qcontainer *out, sp_err *err) {
     const sp_config *c = j->c;
     int64_t D = c->dim, V = c->vocab_size;
-    SP_FORWARD(put_dense_tensor(j, out, "model.embed_tokens.weight", V, D, err));
-    SP_FORWARD(put_dense_tensor(j, out, "model.norm.weight", D, 1, err));
-    if (!c->tie_embeddings) SP_FORWARD(put_dense_tensor(j, out, "lm_head.weight", V, D, err));
+    int rot = j->rot.kind != SP_ROTATE_NONE;
+    edit_fn ones = rot ? edit_ones : NULL;
+    SP_FORWARD(put_dense_tensor(j, out, "model.embed_tokens.weight", V, D,
+                                rot ? edit_embed : NULL, err));
+    SP_FORWARD(put_dense_tensor(j, out, "model.norm.weight", D, 1, ones, err));
+    if (rot) SP_FORWARD(put_rotated_head(j, out, err));
+    else if (!c->tie_embeddings)
+        SP_FORWARD(put_dense_tensor(j, out, "lm_head.weight", V, D, NULL, err));
     int64_t q = (int64_t)c->n_heads * c->head_dim, kv = (int64_t)c->n_kv_heads * c->head_dim;
     for (int l = 0; l < c->n_layers; l++) {
         char name[256];
         snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
-        SP_FORWARD(put_dense_tensor(j, out, name, D, 1, err));
+        SP_FORWARD(put_dense_tensor(j, out, name, D, 1, ones, err));
         snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
-        SP_FORWARD(put_dense_tensor(j, out, name, D, 1, err));
+        SP_FORWARD(put_dense_tensor(j, out, name, D, 1, ones, err));
         if (c->qkv_bias) {
             const char *p[3] = {"q_proj", "k_proj", "v_proj"};
             int64_t n[3] = {q, kv, kv};
             for (int i = 0; i < 3; i++) {
                 snprintf(name, sizeof name, "model.layers.%d.self_attn.%s.bias", l, p[i]);
-                SP_FORWARD(put_dense_tensor(j, out, name, n[i], 1, err));
+                SP_FORWARD(put_dense_tensor(j, out, name, n[i], 1,
+                                            rot && i == 2 ? edit_v_bias : NULL, err));
             }
         }
     }
@@ -123,9 +168,10 @@ static void container_size(const sp_qjob *j, uint64_t *bytes, uint64_t *datasets
     const sp_config *c = j->c;
     uint64_t D = (uint64_t)c->dim, V = (uint64_t)c->vocab_size, L = (uint64_t)c->n_layers;
     uint64_t q = (uint64_t)c->n_heads * c->head_dim, kv = (uint64_t)c->n_kv_heads * c->head_dim;
-    uint64_t f = V * D * (c->tie_embeddings ? 1 : 2) + D +
+    int tied = c->tie_embeddings && !j->o->rotate; /* a rotated head is explicit */
+    uint64_t f = V * D * (tied ? 1 : 2) + D +
                  L * (2 * D + (c->qkv_bias ? q + 2 * kv : 0));
-    uint64_t b = 4 * f, n = 2 + !c->tie_embeddings + L * (2 + (c->qkv_bias ? 3 : 0));
+    uint64_t b = 4 * f, n = 2 + !tied + L * (2 + (c->qkv_bias ? 3 : 0));
     for (int u = 0; u < j->n_units; u++) {
         const sp_unit *un = &j->units[u];
         int gs, sym, gt;
@@ -141,7 +187,13 @@ sp_status sp_qoutput_finish(sp_qjob *j, sp_err *err) {
     const sp_quantize_opts *o = j->o;
     char path[4600];
     snprintf(path, sizeof path, "%s/config.json", j->partial);
-    SP_FORWARD(sp_config_save_json(j->c, path, NULL, err));
+    sp_config cfg = *j->c;
+    if (o->rotate) { /* the rotated model: explicit lm_head, the rotation recorded */
+        cfg.tie_embeddings = 0;
+        snprintf(cfg.rotation, sizeof cfg.rotation, "%s", sp_rotate_name(o->rotate));
+        cfg.rotation_seed = (unsigned long long)o->rotate_seed;
+    }
+    SP_FORWARD(sp_config_save_json(&cfg, path, NULL, err));
     SP_FORWARD(sp_outdir_copy_tokenizer(o->model_dir, j->partial, err));
     SP_FORWARD(write_source(o, j->partial, err));
     sp_qcontainer_meta meta = {.default_bits = o->bits, .group_size = o->group_size,

@@ -15,6 +15,7 @@
 
 #include "kernels/sp_gtype.h"
 #include "kernels/sp_quant.h"
+#include "kernels/sp_rotate.h"
 
 /* ---- files ---------------------------------------------------------------------------- */
 
@@ -194,6 +195,11 @@ sp_status sp_qrun_to_json(const sp_quantize_opts *o, uint32_t model_fp, uint32_t
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed); /* exact: no double */
     cJSON_AddStringToObject(j, "seed", seed);
     cJSON_AddNumberToObject(j, "force", o->force);
+    if (o->rotate) { /* issue 23; absent: no rotation */
+        cJSON_AddStringToObject(j, "rotate", sp_rotate_name(o->rotate));
+        snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->rotate_seed);
+        cJSON_AddStringToObject(j, "rotate_seed", seed);
+    }
     cJSON_AddNumberToObject(j, "model_fingerprint", model_fp);
     cJSON_AddNumberToObject(j, "calib_fingerprint", calib_fp);
     *json = cJSON_Print(j);
@@ -291,6 +297,19 @@ sp_status sp_qrun_from_json(const char *json, const char *what, sp_quantize_opts
     if (st == SP_OK && !cJSON_IsString(seed))
         st = sp_err_set(err, SP_EFORMAT, "%s: field 'seed' missing", what);
     if (st == SP_OK) o->seed = strtoull(seed->valuestring, NULL, 10);
+    /* Added with issue 23; absent: no rotation. */
+    const cJSON *rot = cJSON_GetObjectItemCaseSensitive(j, "rotate");
+    const cJSON *rseed = cJSON_GetObjectItemCaseSensitive(j, "rotate_seed");
+    if (st == SP_OK && rot) {
+        o->rotate = cJSON_IsString(rot) ? sp_rotate_parse(rot->valuestring) : -1;
+        if (o->rotate < 0)
+            st = sp_err_set(err, SP_EFORMAT, "%s: field 'rotate' is not none, hadamard or "
+                            "orthogonal", what);
+        else if (!cJSON_IsString(rseed))
+            st = sp_err_set(err, SP_EFORMAT, "%s: field 'rotate_seed' missing", what);
+        else
+            o->rotate_seed = strtoull(rseed->valuestring, NULL, 10);
+    }
     const cJSON *lv = cJSON_GetObjectItemCaseSensitive(j, "levels");
     if (st == SP_OK && (!cJSON_IsArray(lv) || cJSON_GetArraySize(lv) < 1 ||
                         cJSON_GetArraySize(lv) > SP_QUANTIZE_MAX_LEVELS))

@@ -448,6 +448,8 @@ static sp_status check_opts(const sp_quantize_opts *o, sp_err *err) {
                  SP_EEXIST, "%s: already exists (use --force to replace it)", o->imatrix_out);
     SP_RETURN_IF(o->nsamples < 1 || o->ctx < 1, err, SP_EINVAL,
                  "quantize: --nsamples and --ctx must be >= 1");
+    SP_RETURN_IF(o->rotate < 0 || o->rotate >= SP_ROTATE_COUNT, err, SP_EINVAL,
+                 "quantize: --rotate %d is not none, hadamard or orthogonal", o->rotate);
     int has_bits = 0;
     for (int i = 0; i < o->n_levels; i++) {
         SP_RETURN_IF(o->levels[i] < 2 || o->levels[i] > 8, err, SP_EINVAL,
@@ -484,6 +486,12 @@ static sp_status setup(sp_qjob *j, int resume, char *warn, size_t warn_cap, sp_e
             st = sp_err_set(err, SP_EINVAL, "quantize: --ctx %d is larger than the model's maximum "
                             "(max_position_embeddings %d)", o->ctx, j->c->max_seq_len);
     }
+    /* --rotate: Q from the seed alone, the same bits on every rank (kernels/sp_rotate.h). A
+     * size with no Hadamard construction is refused here, before any work. */
+    double tr = now_s();
+    if (st == SP_OK) st = sp_rotation_init(&j->rot, o->rotate, o->rotate_seed, j->c, err);
+    if (st && o->rotate) sp_err_prefix(err, "quantize: %s", o->model_dir);
+    j->t_rotate += now_s() - tr;
     st = sp_mpi_agree(j->comm, st, err);
     if (st) return st;
     const sp_config *c = j->c;
@@ -556,6 +564,9 @@ static sp_status setup(sp_qjob *j, int resume, char *warn, size_t warn_cap, sp_e
         SP_FORWARD(sp_calib_windows(j->comm, j->m, o->calib_path, o->nsamples, o->ctx, o->seed,
                                     &j->calib, NULL, err));
         if (nw) st = sp_model_embed(j->m, j->calib + j->w0 * T, nw * T, j->X, err);
+        double tr2 = now_s();
+        if (nw && st == SP_OK) st = sp_rotation_embed(&j->rot, j->X, nw * T, err); /* x·Q */
+        j->t_rotate += now_s() - tr2;
     }
     SP_FORWARD(sp_mpi_agree(j->comm, st, err));
     /* RTN needs no forward pass and no Hessian: it stays on the CPU. */
@@ -583,6 +594,7 @@ static void teardown(sp_qjob *j, sp_status st) {
     free(j->run_json);
     sp_block_weights_free(&j->dense);
     sp_block_scratch_free(&j->scratch);
+    sp_rotation_free(&j->rot);
     sp_cuda_close(j->gpu);
     sp_model_close(j->m);
 }
@@ -657,7 +669,13 @@ static sp_status run_stage(sp_qjob *j, int l, int stage, seg_state *sg, sp_quant
 static sp_status run_block(sp_qjob *j, int l, sp_quantize_result *res, sp_err *err) {
     const sp_quantize_opts *o = j->o;
     double t0 = now_s();
-    sp_status st = sp_mpi_agree(j->comm, sp_model_load_block(j->m, l, &j->dense, err), err);
+    sp_status st = sp_model_load_block(j->m, l, &j->dense, err);
+    /* --rotate: fold the norms and rotate, before the Hessians (input_bounds reads the folded
+     * block); every rank does the same, so the block is the same bits everywhere. */
+    double tr = now_s();
+    if (st == SP_OK) st = sp_rotation_block(&j->rot, &j->dense, j->c, err);
+    j->t_rotate += now_s() - tr;
+    st = sp_mpi_agree(j->comm, st, err);
     res->t_hessian += now_s() - t0;
     if (st) return st;
     seg_state sg;
@@ -742,6 +760,7 @@ sp_status sp_quantize_job(MPI_Comm comm, const sp_quantize_opts *o, int resume,
     if (j.c) res->modules = SP_MOD_COUNT * j.c->n_layers;
     res->mean_rel_error = j.err_count ? j.err_sum / j.err_count : 0;
     res->checkpoints = j.checkpoints;
+    res->t_rotate = j.t_rotate;
     res->seconds = now_s() - t_start;
     /* Any failure, an interruption included, removes "<out>.partial": resume rebuilds it. */
     teardown(&j, st);

@@ -12,6 +12,12 @@
  *                 rank 0 only, which writes every level to the container.
  *   4. propagate  X_r ← block_quantized(X_r): the next block calibrates on the outputs of the
  *                 quantized model, as in the reference (sequential quantization).
+ * --rotate (issue 23, kernels/sp_rotate.h): the windows' embeddings are rotated (x·Q) and every
+ * block is folded and rotated right after it is loaded, before the Hessians, so GPTQ, the
+ * container and everything read from it see the rotated model; memory stays one block. The
+ * output's embedding and head are rotated when rank 0 writes the container; its config.json
+ * records the rotation ("shardpress_rotation") and an explicit lm_head (tie_word_embeddings
+ * false).
  * True-sequential (the reference's --true-sequential): steps 1-3 run once per Hessian, in
  * forward order — q/k/v, then o from a forward pass with the quantized q/k/v in place, then
  * gate/up after attention is quantized, then down after gate/up — each stage's --bits layers
@@ -55,6 +61,10 @@ typedef struct {
     int device;                          /* SP_DEVICE_* (pipeline/sp_device.h), 0 = auto;   *
                                           * not recorded in run.json: resume picks again    */
     const char *imatrix_out;             /* NULL, or llama.cpp's imatrix GGUF from diag(H)  */
+    int rotate;                          /* SP_ROTATE_* (kernels/sp_rotate.h), 0 = none:    *
+                                          * fold the norms and rotate each block as it is   *
+                                          * loaded; the output is the rotated model          */
+    uint64_t rotate_seed;                /* seed of the rotation's signs / Gaussian         */
     /* Set asynchronously (signal handler) to ask for a checkpoint and a clean stop at the next
      * block boundary; NULL: never. Checked collectively, so every rank stops at the same block. */
     volatile sig_atomic_t *stop_flag;
@@ -63,6 +73,8 @@ typedef struct {
 typedef struct {
     double seconds;
     double t_calib, t_hessian, t_gptq, t_share, t_propagate, t_write;  /* rank 0, summed  */
+    double t_rotate;         /* rank 0: building Q, rotating the windows' embeddings and the *
+                              * blocks (also counted in t_calib and t_hessian)              */
     double peak_rss_mb_max;
     double *peak_rss_mb;     /* [ranks] (malloc'ed on every rank; free it)                 */
     int ranks;

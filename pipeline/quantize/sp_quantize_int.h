@@ -11,6 +11,7 @@
 #include "kernels/sp_forward.h"
 #include "kernels/sp_hacc.h"
 #include "kernels/sp_quant.h"
+#include "kernels/sp_rotate.h"
 #include "shards/sp_model.h"
 #include "pipeline/quantize/sp_quantize.h"
 #include "pipeline/quantize/sp_schedule.h"
@@ -29,6 +30,7 @@ typedef struct {
     float *xtmp;             /* [ctx, D] one window, run through the dense block             */
     sp_block_weights dense;  /* block weights: dense, then (propagate) dequantized in place */
     sp_block_scratch scratch;
+    sp_rotation rot;         /* --rotate (issue 23): applied to each block as it is loaded    */
     sp_unit *units;          /* [7 · n_levels]                                               */
     int n_units;
     sp_qlayer *q;            /* [n_units]: the --bits layers (mine after GPTQ, all after share) */
@@ -46,6 +48,7 @@ typedef struct {
     uint32_t model_fp, calib_fp;
     int start_layer;         /* first block to compute                                       */
     int checkpoints;
+    double t_rotate;         /* seconds in sp_rotation_* (this rank)                         */
     struct sp_cuda *gpu;     /* --device cuda: this rank's GPU (forward, Hessians, GPTQ)     */
     sp_fault fault;          /* SP_FAULT (common/sp_fault.h): test-only injected failures    */
     /* --imatrix-out (issue 11), rank 0: Σ x_i² of every Hessian's inputs, [layer·4 + h] */
