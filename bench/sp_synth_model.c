@@ -3,7 +3,7 @@
  *
  *   sp_synth_model --out DIR --hidden H --intermediate I --layers L --heads A --kv-heads K
  *                  --vocab V [--dtype bf16|f16|f32] [--seed S] [--max-pos P] [--tied]
- *                  [--shard-mb M] [--tokenizer-dir DIR]
+ *                  [--shard-mb M] [--tokenizer-dir DIR] [--qwen2]
  *
  * Output: DIR/config.json and DIR/model.safetensors, or, when the weights exceed --shard-mb
  * (default 2048 MiB), DIR/model-0000k-of-0000n.safetensors shards and
@@ -15,6 +15,7 @@
  * normal for this), so every linear layer keeps the scale of its input; the embedding ~
  * N(0, 1); norms are 1 ± 5 %. Each tensor has its own stream seeded from --seed and its name,
  * so the values do not depend on how the tensors are sharded. Peak memory: one shard.
+ * --qwen2: Qwen2ForCausalLM with q/k/v biases ~ N(0, 0.3²) (a GQA model with biases, issue 23).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -115,7 +116,7 @@ static sp_status write_model(const char *out, const sp_config *c, sp_dtype dt, u
     const int64_t D = c->dim, F = c->hidden_dim, V = c->vocab_size;
     const int64_t q = (int64_t)c->n_heads * c->head_dim, kv = (int64_t)c->n_kv_heads * c->head_dim;
     const size_t esz = sp_dtype_size(dt);
-    int n = 0, cap = 9 * L + 3;
+    int n = 0, cap = 12 * L + 3;
     synth_tensor *ts = sp_calloc((size_t)cap, sizeof *ts, err, "tensor list");
     if (!ts) return SP_ENOMEM;
     char name[MAX_NAME];
@@ -130,6 +131,10 @@ static sp_status write_model(const char *out, const sp_config *c, sp_dtype dt, u
         for (int i = 0; i < 4; i++) {
             snprintf(name, sizeof name, "model.layers.%d.self_attn.%s.weight", l, attn[i]);
             add(ts, &n, name, rows_a[i], cols_a[i], 1.0 / sqrt((double)cols_a[i]));
+            if (c->qkv_bias && i < 3) {
+                snprintf(name, sizeof name, "model.layers.%d.self_attn.%s.bias", l, attn[i]);
+                add(ts, &n, name, rows_a[i], 0, 0.3);
+            }
         }
         snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
         add(ts, &n, name, D, 0, 0);
@@ -200,11 +205,13 @@ static const char *USAGE =
     "usage: sp_synth_model --out DIR --hidden H --intermediate I --layers L --heads A\n"
     "                      --kv-heads K --vocab V [--dtype bf16|f16|f32] [--seed S]\n"
     "                      [--max-pos P] [--tied] [--shard-mb M] [--tokenizer-dir DIR]\n"
+    "                      [--qwen2]\n"
     "\n"
     "Write a Llama model directory with random weights (see the top of bench/sp_synth_model.c).\n"
     "  --dtype        storage dtype (bf16)\n"
     "  --max-pos      max_position_embeddings (4096)\n"
     "  --tied         tie lm_head to the embedding (default: separate lm_head)\n"
+    "  --qwen2        Qwen2ForCausalLM: q/k/v projections with biases\n"
     "  --shard-mb     largest shard before splitting into model-0000k-of-0000n (2048)\n"
     "  --tokenizer-dir where the vocab-512 tokenizer is copied from (default: $SP_MODEL_DIR,\n"
     "                 else <executable>/../models/stories260K)\n";
@@ -242,7 +249,7 @@ int main(int argc, char **argv) {
     const char *out = NULL, *tokdir = NULL;
     long hidden = 0, inter = 0, layers = 0, heads = 0, kvh = 0, vocab = 0, maxpos = 4096;
     long seed = 0, shard_mb = 2048;
-    int tied = 0;
+    int tied = 0, qwen2 = 0;
     sp_dtype dt = SP_DTYPE_BF16;
     static const struct option opts[] = {
         {"out", required_argument, 0, 'o'}, {"hidden", required_argument, 0, 'D'},
@@ -252,6 +259,7 @@ int main(int argc, char **argv) {
         {"seed", required_argument, 0, 's'}, {"max-pos", required_argument, 0, 'P'},
         {"tied", no_argument, 0, 'T'}, {"shard-mb", required_argument, 0, 'M'},
         {"tokenizer-dir", required_argument, 0, 'k'}, {"help", no_argument, 0, 'h'},
+        {"qwen2", no_argument, 0, 'q'},
         {0, 0, 0, 0}};
     int ch, ok = 1;
     opterr = 0;
@@ -268,6 +276,7 @@ int main(int argc, char **argv) {
         case 'P': ok = parse_long("--max-pos", optarg, 2, 1 << 24, &maxpos); break;
         case 'M': ok = parse_long("--shard-mb", optarg, 1, 1L << 30, &shard_mb); break;
         case 'T': tied = 1; break;
+        case 'q': qwen2 = 1; break;
         case 'k': tokdir = optarg; break;
         case 't':
             if (!strcmp(optarg, "bf16")) dt = SP_DTYPE_BF16;
@@ -299,7 +308,8 @@ int main(int argc, char **argv) {
     }
     sp_config c;
     memset(&c, 0, sizeof c);
-    snprintf(c.arch, sizeof c.arch, "LlamaForCausalLM");
+    snprintf(c.arch, sizeof c.arch, "%s", qwen2 ? "Qwen2ForCausalLM" : "LlamaForCausalLM");
+    c.qkv_bias = qwen2;
     c.dim = (int)hidden;
     c.hidden_dim = (int)inter;
     c.n_layers = (int)layers;

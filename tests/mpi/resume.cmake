@@ -2,3 +2,7 @@
 foreach(case kill signal corrupt changed)
   sp_script_test(mpi_resume_${case} test_resume.sh ${case})
 endforeach()
+# Issue 23: the same with --rotate hadamard (the rotation is part of the run and of its resume).
+foreach(case kill signal)
+  sp_script_test(mpi_resume_${case}_rotate test_resume.sh ${case} rotate)
+endforeach()

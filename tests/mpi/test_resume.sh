@@ -6,10 +6,12 @@
 #   corrupt  a flipped byte, a truncated file, a missing 'latest' target: each is reported by
 #            name, the previous checkpoint is used, and the output is still identical.
 #   changed  resume refuses when the calibration text changed.
+# A second argument "rotate" runs the case with --rotate hadamard (issue 23).
 . "$(dirname "$0")/lib.sh"
 M="$SP_MODEL_DIR"; CAL0="$SP_DATA_DIR/text/stories260K-samples/calib.txt"
 CAL="$WORK/calib.txt"; cp "$CAL0" "$CAL"
 Q=(--bits 4 --levels 3,4 --group-size 32 --nsamples 96 --ctx 512)
+[ "${2:-}" = rotate ] && Q+=(--rotate hadamard --rotate-seed 11)
 ref() { "$SP_BIN" quantize --model "$M" --calib "$CAL" --out "$WORK/ref" "${Q[@]}" >/dev/null; }
 same_as_ref() { cmp "$WORK/ref/model.sp.h5" "$1/model.sp.h5" || fail "$1 differs from the uninterrupted run"; echo "ok: $1 identical"; }
 start() { # start N ARGS...: the job in its own process group (setsid); its pid/pgid -> $pg
