@@ -1,7 +1,15 @@
 # Shared helpers for the CLI/MPI tests. Sourced by the test scripts; ctest sets SP_BIN,
-# SP_MODEL_DIR, SP_DATA_DIR, SP_SOURCE_DIR and SP_MPIEXEC.
+# SP_MODEL_DIR, SP_DATA_DIR_CONFIGURED, SP_SOURCE_DIR and SP_MPIEXEC.
 set -euo pipefail
 fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# The shared test data: $SP_DATA_DIR from the environment, else the directory configured at
+# build time (tests/CMakeLists.txt), else <clone>/../shared/data. A script that reads it
+# fails at once, in one line naming where it looked, when it is not there.
+SP_DATA_DIR="${SP_DATA_DIR:-${SP_DATA_DIR_CONFIGURED:-${SP_SOURCE_DIR:-.}/../shared/data}}"
+if grep -q 'SP_DATA_DIR' "$0" && [ ! -d "$SP_DATA_DIR/text" ]; then
+  fail "test data not found: looked in SP_DATA_DIR=$SP_DATA_DIR (set SP_DATA_DIR to the shared data directory; README.md, \"Test data\")"
+fi
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/sp-test.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 

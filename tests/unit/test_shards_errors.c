@@ -8,6 +8,8 @@
 
 #include <cmocka.h>
 
+#include "tests/unit/test_data.h"
+
 #include "tests/unit/shards_test_util.h"
 
 typedef struct {
@@ -383,7 +385,7 @@ static void test_text_empty_and_missing(void **state) {
     assert_true(tu_msg_has(err.msg, p, NULL));
     assert_int_equal(sp_text_read_file(f->dir, &text, &len, &err), SP_EIO);
     /* a real corpus reads back whole */
-    assert_int_equal(sp_text_read_file(SP_TEST_DATA_DIR "/text/stories260K-samples/calib.txt",
+    assert_int_equal(sp_text_read_file(tu_data("text/stories260K-samples/calib.txt"),
                                        &text, &len, &err), SP_OK);
     assert_true(len > 1000);
     assert_int_equal(strlen(text), len);

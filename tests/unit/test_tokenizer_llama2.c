@@ -12,6 +12,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "tests/unit/test_data.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,9 +21,9 @@
 
 #include "shards/tok/sp_tokenizer.h"
 
-#define LLAMA2 SP_TEST_DATA_DIR "/tokenizers/llama2/tokenizer.bin"
+#define LLAMA2 tu_data("tokenizers/llama2/tokenizer.bin")
 #define TOK512 SP_TEST_MODEL_DIR "/tok512.bin"
-#define WIKI SP_TEST_DATA_DIR "/text/wikitext-2-raw/wiki.test.raw"
+#define WIKI tu_data("text/wikitext-2-raw/wiki.test.raw")
 
 static char *slurp(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");

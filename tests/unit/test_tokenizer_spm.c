@@ -13,6 +13,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "tests/unit/test_data.h"
+
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +25,7 @@
 #include "shards/tok/sp_tokenizer.h"
 
 #define MODEL SP_TEST_MODEL_DIR
-#define WIKI SP_TEST_DATA_DIR "/text/wikitext-2-raw/wiki.test.raw"
+#define WIKI tu_data("text/wikitext-2-raw/wiki.test.raw")
 
 static char *slurp(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
