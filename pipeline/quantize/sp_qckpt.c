@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "mpi/sp_mpi.h"
@@ -214,8 +215,18 @@ sp_status sp_quantize_resume(MPI_Comm comm, const char *dir, volatile sig_atomic
     uint32_t mfp, cfp;
     st = sp_qrun_from_json(text, path, &o, &s, &mfp, &cfp, err);
     free(text);
+    /* Issue 21: resuming a run whose output exists used to fail with the output writer's
+     * "use --force", which resume does not take. Say what happened and what works. */
+    struct stat sb;
+    if (st == SP_OK && rank == 0 && !o.force && stat(o.out_dir, &sb) == 0)
+        st = sp_err_set(err, SP_EEXIST, "%s: nothing to resume: the run's output %s exists (the "
+                        "run finished); to produce it again, remove %s and run 'shardpress "
+                        "resume %s'", dir, o.out_dir, o.out_dir, dir);
     st = sp_mpi_agree(comm, st, err);
-    if (st) return st;
+    if (st) {
+        sp_qrun_free_strings(&s);
+        return st;
+    }
     o.stop_flag = stop_flag;
     st = sp_quantize_job(comm, &o, 1, res, err);
     sp_qrun_free_strings(&s);

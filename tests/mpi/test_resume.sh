@@ -6,6 +6,8 @@
 #   corrupt  a flipped byte, a truncated file, a missing 'latest' target: each is reported by
 #            name, the previous checkpoint is used, and the output is still identical.
 #   changed  resume refuses when the calibration text changed.
+#   finished resume of a run that finished says so in one line, and its advice works when
+#            followed word for word (issue 21: it used to advise --force, which resume refuses).
 # A second argument "rotate" runs the case with --rotate hadamard (issue 23).
 . "$(dirname "$0")/lib.sh"
 M="$SP_MODEL_DIR"; CAL0="$SP_DATA_DIR/text/stories260K-samples/calib.txt"
@@ -91,5 +93,19 @@ changed)
   kill -9 -- "-$pg" 2>/dev/null || true; wait "$pg" 2>/dev/null || true
   echo "extra text" >>"$CAL"
   expect_error 'calib.*changed' "$SP_BIN" resume "$D" ;;
+finished)
+  D="$WORK/ck"; OUT="$WORK/done"; QF=(--bits 4 --nsamples 8 --ctx 64)
+  "$SP_BIN" quantize --model "$M" --calib "$CAL" --out "$OUT" "${QF[@]}" --checkpoint-dir "$D" >/dev/null
+  cp -a "$OUT" "$WORK/first"
+  msg=$(expect_error "^shardpress: error: $D: nothing to resume: the run's output $OUT exists \(the run finished\); to produce it again, remove $OUT and run 'shardpress resume $D'\$" \
+    "$SP_BIN" resume "$D")
+  cmp "$WORK/first/model.sp.h5" "$OUT/model.sp.h5" || fail "the refused resume changed $OUT"
+  # follow the advice as printed, on 2 ranks
+  advice=${msg##*to produce it again, }
+  [ "$advice" = "remove $OUT and run 'shardpress resume $D'" ] || fail "unexpected advice: $advice"
+  rm -rf "$OUT"
+  $SP_MPIEXEC -n 2 "$SP_BIN" resume "$D" >/dev/null || fail "the advised resume failed"
+  cmp "$WORK/first/model.sp.h5" "$OUT/model.sp.h5" || fail "the advised resume wrote other bytes"
+  echo "ok: advice followed, same bytes" ;;
 *) fail "unknown case $1" ;;
 esac
