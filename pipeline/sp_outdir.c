@@ -20,6 +20,31 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
 
 void sp_outdir_rmtree(const char *path) { nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
 
+/* Issue 21: a checkpoint directory under a read-only parent used to fail later, at its first
+ * file, with "No such file or directory"; each component's own errno is the real cause. */
+sp_status sp_outdir_mkdirs(const char *dir, const char *what, sp_err *err) {
+    char path[4096];
+    size_t n = strlen(dir);
+    SP_RETURN_IF(n == 0 || n >= sizeof path, err, SP_EINVAL, "%s: bad path for the %s", dir, what);
+    memcpy(path, dir, n + 1);
+    struct stat sb;
+    for (char *p = path + 1;; p++) {
+        if (*p != '/' && *p != '\0') continue;
+        char c = *p;
+        *p = '\0';
+        if (stat(path, &sb) != 0 && mkdir(path, 0755) != 0 && errno != EEXIST)
+            return sp_err_set(err, SP_EIO, "%s: cannot create the %s: %s", path, what,
+                              strerror(errno));
+        *p = c;
+        if (c == '\0') break;
+    }
+    SP_RETURN_IF(stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode), err, SP_EIO,
+                 "%s: the %s is not a directory", dir, what);
+    SP_RETURN_IF(access(dir, W_OK | X_OK) != 0, err, SP_EIO, "%s: the %s is not writable: %s",
+                 dir, what, strerror(errno));
+    return SP_OK;
+}
+
 sp_status sp_outdir_begin(const char *out, int force, char *partial, size_t cap, sp_err *err) {
     struct stat sb;
     SP_RETURN_IF(!force && stat(out, &sb) == 0, err, SP_EEXIST,

@@ -31,6 +31,13 @@ sp_status sp_outdir_copy_file(const char *src, const char *dst, sp_err *err);
  * as a llama2.c .bin file has its tokenizer next to it. At least one tokenizer must exist. */
 sp_status sp_outdir_copy_tokenizer(const char *model_dir, const char *dst_dir, sp_err *err);
 
+/* Make sure dir is a directory this process can write, creating it and its parents (mode
+ * 0755) when missing. what names it in the message ("checkpoint directory"). A failure names
+ * the real cause and the path where it happened: "<path>: cannot create <what>: Permission
+ * denied", "<dir>: <what> is not writable: Read-only file system", "<dir>: <what> is not a
+ * directory". Not collective. */
+sp_status sp_outdir_mkdirs(const char *dir, const char *what, sp_err *err);
+
 /* Remove a directory tree (best effort; used for stale partial outputs). */
 void sp_outdir_rmtree(const char *path);
 

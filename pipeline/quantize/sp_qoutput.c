@@ -35,7 +35,8 @@ sp_status sp_qoutput_begin(sp_qjob *j, sp_err *err) {
                 : snprintf(j->segdir, sizeof j->segdir, "%s/blocks", j->partial);
     SP_RETURN_IF(n < 0 || (size_t)n >= sizeof j->segdir, err, SP_EINVAL, "%s: path too long",
                  o->checkpoint_dir ? o->checkpoint_dir : j->partial);
-    if (o->checkpoint_dir) mkdir(o->checkpoint_dir, 0755);
+    if (o->checkpoint_dir)
+        SP_FORWARD(sp_outdir_mkdirs(o->checkpoint_dir, "checkpoint directory", err));
     SP_RETURN_IF(mkdir(j->segdir, 0755) != 0 && errno != EEXIST, err, SP_EIO,
                  "%s: cannot create: %s", j->segdir, strerror(errno));
     return SP_OK;

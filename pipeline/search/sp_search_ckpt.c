@@ -24,6 +24,7 @@
 #include "ckpt/sp_ckpt.h"
 #include "mpi/sp_mpi.h"
 #include "pipeline/quantize/sp_qrun.h"
+#include "pipeline/sp_outdir.h"
 
 static long long container_size(const char *qdir) {
     char p[PATH_MAX + 32];
@@ -43,8 +44,7 @@ sp_status sp_search_write_run(const sp_search_state *s, sp_err *err) {
     SP_FORWARD(abs_path(o->ev.qdir, q, err));
     SP_FORWARD(abs_path(o->ev.calib_path, c, err));
     SP_FORWARD(abs_path(sp_seval_dense_dir(s->ev), d, err));
-    SP_RETURN_IF(mkdir(o->checkpoint_dir, 0755) != 0 && errno != EEXIST, err, SP_EIO,
-                 "%s: cannot create: %s", o->checkpoint_dir, strerror(errno));
+    SP_FORWARD(sp_outdir_mkdirs(o->checkpoint_dir, "checkpoint directory", err));
     SP_FORWARD(abs_path(o->checkpoint_dir, dir, err));
     /* --out may not exist yet: make its directory absolute. */
     if (o->out_map[0] == '/') snprintf(out, sizeof out, "%s", o->out_map);

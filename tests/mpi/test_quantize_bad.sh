@@ -6,7 +6,23 @@ M="$SP_MODEL_DIR"; CAL="$SP_DATA_DIR/text/stories260K-samples/calib.txt"
 OUT="$WORK/out"
 q() { "$SP_BIN" quantize --model "$1" --calib "$2" --out "$OUT" --group-size 32 --nsamples 4 --ctx 64 "${@:3}"; }
 no_output() { [ ! -e "$OUT" ] || fail "output directory $OUT exists after a failure"; [ ! -e "$OUT.partial" ] || fail "partial output left behind"; }
+# as_user CMD...: CMD with file permissions enforced (root normally ignores them: its
+# CAP_DAC_OVERRIDE is dropped for the command)
+as_user() {
+  if [ "$(id -u)" -ne 0 ]; then "$@"; return; fi
+  capsh --drop=cap_dac_override,cap_dac_read_search -- -c 'exec "$0" "$@"' "$@"
+}
 case "$1" in
+  ckpt_readonly)
+    # issue 21: the real cause and the path where it happened, not "No such file or directory"
+    mkdir "$WORK/ro"; chmod 555 "$WORK/ro"
+    expect_error "^shardpress: error: $WORK/ro/ck: cannot create the checkpoint directory: Permission denied\$" \
+      as_user "$SP_BIN" quantize --model "$M" --calib "$CAL" --out "$OUT" --nsamples 4 --ctx 64 --checkpoint-dir "$WORK/ro/ck"
+    no_output
+    expect_error "^shardpress: error: $WORK/ro: the checkpoint directory is not writable: Permission denied\$" \
+      as_user "$SP_BIN" quantize --model "$M" --calib "$CAL" --out "$OUT" --nsamples 4 --ctx 64 --checkpoint-dir "$WORK/ro"
+    no_output
+    [ -z "$(ls -A "$WORK/ro")" ] || fail "files left in the read-only directory" ;;
   short_calib)
     echo "Once upon a time." >"$WORK/short.txt"
     expect_error 'short\.txt.*(shorter|window)' q "$M" "$WORK/short.txt"; no_output ;;
