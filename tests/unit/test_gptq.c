@@ -117,8 +117,12 @@ static void ref_scale_zero(double *s, int *z, double lo, double hi, int maxq, in
     }
 }
 
-/* Parameters of one row's group x[0..n) (quant.py find_params, + its mse search). */
-static void ref_params(double *s, int *z, const double *x, int n, int bits, int sym, int mse) {
+/* Parameters of one row's group x[0..n) (quant.py find_params, + its mse search). mse 1:
+ * least Σ_k |deq_k − x_k|^2.4 (quant.py --mse); mse 2 (SP_QSEARCH_HMSE): least
+ * Σ_k wt_k (deq_k − x_k)², wt_k = diag(H) of the group's column k (wt NULL: all 1, only to show
+ * that the weights change the answer). */
+static void ref_params(double *s, int *z, const double *x, int n, int bits, int sym, int mse,
+                       const double *wt) {
     int maxq = (1 << bits) - 1;
     double lo = 0, hi = 0;
     for (int k = 0; k < n; k++) {
@@ -137,8 +141,10 @@ static void ref_params(double *s, int *z, const double *x, int n, int bits, int 
         double p = 1.0 - i / 100.0, s1, e = 0;
         int z1;
         ref_scale_zero(&s1, &z1, p * lo, p * hi, maxq, sym);
-        for (int k = 0; k < n; k++)
-            e += pow(fabs(s1 * (ref_code(x[k], s1, z1, maxq) - z1) - x[k]), 2.4);
+        for (int k = 0; k < n; k++) {
+            double d = s1 * (ref_code(x[k], s1, z1, maxq) - z1) - x[k];
+            e += mse == 2 ? (wt ? wt[k] : 1.0) * d * d : pow(fabs(d), 2.4);
+        }
         if (e < best) best = e, *s = s1, *z = z1;
     }
 }
@@ -165,11 +171,16 @@ typedef struct {
     double damp;
 } ref_cfg;
 
+/* ref_cfg.mse for the reference only: the HMSE search with unit weights instead of diag(H)
+ * (what a kernel passing NULL weights computes). */
+#define REF_HMSE_UNIT (-2)
+
 /* codes [R, C], scales/zeros [R, G] in the original column order. */
 static void ref_gptq(uint8_t *codes, float *scales, uint8_t *zeros, const float *W, const double *H,
                      const ref_cfg *k) {
     const int R = k->R, n = k->C, gs = k->gs == -1 ? n : k->gs, G = (n + gs - 1) / gs;
     const int maxq = (1 << k->bits) - 1, lazy = !k->act && gs < n;
+    const int unit = k->mse == REF_HMSE_UNIT, mse = unit ? SP_QSEARCH_HMSE : k->mse;
     double *Hp = malloc(sizeof(double) * n * n), *Wd = malloc(sizeof(double) * R * n);
     double *Wp = malloc(sizeof(double) * R * n), *snap = malloc(sizeof(double) * R * n);
     double *Li = calloc((size_t)n * n, sizeof(double)), *Hi = malloc(sizeof(double) * n * n);
@@ -190,7 +201,8 @@ static void ref_gptq(uint8_t *codes, float *scales, uint8_t *zeros, const float 
             for (int r = 0; r < R; r++) {
                 int m = 0;
                 for (int c = g * gs; c < n && c < (g + 1) * gs; c++) x[m++] = Wd[r * n + c];
-                ref_params(&S[r * G + g], &Z[r * G + g], x, m, k->bits, k->sym, k->mse);
+                ref_params(&S[r * G + g], &Z[r * G + g], x, m, k->bits, k->sym, mse,
+                           unit ? NULL : dg + g * gs);
             }
     for (int i = 0; i < n; i++) perm[i] = i;
     if (k->act) /* stable insertion sort, decreasing diag */
@@ -232,7 +244,9 @@ static void ref_gptq(uint8_t *codes, float *scales, uint8_t *zeros, const float 
             for (int r = 0; r < R; r++) {
                 int m = 0;
                 for (int c = j; c < n && c < j + gs; c++) x[m++] = snap[r * n + c];
-                ref_params(&S[r * G + j / gs], &Z[r * G + j / gs], x, m, k->bits, k->sym, k->mse);
+                /* lazy groups exist only without act_order: column j is original column j */
+                ref_params(&S[r * G + j / gs], &Z[r * G + j / gs], x, m, k->bits, k->sym, mse,
+                           unit ? NULL : dg + j);
             }
         int g = perm[j] / gs;
         for (int r = 0; r < R; r++) {
@@ -326,6 +340,40 @@ static void test_matches_reference(void **state) {
         free(H);
         free(W);
     }
+}
+
+/* Issue 21: the default scale search (SP_QSEARCH_HMSE) weights each group's error by diag(H)
+ * of its columns. The reference does the weighted search itself; the diagonal of make_hessian
+ * spans four decades, and the test first checks that unit weights would give other codes, so
+ * a kernel that passed no weights (NULL: unit) cannot match. Static (act_order) and lazy
+ * groups, sym and asym, dead columns (weight 1, as their diag is replaced). */
+static void test_matches_reference_hmse(void **state) {
+    (void)state;
+    static const int dead[] = {5, 40};
+    double *H = make_hessian(96, 21, dead, 2);
+    float *W = make_weights(24, 96, 22);
+    for (int act = 0; act < 2; act++)
+        for (int sym = 0; sym < 2; sym++)
+            for (int bits = 2; bits <= 4; bits += 2) {
+                ref_cfg k = {24, 96, bits, 32, act, sym, SP_QSEARCH_HMSE, 32, 0.01};
+                /* the weights matter here: unit weights give other codes or parameters */
+                uint8_t *c1 = malloc(24 * 96), *c2 = malloc(24 * 96), *z1 = malloc(24 * 3),
+                        *z2 = malloc(24 * 3);
+                float *s1 = malloc(sizeof(float) * 24 * 3), *s2 = malloc(sizeof(float) * 24 * 3);
+                assert_true(c1 && c2 && z1 && z2 && s1 && s2);
+                ref_gptq(c1, s1, z1, W, H, &k);
+                ref_cfg u = k;
+                u.mse = REF_HMSE_UNIT;
+                ref_gptq(c2, s2, z2, W, H, &u);
+                int diff = 0;
+                for (int i = 0; i < 24 * 3; i++) diff += s1[i] != s2[i] || z1[i] != z2[i];
+                if (diff < 5) fail_msg("act %d sym %d bits %d: diag(H) weights change only %d "
+                                       "groups", act, sym, bits, diff);
+                free(c1), free(c2), free(z1), free(z2), free(s1), free(s2);
+                check_against_ref(W, H, &k);
+            }
+    free(H);
+    free(W);
 }
 
 static void test_matches_reference_mse_blocks(void **state) {
@@ -669,6 +717,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matches_reference),
         cmocka_unit_test(test_matches_reference_mse_blocks),
+        cmocka_unit_test(test_matches_reference_hmse),
         cmocka_unit_test(test_matches_reference_panels),
         cmocka_unit_test(test_f32_vs_f64_and_rtn),
         cmocka_unit_test(test_diagonal_h_is_rtn),
