@@ -31,7 +31,7 @@ LISTS=("$@"); [ ${#LISTS[@]} -gt 0 ] || LISTS=("$ROOT/bench/mutants.txt")
 REV=$(git rev-parse --short "${SP_MUT_REV:-HEAD}")
 export SP_DATA_DIR="${SP_DATA_DIR:-$(cd "$ROOT/../shared/data" 2>/dev/null && pwd || echo "$ROOT/../shared/data")}"
 [ -d "$SP_DATA_DIR/text" ] || { echo "mutants: test data not found in SP_DATA_DIR=$SP_DATA_DIR" >&2; exit 1; }
-S="${SP_MUT_DIR:-$(mktemp -d /tmp/sp-mutants.XXXXXX)}"
+S="${SP_MUT_DIR:-$(mktemp -d /tmp/sp-mutants.XXXXXX)}"; mkdir -p "$S"
 [ "${SP_MUT_KEEP:-0}" = 1 ] || trap 'rm -rf "$S"' EXIT
 T0=$(date +%s)
 
