@@ -40,13 +40,12 @@
  * templates requeue the job when they see it. */
 #define SP_EXIT_PREEMPTED 3
 
-/* Raised by the signal handler; jobs poll it at block boundaries (never read in a handler). */
+/* The number of the signal that asked to stop (SIGUSR1, SIGTERM, SIGINT), 0 until then. Every
+ * command hands it to its job, which looks at it between units of work and stops there with
+ * nothing half-written (common/sp_stop.h); quantize and search checkpoint first. */
 static volatile sig_atomic_t g_stop_requested = 0;
 
-static void on_stop_signal(int sig) {
-    (void)sig;
-    g_stop_requested = 1;
-}
+static void on_stop_signal(int sig) { g_stop_requested = sig; }
 
 /* Make a path absolute (run.json must work from any directory). Returns a malloc'ed string. */
 static char *absolute_path(const char *p) {
@@ -131,6 +130,7 @@ static sp_status cmd_eval(cli_ctx *cx, int argc, char **argv, sp_err *err) {
     }
     SP_RETURN_IF(optind < argc, err, SP_EINVAL, "eval: unexpected argument '%s'", argv[optind]);
     SP_RETURN_IF(o.ctx == 0, err, SP_EINVAL, "eval: --ctx is required");
+    o.stop_flag = &g_stop_requested;
     sp_eval_result r;
     SP_FORWARD(sp_eval_run(cx->comm, &o, &r, err));
     if (cx->rank != 0) return SP_OK;
@@ -198,6 +198,7 @@ static sp_status cmd_generate(cli_ctx *cx, int argc, char **argv, sp_err *err) {
         }
     }
     SP_RETURN_IF(optind < argc, err, SP_EINVAL, "generate: unexpected argument '%s'", argv[optind]);
+    o.stop_flag = &g_stop_requested;
     char *text = NULL;
     SP_FORWARD(sp_generate_run(cx->comm, &o, &text, err));
     if (cx->rank == 0 && text) printf("%s\n", text);
@@ -535,7 +536,8 @@ static const char *EXPORT_USAGE =
     "  --force           replace an existing --out\n";
 
 static sp_status cmd_export(cli_ctx *cx, int argc, char **argv, sp_err *err) {
-    if (sp_gguf_cli_wants(argc, argv)) return sp_gguf_export_cli(cx->comm, cx->rank, argc, argv, err);
+    if (sp_gguf_cli_wants(argc, argv))
+        return sp_gguf_export_cli(cx->comm, cx->rank, argc, argv, &g_stop_requested, err);
     const char *model = NULL, *out = NULL, *format = NULL, *bits_map = NULL;
     sp_gptq_export_opts eo;
     memset(&eo, 0, sizeof eo);
@@ -571,6 +573,7 @@ static sp_status cmd_export(cli_ctx *cx, int argc, char **argv, sp_err *err) {
     eo.n_overrides = map.n;
     eo.override_modules = (const char *const *)map.names;
     eo.override_bits = map.bits;
+    eo.stop_flag = &g_stop_requested;
     /* A single writer: rank 0 exports, the others wait for its verdict. */
     if (st == SP_OK && cx->rank == 0) st = sp_export_gptq(model, out, &eo, err);
     sp_bits_map_free(&map);
@@ -707,6 +710,7 @@ static sp_status cmd_tokenize(cli_ctx *cx, int argc, char **argv, sp_err *err) {
     SP_RETURN_IF(argc - optind > 1, err, SP_EINVAL, "tokenize: unexpected argument '%s' (quote "
                  "a TEXT that has spaces)", argv[optind + 1]);
     if (optind < argc) o.text = argv[optind];
+    o.stop_flag = &g_stop_requested;
     /* One reader and one writer: rank 0 tokenizes and prints, the others wait for its
      * verdict, so every rank exits with the same status. */
     sp_status st = cx->rank == 0 ? sp_tokenize_run(&o, stdout, err) : SP_OK;
@@ -795,6 +799,7 @@ int main(int argc, char **argv) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGUSR1, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
     int provided = 0;
     MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
     cli_ctx cx = {.comm = MPI_COMM_WORLD};

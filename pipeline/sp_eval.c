@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/sp_stop.h"
 #include "kernels/cuda/sp_cuda.h"
 #include "kernels/sp_forward.h"
 #include "kernels/sp_kl.h"
@@ -75,13 +76,25 @@ static sp_status tokenize_text(const sp_eval_opts *o, const sp_model *m, int32_t
 
 /* ---- phase 2: forward ---------------------------------------------------------------- */
 
+/* The forward passes; with stop (eval's --stop flag, issue 21) the loop looks at it after every
+ * window of every block, so a signal ends a long chunk within one window's forward. */
+static sp_status forward_windows(const sp_model *m, const int32_t *ids, size_t nw, int ctx,
+                                 float *x, sp_cuda *gpu, const volatile sig_atomic_t *stop,
+                                 sp_err *err);
+
 sp_status sp_eval_forward_windows(const sp_model *m, const int32_t *ids, size_t nw, int ctx,
                                  float *x, sp_err *err) {
-    return sp_eval_forward_windows_on(m, ids, nw, ctx, x, NULL, err);
+    return forward_windows(m, ids, nw, ctx, x, NULL, NULL, err);
 }
 
 sp_status sp_eval_forward_windows_on(const sp_model *m, const int32_t *ids, size_t nw, int ctx,
                                      float *x, sp_cuda *gpu, sp_err *err) {
+    return forward_windows(m, ids, nw, ctx, x, gpu, NULL, err);
+}
+
+static sp_status forward_windows(const sp_model *m, const int32_t *ids, size_t nw, int ctx,
+                                 float *x, sp_cuda *gpu, const volatile sig_atomic_t *stop,
+                                 sp_err *err) {
     const sp_config *c = sp_model_config(m);
     size_t D = (size_t)c->dim, T = (size_t)ctx;
     SP_FORWARD(sp_model_embed(m, ids, nw * T, x, err));
@@ -98,7 +111,10 @@ sp_status sp_eval_forward_windows_on(const sp_model *m, const int32_t *ids, size
         st = sp_model_load_block(m, l, &w, err);
         /* The block's weights do not change while its windows run: cache them on the device. */
         sp_cuda_cache_weights(gpu, 1);
-        for (size_t i = 0; i < nw && st == SP_OK; i++) sp_block_forward(x + i * T * D, &w, c, ctx, &s);
+        for (size_t i = 0; i < nw && st == SP_OK; i++) {
+            sp_block_forward(x + i * T * D, &w, c, ctx, &s);
+            st = sp_stop_check(stop, "eval", err);
+        }
         sp_cuda_cache_weights(gpu, 0);
         if (st == SP_OK) st = sp_cuda_take_error(gpu, err);
     }
@@ -260,7 +276,9 @@ sp_status sp_eval_run(MPI_Comm comm, const sp_eval_opts *o, sp_eval_result *res,
     st = sp_device_open(comm, o->device, &s.gpu, err);
     if (st) goto out;
 
-    /* 2 + 3. forward and score, chunk by chunk (no collectives inside) */
+    /* 2 + 3. forward and score, chunk by chunk (no collectives inside; a signal ends the loop
+     * on each rank at its next window, and the agreement below stops them all before anything
+     * is written) */
     MPI_Barrier(comm);
     double t_start = now_s();
     sp_eval_scorer sc = {.c = c, .norm = s.norm, .head = s.head, .logits = s.logits, .xn = s.xn,
@@ -268,7 +286,7 @@ sp_status sp_eval_run(MPI_Comm comm, const sp_eval_opts *o, sp_eval_result *res,
     for (size_t cw = 0; cw < mine && st == SP_OK; cw += chunk) {
         size_t nw = mine - cw < chunk ? mine - cw : chunk;
         const int32_t *cids = s.ids + (w0 + cw) * T;
-        st = sp_eval_forward_windows_on(s.m, cids, nw, o->ctx, s.x, s.gpu, err);
+        st = forward_windows(s.m, cids, nw, o->ctx, s.x, s.gpu, o->stop_flag, err);
         for (size_t i = 0; i < nw && st == SP_OK; i++) {
             char *rec = s.records ? s.records + (cw + i) * (T - 1) * rec_bytes : NULL;
             st = sp_eval_score_window(&sc, s.x + i * T * D, cids + i * T, o->ctx,

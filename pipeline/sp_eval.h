@@ -12,6 +12,7 @@
 #define SP_EVAL_H
 
 #include <mpi.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,6 +30,7 @@ typedef struct {
     int level;                 /* quantized models: bits for every module (0: default)    */
     const char *bits_map;      /* quantized models: "module bits" per line (NULL: none)   */
     int device;                /* SP_DEVICE_* (pipeline/sp_device.h); 0 = auto            */
+    const volatile sig_atomic_t *stop_flag; /* raised: stop, write nothing (common/sp_stop.h) */
 } sp_eval_opts;
 
 typedef struct {

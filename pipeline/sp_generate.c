@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/sp_stop.h"
 #include "kernels/sp_forward.h"
 #include "mpi/sp_mpi.h"
 #include "shards/sp_model.h"
@@ -105,6 +106,7 @@ static sp_status generate_rank0(const sp_generate_opts *o, char **text, sp_err *
     int T = (int)n_prompt;
     for (int step = 0; step < o->steps && st == SP_OK; step++) {
         st = next_logits(m, ids, T, x, &w, &s, norm, head, xn, logits, err);
+        if (st == SP_OK) st = sp_stop_check(o->stop_flag, "generate", err);
         if (st) break;
         ids[T++] = o->temperature <= 0.0f ? argmax(logits, (int)V)
                                           : sample(logits, (int)V, o->temperature, &rng);

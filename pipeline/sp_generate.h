@@ -10,6 +10,7 @@
 #define SP_GENERATE_H
 
 #include <mpi.h>
+#include <signal.h>
 
 #include "common/sp_error.h"
 
@@ -21,6 +22,7 @@ typedef struct {
     unsigned long long seed;
     int level;               /* quantized models: bits for every module (0: default)    */
     const char *bits_map;
+    const volatile sig_atomic_t *stop_flag; /* raised: stop before the next token, print nothing */
 } sp_generate_opts;
 
 /* Collective. On rank 0 *text is the decoded prompt + continuation (malloc'ed; free it). */

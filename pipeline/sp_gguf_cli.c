@@ -99,7 +99,8 @@ static sp_status parse_type(const char *opt, const char *v, int *t, sp_err *err)
     return SP_OK;
 }
 
-sp_status sp_gguf_export_cli(MPI_Comm comm, int rank, int argc, char **argv, sp_err *err) {
+sp_status sp_gguf_export_cli(MPI_Comm comm, int rank, int argc, char **argv,
+                             const volatile sig_atomic_t *stop_flag, sp_err *err) {
     const char *model = NULL, *out = NULL, *bits_map = NULL, *type_map = NULL;
     sp_gguf_export_opts eo;
     sp_gguf_export_opts_default(&eo);
@@ -152,6 +153,7 @@ sp_status sp_gguf_export_cli(MPI_Comm comm, int rank, int argc, char **argv, sp_
     eo.n_types = tm.n;
     eo.type_modules = (const char *const *)tm.names;
     eo.type_types = tm.bits;
+    eo.stop_flag = stop_flag;
     /* a single writer: rank 0 exports, the others wait for its verdict */
     if (st == SP_OK && rank == 0) st = sp_export_gguf(model, out, &eo, err);
     sp_bits_map_free(&bm);

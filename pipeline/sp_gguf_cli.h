@@ -4,6 +4,7 @@
 #define SP_GGUF_CLI_H
 
 #include <mpi.h>
+#include <signal.h>
 
 #include "common/sp_error.h"
 #include "pipeline/sp_cli.h"
@@ -27,7 +28,9 @@ sp_status sp_gguf_cli_format(const char *val, int *type, sp_err *err);
 sp_status sp_gguf_cli_levels(const char *val, int *levels, int max, int *n, int *types,
                              int *is_types, sp_err *err);
 
-/* Run the export subcommand with argv as given to `export` (argv[0] = "export"). */
-sp_status sp_gguf_export_cli(MPI_Comm comm, int rank, int argc, char **argv, sp_err *err);
+/* Run the export subcommand with argv as given to `export` (argv[0] = "export"); stop_flag as in
+ * sp_gguf_export_opts. */
+sp_status sp_gguf_export_cli(MPI_Comm comm, int rank, int argc, char **argv,
+                             const volatile sig_atomic_t *stop_flag, sp_err *err);
 
 #endif

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include "pipeline/sp_tokenize.h"
+#include "common/sp_stop.h"
 #include "shards/sp_model.h"
 #include "shards/tok/sp_tokenizer.h"
 
@@ -91,6 +92,8 @@ sp_status sp_tokenize_run(const sp_tokenize_opts *o, FILE *out, sp_err *err) {
     sp_status st = read_input(o, &text, &len, err);
     if (st == SP_OK) st = open_tokenizer(o, &tok, err);
     if (st == SP_OK) st = sp_tokenizer_encode(tok, text, len, !o->no_bos, &ids, &n, err);
+    /* a signal during the (possibly long) encode: stop before the first byte of output */
+    if (st == SP_OK) st = sp_stop_check(o->stop_flag, "tokenize", err);
     for (size_t i = 0; i < n && st == SP_OK; i++) {
         if (i) fputc(' ', out);
         if (!o->pieces) {

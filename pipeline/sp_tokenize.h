@@ -15,6 +15,7 @@
 #ifndef SP_TOKENIZE_H
 #define SP_TOKENIZE_H
 
+#include <signal.h>
 #include <stdio.h>
 
 #include "common/sp_error.h"
@@ -26,6 +27,7 @@ typedef struct {
     const char *text;           /* the TEXT argument when file is NULL                   */
     int no_bos;                 /* do not add BOS                                         */
     int pieces;                 /* print pieces instead of ids                            */
+    const volatile sig_atomic_t *stop_flag; /* raised before printing: print nothing      */
 } sp_tokenize_opts;
 
 /* Check o (exactly one of model_dir / tokenizer_path, exactly one of file / text), load the

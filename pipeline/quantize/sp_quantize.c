@@ -647,6 +647,11 @@ static sp_status run_stage(sp_qjob *j, int l, int stage, seg_state *sg, sp_quant
         }
         if (st && !agreed) sp_err_prefix(err, "model.layers.%d", l);
         st = sp_mpi_agree(j->comm, st, err);
+        /* Issue 21: with no checkpoint to write there is no reason to finish the block first;
+         * every rank is here with the same status, so the collective check is safe. */
+        if (st == SP_OK && !o->checkpoint_dir && stop_requested(j))
+            st = sp_err_set(err, SP_EINTERRUPTED, "stopped by a signal in block %d of %d (no "
+                            "--checkpoint-dir: nothing saved)", l + 1, j->c->n_layers);
     } else {
         release_unowned(j, -1);
     }

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "common/sp_stop.h"
 #include "kernels/sp_gtype.h"
 #include "shards/formats/sp_gguf.h"
 #include "shards/formats/sp_gguf_int.h"
@@ -65,6 +66,7 @@ typedef struct {
     sp_config cfg;
     char dir[PATH_MAX];
     int *bits;         /* container: the exported level of module i  */
+    const volatile sig_atomic_t *stop; /* opts.stop_flag              */
 } src_t;
 
 /* The container module of an HF weight name, or -1. */
@@ -397,6 +399,8 @@ static sp_status write_ent(sp_gguf *g, const src_t *s, const ent_t *x, sp_err *e
             if (st == SP_OK) st = sp_gtype_quantize_row(x->type, v, x->cols, row, err);
             if (st == SP_OK) st = sp_gguf_write_data(g, row, rb, err);
         }
+        /* re-quantizing a large tensor takes a while (Q2_K/Q3_K search per block) */
+        if (st == SP_OK) st = sp_stop_check(s->stop, "export", err);
     }
     free(buf);
     free(row);
@@ -450,6 +454,7 @@ sp_status sp_export_gguf(const char *model_path, const char *out_file,
     ent_t *e = NULL;
     int n = 0;
     sp_status st = open_src(&s, model_path, &o, err);
+    s.stop = o.stop_flag;
     if (st == SP_OK && strcmp(s.cfg.arch, "LlamaForCausalLM") && strcmp(s.cfg.arch, "llama2c") &&
         strcmp(s.cfg.arch, "MistralForCausalLM") && strcmp(s.cfg.arch, "Qwen2ForCausalLM"))
         st = sp_err_set(err, SP_EUNSUPPORTED, "%s: architecture %s has no GGUF export",
@@ -467,7 +472,10 @@ sp_status sp_export_gguf(const char *model_path, const char *out_file,
                                 sp_gtype_row_bytes(e[i].type, e[i].cols) * (size_t)e[i].rows, err);
     }
     if (st == SP_OK) st = sp_gguf_begin(g, err);
-    for (int i = 0; st == SP_OK && i < n; i++) st = write_ent(g, &s, &e[i], err);
+    for (int i = 0; st == SP_OK && i < n; i++) {
+        st = write_ent(g, &s, &e[i], err);
+        if (st == SP_OK) st = sp_stop_check(s.stop, "export", err);
+    }
     if (st == SP_OK) {
         st = sp_gguf_finish(g, err);
         g = NULL;

@@ -28,6 +28,7 @@
 #ifndef SP_GGUF_EXPORT_H
 #define SP_GGUF_EXPORT_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -47,6 +48,9 @@ typedef struct {
     int n_types;
     const char *const *type_modules;
     const int *type_types;
+    /* raised (common/sp_stop.h): stop at the next tensor or row chunk, remove the partial
+     * file, return SP_EINTERRUPTED; NULL: never */
+    const volatile sig_atomic_t *stop_flag;
 } sp_gguf_export_opts;
 
 /* Default options (every type auto). */

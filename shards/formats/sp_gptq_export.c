@@ -9,6 +9,7 @@
  */
 #include "shards/formats/sp_gptq_export.h"
 
+#include "common/sp_stop.h"
 #include "kernels/sp_gtype.h"
 
 #include <cjson/cJSON.h>
@@ -368,9 +369,11 @@ static sp_status check_outdir(const char *container_dir, const char *outdir, int
     return SP_OK;
 }
 
-/* Write the planned shards (and the index when there are several) into tmp. */
+/* Write the planned shards (and the index when there are several) into tmp; a raised stop
+ * flag ends it at the next module (the caller removes tmp). */
 static sp_status write_shards(sp_qcontainer *c, const plan_item *items, int n_items,
-                              int n_shards, int v2, const char *tmp, sp_err *err) {
+                              int n_shards, int v2, const char *tmp,
+                              const volatile sig_atomic_t *stop, sp_err *err) {
     shard_buf s = {0};
     sp_status st = SP_OK;
     cJSON *index = cJSON_CreateObject(), *wmap = NULL, *meta = NULL;
@@ -386,7 +389,9 @@ static sp_status write_shards(sp_qcontainer *c, const plan_item *items, int n_it
         if (n_shards == 1) snprintf(fname, sizeof fname, "model.safetensors");
         else snprintf(fname, sizeof fname, "model-%05d-of-%05d.safetensors", sh + 1, n_shards);
         for (; k < n_items && items[k].shard == sh; k++)
-            if ((st = add_item(c, &items[k], v2, &s, err))) goto done;
+            if ((st = add_item(c, &items[k], v2, &s, err)) ||
+                (st = sp_stop_check(stop, "export", err)))
+                goto done;
         if ((st = sp_qmodel_join(path, sizeof path, tmp, fname, err)) ||
             (st = sp_safetensors_write(path, s.t, s.n, "{\"format\":\"pt\"}", err)))
             goto done;
@@ -488,7 +493,7 @@ sp_status sp_export_gptq(const char *container_dir, const char *outdir,
         tmp[0] = '\0';
         goto done;
     }
-    if ((st = write_shards(c, items, n_items, n_shards, o.checkpoint_v2, tmp, err)) ||
+    if ((st = write_shards(c, items, n_items, n_shards, o.checkpoint_v2, tmp, o.stop_flag, err)) ||
         (st = write_text(tmp, "quantize_config.json", qtext, err)) ||
         (st = write_text(tmp, "config.json", ctext, err)) ||
         (st = copy_tokenizer(container_dir, tmp, cJSON_IsNumber(vs) ? vs->valueint : 0, err)))

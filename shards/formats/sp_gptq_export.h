@@ -33,6 +33,7 @@
 #ifndef SP_GPTQ_EXPORT_H
 #define SP_GPTQ_EXPORT_H
 
+#include <signal.h>
 #include <stddef.h>
 
 #include "common/sp_error.h"
@@ -46,6 +47,9 @@ typedef struct {
     int n_overrides;
     const char *const *override_modules;
     const int *override_bits;
+    /* raised (common/sp_stop.h): stop at the next module, remove the partial output, return
+     * SP_EINTERRUPTED; NULL: never */
+    const volatile sig_atomic_t *stop_flag;
 } sp_gptq_export_opts;
 
 /* Export the container in container_dir (model.sp.h5 + config.json + tokenizer files) to
