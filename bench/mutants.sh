@@ -55,8 +55,8 @@ N=$(wc -l <"$M")
 echo "mutants: $N mutations, revision $REV, scratch $S"
 
 # ---- scratch copy and build ----------------------------------------------------------------
-mkdir -p "$S/src"
-git archive "$REV" | tar -x -C "$S/src"
+rm -rf "$S/src"; mkdir -p "$S/src"
+git archive "$REV" | tar -x -m -C "$S/src"   # -m: files dated now, so a reused build rebuilds
 nice cmake -S "$S/src" -B "$S/build" -DSP_WERROR=ON >"$S/configure.log" 2>&1 \
   || { tail -20 "$S/configure.log"; exit 1; }
 nice cmake --build "$S/build" -j2 >"$S/build.log" 2>&1 || { tail -30 "$S/build.log"; exit 1; }
@@ -64,7 +64,7 @@ nice cmake --build "$S/build" -j2 >"$S/build.log" 2>&1 || { tail -30 "$S/build.l
 # run_tests NAMES...: ctest on exactly these names; prints the names that failed (or did not run)
 run_tests() {
   local re; re="^($(printf '%s|' "$@" | sed 's/|$//'))\$"
-  (cd "$S/build" && nice ctest -R "$re" -j2 --timeout 900 >"$S/ctest.log" 2>&1) || true
+  (cd "$S/build" && nice ctest -R "$re" -j2 --timeout 900 </dev/null >"$S/ctest.log" 2>&1) || true
   python3 - "$S/ctest.log" "$@" <<'PY'
 import re, sys
 log = open(sys.argv[1]).read()
@@ -84,7 +84,7 @@ echo "mutants: baseline green in $(( $(date +%s) - tb )) s"
 # ---- each mutation -----------------------------------------------------------------------
 R="$S/results.tsv"; : >"$R"
 i=0
-while IFS=$'\t' read -r file orig mut tests from; do
+while IFS=$'\t' read -r -u 3 file orig mut tests from; do
   i=$((i + 1)); t1=$(date +%s)
   cp "$S/src/$file" "$S/orig" 2>/dev/null || { printf '%s\tnot applied (no file)\t\t0\n' "$i" >>"$R"; continue; }
   if ! python3 - "$S/src/$file" "$orig" "$mut" <<'PY'
@@ -111,7 +111,7 @@ PY
   dt=$(( $(date +%s) - t1 ))
   printf '%s\t%s\t%s\t%s\n' "$i" "$verdict" "$failed" "$dt" >>"$R"
   echo "mutants: [$i/$N] $verdict ${failed:+by $failed} ($file, $dt s)"
-done <"$M"
+done 3<"$M"
 nice cmake --build "$S/build" -j2 >/dev/null 2>&1 || true
 
 # ---- the table -----------------------------------------------------------------------------
@@ -145,4 +145,4 @@ PY
 )
 sp_bench_write_section "$DOC" "## Mutation testing" "$TEXT"
 echo "$TEXT"
-! grep -qv $'\tcaught\t' "$R"
+[ "$(grep -c $'\tcaught\t' "$R")" -eq "$N" ]
