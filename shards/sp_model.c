@@ -18,6 +18,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <zlib.h>
+
 #include "shards/sp_model_backend.h"
 #include "shards/sp_safetensors.h"
 
@@ -318,9 +320,24 @@ void sp_block_weights_free(sp_block_weights *w) {
     memset(w, 0, sizeof *w);
 }
 
-/* Read a whole tensor (n floats expected) and refuse NaN/Inf. */
+/* CRC-32 of n floats' bytes; zlib's crc32 takes uInt lengths, so in slices of 1 GiB. */
+static uint32_t crc_floats(uint32_t crc, const float *x, size_t n) {
+    const unsigned char *p = (const unsigned char *)x;
+    size_t bytes = n * sizeof(float);
+    uLong c = crc;
+    while (bytes > 0) {
+        size_t k = bytes < ((size_t)1 << 30) ? bytes : ((size_t)1 << 30);
+        c = crc32(c, p, (uInt)k);
+        p += k;
+        bytes -= k;
+    }
+    return (uint32_t)c;
+}
+
+/* Read a whole tensor (n floats expected) and refuse NaN/Inf; crc (if non-NULL) gets the
+ * CRC-32 of the values read. */
 static sp_status read_checked(const sp_model *m, const char *name, float *dst, size_t n,
-                              sp_err *err) {
+                              uint32_t *crc, sp_err *err) {
     sp_tensor_desc d;
     SP_FORWARD(m->be->tensor_desc(m->ctx, name, &d, err));
     int64_t rows = d.ndim == 2 ? d.shape[0] : 1, cols = d.ndim == 2 ? d.shape[1] : d.shape[0];
@@ -335,37 +352,77 @@ static sp_status read_checked(const sp_model *m, const char *name, float *dst, s
                               isnan(dst[i]) ? "NaN" : "Inf", i, (long long)(i / (size_t)cols),
                               (long long)(i % (size_t)cols));
     }
+    if (crc) *crc = crc_floats(0, dst, n);
     return SP_OK;
 }
 
+static const char *const k_block_tensor[SP_BLOCK_TENSORS] = {
+    "input_layernorm.weight", "self_attn.q_proj.weight", "self_attn.k_proj.weight",
+    "self_attn.v_proj.weight", "self_attn.o_proj.weight", "post_attention_layernorm.weight",
+    "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight",
+    "self_attn.q_proj.bias", "self_attn.k_proj.bias", "self_attn.v_proj.bias",
+};
+
+int sp_block_tensor_count(const sp_config *c) { return c->qkv_bias ? 12 : 9; }
+
+const char *sp_block_tensor_suffix(int i) {
+    return i >= 0 && i < SP_BLOCK_TENSORS ? k_block_tensor[i] : NULL;
+}
+
+void sp_model_global_tensors(const sp_config *c, const char *names[SP_GLOBAL_TENSORS], int *n) {
+    names[0] = "model.embed_tokens.weight";
+    names[1] = "model.norm.weight";
+    names[2] = c->tie_embeddings ? NULL : "lm_head.weight";
+    *n = c->tie_embeddings ? 2 : 3;
+}
+
+sp_status sp_model_tensor_crc(const sp_model *m, const char *name, uint32_t *crc, sp_err *err) {
+    sp_tensor_desc d;
+    SP_FORWARD(m->be->tensor_desc(m->ctx, name, &d, err));
+    int64_t rows = d.ndim == 2 ? d.shape[0] : 1, cols = d.ndim == 2 ? d.shape[1] : d.shape[0];
+    /* 1-D tensors are read as one row; 2-D in slices of about 16 MiB of fp32. */
+    int64_t step = d.ndim == 2 ? ((int64_t)1 << 22) / (cols > 0 ? cols : 1) : 1;
+    if (step < 1) step = 1;
+    float *buf = sp_malloc((size_t)(step < rows ? step : rows) * (size_t)cols * sizeof(float) + 1,
+                           err, name);
+    if (!buf) return SP_ENOMEM;
+    uint32_t c = 0;
+    sp_status st = SP_OK;
+    for (int64_t r = 0; r < rows && st == SP_OK; r += step) {
+        int64_t k = rows - r < step ? rows - r : step;
+        st = m->be->read_rows(m->ctx, name, r, k, buf, err);
+        if (st == SP_OK) c = crc_floats(c, buf, (size_t)(k * cols));
+    }
+    free(buf);
+    *crc = c;
+    return st;
+}
+
 sp_status sp_model_load_block(const sp_model *m, int layer, sp_block_weights *w, sp_err *err) {
+    return sp_model_load_block_crc(m, layer, w, NULL, err);
+}
+
+sp_status sp_model_load_block_crc(const sp_model *m, int layer, sp_block_weights *w,
+                                  uint32_t *crc, sp_err *err) {
     const sp_config *c = &m->cfg;
     SP_RETURN_IF(layer < 0 || layer >= c->n_layers, err, SP_EINVAL,
                  "%s: layer %d out of range (model has %d)", m->source, layer, c->n_layers);
     size_t D = (size_t)c->dim, F = (size_t)c->hidden_dim;
     size_t Q = (size_t)c->n_heads * (size_t)c->head_dim;
     size_t K = (size_t)c->n_kv_heads * (size_t)c->head_dim;
-    const struct { const char *suffix; float *dst; size_t n; } parts[] = {
-        {"input_layernorm.weight", w->attn_norm, D},
-        {"self_attn.q_proj.weight", w->wq, Q * D},
-        {"self_attn.k_proj.weight", w->wk, K * D},
-        {"self_attn.v_proj.weight", w->wv, K * D},
-        {"self_attn.o_proj.weight", w->wo, D * Q},
-        {"post_attention_layernorm.weight", w->ffn_norm, D},
-        {"mlp.gate_proj.weight", w->w_gate, F * D},
-        {"mlp.up_proj.weight", w->w_up, F * D},
-        {"mlp.down_proj.weight", w->w_down, D * F},
-        {"self_attn.q_proj.bias", w->bq, Q},
-        {"self_attn.k_proj.bias", w->bk, K},
-        {"self_attn.v_proj.bias", w->bv, K},
+    /* In k_block_tensor's order. */
+    const struct { float *dst; size_t n; } parts[SP_BLOCK_TENSORS] = {
+        {w->attn_norm, D}, {w->wq, Q * D},    {w->wk, K * D},     {w->wv, K * D},
+        {w->wo, D * Q},    {w->ffn_norm, D},  {w->w_gate, F * D}, {w->w_up, F * D},
+        {w->w_down, D * F}, {w->bq, Q},       {w->bk, K},         {w->bv, K},
     };
-    size_t nparts = c->qkv_bias ? 12 : 9;
+    size_t nparts = (size_t)sp_block_tensor_count(c);
     char nm[SP_NAME_MAX];
     for (size_t i = 0; i < nparts; i++) {
         SP_RETURN_IF(!parts[i].dst, err, SP_EINVAL, "%s: block weights were not allocated for "
-                     "this config (%s is NULL)", m->source, parts[i].suffix);
-        snprintf(nm, sizeof nm, "model.layers.%d.%s", layer, parts[i].suffix);
-        SP_FORWARD(read_checked(m, nm, parts[i].dst, parts[i].n, err));
+                     "this config (%s is NULL)", m->source, k_block_tensor[i]);
+        snprintf(nm, sizeof nm, "model.layers.%d.%s", layer, k_block_tensor[i]);
+        SP_FORWARD(read_checked(m, nm, parts[i].dst, parts[i].n, crc ? crc + i : NULL, err));
     }
     return SP_OK;
 }

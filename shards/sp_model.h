@@ -101,6 +101,30 @@ void sp_block_weights_free(sp_block_weights *w);
  * Fails with SP_ENUMERIC naming the tensor if any weight is NaN or Inf. */
 sp_status sp_model_load_block(const sp_model *m, int layer, sp_block_weights *w, sp_err *err);
 
+/* ---- weight fingerprints (issue 21) ---------------------------------------------------
+ * The CRC-32 (zlib) of a tensor's values as read, i.e. of its fp32 values' bytes in row-major
+ * order. A changed byte of a stored F32/F16/BF16 weight changes its fp32 value (the conversions
+ * are injective on finite values), so it changes the CRC; quantize records these as it reads
+ * and resume / search --dense compare them (pipeline/quantize/sp_qrun.h). */
+
+/* The tensors of a block in load order: SP_BLOCK_TENSORS with qkv_bias, else the first 9.
+ * Suffix i: the HF name is "model.layers.<l>.<suffix>". */
+#define SP_BLOCK_TENSORS 12
+int sp_block_tensor_count(const sp_config *c);
+const char *sp_block_tensor_suffix(int i);
+
+/* sp_model_load_block, also filling crc[sp_block_tensor_count(c)] with each tensor's CRC. */
+sp_status sp_model_load_block_crc(const sp_model *m, int layer, sp_block_weights *w,
+                                  uint32_t *crc, sp_err *err);
+
+/* The CRC-32 of a whole tensor's fp32 values (read in slices of rows, bounded memory). */
+sp_status sp_model_tensor_crc(const sp_model *m, const char *name, uint32_t *crc, sp_err *err);
+
+/* The tensors outside the blocks that a job reads: embed_tokens, norm, and lm_head unless the
+ * embeddings are tied (then *n = 2). names[i] are static strings. */
+#define SP_GLOBAL_TENSORS 3
+void sp_model_global_tensors(const sp_config *c, const char *names[SP_GLOBAL_TENSORS], int *n);
+
 /* The seven linear modules of a block, in forward order, and their HF suffixes
  * ("self_attn.q_proj", ...). Full name: "model.layers.<l>.<suffix>". */
 enum { SP_MOD_Q = 0, SP_MOD_K, SP_MOD_V, SP_MOD_O, SP_MOD_GATE, SP_MOD_UP, SP_MOD_DOWN,

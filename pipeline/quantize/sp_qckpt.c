@@ -8,6 +8,9 @@
  *             rows), i.e. the input of block b — readable on any rank count
  *   block_crc int64 [b]: CRC32 of each finished block's segment file (blocks/block-NNNNN.spb),
  *             which holds that block's quantized modules at every level
+ *   weight_crc int64 [b, SP_BLOCK_TENSORS], global_crc int64 [SP_GLOBAL_TENSORS]: CRC32 of the
+ *             fp32 values of every tensor the run read (sp_qrun.h); resume re-reads the blocks
+ *             already done and the globals and refuses a changed tensor, naming it
  * The calibration windows need no RNG state: they were drawn once, and X carries them on.
  * X is registered, not copied: the main thread waits for its write only before it overwrites X
  * (the propagation step of the next block), and that wait is what the engine reports as blocked.
@@ -103,6 +106,9 @@ static sp_status restore(sp_qjob *j, char *warn, size_t warn_cap, sp_err *err) {
         st = sp_err_set(err, SP_EFORMAT, "%s: attribute 'layers_done' = %lld out of range",
                         sp_ckpt_reader_path(r), (long long)done);
     if (st == SP_OK) st = sp_ckpt_read_rows(r, "block_crc", 0, done, j->block_crc, err);
+    int64_t g0[SP_GLOBAL_TENSORS] = {0};
+    if (st == SP_OK) st = sp_ckpt_read_rows(r, "weight_crc", 0, done, j->wcrc, err);
+    if (st == SP_OK) st = sp_ckpt_read_rows(r, "global_crc", 0, SP_GLOBAL_TENSORS, g0, err);
     if (st == SP_OK && !j->o->rtn)
         st = sp_ckpt_read_rows(r, "X", (int64_t)j->w0, (int64_t)(j->w1 - j->w0), j->X, err);
     free(run);
@@ -110,7 +116,20 @@ static sp_status restore(sp_qjob *j, char *warn, size_t warn_cap, sp_err *err) {
     /* Segments of the finished blocks must be there, with the CRCs the checkpoint recorded. */
     for (int64_t l = 0; st == SP_OK && j->rank == 0 && l < done; l++)
         st = sp_segment_verify(j->segdir, (int)l, (uint32_t)j->block_crc[l], err);
+    /* The weights: the globals (rank 0 read them at setup) and the blocks already done, re-read
+     * now and spread over the ranks, must be the values the run started from. */
+    const char *how = "changed since the run started; refusing to resume";
+    const char *gn[SP_GLOBAL_TENSORS];
+    int ng = 0;
+    sp_model_global_tensors(j->c, gn, &ng);
+    for (int i = 0; st == SP_OK && j->rank == 0 && i < ng; i++)
+        if (g0[i] != j->gcrc[i])
+            st = sp_err_set(err, SP_EINVAL, "%s: tensor '%s' %s (CRC-32 0x%08x, expected 0x%08x)",
+                            j->o->model_dir, gn[i], how, (unsigned)j->gcrc[i], (unsigned)g0[i]);
     st = sp_mpi_agree(j->comm, st, err);
+    if (st == SP_OK)
+        st = sp_qrun_verify_weights(j->comm, j->m, j->o->model_dir, NULL, j->wcrc, (int)done,
+                                    &j->dense, how, err);
     if (st == SP_OK) j->start_layer = (int)done;
     return st;
 }
@@ -149,6 +168,13 @@ sp_status sp_qckpt_save(sp_qjob *j, int layers_done, sp_err *err) {
     if (st == SP_OK)
         st = sp_ckpt_put_rows(j->ck, "block_crc", SP_CKPT_I64, 1, crc_shape, 0,
                               j->rank == 0 ? layers_done : 0, j->block_crc, err);
+    int64_t wshape[2] = {layers_done, SP_BLOCK_TENSORS}, gshape[1] = {SP_GLOBAL_TENSORS};
+    if (st == SP_OK)
+        st = sp_ckpt_put_rows(j->ck, "weight_crc", SP_CKPT_I64, 2, wshape, 0,
+                              j->rank == 0 ? layers_done : 0, j->wcrc, err);
+    if (st == SP_OK)
+        st = sp_ckpt_put_rows(j->ck, "global_crc", SP_CKPT_I64, 1, gshape, 0,
+                              j->rank == 0 ? SP_GLOBAL_TENSORS : 0, j->gcrc, err);
     if (st == SP_OK && !o->rtn) {
         int64_t shape[3] = {o->nsamples, o->ctx, c->dim};
         st = sp_ckpt_put_rows(j->ck, "X", SP_CKPT_F32, 3, shape, (int64_t)j->w0,

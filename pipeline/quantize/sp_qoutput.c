@@ -147,8 +147,9 @@ static sp_status put_blocks(sp_qjob *j, sp_qcontainer *out, sp_err *err) {
 
 /* source.json: the dense model this container came from (absolute path + the fingerprint of
  * sp_qrun.h), so `search` finds the dense reference and can tell when it changed. */
-static sp_status write_source(const sp_quantize_opts *o, const char *dir, sp_err *err) {
-    char abs[PATH_MAX], path[4600], text[PATH_MAX + 256];
+static sp_status write_source(const sp_qjob *j, const char *dir, sp_err *err) {
+    const sp_quantize_opts *o = j->o;
+    char abs[PATH_MAX], path[4600];
     uint32_t fp = 0;
     SP_RETURN_IF(!realpath(o->model_dir, abs), err, SP_EIO, "%s: %s", o->model_dir, strerror(errno));
     SP_FORWARD(sp_qrun_model_fingerprint(o->model_dir, &fp, err));
@@ -156,10 +157,21 @@ static sp_status write_source(const sp_quantize_opts *o, const char *dir, sp_err
     for (const char *c = abs; *c; c++)
         SP_RETURN_IF(*c == '"' || *c == '\\' || (unsigned char)*c < 0x20, err, SP_EUNSUPPORTED,
                      "%s: the model path has a character source.json cannot hold", abs);
-    snprintf(text, sizeof text, "{\"format\": \"shardpress-source\", \"version\": 1, "
-             "\"model_dir\": \"%s\", \"model_fingerprint\": %u}\n", abs, (unsigned)fp);
+    /* + the CRC of every tensor's values as the run read them (issue 21), for search --dense */
+    cJSON *s = cJSON_CreateObject();
+    cJSON_AddStringToObject(s, "format", "shardpress-source");
+    cJSON_AddNumberToObject(s, "version", 1);
+    cJSON_AddStringToObject(s, "model_dir", abs);
+    cJSON_AddNumberToObject(s, "model_fingerprint", (double)fp);
+    cJSON *w = sp_qrun_weights_json(j->c, j->gcrc, j->wcrc);
+    if (w) cJSON_AddItemToObject(s, "weights_crc", w);
+    char *text = w ? cJSON_Print(s) : NULL;
+    cJSON_Delete(s);
+    SP_RETURN_IF(!text, err, SP_ENOMEM, "%s/source.json: out of memory", dir);
     snprintf(path, sizeof path, "%s/source.json", dir);
-    return sp_qrun_write_file(path, text, err);
+    sp_status st = sp_qrun_write_file(path, text, err);
+    free(text);
+    return st;
 }
 
 /* What the container will hold: raw bytes and datasets (a bound for
@@ -196,7 +208,7 @@ sp_status sp_qoutput_finish(sp_qjob *j, sp_err *err) {
     }
     SP_FORWARD(sp_config_save_json(&cfg, path, NULL, err));
     SP_FORWARD(sp_outdir_copy_tokenizer(o->model_dir, j->partial, err));
-    SP_FORWARD(write_source(o, j->partial, err));
+    SP_FORWARD(write_source(j, j->partial, err));
     sp_qcontainer_meta meta = {.default_bits = o->bits, .group_size = o->group_size,
                                .sym = o->sym, .n_levels = o->n_levels};
     snprintf(meta.method, sizeof meta.method, "%s", o->rtn ? "rtn" : "gptq");

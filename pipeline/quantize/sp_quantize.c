@@ -19,6 +19,7 @@
 #include "mpi/sp_mpi.h"
 #include "pipeline/sp_calib.h"
 #include "pipeline/sp_device.h"
+#include "pipeline/quantize/sp_qrun.h"
 #include "pipeline/quantize/sp_qshare.h"
 #include "pipeline/quantize/sp_quantize_int.h"
 #include "pipeline/quantize/sp_segment.h"
@@ -504,7 +505,11 @@ static sp_status setup(sp_qjob *j, int resume, char *warn, size_t warn_cap, sp_e
     j->unit_err = j->packed ? sp_calloc((size_t)j->n_units, sizeof(double), err, "unit errors")
                             : NULL;
     j->block_crc = j->unit_err ? sp_calloc((size_t)c->n_layers, sizeof(int64_t), err, "crcs") : NULL;
-    st = j->block_crc ? SP_OK : SP_ENOMEM;
+    j->wcrc = j->block_crc ? sp_calloc((size_t)c->n_layers * SP_BLOCK_TENSORS, sizeof(int64_t), err,
+                                       "weight crcs") : NULL;
+    st = j->wcrc ? SP_OK : SP_ENOMEM;
+    /* The globals' CRCs (issue 21): recorded by a fresh run, compared by a resumed one. */
+    if (st == SP_OK && j->rank == 0) st = sp_qrun_global_crcs(j->m, j->gcrc, err);
     if (st == SP_OK && !o->rtn) {
         j->X = sp_malloc((nw ? nw : 1) * T * D * sizeof(float), err, "calibration states");
         j->xtmp = j->X ? sp_malloc(T * D * sizeof(float), err, "window") : NULL;
@@ -588,6 +593,7 @@ static void teardown(sp_qjob *j, sp_status st) {
     free(j->units);
     free(j->unit_err);
     free(j->block_crc);
+    free(j->wcrc);
     free(j->calib);
     free(j->X);
     free(j->xtmp);
@@ -674,7 +680,11 @@ static sp_status run_stage(sp_qjob *j, int l, int stage, seg_state *sg, sp_quant
 static sp_status run_block(sp_qjob *j, int l, sp_quantize_result *res, sp_err *err) {
     const sp_quantize_opts *o = j->o;
     double t0 = now_s();
-    sp_status st = sp_model_load_block(j->m, l, &j->dense, err);
+    /* Rank 0 records the CRC of every tensor as it is read (issue 21; sp_qrun.h). */
+    uint32_t crc[SP_BLOCK_TENSORS] = {0};
+    sp_status st = sp_model_load_block_crc(j->m, l, &j->dense, j->rank == 0 ? crc : NULL, err);
+    for (int i = 0; j->rank == 0 && i < SP_BLOCK_TENSORS; i++)
+        j->wcrc[(size_t)l * SP_BLOCK_TENSORS + (size_t)i] = crc[i];
     /* --rotate: fold the norms and rotate, before the Hessians (input_bounds reads the folded
      * block); every rank does the same, so the block is the same bits everywhere. */
     double tr = now_s();

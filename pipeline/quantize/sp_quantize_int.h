@@ -38,6 +38,9 @@ typedef struct {
                               * GPTQ until share_units hands them to rank 0                   */
     double *unit_err;        /* [n_units] relative layer error (owner's value, 0 elsewhere)  */
     int64_t *block_crc;      /* [n_layers] CRC32 of each finished block's segment (rank 0)   */
+    int64_t *wcrc;           /* [n_layers · SP_BLOCK_TENSORS] CRC32 of each block tensor's   *
+                              * values as read (rank 0; restored ones on every rank)         */
+    int64_t gcrc[SP_GLOBAL_TENSORS]; /* the same of embed_tokens, norm, lm_head (rank 0)     */
     char partial[4096];      /* rank 0: "<out>.partial"                                       */
     char segdir[4096];       /* where block segments go (checkpoint dir or partial)         */
     double err_sum;

@@ -280,6 +280,8 @@ sp_status sp_seval_open(sp_seval **out, MPI_Comm comm, const sp_seval_opts *o, s
     if (st == SP_OK) sp_sgenome_set_groups(&e->space, (sp_sgroups)o->group_by);
     if (st == SP_OK) st = open_dense(e, o, err);
     st = sp_mpi_agree(comm, st, err);
+    /* The dense values too, not only its layout (issue 21): every tensor read once, per rank. */
+    if (st == SP_OK) st = sp_qrun_verify_source(comm, e->dm, e->dense_dir, o->qdir, err);
     if (st == SP_OK && e->rank == 0) st = read_pool(e, o->calib_path, err);
     st = sp_mpi_agree(comm, st, err);
     if (st == SP_OK) st = bcast_pool(e, err);

@@ -9,6 +9,7 @@
 #   finished resume of a run that finished says so in one line, and its advice works when
 #            followed word for word (issue 21: it used to advise --force, which resume refuses).
 # A second argument "rotate" runs the case with --rotate hadamard (issue 23).
+#   weights  resume refuses a flipped bit in a used tensor's values, naming the tensor (issue 21).
 . "$(dirname "$0")/lib.sh"
 M="$SP_MODEL_DIR"; CAL0="$SP_DATA_DIR/text/stories260K-samples/calib.txt"
 CAL="$WORK/calib.txt"; cp "$CAL0" "$CAL"
@@ -107,5 +108,35 @@ finished)
   $SP_MPIEXEC -n 2 "$SP_BIN" resume "$D" >/dev/null || fail "the advised resume failed"
   cmp "$WORK/first/model.sp.h5" "$OUT/model.sp.h5" || fail "the advised resume wrote other bytes"
   echo "ok: advice followed, same bytes" ;;
+weights)
+  # Issue 21: one flipped bit in the values of a tensor a finished block used, or in the
+  # embeddings, with names, sizes and headers unchanged: resume refuses it naming the tensor,
+  # before writing anything; with the bit back it resumes to the uninterrupted run's bytes.
+  cp -r "$M" "$WORK/m"; M="$WORK/m"; ref
+  D="$WORK/ck"
+  rc=0; SP_FAULT=kill:0:4 "$SP_BIN" quantize --model "$M" --calib "$CAL" --out "$WORK/o" "${Q[@]}" \
+    --checkpoint-dir "$D" >/dev/null 2>&1 || rc=$?
+  [ "$rc" -ne 0 ] && [ -e "$D/latest" ] || fail "expected a killed run with a checkpoint (rc $rc)"
+  flip() { python3 - "$M/model.safetensors" "$1" <<'PY'
+import json, struct, sys
+p, name = sys.argv[1], sys.argv[2]
+raw = bytearray(open(p, "rb").read()); n = struct.unpack("<Q", raw[:8])[0]
+b = json.loads(raw[8:8 + n])[name]["data_offsets"][0] + 8 + n + 4 * 5  # element 5
+raw[b] ^= 1  # the lowest mantissa bit: a change of one part in 2^23
+open(p, "wb").write(raw)
+PY
+  }
+  sum_ck() { (cd "$D" && find . -type f | sort | xargs sha256sum); }
+  sum_ck >"$WORK/ck.sum"
+  for t in model.layers.0.mlp.up_proj.weight model.embed_tokens.weight; do
+    flip "$t"
+    expect_error "m: tensor '${t//./\\.}' changed since the run started; refusing to resume \(CRC-32 0x[0-9a-f]{8}, expected 0x[0-9a-f]{8}\)" \
+      "$SP_BIN" resume "$D"
+    [ ! -e "$WORK/o" ] && [ ! -e "$WORK/o.partial" ] || fail "a refused resume left output behind"
+    sum_ck | cmp -s - "$WORK/ck.sum" || fail "a refused resume changed the checkpoint directory"
+    flip "$t"
+  done
+  "$SP_BIN" resume "$D" >/dev/null
+  same_as_ref "$WORK/o" ;;
 *) fail "unknown case $1" ;;
 esac

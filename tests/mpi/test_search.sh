@@ -112,6 +112,17 @@ p = sys.argv[1]; c = json.load(open(p)); c["rms_norm_eps"] = 1e-6; json.dump(c, 
 PY
     expect_error "other: fingerprint 0x[0-9a-f]{8}, but .*source.json says the container was made from a model with 0x[0-9a-f]{8}: not the same dense model" \
       "$SP_BIN" search "${S[@]}" --dense "$WORK/other" --out "$WORK/m5"
+    # the same layout with every weight scaled by 0.5-1.5 (issue 21: the layout fingerprint
+    # passed it): the CRCs of the values that quantize recorded in source.json refuse it
+    cp -r "$M" "$WORK/scaled"; python3 - "$WORK/scaled/model.safetensors" <<'PY'
+import array, json, random, struct, sys
+p = sys.argv[1]; raw = bytearray(open(p, "rb").read()); n = struct.unpack("<Q", raw[:8])[0]
+a = array.array("f"); a.frombytes(bytes(raw[8 + n:])); r = random.Random(3)
+a = array.array("f", (x * r.uniform(0.5, 1.5) for x in a)); raw[8 + n:] = a.tobytes()
+open(p, "wb").write(raw)
+PY
+    expect_error "scaled: tensor 'model\.embed_tokens\.weight' differs from the model .*/q was made from \(source\.json\) \(CRC-32 0x[0-9a-f]{8}, expected 0x[0-9a-f]{8}\)" \
+      "$SP_BIN" search "${S[@]}" --dense "$WORK/scaled" --out "$WORK/m10"
     # ... and one of other shapes
     "$SP_SYNTH" --out "$WORK/synth" --hidden 64 --intermediate 128 --layers 5 --heads 8 \
       --kv-heads 4 --vocab 512 --dtype f32 --max-pos 512 >/dev/null
@@ -125,7 +136,7 @@ PY
     rc=0; timeout 120 $SP_MPIEXEC -n 2 "$SP_BIN" search "${S[@]}" --target-bits 9 --out "$WORK/m9" 2>"$WORK/err" || rc=$?
     [ $rc -ne 0 ] && [ $rc -ne 124 ] || fail "2 ranks: expected a clean failure, rc=$rc"
     [ "$(grep -c 'shardpress: error' "$WORK/err")" -eq 1 ] || fail "2 ranks: $(cat "$WORK/err")"
-    for i in 1 2 3 4 5 6 7 8 9; do
+    for i in 1 2 3 4 5 6 7 8 9 10; do
       ls "$WORK"/m$i* >/dev/null 2>&1 && fail "a failed search left $WORK/m$i*"
     done
     echo ok ;;
