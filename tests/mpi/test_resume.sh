@@ -8,8 +8,8 @@
 #   changed  resume refuses when the calibration text changed.
 #   finished resume of a run that finished says so in one line, and its advice works when
 #            followed word for word (issue 21: it used to advise --force, which resume refuses).
-# A second argument "rotate" runs the case with --rotate hadamard (issue 23).
 #   weights  resume refuses a flipped bit in a used tensor's values, naming the tensor (issue 21).
+# A second argument "rotate" runs the case with --rotate hadamard (issue 23).
 . "$(dirname "$0")/lib.sh"
 M="$SP_MODEL_DIR"; CAL0="$SP_DATA_DIR/text/stories260K-samples/calib.txt"
 CAL="$WORK/calib.txt"; cp "$CAL0" "$CAL"
