@@ -654,7 +654,7 @@ static sp_status cmd_plan(cli_ctx *cx, int argc, char **argv, sp_err *err) {
 }
 
 static sp_status cmd_exchange(cli_ctx *cx, int argc, char **argv, sp_err *err) {
-    return sp_exchange_cli(cx->comm, cx->rank, argc, argv, err);
+    return sp_exchange_cli(cx->comm, cx->rank, argc, argv, &g_stop_requested, err);
 }
 
 /* ---- tokenize --------------------------------------------------------------------------- */

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "common/sp_stop.h"
 #include "mpi/sp_ef21.h"
 #include "mpi/sp_mpi.h"
 #include "pipeline/exchange/sp_xint.h"
@@ -129,6 +130,13 @@ static sp_status setup(xrun *x, sp_err *err) {
     if (!x->w) return SP_ENOMEM;
     SP_FORWARD(parse_weights(x, err));
     x->weighted = !strncmp(o->weights, "data:", 5);
+    /* Issue 21: without {rank} every rank of this job would read the same directory as its
+     * own site's model (two "sites" from one model). Separate jobs (--transport files) of one
+     * rank each may name their site's directory plainly. */
+    SP_RETURN_IF(x->size > 1 && !strstr(o->local, "{rank}") && !strstr(o->local, "{site}"), err,
+                 SP_EINVAL, "--local '%s': the %d ranks of this job would share this directory "
+                 "as their sites' models; name each site's with {rank} (e.g. 'sites/{rank}')",
+                 o->local, x->size);
     char ldir[4096];
     local_dir(o->local, x->mysite, ldir, sizeof ldir);
     SP_FORWARD(sp_xmodel_open(&x->base, o->base, err));
@@ -320,7 +328,9 @@ static sp_status round_mpi(xrun *x, sp_err *err) {
     sp_status st = x->rank == 0 ? open_out(x, err) : SP_OK;
     st = sp_mpi_agree(x->comm, st, err);
     FOR_UNITS(x, i, o, len, goff, u) {
-        /* Every rank leaves the loop at the same unit: agree at the top of each. */
+        /* Every rank leaves the loop at the same unit: agree at the top of each (a signal seen
+         * by any rank stops them all here, before the state is committed). */
+        if (st == SP_OK) st = sp_stop_check(x->o->stop_flag, "exchange", err);
         if ((st = sp_mpi_agree(x->comm, st, err)) != SP_OK) break;
         st = site_unit(x, i, o, (size_t)len, goff, u, err);
         st = sp_mpi_agree(x->comm, st, err);
@@ -372,6 +382,7 @@ static sp_status round_files(xrun *x, sp_err *err) {
     sp_xf_writer w;
     sp_status st = sp_xf_create(&w, D, x->round, name, err);
     FOR_UNITS(x, i, o, len, goff, u) {
+        if (st == SP_OK) st = sp_stop_check(x->o->stop_flag, "exchange", err);
         if (st != SP_OK) break;
         st = site_unit(x, i, o, (size_t)len, goff, u, err);
         if (st == SP_OK) st = sp_xf_append(&w, x->up_msg.data, x->up_msg.len, err);
@@ -387,7 +398,7 @@ static sp_status round_files(xrun *x, sp_err *err) {
         st = rd ? SP_OK : SP_ENOMEM;
         for (int s = 0; st == SP_OK && s < x->n; s++) {
             snprintf(name, sizeof name, "up-%05d", s);
-            st = sp_xf_open_wait(&rd[s], D, x->round, name, x->o->timeout_s, err);
+            st = sp_xf_open_wait(&rd[s], D, x->round, name, x->o->timeout_s, x->o->stop_flag, err);
         }
         sp_xf_writer dw;
         if (st == SP_OK) st = sp_xf_create(&dw, D, x->round, "down", err);
@@ -416,7 +427,8 @@ static sp_status round_files(xrun *x, sp_err *err) {
     if (st == SP_OK && x->rank == 0) {
         sp_xf_reader dr;
         st = open_out(x, err);
-        if (st == SP_OK) st = sp_xf_open_wait(&dr, D, x->round, "down", x->o->timeout_s, err);
+        if (st == SP_OK)
+            st = sp_xf_open_wait(&dr, D, x->round, "down", x->o->timeout_s, x->o->stop_flag, err);
         if (st == SP_OK) {
             FOR_UNITS(x, i, o, len, goff, u) {
                 (void)goff;

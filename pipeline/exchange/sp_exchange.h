@@ -27,6 +27,7 @@
 #define SP_EXCHANGE_H
 
 #include <mpi.h>
+#include <signal.h>
 #include <stdint.h>
 
 #include "common/sp_error.h"
@@ -49,6 +50,7 @@ typedef struct {
     double timeout_s;                       /* files: how long to wait for another's file   */
     int diag;                               /* compute the relative error (MPI transport)   */
     sp_exchange_kill kill_at;               /* tests: SIGKILL this process at that point    */
+    const volatile sig_atomic_t *stop_flag; /* raised: stop before the commit (sp_stop.h)   */
 } sp_exchange_opts;
 
 typedef struct {
@@ -72,6 +74,7 @@ sp_status sp_exchange_run(MPI_Comm comm, const sp_exchange_opts *o, sp_exchange_
                           sp_err *err);
 
 /* Collective: parse argv (argv[0] = "exchange"), run, print (rank 0). */
-sp_status sp_exchange_cli(MPI_Comm comm, int rank, int argc, char **argv, sp_err *err);
+sp_status sp_exchange_cli(MPI_Comm comm, int rank, int argc, char **argv,
+                          const volatile sig_atomic_t *stop_flag, sp_err *err);
 
 #endif

@@ -71,7 +71,8 @@ static void print_result(const sp_exchange_opts *o, const sp_exchange_result *r,
     printf("output       %s\n", o->out);
 }
 
-sp_status sp_exchange_cli(MPI_Comm comm, int rank, int argc, char **argv, sp_err *err) {
+sp_status sp_exchange_cli(MPI_Comm comm, int rank, int argc, char **argv,
+                          const volatile sig_atomic_t *stop_flag, sp_err *err) {
     sp_exchange_opts o;
     sp_exchange_defaults(&o);
     int json = 0;
@@ -122,6 +123,7 @@ sp_status sp_exchange_cli(MPI_Comm comm, int rank, int argc, char **argv, sp_err
     }
     SP_RETURN_IF(optind < argc, err, SP_EINVAL, "exchange: unexpected argument '%s'", argv[optind]);
     o.diag = json;
+    o.stop_flag = stop_flag;
     /* Test hook: SIGKILL this process mid-round or after the output, before the state commit. */
     const char *k = getenv("SP_EXCHANGE_TEST_KILL");
     if (k && !strcmp(k, "mid")) o.kill_at = SP_XKILL_MID;

@@ -109,12 +109,13 @@ static double now_s(void) {
 }
 
 sp_status sp_xf_open_wait(sp_xf_reader *r, const char *dir, int64_t round, const char *name,
-                          double timeout_s, sp_err *err) {
+                          double timeout_s, const volatile sig_atomic_t *stop, sp_err *err) {
     memset(r, 0, sizeof *r);
     file_path(r->path, sizeof r->path, dir, round, name);
     double t0 = now_s();
     struct stat sb;
     while (stat(r->path, &sb) != 0) {
+        SP_FORWARD(sp_stop_check(stop, "exchange", err));
         SP_RETURN_IF(now_s() - t0 > timeout_s, err, SP_ENOTFOUND,
                      "%s: missing after waiting %.0f s (the sender of '%s' for round %" PRId64
                      " has not written it; see --timeout)", r->path, timeout_s, name, round);

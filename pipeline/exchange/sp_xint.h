@@ -3,11 +3,13 @@
 #ifndef SP_XINT_H
 #define SP_XINT_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "ckpt/sp_ckpt.h"
 #include "common/sp_error.h"
+#include "common/sp_stop.h"
 #include "shards/sp_safetensors.h"
 
 /* ---- models (sp_xmodel.c) ------------------------------------------------------------------ */
@@ -74,9 +76,10 @@ typedef struct {
     char path[4200];
 } sp_xf_reader;
 /* Wait up to timeout_s for the file (what a missing sender gives: SP_ENOTFOUND naming the file
- * and the timeout), then map and verify it (SP_EFORMAT / SP_ETRUNC naming it). */
+ * and the timeout), then map and verify it (SP_EFORMAT / SP_ETRUNC naming it). A raised stop
+ * flag (common/sp_stop.h; NULL: none) ends the wait with SP_EINTERRUPTED. */
 sp_status sp_xf_open_wait(sp_xf_reader *r, const char *dir, int64_t round, const char *name,
-                          double timeout_s, sp_err *err);
+                          double timeout_s, const volatile sig_atomic_t *stop, sp_err *err);
 /* The next message (validated with sp_cmp_peek). */
 sp_status sp_xf_next(sp_xf_reader *r, const uint8_t **msg, size_t *len, sp_err *err);
 void sp_xf_close(sp_xf_reader *r);

@@ -67,5 +67,18 @@ import json; p='$WORK/m/config.json'; c=json.load(open(p)); c['architectures']=[
     rc=0; timeout 120 $SP_MPIEXEC -n 2 "$SP_BIN" eval --model "$M" --text "$WORK/empty.txt" --ctx 64 2>"$WORK/err" || rc=$?
     [ $rc -ne 0 ] && [ $rc -ne 124 ] || fail "expected a clean failure on 2 ranks, rc=$rc"
     [ "$(grep -c 'shardpress: error' "$WORK/err")" -eq 1 ] || { cat "$WORK/err"; fail "expected exactly one error line"; } ;;
+  exchange_local)
+    # issue 21: 'sites/0' without {rank} on 2 ranks would run both sites from one model
+    python3 "$(dirname "$0")/make_sites.py" "$M" "$WORK/sites" 2 --scale 0.01
+    rc=0; timeout 120 $SP_MPIEXEC -n 2 "$SP_BIN" exchange --base "$M" --local "$WORK/sites/0" \
+      --state "$WORK/D" --out "$WORK/x" 2>"$WORK/err" || rc=$?
+    [ $rc -ne 0 ] && [ $rc -ne 124 ] || fail "expected a clean failure on 2 ranks, rc=$rc"
+    [ "$(grep -c 'shardpress: error' "$WORK/err")" -eq 1 ] || { cat "$WORK/err"; fail "expected exactly one error line"; }
+    grep -Eq "^shardpress: error: (rank 0: )?--local '$WORK/sites/0': the 2 ranks of this job would share this directory as their sites' models; name each site's with \{rank\} \(e\.g\. 'sites/\{rank\}'\)\$" "$WORK/err" \
+      || fail "unexpected message: $(cat "$WORK/err")"
+    [ ! -e "$WORK/x" ] && [ ! -e "$WORK/D/latest" ] || fail "a refused round wrote output or state"
+    # one rank per job (--transport files) may name its site plainly
+    "$SP_BIN" exchange --base "$M" --local "$WORK/sites/0" --state "$WORK/D1" --out "$WORK/y" >/dev/null \
+      || fail "one rank with a plain --local was refused" ;;
   *) fail "unknown case $1" ;;
 esac

@@ -10,7 +10,8 @@
 #   - leaves no output and no partial or temporary file in its output directory.
 # Cases: eval (SIGTERM, --save-logits, 1 rank), eval_mpi (SIGTERM to every process of a
 # 2-rank job, as Slurm signals a step), generate (SIGINT), export_gguf (SIGTERM while it
-# re-quantizes to Q3_K), quantize (SIGTERM, no --checkpoint-dir).
+# re-quantizes to Q3_K), quantize (SIGTERM, no --checkpoint-dir), exchange_files (SIGTERM while
+# site 0 waits for another site's file).
 . "$(dirname "$0")/lib.sh"
 EV="$SP_DATA_DIR/text/stories260K-samples/eval.txt"
 SIG_AFTER=2 STOP_S=15
@@ -71,6 +72,14 @@ generate)
 export_gguf)
   stop_run TERM 0 export --model "$SYN" --format gguf --type Q3_K --out "$OUTD/m.gguf"
   stopped_cleanly export SIGTERM; nothing_written ;;
+exchange_files)
+  # site 0 of 2 (--transport files) has sent its messages and waits for site 1's, which never
+  # come; the wait (--timeout 300) ends at the signal, with no output and no state committed
+  python3 "$(dirname "$0")/make_sites.py" "$SP_MODEL_DIR" "$WORK/sites" 1 --scale 0.01
+  stop_run TERM 0 exchange --base "$SP_MODEL_DIR" --local "$WORK/sites/0" --state "$WORK/D" \
+    --out "$OUTD/x" --transport "files:$WORK/fx" --site 0 --sites 2 --timeout 300
+  stopped_cleanly exchange SIGTERM; nothing_written
+  [ ! -e "$WORK/D/latest" ] || fail "the stopped round committed state" ;;
 quantize)
   stop_run TERM 0 quantize --model "$SYN" --calib "$EV" --out "$OUTD/q" --nsamples 16 --ctx 256
   [ "$RC" -eq 3 ] || { cat "$WORK/e" >&2; fail "expected exit 3, got $RC"; }
