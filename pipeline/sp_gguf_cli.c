@@ -8,13 +8,15 @@
 
 #include "kernels/sp_gtype.h"
 #include "mpi/sp_mpi.h"
+#include "pipeline/search/sp_search_gguf.h"
+#include "shards/formats/sp_gguf_read.h"
 #include "shards/formats/sp_gguf_export.h"
 
 /* The two %s are the type lists, from the sp_gtype table (sp_gtype_names). */
 static const char *USAGE =
     "usage: shardpress export --model DIR --format gguf --out FILE.gguf [--type T]\n"
     "                         [--embed-type T] [--output-type T] [--type-map FILE]\n"
-    "                         [--bits-map FILE] [--force]\n"
+    "                         [--bits-map FILE] [--match-gguf F.gguf] [--force]\n"
     "\n"
     "Write a model (dense, or the output of quantize) as one GGUF v3 file for llama.cpp:\n"
     "llama/qwen2 metadata, the tokenizer, llama.cpp's tensor names and q/k row order.\n"
@@ -31,6 +33,10 @@ static const char *USAGE =
     "  --output-type T     untied output head (default: F32/F16 as linear, else Q6_K)\n"
     "  --type-map FILE     'module_name TYPE' per line, overriding --type per module\n"
     "  --bits-map FILE     'module_name bits' per line: container levels to export\n"
+    "  --match-gguf F      token_embd and output at the types of F (a llama.cpp GGUF of the\n"
+    "                      same model, e.g. its Q4_K_M) unless --embed-type/--output-type\n"
+    "                      say otherwise; with a map from 'search --match-gguf F' the file is\n"
+    "                      no bigger than F (levels whose rows fit no block: F16, as there)\n"
     "  --force             replace an existing --out\n";
 
 /* Room for every type name of the sp_gtype table with its separator. */
@@ -99,9 +105,35 @@ static sp_status parse_type(const char *opt, const char *v, int *t, sp_err *err)
     return SP_OK;
 }
 
+/* --match-gguf: token_embd and output at the file's types (where not given). */
+static sp_status match_sides(const char *model, const char *path, sp_gguf_export_opts *eo,
+                             sp_err *err) {
+    char cp[4200];
+    snprintf(cp, sizeof cp, "%s/config.json", model);
+    sp_config cfg;
+    SP_FORWARD(sp_config_load_json(&cfg, cp, err));
+    sp_gguf_match m;
+    SP_FORWARD(sp_gguf_match_read(path, &cfg, &m, err));
+    eo->f16_fallback = 1; /* as search --match-gguf prices such levels, and llama.cpp writes */
+    const char *nm = NULL;
+    if (eo->embed_type < 0) {
+        sp_gguf_type_traits(m.embed_type, NULL, NULL, &nm);
+        SP_RETURN_IF(!sp_gtype_name(m.embed_type), err, SP_EUNSUPPORTED, "%s: token_embd.weight is "
+                     "%s, a type export does not write (give --embed-type)", path, nm);
+        eo->embed_type = m.embed_type;
+    }
+    if (eo->output_type < 0 && m.output_type >= 0) {
+        sp_gguf_type_traits(m.output_type, NULL, NULL, &nm);
+        SP_RETURN_IF(!sp_gtype_name(m.output_type), err, SP_EUNSUPPORTED, "%s: output.weight is "
+                     "%s, a type export does not write (give --output-type)", path, nm);
+        eo->output_type = m.output_type;
+    }
+    return SP_OK;
+}
+
 sp_status sp_gguf_export_cli(MPI_Comm comm, int rank, int argc, char **argv,
                              const volatile sig_atomic_t *stop_flag, sp_err *err) {
-    const char *model = NULL, *out = NULL, *bits_map = NULL, *type_map = NULL;
+    const char *model = NULL, *out = NULL, *bits_map = NULL, *type_map = NULL, *match = NULL;
     sp_gguf_export_opts eo;
     sp_gguf_export_opts_default(&eo);
     static const struct option opts[] = {
@@ -110,6 +142,7 @@ sp_status sp_gguf_export_cli(MPI_Comm comm, int rank, int argc, char **argv,
         {"embed-type", required_argument, 0, 'e'},  {"output-type", required_argument, 0, 'O'},
         {"type-map", required_argument, 0, 'T'},    {"bits-map", required_argument, 0, 'M'},
         {"force", no_argument, 0, 'f'},             {"help", no_argument, 0, 'h'},
+        {"match-gguf", required_argument, 0, 'G'},
         {0, 0, 0, 0}};
     int ch;
     sp_status st = SP_OK;
@@ -126,6 +159,7 @@ sp_status sp_gguf_export_cli(MPI_Comm comm, int rank, int argc, char **argv,
         case 'T': type_map = optarg; break;
         case 'M': bits_map = optarg; break;
         case 'f': eo.force = 1; break;
+        case 'G': match = optarg; break;
         case 'h':
             if (rank == 0) {
                 char all[TYPE_LIST_CAP], q[TYPE_LIST_CAP];
@@ -142,6 +176,7 @@ sp_status sp_gguf_export_cli(MPI_Comm comm, int rank, int argc, char **argv,
     SP_FORWARD(st);
     SP_RETURN_IF(optind < argc, err, SP_EINVAL, "export: unexpected argument '%s'", argv[optind]);
     SP_RETURN_IF(!model || !out, err, SP_EINVAL, "export: --model and --out are required");
+    if (match) SP_FORWARD(match_sides(model, match, &eo, err));
     sp_bits_map bm, tm;
     memset(&bm, 0, sizeof bm);
     memset(&tm, 0, sizeof tm);

@@ -78,6 +78,7 @@ sp_status sp_search_write_run(const sp_search_state *s, sp_err *err) {
     cJSON_AddNumberToObject(j, "groups", o->ev.group_by);
     cJSON_AddBoolToObject(j, "init_greedy", o->init_greedy);
     cJSON_AddNumberToObject(j, "init_candidates", o->init_candidates);
+    if (o->ev.gguf_costs) cJSON_AddBoolToObject(j, "gguf_costs", 1); /* --match-gguf */
     snprintf(num, sizeof num, "%llu", (unsigned long long)o->seed);
     cJSON_AddStringToObject(j, "seed", num);
     cJSON_AddNumberToObject(j, "dense_fingerprint", sp_seval_dense_fingerprint(s->ev));
@@ -293,6 +294,7 @@ sp_status sp_search_resume(MPI_Comm comm, const char *dir, volatile sig_atomic_t
         o.method = !strcmp(me, "greedy") ? SP_SEARCH_GREEDY : SP_SEARCH_EVO;
         o.seed = strtoull(seed, NULL, 10);
         o.init_greedy = cJSON_IsTrue(ig);
+        o.ev.gguf_costs = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "gguf_costs"));
         o.n_stages = cJSON_GetArraySize(stg);
         for (int i = 0; i < o.n_stages; i++) {
             o.stages[i] = cJSON_GetArrayItem(stg, i)->valueint;

@@ -9,10 +9,13 @@
 #include "pipeline/sp_device.h"
 #include "pipeline/search/sp_search.h"
 #include "pipeline/search/sp_search_cli.h"
+#include "pipeline/search/sp_search_gguf.h"
+#include "shards/formats/sp_gguf_read.h"
 #include "pipeline/sp_cli.h"
 
 static const char *SEARCH_USAGE =
     "usage: mpirun -n N shardpress search --model QDIR --calib FILE --target-bits B --out MAP\n"
+    "       mpirun -n N shardpress search --model QDIR --calib FILE --match-gguf F.gguf --out MAP\n"
     "           [--method evolution|greedy] [--generations 150] [--offspring 128]\n"
     "           [--stages 2048,16384,131072] [--survivors 16,4,1] [--ctx N]\n"
     "           [--init uniform|greedy] [--groups size|name|none] [--seed S] [--dense DIR]\n"
@@ -27,6 +30,10 @@ static const char *SEARCH_USAGE =
     "                      codes + fp16 scale + zero per group as in the GPTQ export (GGUF\n"
     "                      levels: the type's blocks, e.g. Q4_K 4.5). The\n"
     "                      uniform levels' averages are printed (and in --json) to pick from\n"
+    "  --match-gguf F      the budget is the bytes of F's block linears (F a llama.cpp GGUF of\n"
+    "                      the same model, e.g. its Q4_K_M), and every level costs the bytes\n"
+    "                      'export --format gguf' writes for it: export the map with\n"
+    "                      --match-gguf F too, and the file is no bigger than F\n"
     "  --out MAP           the bits map ('module bits' lines, read by eval/generate/export\n"
     "                      --bits-map); also MAP.evopress.txt, MAP.svg, MAP.history.json\n"
     "  --method M          evolution (default) or greedy (Lagrangian on estimated layer errors)\n"
@@ -101,12 +108,41 @@ void sp_search_print_result(int rank, const sp_search_opts *o, const sp_search_r
            r->ranks == 1 ? "" : "s", r->peak_rss_mb_max);
 }
 
+static const char *tname(int t) {
+    const char *n = NULL;
+    sp_gguf_type_traits(t, NULL, NULL, &n);
+    return n ? n : "?";
+}
+
+/* --match-gguf: the budget from a llama.cpp file of the model (every rank reads its header:
+ * the same bytes give the same target everywhere). */
+static sp_status match_gguf(int rank, const char *path, sp_search_opts *o, sp_gguf_match *m,
+                            int json, sp_err *err) {
+    SP_RETURN_IF(o->target_bits > 0, err, SP_EINVAL, "search: give --target-bits or --match-gguf, "
+                 "not both");
+    SP_RETURN_IF(!o->ev.qdir, err, SP_EINVAL, "search: --model is required");
+    char cp[4200];
+    snprintf(cp, sizeof cp, "%s/config.json", o->ev.qdir);
+    sp_config cfg;
+    SP_FORWARD(sp_config_load_json(&cfg, cp, err));
+    SP_FORWARD(sp_gguf_match_read(path, &cfg, m, err));
+    o->target_bits = m->target_bits;
+    o->ev.gguf_costs = 1;
+    if (rank == 0)
+        fprintf(json ? stderr : stdout, "match-gguf   %s: %llu bytes, block linears %llu bytes "
+                "(%s) = %.6f bits/weight; token_embd %s, output %s\n", path,
+                (unsigned long long)m->file_bytes, (unsigned long long)m->block_bytes, m->types,
+                m->target_bits, tname(m->embed_type), m->output_type < 0 ? "(tied)" : tname(m->output_type));
+    return SP_OK;
+}
+
 sp_status sp_search_cli(MPI_Comm comm, int rank, int argc, char **argv,
                         volatile sig_atomic_t *stop_flag, sp_err *err) {
     sp_search_opts o;
     sp_search_defaults(&o);
     o.stop_flag = stop_flag;
     int json = 0, nsurv = 3, have_surv = 0;
+    const char *match = NULL;
     long v = 0;
     double d = 0;
     static const struct option opts[] = {
@@ -118,6 +154,7 @@ sp_status sp_search_cli(MPI_Comm comm, int rank, int argc, char **argv,
         {"init", required_argument, 0, 'i'}, {"groups", required_argument, 0, 'G'},
         {"seed", required_argument, 0, 'e'}, {"dense", required_argument, 0, 'd'},
         {"topk", required_argument, 0, 'K'}, {"checkpoint-dir", required_argument, 0, 'C'},
+        {"match-gguf", required_argument, 0, 'g' + 256},
         {"json", no_argument, 0, 'j'}, {"help", no_argument, 0, 'h'},
         {"device", required_argument, 0, SP_DEVICE_OPT}, {0, 0, 0, 0}};
     int ch;
@@ -153,6 +190,7 @@ sp_status sp_search_cli(MPI_Comm comm, int rank, int argc, char **argv,
         case 'd': o.ev.dense_dir = optarg; break;
         case 'K': SP_FORWARD(sp_cli_int("--topk", optarg, 1, 1 << 16, &v, err)); o.ev.topk = (int)v; break;
         case 'C': o.checkpoint_dir = optarg; break;
+        case 'g' + 256: match = optarg; break;
         case 'j': json = 1; break;
         case SP_DEVICE_OPT: SP_FORWARD(sp_device_arg(optarg, &o.ev.device, err)); break;
         case 'h': if (rank == 0) fputs(SEARCH_USAGE, stdout); return SP_OK;
@@ -168,6 +206,8 @@ sp_status sp_search_cli(MPI_Comm comm, int rank, int argc, char **argv,
         SP_FORWARD(sp_search_check_schedule("search", o.stages, o.n_stages, o.survivors, nsurv,
                                             o.offspring, err));
     o.progress_to_stderr = json;
+    sp_gguf_match gm;
+    if (match) SP_FORWARD(match_gguf(rank, match, &o, &gm, json, err));
     sp_search_result r;
     sp_status st = sp_search_run(comm, &o, &r, err);
     if (st == SP_OK) sp_search_print_result(rank, &o, &r, json);

@@ -17,6 +17,7 @@
 #include "pipeline/quantize/sp_qrun.h"
 #include "pipeline/sp_eval.h"
 #include "pipeline/sp_logits.h"
+#include "shards/formats/sp_gguf_export.h"
 #include "shards/formats/sp_qcontainer.h"
 #include "shards/sp_model.h"
 #include "shards/tok/sp_tokenizer.h"
@@ -45,6 +46,7 @@ struct sp_seval {
     sp_cuda *gpu;                 /* --device cuda: the block linears' GPU, else NULL        */
     char dense_dir[PATH_MAX];
     uint32_t dense_fp;
+    int gguf_costs;               /* sp_seval_opts.gguf_costs                                */
 };
 
 const sp_config *sp_seval_config(const sp_seval *e) { return e->c; }
@@ -109,7 +111,11 @@ static sp_status read_space(sp_seval *e, const char *qdir, sp_err *err) {
             st = sp_qcontainer_level_info(qc, name, meta->levels[k], &li, err);
             if (st != SP_OK) break;
             const int64_t R = li.rows, C = li.cols, b = li.bits;
-            if (li.gtype)
+            int exact;
+            if (e->gguf_costs) /* what the GGUF file holds: the type's blocks, or F32 */
+                sp_sgenome_set_cost(&e->space, m, k, R * (int64_t)sp_gtype_row_bytes(
+                                    sp_gguf_level_export_type(&li, SP_GT_F16, &exact), C) * 8);
+            else if (li.gtype)
                 sp_sgenome_set_cost(&e->space, m, k, R * (int64_t)sp_gtype_row_bytes(li.gtype, C) * 8);
             else
                 sp_sgenome_set_cost(&e->space, m, k, R * C * b + R * (int64_t)li.n_groups * (16 + b));
@@ -276,6 +282,7 @@ sp_status sp_seval_open(sp_seval **out, MPI_Comm comm, const sp_seval_opts *o, s
             st = sp_err_set(err, SP_EINVAL, "search: --ctx %d is larger than the model's maximum "
                             "(max_position_embeddings %d)", e->ctx, e->c->max_seq_len);
     }
+    if (e) e->gguf_costs = o->gguf_costs;
     if (st == SP_OK) st = read_space(e, o->qdir, err);
     if (st == SP_OK) sp_sgenome_set_groups(&e->space, (sp_sgroups)o->group_by);
     if (st == SP_OK) st = open_dense(e, o, err);

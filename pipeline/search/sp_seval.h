@@ -43,6 +43,8 @@ typedef struct {
     int topk;                /* K of the dense reference (default 64)                        */
     int group_by;            /* sp_sgroups                                                   */
     int device;              /* SP_DEVICE_* (pipeline/sp_device.h), 0 = auto; not recorded   */
+    int gguf_costs;          /* 1: a level costs the bytes `export --format gguf` writes for
+                              * it (sp_gguf_level_export_type; search --match-gguf)          */
 } sp_seval_opts;
 
 typedef struct sp_seval sp_seval;

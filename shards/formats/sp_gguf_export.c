@@ -132,23 +132,31 @@ static int level_type(const sp_qlevel_info *lv) {
                      : sp_gtype_exact_of_level(lv->bits, lv->group_size, lv->sym, lv->cols);
 }
 
-static int auto_linear(const src_t *s, int mi, int cols, int *exact) {
+static int fit_type_to(int t, int64_t cols, int flt);
+
+int sp_gguf_level_export_type(const sp_qlevel_info *lv, int flt, int *exact) {
+    *exact = 0;
+    int t = level_type(lv);
+    if (t >= 0) {
+        *exact = 1;
+        return t;
+    }
+    int k = lv->cols % 256 == 0, b = lv->bits;
+    if (b >= 7) t = SP_GT_Q8_0;
+    else if (b == 6) t = k ? SP_GT_Q6_K : SP_GT_Q8_0;
+    else if (b == 5) t = k ? SP_GT_Q5_K : SP_GT_Q5_0;
+    else t = k ? SP_GT_Q4_K : SP_GT_Q4_0;
+    return fit_type_to(t, lv->cols, flt);
+}
+
+static int auto_linear(const src_t *s, int mi, int flt, int *exact) {
     *exact = 0;
     if (mi < 0) return SP_GT_F32;
     sp_qlevel_info lv;
     sp_err e;
     if (sp_qcontainer_level_info(s->c, sp_qcontainer_module_name(s->c, mi), s->bits[mi], &lv, &e))
         return SP_GT_F32;
-    int t = level_type(&lv);
-    if (t >= 0) {
-        *exact = 1;
-        return t;
-    }
-    int k = cols % 256 == 0, b = lv.bits;
-    if (b >= 7) return SP_GT_Q8_0;
-    if (b == 6) return k ? SP_GT_Q6_K : SP_GT_Q8_0;
-    if (b == 5) return k ? SP_GT_Q5_K : SP_GT_Q5_0;
-    return k ? SP_GT_Q4_K : SP_GT_Q4_0;
+    return sp_gguf_level_export_type(&lv, flt, exact);
 }
 
 /* A type whose block divides the row: K-quants fall back to the legacy type of one more bit
@@ -215,10 +223,11 @@ static sp_status build_plan(const src_t *s, const sp_gguf_export_opts *o, ent_t 
     for (int i = 0; i < *n; i++) {
         ent_t *x = &e[i];
         if (!strstr(x->hf, "_proj.weight")) continue;
-        int exact = 0, t = auto_linear(s, x->module, (int)x->cols, &exact);
+        int flt = x->module >= 0 && !o->f16_fallback ? SP_GT_F32 : SP_GT_F16;
+        int exact = 0, t = auto_linear(s, x->module, flt, &exact);
         if (o->type >= 0) t = o->type;
         /* auto and --type fall back where the row is too short */
-        t = fit_type_to(t, x->cols, x->module >= 0 ? SP_GT_F32 : SP_GT_F16);
+        t = fit_type_to(t, x->cols, flt);
         for (int k = 0; k < o->n_types; k++) {
             size_t ml = strlen(o->type_modules[k]);
             if (!strncmp(x->hf, o->type_modules[k], ml) && !strcmp(x->hf + ml, ".weight"))

