@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Quick start: install what is missing, build, and run the main job on the bundled model:
-# quantize at six levels on 2 ranks, search per-module bit widths at the budget of uniform
-# 3-bit (EvoPress), evaluate dense / uniform / searched (ppl and KL to the dense model on
+# quantize at six levels on 2 ranks, choose per-module bit widths at the budget of uniform
+# 3-bit (the sensitivity allocation, then EvoPress started from it), evaluate dense / uniform /
+# sensitivity / searched (ppl and KL to the dense model on
 # held-out text), export the searched model as GPTQ safetensors, and print a table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,18 +23,17 @@ echo "== quantize: GPTQ at 2,3,4,5,6,8 bits, group 32, on 2 ranks =="
 run mpirun -n 2 $SP quantize --model $M --calib "$CAL" --out $OUT/q --levels 2,3,4,5,6,8 --group-size 32
 echo "== the dense reference on held-out text =="
 run mpirun -n 2 $SP eval --model $M --text "$EVAL" --ctx 256 --save-logits $OUT/dense.logits --json >$OUT/dense.json
-echo "== search: bit widths at the budget of uniform 3-bit (EvoPress), and the greedy baseline =="
-U3=$(mpirun -n 1 $SP search --model $OUT/q --calib "$CAL" --target-bits 8 --method greedy --out $OUT/probe --ctx 256 --stages 256 --survivors 1 --json | sed -n 's/.*"3":\([0-9.]*\).*/\1/p')
-U3=$(printf '%.6f' "$U3")
-run mpirun -n 2 $SP search --model $OUT/q --calib "$CAL" --target-bits "$U3" --out $OUT/map.txt --ctx 256 \
+echo "== search: bit widths at the budget of uniform 3-bit (u3): the sensitivity map, then evolution from it =="
+run mpirun -n 2 $SP search --model $OUT/q --calib "$CAL" --target-bits u3 --out $OUT/sens.txt --ctx 256 \
+    --method sensitivity --stages 512,2048,8192 --survivors 4,2,1 --json >$OUT/sens.json
+run mpirun -n 2 $SP search --model $OUT/q --calib "$CAL" --target-bits u3 --out $OUT/map.txt --ctx 256 \
+    --sensitivity $OUT/sens.txt.sensitivity.json \
     --generations 30 --offspring 16 --stages 512,2048,8192 --survivors 4,2,1 --json >$OUT/search.json
-run mpirun -n 2 $SP search --model $OUT/q --calib "$CAL" --target-bits "$U3" --out $OUT/greedy.txt --ctx 256 \
-    --method greedy --stages 512,2048,8192 --survivors 4,2,1 --json >$OUT/greedy.json
 echo "== eval: ppl and KL(dense || model) =="
 for b in 4 3; do
   mpirun -n 2 $SP eval --model $OUT/q --text "$EVAL" --ctx 256 --level $b --kl-base $OUT/dense.logits --json >$OUT/u$b.json
 done
-for m in map greedy; do
+for m in map sens; do
   run mpirun -n 2 $SP eval --model $OUT/q --text "$EVAL" --ctx 256 --bits-map $OUT/$m.txt --kl-base $OUT/dense.logits --json >$OUT/e_$m.json
 done
 echo "== export: the searched model as GPTQ-packed safetensors =="
@@ -50,6 +50,6 @@ printf '%-22s %10s %8s %10s %10s\n' model "size MiB" bits ppl KL
 printf '%-22s %10s %8s %10.4f %10s\n' "dense (fp32)" "$(mib $M)" 32 "$(num ppl $OUT/dense.json)" 0
 printf '%-22s %10s %8.3f %10.4f %10.5f\n' "uniform 4-bit" "$(mib $OUT/gptq_u4)" "$(ub 4)" "$(num ppl $OUT/u4.json)" "$(num kl $OUT/u4.json)"
 printf '%-22s %10s %8.3f %10.4f %10.5f\n' "uniform 3-bit" "$(mib $OUT/gptq_u3)" "$(ub 3)" "$(num ppl $OUT/u3.json)" "$(num kl $OUT/u3.json)"
-printf '%-22s %10s %8.3f %10.4f %10.5f\n' "greedy @ 3-bit budget" "-" "$(num avg_bits $OUT/greedy.json)" "$(num ppl $OUT/e_greedy.json)" "$(num kl $OUT/e_greedy.json)"
-printf '%-22s %10s %8.3f %10.4f %10.5f\n' "searched @ 3-bit budget" "$(mib $OUT/gptq)" "$(num avg_bits $OUT/search.json)" "$(num ppl $OUT/e_map.json)" "$(num kl $OUT/e_map.json)"
+printf '%-22s %10s %8.3f %10.4f %10.5f\n' "sensitivity @ 3-bit" "-" "$(num avg_bits $OUT/sens.json)" "$(num ppl $OUT/e_sens.json)" "$(num kl $OUT/e_sens.json)"
+printf '%-22s %10s %8.3f %10.4f %10.5f\n' "evolution @ 3-bit" "$(mib $OUT/gptq)" "$(num avg_bits $OUT/search.json)" "$(num ppl $OUT/e_map.json)" "$(num kl $OUT/e_map.json)"
 echo "(sizes include the fp32 embeddings and norms of this 260K-parameter model; map: $OUT/map.txt, picture: $OUT/map.txt.svg)"

@@ -1,78 +1,68 @@
 #!/usr/bin/env bash
-# bench/run_search.sh [GENERATIONS] — the search on the bundled model, all in one run:
-#   KL on held-out text (eval.txt) of the searched map vs uniform levels and --method greedy at
-#   2.5 / 3.0 / 3.5 bits (code bits plus overhead: uniform-level averages interpolated), layer
-#   evaluations per generation with the prefix cache and without (full re-runs), seconds per
-#   generation on 1 and 2 ranks, and plan --search's prediction of the latter;
-#   then plan --search against a measured search on a synthetic 7B-shaped model with two layers
-#   (seconds per generation and peak RSS per rank), and plan's estimate for a 70B model.
-# Writes the "Search" section of docs/benchmarks.md. SP_BENCH_NO_7B=1 skips the 7B-shaped part
-# (a few minutes and 6 GiB on 2 idle cores).
+# bench/run_search.sh [G_SEEDED] [G_PLAIN] — issue 19's "Must show", one command, one run, on the
+# bundled model (stories260K: calib.txt / eval.txt) and on wiki-kjv-6M (calib.txt / heldout.txt):
+#   GPTQ levels 2,3,4,5,6,8 g32; every search at ctx 256, 16 offspring, stages 512,2048,8192,
+#   survivors 4,2,1 on 2 ranks; KL(dense ‖ model) measured by `eval` on the held-out text.
+#   - --method sensitivity at u2.5, u3, u3.5 in one run: held-out KL vs uniform, the table's cost
+#     in layer evaluations and seconds against a generation of evolution;
+#   - plain EvoPress: G_PLAIN (default 60) generations from uniform, --screen 1;
+#   - seeded (--init sensitivity, the table reused) G_SEEDED (default 40) generations with
+#     --screen 1 and --screen 4 (bundled model: u2.5,u3,u3.5 in one run);
+#   - seeded + screened under --max-evals = 25% of plain's layer evaluations (table included);
+#   - bundled model: seconds and layer evaluations per generation on 1 and 2 ranks (10 gens);
+#   - plan --search for a 70B model (sparse safetensors headers) with the sensitivity pass.
+# Writes the "Search" section of docs/benchmarks.md. SP_BENCH_MODELS="stories wiki" (default)
+# selects the models.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 . "$ROOT/.ci/env.sh"
-G=${1:-100}
-SP="$BUILD/shardpress"; M="$ROOT/models/stories260K"; D="$ROOT/../shared/data/text/stories260K-samples"
+G=${1:-40}; P=${2:-60}
+SP="$BUILD/shardpress"
 W=$(mktemp -d); trap 'rm -rf "$W"' EXIT
 S=(--ctx 256 --offspring 16 --stages 512,2048,8192 --survivors 4,2,1)
-num() { sed -n "s/.*\"$1\":\([-0-9.e+]*\).*/\1/p" "$2"; }
-mpirun -n 2 "$SP" quantize --model "$M" --calib "$D/calib.txt" --out "$W/q" --levels 2,3,4,5,6,8 --group-size 32 >/dev/null
-mpirun -n 2 "$SP" eval --model "$M" --text "$D/eval.txt" --ctx 256 --save-logits "$W/dense" >/dev/null
-kl() { mpirun -n 2 "$SP" eval --model "$W/q" --text "$D/eval.txt" --ctx 256 --kl-base "$W/dense" --json "$@" | sed -n 's/.*"kl":\([-0-9.e+]*\).*/\1/p'; }
-mpirun -n 1 "$SP" search --model "$W/q" --calib "$D/calib.txt" --target-bits 8 --method greedy --out "$W/p" --ctx 256 --stages 256 --survivors 1 --json >"$W/u.json"
-u() { num "$1" "$W/u.json"; }
-rows=""
-for x in 2.5 3.0 3.5; do
-  lo=${x%.*}; hi=$((lo + 1)); f=${x#*.}
-  t=$(python3 -c "print('%.6f' % ($(u $lo) + 0.$f * ($(u $hi) - $(u $lo))))")
-  mpirun -n 2 "$SP" search --model "$W/q" --calib "$D/calib.txt" --target-bits "$t" --out "$W/e$x" "${S[@]}" --generations "$G" --json >"$W/e$x.json" 2>/dev/null
-  mpirun -n 2 "$SP" search --model "$W/q" --calib "$D/calib.txt" --target-bits "$t" --out "$W/g$x" "${S[@]}" --method greedy --json >/dev/null
-  ke=$(kl --bits-map "$W/e$x"); kg=$(kl --bits-map "$W/g$x"); klo=$(kl --level $lo); khi=$(kl --level $hi)
-  le=$(num layer_evaluations "$W/e$x.json"); lf=$(num layer_evaluations_full "$W/e$x.json")
-  rows+="| $x | $t | $(printf %.5f $klo) / $(printf %.5f $khi) | $(printf %.5f $kg) | $(printf %.5f $ke) | $(python3 -c "print('%.2f' % ($ke / $klo if '$f' == '0' else $ke / $kg))") | $(python3 -c "print(round($le / $G), round($lf / $G), '%.2fx' % ($lf / $le))") |
-"
-done
-t3=$(printf %.6f "$(u 3)")
-# The same 3-bit budget with --groups none (raise one module, lower others until it fits): freer
-# moves than EvoPress's equal-size level switch, at the price of a budget that holds only to <=.
-mpirun -n 2 "$SP" search --model "$W/q" --calib "$D/calib.txt" --target-bits "$t3" --out "$W/n3" "${S[@]}" --generations "$G" --groups none --json >"$W/n3.json" 2>/dev/null
-kn=$(kl --bits-map "$W/n3"); k3=$(kl --level 3)
-none_row="With \`--groups none\` at the 3-bit budget ($G generations): KL $(printf %.5f $kn), $(python3 -c "print('%.2f' % ($kn / $k3))")× uniform 3-bit; avg bits $(num avg_bits "$W/n3.json") of $t3."
-for n in 1 2; do
-  mpirun -n $n "$SP" search --model "$W/q" --calib "$D/calib.txt" --target-bits "$t3" --out "$W/t$n" "${S[@]}" --generations 10 --json >"$W/t$n.json" 2>/dev/null
-done
-pool=$(num pool_windows "$W/t1.json")
-"$SP" plan --model "$M" --search --ranks 2 "${S[@]}" --generations 10 --pool-windows "$pool" --calibrate --calibrate-dir "$W" --save-rates "$W/plan.rates" --json >"$W/plan.json"
-sec() { python3 -c "print('%.2f' % ($(num seconds "$1") / 10))"; }
+num() { python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {}, {'r': r}))" "$@"; }
+t0=$(date +%s)
 
-# --- plan --search against a measured search: 7B-shaped layers (D 4096, F 11008, 32 heads) ---
-big=""
-if [ "${SP_BENCH_NO_7B:-0}" != 1 ]; then
-  "$BUILD/sp_synth_model" --out "$W/s7" --hidden 4096 --intermediate 11008 --layers 2 --heads 32 \
-    --kv-heads 32 --vocab 512 --max-pos 2048 --seed 11 >/dev/null
-  mpirun -n 2 "$SP" quantize --model "$W/s7" --calib "$D/calib.txt" --out "$W/q7" --levels 2,3,4 \
-    --group-size 128 --nsamples 2 --ctx 256 --scale-search minmax >/dev/null
-  S7=(--ctx 256 --generations 3 --offspring 6 --stages 512,1024 --survivors 2,1)
-  # A short calibration text (about 20 windows): the dense reference covers the whole pool,
-  # which at 7B shapes costs about 2 s per window on this machine.
-  head -c 20000 "$D/calib.txt" >"$W/calib7.txt"
-  t7=$(mpirun -n 1 "$SP" search --model "$W/q7" --calib "$W/calib7.txt" --target-bits 8 --method greedy \
-       --out "$W/p7" --ctx 256 --stages 256 --survivors 1 --json | sed -n 's/.*"uniform_avg_bits":{[^}]*"3":\([0-9.e+]*\).*/\1/p')
-  mpirun -n 2 "$SP" search --model "$W/q7" --calib "$W/calib7.txt" --target-bits "$t7" --out "$W/m7" "${S7[@]}" --json >"$W/m7.json" 2>/dev/null
-  "$SP" plan --model "$W/s7" --search --ranks 2 "${S7[@]}" --levels 2,3,4 --pool-windows "$(num pool_windows "$W/m7.json")" --calibrate --calibrate-dir "$W" --json >"$W/plan7.json"
-  big=$(python3 - "$W" <<'PY'
-import json, sys
-w = sys.argv[1]
-p = json.load(open(f"{w}/plan7.json")); m = json.load(open(f"{w}/m7.json"))
-le = m["layer_evaluations"] / m["generations"]
-print(f"| seconds, whole search (dense reference + 3 generations) | {p['seconds']:.1f} | {m['seconds']:.1f} | {p['seconds'] / m['seconds']:.2f} |")
-print(f"| peak RSS per rank, MiB (largest rank) | {p['peak_rss_mb']:.0f} | {m['peak_rss_mb_max']:.0f} | {p['peak_rss_mb'] / m['peak_rss_mb_max']:.2f} |")
-print(f"| layer evaluations per generation | {p['layer_evaluations_per_generation']:.1f} | {le:.1f} | {p['layer_evaluations_per_generation'] / le:.2f} |")
-PY
-)
+run_model() { # name model_dir calib eval
+  local n=$1 M=$2 CAL=$3 EV=$4 d="$W/$1"; mkdir -p "$d"
+  mpirun -n 2 "$SP" quantize --model "$M" --calib "$CAL" --out "$d/q" --levels 2,3,4,5,6,8 \
+    --group-size 32 --nsamples 128 --ctx 256 >/dev/null
+  mpirun -n 2 "$SP" eval --model "$M" --text "$EV" --ctx 256 --save-logits "$d/dense" >/dev/null
+  kl() { mpirun -n 2 "$SP" eval --model "$d/q" --text "$EV" --ctx 256 --kl-base "$d/dense" --json "$@" | sed -n 's/.*"kl":\([-0-9.e+]*\).*/\1/p'; }
+  search() { mpirun -n 2 "$SP" search --model "$d/q" --calib "$CAL" "${S[@]}" --json "$@" 2>/dev/null; }
+  search --method sensitivity --target-bits u2.5,u3,u3.5 --out "$d/sens" >"$d/sens.json"
+  local T="$d/sens.sensitivity.json"
+  search --target-bits u3 --init uniform --screen 1 --generations "$P" --out "$d/plain" >"$d/plain.json"
+  search --target-bits u3 --sensitivity "$T" --screen 1 --generations "$G" --out "$d/seed1" >"$d/seed1.json"
+  local tg=u3; [ "$n" = stories ] && tg=u2.5,u3,u3.5
+  search --target-bits $tg --sensitivity "$T" --screen 4 --generations "$G" --out "$d/seed4" >"$d/seed4.json"
+  local tab; tab=$(num "$d/sens.json" 'r["sensitivity"]["layer_evaluations"]')
+  local cap; cap=$(num "$d/plain.json" "int(0.25 * r['layer_evaluations']) - $tab")
+  search --target-bits u3 --sensitivity "$T" --screen 4 --generations 1000 --max-evals "$cap" --out "$d/budget" >"$d/budget.json"
+  { echo "u2 $(kl --level 2)"; echo "u3 $(kl --level 3)"; echo "u4 $(kl --level 4)"
+    for x in u2.5 u3 u3.5; do echo "sens.$x $(kl --bits-map "$d/sens.$x")"; done
+    echo "plain $(kl --bits-map "$d/plain")"; echo "seed1 $(kl --bits-map "$d/seed1")"
+    if [ "$n" = stories ]; then for x in u2.5 u3 u3.5; do echo "seed4.$x $(kl --bits-map "$d/seed4.$x")"; done
+    else echo "seed4.u3 $(kl --bits-map "$d/seed4")"; fi
+    echo "budget $(kl --bits-map "$d/budget")"; } >"$d/kl.txt"
+}
+
+MODELS=${SP_BENCH_MODELS:-stories wiki}
+for m in $MODELS; do
+  case $m in
+    stories) D="$ROOT/../shared/data/text/stories260K-samples"; run_model stories "$ROOT/models/stories260K" "$D/calib.txt" "$D/eval.txt" ;;
+    wiki) D="$ROOT/../shared/data/models/wiki-kjv-6M"; run_model wiki "$D" "$D/calib.txt" "$D/heldout.txt" ;;
+  esac
+done
+# seconds per generation on 1 and 2 ranks (bundled model, seeded + screened, 10 generations)
+if [[ " $MODELS " == *" stories "* ]]; then
+  for r in 1 2; do
+    mpirun -n $r "$SP" search --model "$W/stories/q" --calib "$ROOT/../shared/data/text/stories260K-samples/calib.txt" \
+      "${S[@]}" --target-bits u3 --sensitivity "$W/stories/sens.sensitivity.json" --screen 4 --generations 10 \
+      --out "$W/t$r" --json >"$W/t$r.json" 2>/dev/null
+  done
 fi
-
-# --- plan's estimate for Llama-2-70B (sparse files: real safetensors headers, no data) ---
+# plan --search for Llama-2-70B shapes (sparse files: real safetensors headers, no data)
 python3 - "$W/l70" <<'PY'
 import json, os, struct, sys
 d = sys.argv[1]; os.makedirs(d)
@@ -97,44 +87,63 @@ h = json.dumps(hdr).encode(); h += b" " * (-len(h) % 8)
 with open(f"{d}/model.safetensors", "wb") as f:
     f.write(struct.pack("<Q", len(h))); f.write(h); f.truncate(8 + len(h) + off)
 PY
-"$SP" plan --model "$W/l70" --search --ranks 16 --levels 2,3,4,5,6,8 --rates "$W/plan.rates" --json >"$W/plan70.json" 2>/dev/null ||
-  "$SP" plan --model "$W/l70" --search --ranks 16 --levels 2,3,4,5,6,8 --json >"$W/plan70.json"
-est70=$(python3 - "$W/plan70.json" <<'PY'
+"$SP" plan --model "$W/l70" --search --ranks 16 --levels 2,3,4,5,6,8 --json >"$W/plan70.json"
+took=$(( $(date +%s) - t0 ))
+text=$(python3 - "$W" "$G" "$P" "$MODELS" "$took" <<'PY'
 import json, sys
-p = json.load(open(sys.argv[1])); m = p["memory_mb"]
-print(f"peak {p['peak_rss_mb'] / 1024:.1f} GiB per rank (dense reference {m['reference'] / 1024:.1f} GiB, "
-      f"window states {m['states'] / 1024:.1f} GiB, blocks {m['blocks'] / 1024:.2f} GiB); "
-      f"{p['seconds_per_generation']:.0f} s per generation, {p['seconds'] / 3600:.1f} h for the default "
-      f"150 generations; {p['layer_evaluations_per_generation']:.0f} of "
-      f"{p['layer_evaluations_full_per_generation']:.0f} layer evaluations per generation with the cache")
+w, G, P, models, took = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4].split(), int(sys.argv[5])
+J = lambda p: json.load(open(p))
+out = []
+for m in models:
+    d = f"{w}/{m}"
+    kl = dict(l.split() for l in open(f"{d}/kl.txt")); kl = {k: float(v) for k, v in kl.items()}
+    s, pl, s1, s4, bu = (J(f"{d}/{x}.json") for x in ("sens", "plain", "seed1", "seed4", "budget"))
+    u3 = kl["u3"]; tab = s["sensitivity"]["layer_evaluations"]; gen = pl["layer_evaluations"] / pl["generations"]
+    name = {"stories": "bundled model (stories260K)", "wiki": "wiki-kjv-6M"}[m]
+    out.append(f"**{name}**: uniform 2/3/4-bit KL {kl['u2']:.5f} / {u3:.5f} / {kl['u4']:.5f}; "
+               f"pool {s['pool_windows']} windows of 256 tokens, dense reference computed for "
+               f"{pl['reference_windows']} of them in the plain run.\n")
+    out.append("| map at u3 (uniform 3-bit's stored bits) | held-out KL | × uniform 3-bit | layer evaluations (table + search) | seconds (2 ranks) |")
+    out.append("|---|---|---|---|---|")
+    out.append(f"| uniform 3-bit | {u3:.5f} | 1.00 | 0 | - |")
+    out.append(f"| `--method sensitivity` | {kl['sens.u3']:.5f} | {kl['sens.u3'] / u3:.2f} | {tab} ({tab / gen:.2f} plain generations) | {s['sensitivity']['seconds']:.1f} (table) |")
+    out.append(f"| plain EvoPress, {P} gen, `--init uniform --screen 1` | {kl['plain']:.5f} | {kl['plain'] / u3:.2f} | {pl['layer_evaluations']} | {pl['seconds']:.0f} |")
+    out.append(f"| seeded, {G} gen, `--screen 1` | {kl['seed1']:.5f} | {kl['seed1'] / u3:.2f} | {tab} + {s1['layer_evaluations']} | {s1['seconds']:.0f} |")
+    t4 = [t for t in s4["targets"] if t["out"].endswith(("seed4", "seed4.u3"))][0]
+    out.append(f"| seeded, {G} gen, `--screen 4` | {kl['seed4.u3']:.5f} | {kl['seed4.u3'] / u3:.2f} | {tab} + {t4['layer_evaluations']} | {s4['seconds'] / len(s4['targets']):.0f} |")
+    out.append(f"| seeded + `--screen 4`, `--max-evals` = 25% of plain's ({bu['generations']} gen) | {kl['budget']:.5f} | {kl['budget'] / u3:.2f} | {tab} + {bu['layer_evaluations']} = {(tab + bu['layer_evaluations']) / pl['layer_evaluations'] * 100:.0f}% of plain | {bu['seconds']:.0f} |")
+    out.append("")
+    if m == "stories":
+        out.append("Several budgets (one `--method sensitivity` run, one seeded `--screen 4` run, each with "
+                   "`--target-bits u2.5,u3,u3.5`; uX = uniform X-bit's stored bits, interpolated):\n")
+        out.append("| budget | stored bits | KL uniform floor / ceil | KL sensitivity | KL seeded evolution |")
+        out.append("|---|---|---|---|---|")
+        for x, lo, hi in (("u2.5", "u2", "u3"), ("u3", "u3", "u4"), ("u3.5", "u3", "u4")):
+            t = [t for t in s["targets"] if t["out"].endswith("." + x)][0]
+            out.append(f"| {x} | {t['target_bits']:.6f} | {kl[lo]:.5f} / {kl[hi]:.5f} | {kl['sens.' + x]:.5f} | {kl['seed4.' + x]:.5f} |")
+        out.append(f"\nThe sensitivity run for all three budgets took {s['seconds']:.1f} s (table "
+                   f"{s['sensitivity']['seconds']:.1f} s, dense reference and each map's fitness the rest).\n")
+        t1, t2 = J(f"{w}/t1.json"), J(f"{w}/t2.json")
+        out.append(f"Per generation (seeded, `--screen 4`, 10 generations at u3): {t1['layer_evaluations'] / 10:.0f} layer "
+                   f"evaluations ({t1['layer_evaluations_full'] / 10:.0f} without the prefix cache); "
+                   f"{t1['seconds'] / 10:.2f} s on 1 rank, {t2['seconds'] / 10:.2f} s on 2 ranks.\n")
+p = J(f"{w}/plan70.json")
+out.append(f"plan --search, Llama-2-70B shapes, 16 CPU ranks, search defaults (ctx 2048, 128 offspring, "
+           f"stages 2048/16384/131072): sensitivity table {p['layer_evaluations_sensitivity']:.0f} window-layers, "
+           f"{p['seconds_sensitivity'] / 3600:.1f} h; one generation {p['seconds_per_generation'] / 3600:.1f} h; "
+           f"dense model's mapped pages {p['memory_mb']['dense_mapped'] / 1024:.1f} GiB of "
+           f"{p['peak_rss_mb'] / 1024:.1f} GiB peak RSS per rank (default rates of plan, not calibrated).")
+out.append(f"\nWhole bench: {took} s. Load average at the end: {open('/proc/loadavg').read().split()[:3]}.")
+print("\n".join(out))
 PY
 )
 sp_bench_write_section "$DOC" "## Search" "## Search
 
-\`bench/run_search.sh $G\` ($(date -u +%F), $(nproc) cores, OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}): bundled
-model, GPTQ levels 2,3,4,5,6,8 g32 from calib.txt, search on calib.txt (ctx 256, 16 offspring,
-stages 512/2048/8192 tokens, survivors 4/2/1, $G generations, --groups size), KL(dense ‖ model)
-on eval.txt (held out). Budget x = stored bits interpolated between uniform levels.
+\`bench/run_search.sh $G $P\` ($(date -u +%F), $(nproc) cores shared with other jobs, OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}, models: $MODELS).
+GPTQ levels 2,3,4,5,6,8 g32 (128 windows of 256 tokens), every search on the model's calib.txt
+with \`--ctx 256 --offspring 16 --stages 512,2048,8192 --survivors 4,2,1\` on 2 ranks; KL(dense ‖
+model) by \`eval\` on held-out text (eval.txt; wiki-kjv-6M: heldout.txt). The table: 2 windows
+(the first stage's 512 tokens). Layer evaluations are counted as one rank runs them.
 
-| x | target | KL uniform floor(x) / ceil(x) | KL greedy | KL evolution | evo / uniform (x.0) or / greedy (x.5) | layer evals per gen: cache, full, ratio |
-|---|---|---|---|---|---|---|
-${rows}
-${none_row}
-
-Seconds per generation (10 generations at the uniform 3-bit budget): 1 rank $(sec "$W/t1.json"),
-2 ranks $(sec "$W/t2.json"); plan --search predicts $(python3 -c "print('%.2f' % $(num seconds_per_generation "$W/plan.json"))") s on 2 ranks (calibrated rates).
-Load average when the run ended: $(cut -d' ' -f1-3 /proc/loadavg).
-${big:+
-plan --search against a measured search on a synthetic 7B-shaped model (sp_synth_model: D 4096,
-F 11008, 32 heads, 2 layers, vocabulary 512), levels 2,3,4 g128 (minmax scales) from 2 windows
-of 256 tokens, search on the first 20,000 bytes of calib.txt, 2 ranks, \`--ctx 256 --generations 3 --offspring 6 --stages 512,1024 --survivors 2,1\` at the
-uniform 3-bit budget; plan calibrated its rates right after:
-
-| 7B-shaped, 2 ranks | plan --search | measured | plan / measured |
-|---|---|---|---|
-$big
-}
-Estimate for Llama-2-70B (80 layers, 16 ranks, levels 2,3,4,5,6,8, search defaults: ctx 2048,
-128 offspring, stages 2048/16384/131072, survivors 16/4/1; rates of this machine, one rank):
-$est70."
+$text"
 echo "wrote the Search section of $DOC"

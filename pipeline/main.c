@@ -729,7 +729,7 @@ static const subcommand COMMANDS[] = {
     {"eval", cmd_eval, "perplexity and KL divergence of a model on a text"},
     {"generate", cmd_generate, "generate text from a model"},
     {"quantize", cmd_quantize, "GPTQ/RTN quantization of every linear layer, across ranks"},
-    {"search", cmd_search, "choose per-module bit widths under a budget (EvoPress, greedy)"},
+    {"search", cmd_search, "choose per-module bit widths under a budget (sensitivity, EvoPress)"},
     {"resume", cmd_resume, "continue a checkpointed quantize or search run (any ranks)"},
     {"export", cmd_export, "write a model as GPTQ-packed safetensors or one GGUF file"},
     {"plan", cmd_plan, "predict memory and time per rank of a quantize run"},

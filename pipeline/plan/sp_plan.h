@@ -202,10 +202,17 @@ void sp_plan_block_bytes(const sp_plan_model *m, int T, double *block_f32, doubl
  * the prefix cache's expected saving for EvoPress's mutation (a candidate that changes k
  * modules at uniform positions runs k/(k+1) of the layers; k = 2, 4, 6 with P = 5/9, 3/9,
  * 1/9), plus one parent pass per window, the head and KL per item, and one block read and
- * dequantized per candidate and layer. */
+ * dequantized per candidate and layer.
+ * The sensitivity pass (issue 19): ceil(sens_tokens/ctx) windows, each running
+ * Σ_m NL·(L − layer(m)) + L − 1 = 7·NL·L(L+1)/2 + L − 1 window-layers, split over ranks.
+ * The dense reference is lazy: only the windows some stage draws, expected
+ * pool·(1 − (1 − w_sens/pool)·Π_s (1 − w_s/pool)^G) of the pool.
+ * RSS adds the dense model's mapped pages: every block (the reference and the table run the
+ * dense model through all layers), its embedding and head. */
 typedef struct {
     int ranks, ctx, generations, offspring, n_stages, topk, n_levels, pool_windows;
     int stages[8], survivors[8];
+    int sens_tokens;                    /* 0: stages[0]; < 0: no sensitivity pass            */
 } sp_plan_search_opts;
 
 typedef struct {
@@ -215,6 +222,10 @@ typedef struct {
     double t_generation, t_total;       /* s                                              */
     double layer_evals_gen;             /* window-layer forwards per generation (all ranks) */
     double layer_evals_full_gen;        /* the same without the prefix cache              */
+    double mapped;                      /* the dense model's pages mapped (bytes)         */
+    double reference_windows;           /* expected pool windows the dense model runs      */
+    double t_sensitivity;               /* the ΔKL table (s)                              */
+    double layer_evals_sensitivity;     /* its window-layer forwards (all ranks)          */
 } sp_plan_search_result;
 
 void sp_plan_search_opts_default(sp_plan_search_opts *o);

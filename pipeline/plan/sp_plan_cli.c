@@ -305,6 +305,10 @@ static sp_status plan_search_rank0(const char *model_dir, sp_plan_search_opts *o
         cJSON_AddNumberToObject(mi, "pool", s.pool / MB);
         cJSON_AddNumberToObject(mi, "reference", s.reference / MB);
         cJSON_AddNumberToObject(mi, "states", s.states / MB);
+        cJSON_AddNumberToObject(mi, "dense_mapped", s.mapped / MB);
+        cJSON_AddNumberToObject(j, "reference_windows", s.reference_windows);
+        cJSON_AddNumberToObject(j, "seconds_sensitivity", s.t_sensitivity);
+        cJSON_AddNumberToObject(j, "layer_evaluations_sensitivity", s.layer_evals_sensitivity);
         cJSON_AddNumberToObject(j, "seconds_reference", s.t_reference);
         cJSON_AddNumberToObject(j, "seconds_per_generation", s.t_generation);
         cJSON_AddNumberToObject(j, "seconds", s.t_total);
@@ -321,10 +325,13 @@ static sp_status plan_search_rank0(const char *model_dir, sp_plan_search_opts *o
            model_dir, o->ranks, o->ranks == 1 ? "" : "s", o->ctx, o->generations, o->offspring,
            r.source);
     printf("memory       %.1f MiB per rank: blocks %.1f, scratch %.1f, head %.1f, pool %.1f, "
-           "dense reference %.1f, states %.1f\n", s.rss / MB, s.blocks / MB, s.scratch / MB,
-           s.head / MB, s.pool / MB, s.reference / MB, s.states / MB);
-    printf("time         reference %.3g s, %.3g s per generation, %.3g s in all\n", s.t_reference,
-           s.t_generation, s.t_total);
+           "dense reference %.1f, states %.1f, dense model's mapped pages %.1f\n", s.rss / MB,
+           s.blocks / MB, s.scratch / MB, s.head / MB, s.pool / MB, s.reference / MB,
+           s.states / MB, s.mapped / MB);
+    printf("time         reference %.3g s (%.0f windows), sensitivity table %.3g s (%.4g "
+           "window-layers), %.3g s per generation, %.3g s in all\n", s.t_reference,
+           s.reference_windows, s.t_sensitivity, s.layer_evals_sensitivity, s.t_generation,
+           s.t_total);
     printf("work         %.4g window-layer forwards per generation (%.4g without the prefix "
            "cache)\n", s.layer_evals_gen, s.layer_evals_full_gen);
     return SP_OK;

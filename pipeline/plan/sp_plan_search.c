@@ -61,6 +61,31 @@ sp_status sp_plan_search_predict(const sp_plan_model *m, const sp_plan_search_op
                  loads * (qbytes / (r->read_mb_s * 1e6) + block_f32 / 4 * elem_s);
         if (s == 0) n = cands;
     }
+    /* the sensitivity pass: every (module, level) from its layer on, one dense pass per window */
+    double NLv = o->n_levels > 0 ? o->n_levels : 6;
+    double ws = 0;
+    if (o->sens_tokens >= 0) {
+        ws = ceil((double)(o->sens_tokens > 0 ? o->sens_tokens : o->stages[0]) / T);
+        if (ws > pool) ws = pool;
+        double per_w = 7.0 * NLv * L * (L + 1) / 2.0 + (L - 1);
+        res->layer_evals_sensitivity = ws * per_w;
+        double cands = 7.0 * NLv * L;
+        double my_items = ceil(ws * cands / R);
+        /* a rank's items: whole windows when ws >= R, else a share of one window's candidates */
+        double my_evals = ws >= R ? ceil(ws / R) * per_w : my_items * (L + 1) / 2.0 + (L - 1);
+        double loads = (cands < my_items ? cands : my_items) * (L + 1) / 2.0;
+        res->t_sensitivity = my_evals * per_block + my_items * head +
+                             loads * (qbytes / (r->read_mb_s * 1e6) + block_f32 / 4 * elem_s);
+    }
+    /* the lazy dense reference: the windows drawn at least once */
+    double miss = ws > 0 ? 1.0 - ws / pool : 1.0;
+    for (int s = 0; s < o->n_stages; s++) {
+        double w = ceil((double)o->stages[s] / T);
+        if (w > pool) w = pool;
+        miss *= pow(1.0 - w / pool, o->generations + 1);
+    }
+    res->reference_windows = pool * (1.0 - miss);
+    res->mapped = L * m->block_bytes + m->embed_bytes + m->head_bytes;
     double states = (items_max + wins_max) * T * D * 4;
     res->states = states < (double)(1 << 30) ? states : (double)(1 << 30);
     res->heap = r->base_mb * MIB + res->blocks + res->scratch + res->head + res->pool +
@@ -69,9 +94,9 @@ sp_status sp_plan_search_predict(const sp_plan_model *m, const sp_plan_search_op
     double ref_phase = r->base_mb * MIB + res->blocks + res->scratch + 2 * res->head + res->pool +
                        res->reference + T * D * 4;
     if (ref_phase > res->heap) res->heap = ref_phase;
-    res->rss = res->heap;
-    res->t_reference = ceil(pool / R) * (L * per_block + head);
+    res->rss = res->heap + res->mapped;
+    res->t_reference = ceil(res->reference_windows / R) * (L * per_block + head);
     res->t_generation = gen_s;
-    res->t_total = res->t_reference + o->generations * gen_s;
+    res->t_total = res->t_reference + res->t_sensitivity + o->generations * gen_s;
     return SP_OK;
 }

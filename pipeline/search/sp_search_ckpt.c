@@ -65,7 +65,7 @@ sp_status sp_search_write_run(const sp_search_state *s, sp_err *err) {
     char num[64];
     snprintf(num, sizeof num, "%.17g", o->target_bits);
     cJSON_AddStringToObject(j, "target_bits", num);
-    cJSON_AddStringToObject(j, "method", o->method == SP_SEARCH_GREEDY ? "greedy" : "evolution");
+    cJSON_AddStringToObject(j, "method", sp_search_method_name(o->method));
     cJSON_AddNumberToObject(j, "generations", o->generations);
     cJSON_AddNumberToObject(j, "offspring", o->offspring);
     cJSON *st = cJSON_AddArrayToObject(j, "stages"), *sv = cJSON_AddArrayToObject(j, "survivors");
@@ -76,9 +76,13 @@ sp_status sp_search_write_run(const sp_search_state *s, sp_err *err) {
     cJSON_AddNumberToObject(j, "ctx", sp_seval_ctx(s->ev));
     cJSON_AddNumberToObject(j, "topk", o->ev.topk);
     cJSON_AddNumberToObject(j, "groups", o->ev.group_by);
-    cJSON_AddBoolToObject(j, "init_greedy", o->init_greedy);
+    cJSON_AddNumberToObject(j, "init", o->init);
     cJSON_AddNumberToObject(j, "init_candidates", o->init_candidates);
     if (o->ev.gguf_costs) cJSON_AddBoolToObject(j, "gguf_costs", 1); /* --match-gguf */
+    cJSON_AddNumberToObject(j, "screen", o->screen);
+    snprintf(num, sizeof num, "%lld", (long long)o->max_evals);
+    cJSON_AddStringToObject(j, "max_evals", num);
+    cJSON_AddNumberToObject(j, "sensitivity_tokens", o->sensitivity_tokens);
     snprintf(num, sizeof num, "%llu", (unsigned long long)o->seed);
     cJSON_AddStringToObject(j, "seed", num);
     cJSON_AddNumberToObject(j, "dense_fingerprint", sp_seval_dense_fingerprint(s->ev));
@@ -117,11 +121,15 @@ static char *state_json(const sp_search_state *s) {
     cJSON_AddStringToObject(j, "full", num);
     cJSON_AddNumberToObject(j, "accepted", s->accepted);
     cJSON_AddNumberToObject(j, "uniform_start", s->uniform_start);
+    snprintf(num, sizeof num, "%lld", (long long)s->n_obs);
+    cJSON_AddStringToObject(j, "observations", num);
+    cJSON_AddNumberToObject(j, "draws", s->n_draws);
     cJSON *h = cJSON_AddArrayToObject(j, "history");
     for (int g = 0; g < s->n_hist; g++) {
-        char line[160];
-        snprintf(line, sizeof line, "%.17g %d %lld %lld", s->hist[g].fitness, s->hist[g].accepted,
-                 (long long)s->hist[g].evals, (long long)s->hist[g].full);
+        char line[200];
+        snprintf(line, sizeof line, "%.17g %d %lld %lld %.17g %.17g", s->hist[g].fitness,
+                 s->hist[g].accepted, (long long)s->hist[g].evals, (long long)s->hist[g].full,
+                 s->hist[g].predicted, s->hist[g].rho);
         cJSON_AddItemToArray(h, cJSON_CreateString(line));
     }
     char *t = cJSON_PrintUnformatted(j);
@@ -139,9 +147,13 @@ static sp_status state_parse(sp_search_state *s, const char *text, const char *f
     const cJSON *ac = cJSON_GetObjectItemCaseSensitive(j, "accepted");
     const cJSON *us = cJSON_GetObjectItemCaseSensitive(j, "uniform_start");
     const cJSON *h = cJSON_GetObjectItemCaseSensitive(j, "history");
+    const cJSON *no = cJSON_GetObjectItemCaseSensitive(j, "observations");
+    const cJSON *nd = cJSON_GetObjectItemCaseSensitive(j, "draws");
     sp_status st = SP_OK;
     if (!cJSON_IsNumber(g) || !cJSON_IsString(r) || !cJSON_IsString(pf) || !cJSON_IsString(ev) ||
         !cJSON_IsString(fu) || !cJSON_IsNumber(ac) || !cJSON_IsNumber(us) || !cJSON_IsArray(h) ||
+        !cJSON_IsString(no) || !cJSON_IsNumber(nd) || strtoll(no->valuestring, NULL, 10) < 0 ||
+        (strtoll(no->valuestring, NULL, 10) > 0) != s->sur_on ||
         g->valueint < 0 || g->valueint > s->o->generations ||
         cJSON_GetArraySize(h) != g->valueint) {
         st = sp_err_set(err, SP_EFORMAT, "%s: attribute 'state' is not a search state of this run", file);
@@ -153,13 +165,16 @@ static sp_status state_parse(sp_search_state *s, const char *text, const char *f
         s->full = strtoll(fu->valuestring, NULL, 10);
         s->accepted = ac->valueint;
         s->uniform_start = us->valueint;
+        s->n_obs = strtoll(no->valuestring, NULL, 10); /* rows of obs_* (read by the caller) */
+        s->n_draws = nd->valueint;
         s->n_hist = s->gen;
         for (int i = 0; i < s->gen && st == SP_OK; i++) {
             const cJSON *e = cJSON_GetArrayItem(h, i);
             long long a = 0, b = 0;
             int acc = 0;
-            if (!cJSON_IsString(e) || sscanf(e->valuestring, "%lf %d %lld %lld", &s->hist[i].fitness,
-                                             &acc, &a, &b) != 4)
+            if (!cJSON_IsString(e) || sscanf(e->valuestring, "%lf %d %lld %lld %lf %lf",
+                                             &s->hist[i].fitness, &acc, &a, &b,
+                                             &s->hist[i].predicted, &s->hist[i].rho) != 6)
                 st = sp_err_set(err, SP_EFORMAT, "%s: state: history entry %d is malformed", file, i);
             s->hist[i].accepted = acc;
             s->hist[i].evals = a;
@@ -181,6 +196,14 @@ sp_status sp_search_checkpoint(sp_search_state *s, sp_err *err) {
     if (st == SP_OK)
         st = sp_ckpt_put_rows(ck, "parent", SP_CKPT_U8, 1, &n, 0, s->rank == 0 ? n : 0,
                               s->rank == 0 ? s->parent : NULL, err);
+    /* the surrogate's data: replayed on resume, it refits to the same bits */
+    int64_t shp[2] = {s->n_obs, n}, mine = s->rank == 0 ? s->n_obs : 0;
+    if (st == SP_OK && s->n_obs > 0)
+        st = sp_ckpt_put_rows(ck, "obs_g", SP_CKPT_U8, 2, shp, 0, mine, s->obs_g, err);
+    if (st == SP_OK && s->n_obs > 0)
+        st = sp_ckpt_put_rows(ck, "obs_y", SP_CKPT_F64, 1, shp, 0, mine, s->obs_y, err);
+    if (st == SP_OK && s->n_obs > 0)
+        st = sp_ckpt_put_rows(ck, "obs_draw", SP_CKPT_I32, 1, shp, 0, mine, s->obs_draw, err);
     sp_status c = sp_ckpt_commit(ck, err); /* always: keeps every rank's I/O thread in step */
     if (st == SP_OK) st = c;
     sp_status d = sp_ckpt_destroy(ck, err);
@@ -188,6 +211,51 @@ sp_status sp_search_checkpoint(sp_search_state *s, sp_err *err) {
     free(state);
     st = sp_mpi_agree(s->comm, st, err);
     if (st == SP_OK) s->checkpoints++;
+    return st;
+}
+
+/* The surrogate's observations from checkpoint r (s->n_obs rows), replayed draw by draw. */
+static sp_status restore_obs(sp_search_state *s, sp_ckpt_reader *r, sp_err *err) {
+    int64_t no = s->n_obs, n = s->space->n;
+    int32_t draws = s->n_draws;
+    int ndim = 0;
+    int64_t shape[4] = {0};
+    SP_FORWARD(sp_ckpt_dataset_shape(r, "obs_g", &ndim, shape, err));
+    SP_RETURN_IF(ndim != 2 || shape[0] != no || shape[1] != n, err, SP_EFORMAT,
+                 "%s: dataset 'obs_g' is not [%lld, %lld]", sp_ckpt_reader_path(r),
+                 (long long)no, (long long)n);
+    uint8_t *g = sp_malloc((size_t)(no * n), err, "surrogate data");
+    double *y = g ? sp_malloc((size_t)no * sizeof *y, err, "surrogate data") : NULL;
+    int32_t *d = y ? sp_malloc((size_t)no * sizeof *d, err, "surrogate data") : NULL;
+    const uint8_t **gp = d ? sp_malloc((size_t)no * sizeof *gp, err, "surrogate data") : NULL;
+    sp_status st = gp ? SP_OK : SP_ENOMEM;
+    if (st == SP_OK) st = sp_ckpt_read_rows(r, "obs_g", 0, no, g, err);
+    if (st == SP_OK) st = sp_ckpt_read_rows(r, "obs_y", 0, no, y, err);
+    if (st == SP_OK) st = sp_ckpt_read_rows(r, "obs_draw", 0, no, d, err);
+    for (int64_t i = 0; st == SP_OK && i < no; i++) {
+        gp[i] = g + i * n;
+        if (d[i] < 0 || d[i] >= draws || (i > 0 && d[i] < d[i - 1]))
+            st = sp_err_set(err, SP_EFORMAT, "%s: dataset 'obs_draw' is not ascending draw "
+                            "numbers below %d", sp_ckpt_reader_path(r), draws);
+        for (int64_t m = 0; st == SP_OK && m < n; m++)
+            if (g[i * n + m] >= s->space->n_levels)
+                st = sp_err_set(err, SP_EFORMAT, "%s: dataset 'obs_g': level index out of range",
+                                sp_ckpt_reader_path(r));
+    }
+    s->n_obs = 0;
+    s->n_draws = 0;
+    for (int64_t i = 0; st == SP_OK && i < no;) {
+        int64_t j = i;
+        while (j < no && d[j] == d[i]) j++;
+        if (st == SP_OK) st = sp_search_observe(s, gp + i, y + i, (int)(j - i), err);
+        i = j;
+    }
+    s->n_draws = draws;
+    if (st == SP_OK) st = sp_ssurrogate_fit(&s->sur, err);
+    free(g);
+    free(y);
+    free(d);
+    free(gp);
     return st;
 }
 
@@ -211,6 +279,7 @@ sp_status sp_search_restore(sp_search_state *s, int *found, char *warn, size_t c
                             "container has %d modules", sp_ckpt_reader_path(r),
                             (long long)shape[0], s->space->n);
         if (st == SP_OK) st = sp_ckpt_read_rows(r, "parent", 0, s->space->n, s->parent, err);
+        if (st == SP_OK && s->n_obs > 0) st = restore_obs(s, r, err);
         for (int m = 0; st == SP_OK && m < s->space->n; m++)
             if (s->parent[m] >= s->space->n_levels)
                 st = sp_err_set(err, SP_EFORMAT, "%s: dataset 'parent': level index %d out of "
@@ -271,30 +340,32 @@ sp_status sp_search_resume(MPI_Comm comm, const char *dir, volatile sig_atomic_t
     sp_search_opts o;
     sp_search_defaults(&o);
     const char *fmt = jstr(j, "format"), *tb = jstr(j, "target_bits"), *me = jstr(j, "method");
-    const char *seed = jstr(j, "seed");
+    const char *seed = jstr(j, "seed"), *mx = jstr(j, "max_evals");
     const cJSON *stg = cJSON_GetObjectItemCaseSensitive(j, "stages");
     const cJSON *sur = cJSON_GetObjectItemCaseSensitive(j, "survivors");
-    const cJSON *ig = cJSON_GetObjectItemCaseSensitive(j, "init_greedy");
     double dfp = 0, cfp = 0, cbytes = 0;
+    int init = 0;
     int ok = fmt && !strcmp(fmt, "shardpress-search") && tb && me && seed;
     o.ev.qdir = jstr(j, "model");
     o.ev.dense_dir = jstr(j, "dense");
     o.ev.calib_path = jstr(j, "calib");
     o.out_map = jstr(j, "out");
-    ok = ok && o.ev.qdir && o.ev.dense_dir && o.ev.calib_path && o.out_map && cJSON_IsBool(ig);
+    ok = ok && o.ev.qdir && o.ev.dense_dir && o.ev.calib_path && o.out_map;
     ok = ok && jint(j, "generations", &o.generations) && jint(j, "offspring", &o.offspring) &&
-         jint(j, "ctx", &o.ev.ctx) && jint(j, "topk", &o.ev.topk) && jint(j, "groups", &o.ev.group_by) &&
-         jint(j, "init_candidates", &o.init_candidates) && jnum(j, "dense_fingerprint", &dfp) &&
+         jint(j, "init", &init) && init >= 0 && init <= 1 && jint(j, "ctx", &o.ev.ctx) && jint(j, "topk", &o.ev.topk) && jint(j, "groups", &o.ev.group_by) &&
+         jint(j, "init_candidates", &o.init_candidates) && jint(j, "screen", &o.screen) &&
+         o.screen >= 1 && mx && jint(j, "sensitivity_tokens", &o.sensitivity_tokens) && jnum(j, "dense_fingerprint", &dfp) &&
          jnum(j, "calib_fingerprint", &cfp) && jnum(j, "container_bytes", &cbytes);
     ok = ok && cJSON_IsArray(stg) && cJSON_IsArray(sur) &&
          cJSON_GetArraySize(stg) == cJSON_GetArraySize(sur) &&
          cJSON_GetArraySize(stg) >= 1 && cJSON_GetArraySize(stg) <= SP_SEARCH_MAX_STAGES;
     if (ok) {
         o.target_bits = strtod(tb, NULL);
-        o.method = !strcmp(me, "greedy") ? SP_SEARCH_GREEDY : SP_SEARCH_EVO;
+        o.method = !strcmp(me, "sensitivity") ? SP_SEARCH_SENSITIVITY : SP_SEARCH_EVO;
+        o.init = (sp_search_init)init;
         o.seed = strtoull(seed, NULL, 10);
-        o.init_greedy = cJSON_IsTrue(ig);
         o.ev.gguf_costs = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "gguf_costs"));
+        o.max_evals = strtoll(mx, NULL, 10);
         o.n_stages = cJSON_GetArraySize(stg);
         for (int i = 0; i < o.n_stages; i++) {
             o.stages[i] = cJSON_GetArrayItem(stg, i)->valueint;

@@ -16,14 +16,16 @@
 static const char *SEARCH_USAGE =
     "usage: mpirun -n N shardpress search --model QDIR --calib FILE --target-bits B --out MAP\n"
     "       mpirun -n N shardpress search --model QDIR --calib FILE --match-gguf F.gguf --out MAP\n"
-    "           [--method evolution|greedy] [--generations 150] [--offspring 128]\n"
+    "           [--method evolution|sensitivity] [--generations 150] [--offspring 128]\n"
     "           [--stages 2048,16384,131072] [--survivors 16,4,1] [--ctx N]\n"
-    "           [--init uniform|greedy] [--groups size|name|none] [--seed S] [--dense DIR]\n"
+    "           [--init sensitivity|uniform] [--sensitivity FILE]\n"
+    "           [--sensitivity-tokens N] [--screen F] [--max-evals N]\n"
+    "           [--groups size|name|none] [--seed S] [--dense DIR]\n"
     "           [--topk 64] [--checkpoint-dir D] [--json]\n"
     "\n"
     "Choose a bit width per linear module under a global budget (EvoPress evolutionary search,\n"
-    "fitness = KL(dense || candidate) per token on calibration windows; or a Hessian-aware\n"
-    "greedy allocation). QDIR is the output of 'shardpress quantize --levels ...'; the dense\n"
+    "fitness = KL(dense || candidate) per token on calibration windows; or the allocation that\n"
+    "minimises a measured per-module KL sensitivity table). QDIR is the output of 'shardpress quantize --levels ...'; the dense\n"
     "model is found through QDIR/source.json, or given with --dense.\n"
     "\n"
     "  --target-bits B     average STORED bits per quantized weight over all linear modules:\n"
@@ -34,17 +36,33 @@ static const char *SEARCH_USAGE =
     "                      the same model, e.g. its Q4_K_M), and every level costs the bytes\n"
     "                      'export --format gguf' writes for it: export the map with\n"
     "                      --match-gguf F too, and the file is no bigger than F\n"
+    "                      uniform levels' averages are printed (and in --json) to pick from.\n"
+    "                      uX = uniform X-bit's average (interpolated between stored levels:\n"
+    "                      u2.5 is halfway between uniform 2- and 3-bit). Several, comma-\n"
+    "                      separated (u2.5,u3,u3.5): one map per target, MAP.<target as\n"
+    "                      written> (map.txt.u3), sharing the dense reference and the table\n"
     "  --out MAP           the bits map ('module bits' lines, read by eval/generate/export\n"
-    "                      --bits-map); also MAP.evopress.txt, MAP.svg, MAP.history.json\n"
-    "  --method M          evolution (default) or greedy (Lagrangian on estimated layer errors)\n"
+    "                      --bits-map); also MAP.evopress.txt, MAP.svg, MAP.history.json, and\n"
+    "                      MAP.sensitivity.json when the table is measured\n"
+    "  --method M          evolution (default); sensitivity: measure ΔKL(module, level) with\n"
+    "                      one module quantized at a time, then the exact allocation that\n"
+    "                      minimises its sum under the budget (seconds per extra target)\n"
+    "  --sensitivity FILE  reuse a MAP.sensitivity.json (same container and dense model)\n"
+    "  --sensitivity-tokens N  tokens the table is measured on (default: the first stage's)\n"
     "  --generations G     generations of evolution (default 150)\n"
     "  --offspring K       children per generation (default 128)\n"
     "  --stages T1,T2,..   tokens scored per selection stage (default 2048,16384,131072);\n"
     "                      fresh random calibration windows at every stage and generation\n"
     "  --survivors S1,..   candidates kept after each stage (default 16,4,1)\n"
     "  --ctx N             window length (default: min(2048, max_position_embeddings))\n"
-    "  --init I            uniform (default; random fills when no uniform level meets B) or\n"
-    "                      greedy (start from the --method greedy map)\n"
+    "  --init I            sensitivity (default: start from the --method sensitivity map) or\n"
+    "                      uniform (random fills when no uniform level meets B)\n"
+    "  --screen F          make F x offspring children a generation and evaluate only the\n"
+    "                      best offspring by an additive KL model over (module, level) that\n"
+    "                      starts from the table and is refitted on every candidate measured\n"
+    "                      (default 1: plain EvoPress; the line shows predicted vs measured)\n"
+    "  --max-evals N       stop after the generation that reaches N layer evaluations (the\n"
+    "                      table's included; counted as on one rank: the same on any count)\n"
     "  --groups G          mutation groups: size (equal-shaped modules, default), name (same\n"
     "                      module kind), none (raise one module, lower others until it fits)\n"
     "  --seed S            seed of mutations and window draws (default 0)\n"
@@ -64,7 +82,7 @@ void sp_search_print_result(int rank, const sp_search_opts *o, const sp_search_r
     if (json) {
         cJSON *j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "out", o->out_map);
-        cJSON_AddStringToObject(j, "method", o->method == SP_SEARCH_GREEDY ? "greedy" : "evolution");
+        cJSON_AddStringToObject(j, "method", sp_search_method_name(o->method));
         cJSON_AddNumberToObject(j, "target_bits", r->target_bits);
         cJSON_AddNumberToObject(j, "avg_bits", r->avg_bits);
         cJSON_AddNumberToObject(j, "fitness_kl", r->fitness_kl);
@@ -80,8 +98,28 @@ void sp_search_print_result(int rank, const sp_search_opts *o, const sp_search_r
         cJSON_AddNumberToObject(j, "ranks", r->ranks);
         cJSON_AddNumberToObject(j, "ctx", r->ctx);
         cJSON_AddNumberToObject(j, "pool_windows", r->pool_windows);
+        cJSON_AddNumberToObject(j, "reference_windows", r->reference_windows);
         cJSON_AddNumberToObject(j, "checkpoints", r->checkpoints);
         cJSON_AddNumberToObject(j, "peak_rss_mb_max", r->peak_rss_mb_max);
+        cJSON *ta = cJSON_AddArrayToObject(j, "targets");
+        for (int i = 0; i < r->n_targets; i++) {
+            cJSON *t = cJSON_CreateObject();
+            cJSON_AddStringToObject(t, "out", r->per[i].out);
+            cJSON_AddNumberToObject(t, "target_bits", r->per[i].target_bits);
+            cJSON_AddNumberToObject(t, "avg_bits", r->per[i].avg_bits);
+            cJSON_AddNumberToObject(t, "fitness_kl", r->per[i].fitness_kl);
+            cJSON_AddNumberToObject(t, "layer_evaluations", (double)r->per[i].layer_evals);
+            cJSON_AddItemToArray(ta, t);
+        }
+        if (r->sens_measured || r->sens_loaded) {
+            cJSON *se = cJSON_AddObjectToObject(j, "sensitivity");
+            cJSON_AddBoolToObject(se, "measured", r->sens_measured);
+            cJSON_AddNumberToObject(se, "windows", r->sens_windows);
+            cJSON_AddNumberToObject(se, "layer_evaluations", (double)r->sens_evals);
+            cJSON_AddNumberToObject(se, "layer_evaluations_full", (double)r->sens_evals_full);
+            cJSON_AddNumberToObject(se, "seconds", r->sens_seconds);
+            cJSON_AddBoolToObject(se, "exact_allocation", r->sens_exact);
+        }
         cJSON *u = cJSON_AddObjectToObject(j, "uniform_avg_bits");
         for (int k = 0; k < r->n_levels; k++) {
             char key[8];
@@ -98,9 +136,25 @@ void sp_search_print_result(int rank, const sp_search_opts *o, const sp_search_r
     for (int k = 0; k < r->n_levels; k++)
         printf("%s%d-bit %.6f", k ? ", " : "", r->levels[k], r->uniform_avg[k]);
     printf(" stored bits/weight\n");
-    printf("map          %s (%s): %.6f bits/weight for target %.6f\n", o->out_map,
-           o->method == SP_SEARCH_GREEDY ? "greedy" : "evolution", r->avg_bits, r->target_bits);
-    printf("fitness      KL %.6f per token on the last stage's windows\n", r->fitness_kl);
+    if (r->sens_measured)
+        printf("sensitivity  %d modules x %d levels on %d windows: %lld layer evaluations (full "
+               "re-runs: %lld), %.2f s\n", r->n_modules,
+               r->n_levels, r->sens_windows, (long long)r->sens_evals,
+               (long long)r->sens_evals_full, r->sens_seconds);
+    else if (r->sens_loaded)
+        printf("sensitivity  read from %s\n", o->sensitivity_file ? o->sensitivity_file : "the checkpoint");
+    if (r->n_targets > 1) {
+        printf("%-28s %10s %12s %12s\n", "map", "target", "stored bits", "KL");
+        for (int i = 0; i < r->n_targets; i++)
+            printf("%-28s %10.6f %12.6f %12.6f\n", r->per[i].out, r->per[i].target_bits,
+                   r->per[i].avg_bits, r->per[i].fitness_kl);
+        printf("(%s; KL per token on each map's last-stage windows)\n",
+               sp_search_method_name(o->method));
+    } else {
+        printf("map          %s (%s): %.6f bits/weight for target %.6f\n", o->out_map,
+               sp_search_method_name(o->method), r->avg_bits, r->target_bits);
+        printf("fitness      KL %.6f per token on the last stage's windows\n", r->fitness_kl);
+    }
     printf("generations  %d (%d accepted), layer evaluations %lld (full re-runs: %lld, %.2fx)\n",
            r->generations, r->accepted, (long long)r->layer_evals, (long long)r->layer_evals_full,
            r->layer_evals > 0 ? (double)r->layer_evals_full / (double)r->layer_evals : 0.0);
@@ -118,7 +172,7 @@ static const char *tname(int t) {
  * the same bytes give the same target everywhere). */
 static sp_status match_gguf(int rank, const char *path, sp_search_opts *o, sp_gguf_match *m,
                             int json, sp_err *err) {
-    SP_RETURN_IF(o->target_bits > 0, err, SP_EINVAL, "search: give --target-bits or --match-gguf, "
+    SP_RETURN_IF(o->target_bits > 0 || o->target_spec, err, SP_EINVAL, "search: give --target-bits or --match-gguf, "
                  "not both");
     SP_RETURN_IF(!o->ev.qdir, err, SP_EINVAL, "search: --model is required");
     char cp[4200];
@@ -156,6 +210,9 @@ sp_status sp_search_cli(MPI_Comm comm, int rank, int argc, char **argv,
         {"topk", required_argument, 0, 'K'}, {"checkpoint-dir", required_argument, 0, 'C'},
         {"match-gguf", required_argument, 0, 'g' + 256},
         {"json", no_argument, 0, 'j'}, {"help", no_argument, 0, 'h'},
+        {"sensitivity", required_argument, 0, 'F'}, {"screen", required_argument, 0, 'X'},
+        {"max-evals", required_argument, 0, 'E'},
+        {"sensitivity-tokens", required_argument, 0, 'N'},
         {"device", required_argument, 0, SP_DEVICE_OPT}, {0, 0, 0, 0}};
     int ch;
     opterr = 0;
@@ -163,12 +220,23 @@ sp_status sp_search_cli(MPI_Comm comm, int rank, int argc, char **argv,
         switch (ch) {
         case 'm': o.ev.qdir = optarg; break;
         case 'c': o.ev.calib_path = optarg; break;
-        case 'b': SP_FORWARD(sp_cli_double("--target-bits", optarg, 1.0, 64.0, &d, err)); o.target_bits = d; break;
+        case 'b':
+            if (strchr(optarg, ',') || optarg[0] == 'u') {
+                o.target_spec = optarg; /* resolved against the container's levels */
+            } else {
+                SP_FORWARD(sp_cli_double("--target-bits", optarg, 1.0, 64.0, &d, err));
+                o.target_bits = d;
+                o.target_spec = NULL;
+            }
+            break;
         case 'o': o.out_map = optarg; break;
         case 'M':
-            if (!strcmp(optarg, "greedy")) o.method = SP_SEARCH_GREEDY;
+            if (!strcmp(optarg, "greedy"))
+                return sp_err_set(err, SP_EINVAL, "search: --method greedy was removed (it never "
+                                  "beat uniform); --method sensitivity is the cheap method");
+            if (!strcmp(optarg, "sensitivity")) o.method = SP_SEARCH_SENSITIVITY;
             else if (!strcmp(optarg, "evolution") || !strcmp(optarg, "evopress")) o.method = SP_SEARCH_EVO;
-            else return sp_err_set(err, SP_EINVAL, "search: --method must be evolution or greedy");
+            else return sp_err_set(err, SP_EINVAL, "search: --method must be evolution or sensitivity");
             break;
         case 'g': SP_FORWARD(sp_cli_int("--generations", optarg, 0, 1 << 24, &v, err)); o.generations = (int)v; break;
         case 'k': SP_FORWARD(sp_cli_int("--offspring", optarg, 1, 4096, &v, err)); o.offspring = (int)v; break;
@@ -176,9 +244,9 @@ sp_status sp_search_cli(MPI_Comm comm, int rank, int argc, char **argv,
         case 'S': SP_FORWARD(parse_stage_list("--survivors", optarg, o.survivors, &nsurv, err)); have_surv = 1; break;
         case 'T': SP_FORWARD(sp_cli_int("--ctx", optarg, 2, 1 << 24, &v, err)); o.ev.ctx = (int)v; break;
         case 'i':
-            if (!strcmp(optarg, "greedy")) o.init_greedy = 1;
-            else if (!strcmp(optarg, "uniform")) o.init_greedy = 0;
-            else return sp_err_set(err, SP_EINVAL, "search: --init must be uniform or greedy");
+            if (!strcmp(optarg, "uniform")) o.init = SP_SEARCH_INIT_UNIFORM;
+            else if (!strcmp(optarg, "sensitivity")) o.init = SP_SEARCH_INIT_SENSITIVITY;
+            else return sp_err_set(err, SP_EINVAL, "search: --init must be sensitivity or uniform");
             break;
         case 'G':
             if (!strcmp(optarg, "size")) o.ev.group_by = SP_SGROUPS_SIZE;
@@ -191,6 +259,10 @@ sp_status sp_search_cli(MPI_Comm comm, int rank, int argc, char **argv,
         case 'K': SP_FORWARD(sp_cli_int("--topk", optarg, 1, 1 << 16, &v, err)); o.ev.topk = (int)v; break;
         case 'C': o.checkpoint_dir = optarg; break;
         case 'g' + 256: match = optarg; break;
+        case 'F': o.sensitivity_file = optarg; break;
+        case 'X': SP_FORWARD(sp_cli_int("--screen", optarg, 1, 64, &v, err)); o.screen = (int)v; break;
+        case 'E': SP_FORWARD(sp_cli_int("--max-evals", optarg, 1, 1L << 62, &v, err)); o.max_evals = v; break;
+        case 'N': SP_FORWARD(sp_cli_int("--sensitivity-tokens", optarg, 1, 1L << 30, &v, err)); o.sensitivity_tokens = (int)v; break;
         case 'j': json = 1; break;
         case SP_DEVICE_OPT: SP_FORWARD(sp_device_arg(optarg, &o.ev.device, err)); break;
         case 'h': if (rank == 0) fputs(SEARCH_USAGE, stdout); return SP_OK;

@@ -4,11 +4,15 @@
 #define SP_SEARCH_INT_H
 
 #include "pipeline/search/sp_search.h"
+#include "pipeline/search/sp_ssurrogate.h"
 
 typedef struct {
     double fitness;      /* the parent's KL on the generation's last stage */
     int accepted;
     int64_t evals, full; /* layer evaluations of the generation, and what full re-runs cost */
+    double predicted;    /* the surrogate's KL for the winner: the old parent's measured KL on
+                          * the last stage + pred(winner) − pred(old parent); NAN without one */
+    double rho;          /* Spearman(prediction, measured KL) over the first stage; NAN: none */
 } sp_search_hist;
 
 typedef struct {
@@ -28,7 +32,31 @@ typedef struct {
     int stage_windows[SP_SEARCH_MAX_STAGES];
     int uniform_start;
     int checkpoints;
+    double *table;               /* [n · n_levels] ΔKL sensitivity, or NULL              */
+    int exact;                   /* the table's allocation was the exact DP             */
+    int64_t sens_evals, sens_full;
+    double sens_seconds;
+    /* The surrogate (when a table exists) and what it was fitted on, for the checkpoints:
+     * obs_g [n_obs, n], obs_y [n_obs], obs_draw [n_obs] (draw number, ascending). */
+    int sur_on;
+    sp_ssurrogate sur;
+    uint8_t *obs_g;
+    double *obs_y;
+    int32_t *obs_draw;
+    int64_t n_obs, cap_obs;
+    int32_t n_draws;
 } sp_search_state;
+
+/* Append one draw to the observations and the surrogate (every rank; no MPI). */
+sp_status sp_search_observe(sp_search_state *s, const uint8_t *const *g, const double *y, int n,
+                            sp_err *err);
+
+/* sp_search_sens.c: the table of s->table as JSON at path (rank 0, atomic); win[0..nw) are
+ * the pool windows it was measured on. */
+sp_status sp_search_sens_save(const sp_search_state *s, const char *path, const int *win, int nw,
+                              sp_err *err);
+/* Collective: read path into s->table, checked against the container and dense model. */
+sp_status sp_search_sens_load(sp_search_state *s, const char *path, sp_err *err);
 
 /* sp_search_out.c */
 sp_status sp_search_write_outputs(const sp_search_state *s, sp_err *err);

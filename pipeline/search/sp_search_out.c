@@ -4,6 +4,7 @@
 #include "pipeline/search/sp_search_int.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,11 +83,16 @@ static sp_status write_history(const sp_search_state *s, const char *path, sp_er
     FILE *f;
     SP_FORWARD(open_tmp(path, tmp, sizeof tmp, &f, err));
     fprintf(f, "{\"target_bits\": %.6f, \"generations\": [", s->o->target_bits);
-    for (int g = 0; g < s->n_hist; g++)
-        fprintf(f, "%s\n  {\"generation\": %d, \"fitness_kl\": %.17g, \"accepted\": %s, "
-                   "\"layer_evaluations\": %lld, \"layer_evaluations_full\": %lld}", g ? "," : "",
-                g + 1, s->hist[g].fitness, s->hist[g].accepted ? "true" : "false",
-                (long long)s->hist[g].evals, (long long)s->hist[g].full);
+    for (int g = 0; g < s->n_hist; g++) {
+        char pr[48] = "null", rho[48] = "null";
+        if (!isnan(s->hist[g].predicted)) snprintf(pr, sizeof pr, "%.17g", s->hist[g].predicted);
+        if (!isnan(s->hist[g].rho)) snprintf(rho, sizeof rho, "%.17g", s->hist[g].rho);
+        fprintf(f, "%s\n  {\"generation\": %d, \"fitness_kl\": %.17g, \"predicted_kl\": %s, "
+                   "\"surrogate_rho\": %s, \"accepted\": %s, \"layer_evaluations\": %lld, "
+                   "\"layer_evaluations_full\": %lld}", g ? "," : "", g + 1, s->hist[g].fitness,
+                pr, rho, s->hist[g].accepted ? "true" : "false", (long long)s->hist[g].evals,
+                (long long)s->hist[g].full);
+    }
     fprintf(f, "\n]}\n");
     return commit_tmp(f, tmp, path, err);
 }
@@ -97,7 +103,7 @@ static sp_status write_map(const sp_search_state *s, const char *path, sp_err *e
     SP_FORWARD(open_tmp(path, tmp, sizeof tmp, &f, err));
     fprintf(f, "# shardpress search (%s): target %.6f, average %.6f stored bits per weight "
                "(codes + fp16 scale + zero per group; a GGUF-type level: its blocks), KL %.6g\n",
-            s->o->method == SP_SEARCH_GREEDY ? "greedy" : "evolution", s->o->target_bits,
+            sp_search_method_name(s->o->method), s->o->target_bits,
             sp_sgenome_avg(s->space, s->parent), s->parent_fitness);
     for (int m = 0; m < s->space->n; m++) {
         char name[128];

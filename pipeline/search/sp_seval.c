@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/sp_blas.h"
 #include "kernels/sp_forward.h"
 #include "kernels/sp_gtype.h"
 #include "mpi/sp_mpi.h"
@@ -39,9 +38,13 @@ struct sp_seval {
     size_t rec_bytes;
     int pool;                     /* windows in the pool                                     */
     int32_t *ids;                 /* [pool, ctx]                                             */
-    char *ref;                    /* [pool, ctx−1] dense top-K records                       */
+    char *ref;                    /* [pool, ctx−1] dense top-K records (where have_ref)      */
+    uint8_t *have_ref;            /* [pool] 1: the window's records are computed            */
+    int ref_windows;              /* windows whose reference was computed                   */
+    float *dnorm, *dhead;         /* the dense model's norm/head when not the container's   */
     float *norm, *head, *logits, *xn;
     block_buf bp, bc;             /* parent's and one candidate's block                      */
+    block_buf bd;                 /* a dense layer (sensitivity pass), allocated on first use */
     sp_block_scratch scr;
     sp_cuda *gpu;                 /* --device cuda: the block linears' GPU, else NULL        */
     char dense_dir[PATH_MAX];
@@ -54,6 +57,7 @@ const sp_sgenome_space *sp_seval_space(const sp_seval *e) { return &e->space; }
 int sp_seval_ctx(const sp_seval *e) { return e->ctx; }
 int sp_seval_pool(const sp_seval *e) { return e->pool; }
 const char *sp_seval_dense_dir(const sp_seval *e) { return e->dense_dir; }
+int sp_seval_reference_windows(const sp_seval *e) { return e->ref_windows; }
 uint32_t sp_seval_dense_fingerprint(const sp_seval *e) { return e->dense_fp; }
 
 void sp_seval_module_name(int m, char *buf, size_t cap) {
@@ -67,12 +71,16 @@ void sp_seval_close(sp_seval *e) {
     sp_sgenome_space_free(&e->space);
     free(e->ids);
     free(e->ref);
+    free(e->have_ref);
+    free(e->dnorm);
+    free(e->dhead);
     free(e->norm);
     free(e->head);
     free(e->logits);
     free(e->xn);
     sp_block_weights_free(&e->bp.w);
     sp_block_weights_free(&e->bc.w);
+    sp_block_weights_free(&e->bd.w);
     sp_block_scratch_free(&e->scr);
     sp_cuda_close(e->gpu);
     free(e);
@@ -227,38 +235,90 @@ static sp_eval_scorer scorer_of(sp_seval *e) {
     return sc;
 }
 
-/* Dense top-K records of every pool window: my block of windows, then gathered everywhere. */
-static sp_status dense_reference(sp_seval *e, sp_err *err) {
-    size_t w0, w1, T = (size_t)e->ctx, D = (size_t)e->c->dim, R = (T - 1) * e->rec_bytes;
-    sp_mpi_split_range((size_t)e->pool, e->rank, e->size, &w0, &w1);
-    float *x = sp_malloc(T * D * sizeof(float), err, "dense states");
-    e->ref = x ? sp_malloc((size_t)e->pool * R + 1, err, "dense reference") : NULL;
-    float *dnorm = e->ref ? sp_malloc(D * sizeof(float), err, "final norm") : NULL;
-    float *dhead = dnorm ? sp_malloc((size_t)e->c->vocab_size * D * sizeof(float), err, "head") : NULL;
+/* The dense model's final norm and head for the reference: the container's own when they are
+ * the same values (quantize copies them), else a copy read from the dense model. */
+static sp_status dense_head(sp_seval *e, sp_err *err) {
+    size_t D = (size_t)e->c->dim, V = (size_t)e->c->vocab_size;
+    float *dnorm = sp_malloc(D * sizeof(float), err, "final norm");
+    float *dhead = dnorm ? sp_malloc(V * D * sizeof(float), err, "head") : NULL;
     sp_status st = dhead ? SP_OK : SP_ENOMEM;
     if (st == SP_OK) st = sp_model_read_final_norm(e->dm, dnorm, err);
-    if (st == SP_OK) st = sp_model_read_head_rows(e->dm, 0, e->c->vocab_size, dhead, err);
-    sp_eval_scorer sc = scorer_of(e);
-    sc.norm = dnorm;
-    sc.head = dhead;
-    for (size_t w = w0; w < w1 && st == SP_OK; w++) {
-        const int32_t *ids = e->ids + w * T;
-        double nll, kl;
-        st = sp_eval_forward_windows_on(e->dm, ids, 1, e->ctx, x, e->gpu, err);
-        if (st == SP_OK) st = sp_eval_score_window(&sc, x, ids, e->ctx, e->ref + w * R, NULL,
-                                                   &nll, &kl, err);
+    if (st == SP_OK) st = sp_model_read_head_rows(e->dm, 0, (int64_t)V, dhead, err);
+    if (st == SP_OK && memcmp(dnorm, e->norm, D * sizeof(float)) == 0 &&
+        memcmp(dhead, e->head, V * D * sizeof(float)) == 0) {
+        free(dnorm);
+        free(dhead);
+        return SP_OK; /* e->dnorm/dhead stay NULL: use e->norm/head */
     }
-    free(x);
+    if (st == SP_OK) {
+        e->dnorm = dnorm;
+        e->dhead = dhead;
+        return SP_OK;
+    }
     free(dnorm);
     free(dhead);
+    return st;
+}
+
+/* Collective, lazily: the dense top-K records of the windows among windows[0..nw) not computed
+ * yet (ascending pool order), split over the ranks and gathered everywhere. Only the windows a
+ * search draws are ever run through the dense model. */
+static sp_status ensure_reference(sp_seval *e, const int *windows, int nw, sp_err *err) {
+    size_t T = (size_t)e->ctx, D = (size_t)e->c->dim, R = (T - 1) * e->rec_bytes;
+    int *miss = sp_malloc(sizeof(int) * ((size_t)nw + 1), err, "reference windows");
+    sp_status st = miss ? SP_OK : SP_ENOMEM;
+    int nm = 0;
+    for (int i = 0; i < nw && st == SP_OK; i++) {
+        int w = windows[i], dup = 0;
+        if (e->have_ref[w]) continue;
+        for (int k = 0; k < nm && !dup; k++) dup = miss[k] == w;
+        if (!dup) miss[nm++] = w;
+    }
+    for (int i = 1; i < nm; i++) /* ascending: the same order on every rank */
+        for (int k = i; k > 0 && miss[k] < miss[k - 1]; k--) {
+            int t = miss[k];
+            miss[k] = miss[k - 1];
+            miss[k - 1] = t;
+        }
+    if (st == SP_OK && (size_t)nm * R > (size_t)INT_MAX)
+        st = sp_err_set(err, SP_EUNSUPPORTED, "search: the dense reference of %d windows "
+                        "exceeds 2 GiB in one stage; use a smaller stage", nm);
+    if (st || nm == 0) {
+        free(miss);
+        return st;
+    }
+    size_t w0, w1;
+    sp_mpi_split_range((size_t)nm, e->rank, e->size, &w0, &w1);
+    float *x = sp_malloc(T * D * sizeof(float), err, "dense states");
+    char *rec = x ? sp_malloc((size_t)nm * R + 1, err, "dense reference") : NULL;
+    st = rec ? SP_OK : SP_ENOMEM;
+    sp_eval_scorer sc = scorer_of(e);
+    if (e->dnorm) {
+        sc.norm = e->dnorm;
+        sc.head = e->dhead;
+    }
+    for (size_t i = w0; i < w1 && st == SP_OK; i++) {
+        const int32_t *ids = e->ids + (size_t)miss[i] * T;
+        double nll, kl;
+        st = sp_eval_forward_windows_on(e->dm, ids, 1, e->ctx, x, e->gpu, err);
+        if (st == SP_OK) st = sp_eval_score_window(&sc, x, ids, e->ctx, rec + i * R, NULL,
+                                                   &nll, &kl, err);
+    }
     st = sp_mpi_agree(e->comm, st, err);
-    if (st) return st;
-    SP_RETURN_IF((size_t)e->pool * R > (size_t)INT_MAX, err, SP_EUNSUPPORTED, "search: the dense "
-                 "reference of %d windows exceeds 2 GiB; use a shorter calibration text", e->pool);
-    /* My windows' records are already in place; gather the other ranks' blocks. */
-    st = sp_mpi_allgather_blocks(e->comm, NULL, (size_t)e->pool, R, MPI_BYTE, e->ref,
-                                 "MPI_Allgatherv(dense reference)", err);
-    return sp_mpi_agree(e->comm, st, err);
+    /* my windows' records are in place in rec; gather the other ranks' blocks */
+    if (st == SP_OK)
+        st = sp_mpi_agree(e->comm, sp_mpi_allgather_blocks(e->comm, NULL, (size_t)nm, R, MPI_BYTE,
+                                                           rec, "MPI_Allgatherv(dense reference)",
+                                                           err), err);
+    for (int i = 0; i < nm && st == SP_OK; i++) {
+        memcpy(e->ref + (size_t)miss[i] * R, rec + (size_t)i * R, R);
+        e->have_ref[miss[i]] = 1;
+        e->ref_windows++;
+    }
+    free(x);
+    free(rec);
+    free(miss);
+    return st;
 }
 
 sp_status sp_seval_open(sp_seval **out, MPI_Comm comm, const sp_seval_opts *o, sp_err *err) {
@@ -269,7 +329,7 @@ sp_status sp_seval_open(sp_seval **out, MPI_Comm comm, const sp_seval_opts *o, s
         e->comm = comm;
         MPI_Comm_rank(comm, &e->rank);
         MPI_Comm_size(comm, &e->size);
-        e->bp.layer = e->bc.layer = -1;
+        e->bp.layer = e->bc.layer = e->bd.layer = -1;
     }
     if (st == SP_OK) st = sp_model_open(&e->qm, o->qdir, err);
     if (st == SP_OK && strcmp(sp_model_format(e->qm), "sp-hdf5") != 0)
@@ -310,7 +370,15 @@ sp_status sp_seval_open(sp_seval **out, MPI_Comm comm, const sp_seval_opts *o, s
     st = sp_mpi_agree(comm, st, err);
     if (st == SP_OK) st = sp_device_open(comm, o->device, &e->gpu, err);
     e->scr.gpu = e->gpu;
-    if (st == SP_OK) st = dense_reference(e, err);
+    /* the dense reference: records for the whole pool, each computed when first drawn */
+    if (st == SP_OK) {
+        size_t R = (size_t)(e->ctx - 1) * e->rec_bytes;
+        e->ref = sp_malloc((size_t)e->pool * R + 1, err, "dense reference");
+        e->have_ref = e->ref ? sp_calloc((size_t)e->pool + 1, 1, err, "dense reference") : NULL;
+        st = e->have_ref ? SP_OK : SP_ENOMEM;
+        if (st == SP_OK) st = dense_head(e, err);
+        st = sp_mpi_agree(comm, st, err);
+    }
     if (st) {
         sp_seval_close(e);
         return st;
@@ -321,17 +389,55 @@ sp_status sp_seval_open(sp_seval **out, MPI_Comm comm, const sp_seval_opts *o, s
 
 /* ---- evaluation ------------------------------------------------------------------------ */
 
-/* Make b hold layer l of genome g (reads only when it holds something else). */
+/* Pointer to module kind k's matrix in w, with its [rows, cols]. */
+static float *module_ptr(sp_block_weights *w, const sp_config *c, int k, int *rows, int *cols) {
+    int q = c->n_heads * c->head_dim, kv = c->n_kv_heads * c->head_dim;
+    switch (k) {
+    case SP_MOD_Q: *rows = q; *cols = c->dim; return w->wq;
+    case SP_MOD_K: *rows = kv; *cols = c->dim; return w->wk;
+    case SP_MOD_V: *rows = kv; *cols = c->dim; return w->wv;
+    case SP_MOD_O: *rows = c->dim; *cols = q; return w->wo;
+    case SP_MOD_GATE: *rows = c->hidden_dim; *cols = c->dim; return w->w_gate;
+    case SP_MOD_UP: *rows = c->hidden_dim; *cols = c->dim; return w->w_up;
+    default: *rows = c->dim; *cols = c->hidden_dim; return w->w_down;
+    }
+}
+
+/* Make b hold layer l of genome g (reads only when it holds something else). Modules at
+ * SP_SEVAL_DENSE come from the dense model: the whole block when all seven are, else copied
+ * over the quantized block from e->bd (dense layer cache, allocated on first use). */
 static sp_status load_layer(sp_seval *e, block_buf *b, int l, const uint8_t *g, sp_err *err) {
     const uint8_t *lv = g + (size_t)l * SP_MOD_COUNT;
     if (b->layer == l && memcmp(b->lv, lv, SP_MOD_COUNT) == 0) return SP_OK;
+    int nd = 0;
     for (int k = 0; k < SP_MOD_COUNT; k++) {
+        if (lv[k] == SP_SEVAL_DENSE) {
+            nd++;
+            continue;
+        }
         char name[128];
         sp_seval_module_name(l * SP_MOD_COUNT + k, name, sizeof name);
         SP_FORWARD(sp_model_select_bits(e->qm, name, e->space.levels[lv[k]], err));
     }
     b->layer = -1;
-    SP_FORWARD(sp_model_load_block(e->qm, l, &b->w, err));
+    if (nd == SP_MOD_COUNT) {
+        SP_FORWARD(sp_model_load_block(e->dm, l, &b->w, err));
+    } else {
+        SP_FORWARD(sp_model_load_block(e->qm, l, &b->w, err));
+        if (nd && e->bd.layer != l) {
+            if (!e->bd.w.wq) SP_FORWARD(sp_block_weights_alloc(&e->bd.w, e->c, err));
+            e->bd.layer = -1;
+            SP_FORWARD(sp_model_load_block(e->dm, l, &e->bd.w, err));
+            e->bd.layer = l;
+        }
+        for (int k = 0; k < SP_MOD_COUNT && nd; k++) {
+            if (lv[k] != SP_SEVAL_DENSE) continue;
+            int rows, cols;
+            float *dst = module_ptr(&b->w, e->c, k, &rows, &cols);
+            memcpy(dst, module_ptr(&e->bd.w, e->c, k, &rows, &cols),
+                   (size_t)rows * (size_t)cols * sizeof(float));
+        }
+    }
     b->layer = l;
     memcpy(b->lv, lv, SP_MOD_COUNT);
     return SP_OK;
@@ -423,6 +529,7 @@ sp_status sp_seval_run(sp_seval *e, const int *windows, int nw, const uint8_t *p
     for (int w = 0; w < nw && st == SP_OK; w++)
         if (windows[w] < 0 || windows[w] >= e->pool)
             st = sp_err_set(err, SP_EINTERNAL, "search: window %d outside the pool", windows[w]);
+    if (st == SP_OK) st = ensure_reference(e, windows, nw, err);
     for (int j = 0; j < n_cands && st == SP_OK; j++)
         fd[j] = sp_sgenome_first_diff(&e->space, parent, cands[j]) / SP_MOD_COUNT;
     run_ctx r = {.windows = windows, .parent = parent, .cands = cands, .n_cands = n_cands,
@@ -455,8 +562,14 @@ sp_status sp_seval_run(sp_seval *e, const int *windows, int nw, const uint8_t *p
         if (counts) {
             int64_t mine = r.evals, tot = 0;
             MPI_Allreduce(&mine, &tot, 1, MPI_INT64_T, MPI_SUM, e->comm);
-            counts->layer_evals = tot;
+            counts->run_evals = tot;
             counts->full_evals = (int64_t)N * L;
+            int64_t per_w = 0, pu = 0;
+            for (int j = 0; j < n_cands; j++) {
+                per_w += L - (fd[j] < L ? fd[j] : L);
+                if (fd[j] > pu) pu = fd[j];
+            }
+            counts->layer_evals = (int64_t)nw * (per_w + pu);
         }
     }
     free(fd);
@@ -465,99 +578,28 @@ sp_status sp_seval_run(sp_seval *e, const int *windows, int nw, const uint8_t *p
     return st;
 }
 
-/* ---- the error model of --method greedy ----------------------------------------------- */
+/* ---- the sensitivity table -------------------------------------------------------------- */
 
-/* Pointer to module kind k's matrix in w, with its [rows, cols]. */
-static float *module_ptr(sp_block_weights *w, const sp_config *c, int k, int *rows, int *cols) {
-    int q = c->n_heads * c->head_dim, kv = c->n_kv_heads * c->head_dim;
-    switch (k) {
-    case SP_MOD_Q: *rows = q; *cols = c->dim; return w->wq;
-    case SP_MOD_K: *rows = kv; *cols = c->dim; return w->wk;
-    case SP_MOD_V: *rows = kv; *cols = c->dim; return w->wv;
-    case SP_MOD_O: *rows = c->dim; *cols = q; return w->wo;
-    case SP_MOD_GATE: *rows = c->hidden_dim; *cols = c->dim; return w->w_gate;
-    case SP_MOD_UP: *rows = c->hidden_dim; *cols = c->dim; return w->w_up;
-    default: *rows = c->dim; *cols = c->hidden_dim; return w->w_down;
-    }
-}
-
-sp_status sp_seval_layer_errors(sp_seval *e, const int *windows, int nw, double *err_est,
-                                sp_err *err) {
-    const sp_config *c = e->c;
+sp_status sp_seval_sensitivity(sp_seval *e, const int *windows, int nw, double *table,
+                               sp_seval_counts *counts, sp_err *err) {
     const sp_sgenome_space *s = &e->space;
-    int L = c->n_layers, NL = s->n_levels;
-    size_t T = (size_t)e->ctx, D = (size_t)c->dim, TD = T * D, w0, w1;
-    size_t per_w = (size_t)s->n * (size_t)NL;
-    sp_mpi_split_range((size_t)nw, e->rank, e->size, &w0, &w1);
-    size_t mine = w1 - w0;
-    size_t tap = T * (D + (size_t)(c->n_heads * c->head_dim) + D + (size_t)c->hidden_dim);
-    size_t maxo = (size_t)(c->hidden_dim > c->dim ? c->hidden_dim : c->dim);
-    if ((size_t)(c->n_heads * c->head_dim) > maxo) maxo = (size_t)(c->n_heads * c->head_dim);
-    float *x = sp_malloc((mine + 1) * TD * sizeof(float), err, "dense states");
-    float *taps = x ? sp_malloc((mine + 1) * tap * sizeof(float), err, "module inputs") : NULL;
-    float *prod = taps ? sp_malloc(T * maxo * sizeof(float), err, "output error") : NULL;
-    double *my = prod ? sp_calloc((mine + 1) * per_w, sizeof(double), err, "errors") : NULL;
-    double *all = my ? sp_calloc((size_t)nw * per_w + 1, sizeof(double), err, "errors") : NULL;
-    sp_status st = all ? SP_OK : SP_ENOMEM;
-    for (size_t w = 0; w < mine && st == SP_OK; w++)
-        st = sp_model_embed(e->dm, e->ids + (size_t)windows[w0 + w] * T, T, x + w * TD, err);
-    uint8_t *uni = sp_calloc((size_t)s->n, 1, err, "levels");
-    if (!uni) st = SP_ENOMEM;
-    for (int l = 0; l < L && st == SP_OK; l++) {
-        /* Dense block l into bc; forward each window, keeping the four taps. */
-        e->bc.layer = -1;
-        st = sp_model_load_block(e->dm, l, &e->bc.w, err);
-        for (size_t w = 0; w < mine && st == SP_OK; w++) {
-            sp_block_forward(x + w * TD, &e->bc.w, c, e->ctx, &e->scr);
-            float *t = taps + w * tap;
-            size_t hq = (size_t)(c->n_heads * c->head_dim), F = (size_t)c->hidden_dim;
-            memcpy(t, e->scr.xn1, T * D * sizeof(float));
-            memcpy(t + T * D, e->scr.attn, T * hq * sizeof(float));
-            memcpy(t + T * (D + hq), e->scr.xn2, T * D * sizeof(float));
-            memcpy(t + T * (2 * D + hq), e->scr.act, T * F * sizeof(float));
-        }
-        for (int k = 0; k < NL && st == SP_OK; k++) {
-            memset(uni, k, (size_t)s->n);
-            st = load_layer(e, &e->bp, l, uni, err);
-            for (int mk = 0; mk < SP_MOD_COUNT && st == SP_OK; mk++) {
-                int rows, cols, r2, c2;
-                float *wq = module_ptr(&e->bp.w, c, mk, &rows, &cols);
-                const float *wd = module_ptr(&e->bc.w, c, mk, &r2, &c2);
-                /* ΔW = W_k − W, in the candidate buffer (reloaded next time it is needed). */
-                for (size_t i = 0; i < (size_t)rows * (size_t)cols; i++) wq[i] -= wd[i];
-                e->bp.layer = -1;
-                size_t hq = (size_t)(c->n_heads * c->head_dim);
-                size_t off = mk <= SP_MOD_V ? 0 : mk == SP_MOD_O ? T * D
-                           : mk <= SP_MOD_UP ? T * (D + hq) : T * (2 * D + hq);
-                for (size_t w = 0; w < mine; w++) {
-                    const float *in = taps + w * tap + off; /* [T, cols] */
-                    /* E [T, rows] = X ΔWᵀ; the error is ‖E‖²_F = tr(ΔW XᵀX ΔWᵀ). */
-                    sp_blas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, rows, cols, 1.0f,
-                                  in, cols, wq, cols, 0.0f, prod, rows);
-                    double acc = 0.0;
-                    for (size_t i = 0; i < T * (size_t)rows; i++) acc += (double)prod[i] * prod[i];
-                    my[w * per_w + ((size_t)(l * SP_MOD_COUNT + mk)) * (size_t)NL + (size_t)k] = acc;
-                }
-            }
-        }
-    }
-    free(uni);
+    size_t n = (size_t)s->n, NL = (size_t)s->n_levels, nc = n * NL;
+    uint8_t *g = sp_malloc((nc + 1) * n, err, "sensitivity genomes");
+    const uint8_t **c = g ? sp_malloc(nc * sizeof *c, err, "sensitivity genomes") : NULL;
+    sp_status st = c ? SP_OK : SP_ENOMEM;
     st = sp_mpi_agree(e->comm, st, err);
     if (st == SP_OK) {
-        st = sp_mpi_allgather_blocks(e->comm, my, (size_t)nw, per_w, MPI_DOUBLE, all,
-                                     "MPI_Allgatherv(errors)", err);
-        st = sp_mpi_agree(e->comm, st, err);
+        /* genome nc is the dense parent; candidate m·NL + k is dense but for m at level k */
+        memset(g, SP_SEVAL_DENSE, (nc + 1) * n);
+        for (size_t m = 0; m < n; m++)
+            for (size_t k = 0; k < NL; k++) {
+                uint8_t *x = g + (m * NL + k) * n;
+                x[m] = (uint8_t)k;
+                c[m * NL + k] = x;
+            }
+        st = sp_seval_run(e, windows, nw, g + nc * n, c, (int)nc, table, counts, err);
     }
-    if (st == SP_OK) /* window order: the same sum on any rank count */
-        for (size_t i = 0; i < per_w; i++) {
-            double acc = 0.0;
-            for (int w = 0; w < nw; w++) acc += all[(size_t)w * per_w + i];
-            err_est[i] = acc;
-        }
-    free(x);
-    free(taps);
-    free(prod);
-    free(my);
-    free(all);
+    free(g);
+    free(c);
     return st;
 }

@@ -16,8 +16,9 @@
  * when the parent is scored too).
  *
  * The dense reference: the calibration text is tokenized once (one BOS) and cut into
- * floor(tokens/ctx) windows (the pool). Their dense top-K log-probabilities are computed once
- * per search (split over ranks, then gathered on every rank), never per candidate.
+ * floor(tokens/ctx) windows (the pool). A window's dense top-K log-probabilities are computed
+ * the first time a run draws it (the missing windows of a run split over ranks, then gathered
+ * on every rank), never per candidate and never for windows no stage draws.
  *
  * Determinism: each (window, candidate) KL sum is computed the same way on any rank; the sums
  * are gathered in item order and added in window order, so fitness is bitwise identical for
@@ -51,7 +52,11 @@ typedef struct sp_seval sp_seval;
 
 /* Work done by one sp_seval_run, summed over ranks (window-layer forwards). */
 typedef struct {
-    int64_t layer_evals;     /* what this implementation ran (parents included)              */
+    int64_t layer_evals;     /* what one rank runs with the cache: per window Σ_j (L − f_j)
+                              * + max_j f_j (the parent's pass), f_j the candidate's first
+                              * changed layer; the same on any rank count (--max-evals)      */
+    int64_t run_evals;       /* what the ranks ran (ranks sharing a window each run its
+                              * parent's pass), summed over ranks                            */
     int64_t full_evals;      /* what full re-runs of every candidate would have run          */
 } sp_seval_counts;
 
@@ -67,6 +72,7 @@ const sp_sgenome_space *sp_seval_space(const sp_seval *e);
 int sp_seval_ctx(const sp_seval *e);
 int sp_seval_pool(const sp_seval *e);              /* windows in the pool                */
 const char *sp_seval_dense_dir(const sp_seval *e);
+int sp_seval_reference_windows(const sp_seval *e); /* pool windows run through the dense model */
 uint32_t sp_seval_dense_fingerprint(const sp_seval *e);
 /* HF module name of genome position m ("model.layers.3.mlp.down_proj"). */
 void sp_seval_module_name(int m, char *buf, size_t cap);
@@ -78,10 +84,16 @@ sp_status sp_seval_run(sp_seval *e, const int *windows, int nw, const uint8_t *p
                        const uint8_t *const *cands, int n_cands, double *fitness,
                        sp_seval_counts *counts, sp_err *err);
 
-/* Collective. err_est[m·n_levels + k] = Σ over the windows' tokens of ‖(W_k − W) x‖² for
- * module m at level k, x the module's input in the DENSE model (tr(ΔW H ΔWᵀ) up to the factor
- * 2/N of H); the --method greedy error model. */
-sp_status sp_seval_layer_errors(sp_seval *e, const int *windows, int nw, double *err_est,
-                                sp_err *err);
+/* A genome entry that stands for the module's dense weights (the sensitivity pass; never in a
+ * map). load_layer copies them from the dense model over the quantized block. */
+#define SP_SEVAL_DENSE 0xFF
+
+/* Collective. The ΔKL sensitivity table: table[m·n_levels + k] = mean KL per scored token over
+ * windows[0..nw) of the model that is dense except module m at level k. One sp_seval_run with
+ * the all-dense genome as parent, so the prefix cache runs only layer(m) onward for each
+ * (m, k); the (window, m, k) items are split over ranks as in any run (bitwise the same table
+ * on any rank count). */
+sp_status sp_seval_sensitivity(sp_seval *e, const int *windows, int nw, double *table,
+                               sp_seval_counts *counts, sp_err *err);
 
 #endif

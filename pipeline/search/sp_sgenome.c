@@ -196,8 +196,8 @@ static void lagrange_pick(const sp_sgenome_space *s, const double *e, double lam
     }
 }
 
-sp_status sp_sgenome_greedy(const sp_sgenome_space *s, const double *e, double target,
-                            uint8_t *g, sp_err *err) {
+sp_status sp_sgenome_lagrange(const sp_sgenome_space *s, const double *e, double target,
+                              uint8_t *g, sp_err *err) {
     memset(g, 0, (size_t)s->n);
     SP_RETURN_IF(!sp_sgenome_fits(s, g, target), err, SP_EINVAL,
                  "search: --target-bits %.6f is below uniform %d-bit (%.6f)", target,
@@ -239,4 +239,102 @@ sp_status sp_sgenome_greedy(const sp_sgenome_space *s, const double *e, double t
         g[bm]++;
     }
     return SP_OK;
+}
+
+double sp_sgenome_table_sum(const sp_sgenome_space *s, const double *e, const uint8_t *g) {
+    double v = 0.0;
+    for (int m = 0; m < s->n; m++) v += e[(size_t)m * (size_t)s->n_levels + g[m]];
+    return v;
+}
+
+static int64_t gcd64(int64_t a, int64_t b) {
+    while (b) {
+        int64_t t = a % b;
+        a = b;
+        b = t;
+    }
+    return a;
+}
+
+/* The largest stored-bits total that fits the target, by the same test as sp_sgenome_fits. */
+static int64_t budget_bits(const sp_sgenome_space *s, double target) {
+    int64_t B = (int64_t)floor((target + SP_SGENOME_TOL) * (double)s->total);
+    while (B > 0 && !((double)B / (double)s->total <= target + SP_SGENOME_TOL)) B--;
+    while ((double)(B + 1) / (double)s->total <= target + SP_SGENOME_TOL) B++;
+    return B;
+}
+
+sp_status sp_sgenome_alloc_dp(const sp_sgenome_space *s, const double *e, double target,
+                              int64_t max_cells, uint8_t *g, sp_err *err) {
+    int n = s->n, NL = s->n_levels;
+    int64_t B = budget_bits(s, target), base = 0, q = 0, span = 0;
+    for (int m = 0; m < n; m++) {
+        const int64_t *c = s->cost + (size_t)m * (size_t)NL;
+        int64_t lo = c[0], hi = c[0];
+        for (int k = 1; k < NL; k++) {
+            if (c[k] < lo) lo = c[k];
+            if (c[k] > hi) hi = c[k];
+        }
+        base += lo;
+        span += hi - lo;
+        for (int k = 0; k < NL; k++) q = gcd64(q, c[k] - lo);
+    }
+    SP_RETURN_IF(base > B, err, SP_EINVAL, "search: --target-bits %.6f is below the cheapest "
+                 "genome (%.6f)", target, (double)base / (double)s->total);
+    if (q == 0) q = 1; /* every level costs the same: any genome fits */
+    int64_t U = (B - base) / q, top = span / q;
+    if (U > top) U = top;
+    SP_RETURN_IF((double)n * (double)(U + 1) > (double)max_cells, err, SP_EUNSUPPORTED,
+                 "search: exact allocation needs %.0f cells (limit %lld)",
+                 (double)n * (double)(U + 1), (long long)max_cells);
+    size_t W = (size_t)U + 1;
+    double *f = sp_malloc(W * sizeof *f, err, "allocation table");
+    double *h = f ? sp_malloc(W * sizeof *h, err, "allocation table") : NULL;
+    uint8_t *ch = h ? sp_malloc((size_t)n * W, err, "allocation choices") : NULL;
+    int *w = ch ? sp_malloc((size_t)NL * sizeof *w, err, "allocation weights") : NULL;
+    if (!w) {
+        free(f); free(h); free(ch);
+        return SP_ENOMEM;
+    }
+    for (size_t u = 0; u < W; u++) f[u] = 0.0;
+    for (int m = 0; m < n; m++) {
+        const int64_t *c = s->cost + (size_t)m * (size_t)NL;
+        int64_t lo = c[0];
+        for (int k = 1; k < NL; k++) if (c[k] < lo) lo = c[k];
+        for (int k = 0; k < NL; k++) w[k] = (int)((c[k] - lo) / q);
+        const double *em = e + (size_t)m * (size_t)NL;
+        uint8_t *cm = ch + (size_t)m * W;
+        for (size_t u = 0; u < W; u++) {
+            double best = INFINITY;
+            int bk = 0;
+            for (int k = 0; k < NL; k++) {
+                if ((size_t)w[k] > u) continue;
+                double v = f[u - (size_t)w[k]] + em[k];
+                if (v < best) { best = v; bk = k; }
+            }
+            h[u] = best;
+            cm[u] = (uint8_t)bk;
+        }
+        double *t = f; f = h; h = t;
+    }
+    /* Backtrack from the whole budget: module m took level cm[u], leaving u − w. */
+    size_t u = W - 1;
+    for (int m = n - 1; m >= 0; m--) {
+        const int64_t *c = s->cost + (size_t)m * (size_t)NL;
+        int64_t lo = c[0];
+        for (int k = 1; k < NL; k++) if (c[k] < lo) lo = c[k];
+        int k = ch[(size_t)m * W + u];
+        g[m] = (uint8_t)k;
+        u -= (size_t)((c[k] - lo) / q);
+    }
+    free(f); free(h); free(ch); free(w);
+    return SP_OK;
+}
+
+sp_status sp_sgenome_allocate(const sp_sgenome_space *s, const double *e, double target,
+                              int64_t max_cells, uint8_t *g, int *exact, sp_err *err) {
+    sp_status st = sp_sgenome_alloc_dp(s, e, target, max_cells, g, err);
+    if (exact) *exact = st == SP_OK;
+    if (st != SP_EUNSUPPORTED) return st;
+    return sp_sgenome_lagrange(s, e, target, g, err);
 }

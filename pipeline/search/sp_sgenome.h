@@ -81,12 +81,33 @@ sp_status sp_sgenome_init(const sp_sgenome_space *s, double target, uint64_t *rn
 int sp_sgenome_mutate(const sp_sgenome_space *s, const uint8_t *parent, double target,
                       sp_sgroups how, uint64_t *rng, uint8_t *child);
 
-/* Hessian-aware allocation (HAWQ/BAQ style): err[m·n_levels + k] is module m's estimated
- * output error at level k. Minimises Σ err subject to the budget: a Lagrangian (binary search
- * on λ of argmin_k err + λ·cost per module), then the remaining budget spent greedily on the
- * best Δerr/Δcost upgrades. @return SP_EINVAL when even the lowest levels do not fit. */
-sp_status sp_sgenome_greedy(const sp_sgenome_space *s, const double *err_est, double target,
-                            uint8_t *g, sp_err *err);
+/* Budgeted allocation over an additive error table: e[m·n_levels + k] is module m's
+ * estimated error at level k (a ΔKL sensitivity, or any cost); find g minimising
+ *     Σ_m e[m, g_m]   subject to   avg_bits(g) ≤ target + SP_SGENOME_TOL.
+ * Both solvers work on the space's costs in bits, so they hold for any level whose cost the
+ * container gives (group-size levels, GGUF types' block bits).
+ *
+ * sp_sgenome_alloc_dp: exact. With c'(m,k) = cost(m,k) − min_k cost(m,k) and q the gcd of
+ * every c', the budget left above the cheapest genome is U = floor((B − Σ min cost)/q) units
+ * and f_{m+1}(u) = min_k f_m(u − c'(m,k)/q) + e[m,k] (f_0 ≡ 0) is a 0/1 multiple-choice
+ * knapsack over u ≤ U; ties go to the lower level. Needs n·(U+1) bytes of choices:
+ * @return SP_EUNSUPPORTED (nothing written) when that exceeds max_cells.
+ * sp_sgenome_lagrange: the relaxation for any size: binary search on λ of
+ * argmin_k e + λ·cost per module (optimal for the budget it uses), then the remaining budget
+ * spent greedily on the best Δe/Δcost upgrades.
+ * sp_sgenome_allocate: the DP when it fits max_cells (SP_SGENOME_DP_CELLS: 128 MiB of
+ * choices), else the Lagrangian;
+ * *exact (may be NULL) says which.
+ * @return SP_EINVAL when even the lowest levels do not fit. */
+#define SP_SGENOME_DP_CELLS ((int64_t)1 << 27)
+sp_status sp_sgenome_alloc_dp(const sp_sgenome_space *s, const double *e, double target,
+                              int64_t max_cells, uint8_t *g, sp_err *err);
+sp_status sp_sgenome_lagrange(const sp_sgenome_space *s, const double *e, double target,
+                              uint8_t *g, sp_err *err);
+sp_status sp_sgenome_allocate(const sp_sgenome_space *s, const double *e, double target,
+                              int64_t max_cells, uint8_t *g, int *exact, sp_err *err);
+/* Σ_m e[m, g_m], added in module order. */
+double sp_sgenome_table_sum(const sp_sgenome_space *s, const double *e, const uint8_t *g);
 
 /* First module index where a and b differ, or n when equal. */
 int sp_sgenome_first_diff(const sp_sgenome_space *s, const uint8_t *a, const uint8_t *b);

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # shardpress search on the bundled model, one case per invocation:
-#   ranks     the same MAP bytes on 1, 2 and 4 ranks (evolution and greedy), the JSON keys, the
+#   ranks     the same MAP bytes on 1, 2 and 4 ranks (evolution and sensitivity), the JSON keys, the
 #             EvoPress map, SVG and history files, and the budget
 #   resume    SIGUSR1 -> checkpoint -> exit 3, and SIGKILL mid-run; `resume` finishes both with
 #             the MAP of an uninterrupted run
 #   bad       one line and a non-zero exit, no MAP left behind, for each bad input of issue 10
+#   quality   the searched maps beat uniform 3-bit on held-out text (eval.txt, KL to the dense
+#             model measured by eval, not by the search): --method sensitivity, and a short
+#             evolution started from it; the sensitivity table and MAP are the same on 1 and 2
+#             ranks, --sensitivity FILE reuses the table, several --target-bits in one run
 . "$(dirname "$0")/lib.sh"
 M="$SP_MODEL_DIR"; CAL="$SP_DATA_DIR/text/stories260K-samples/calib.txt"
 Q="$WORK/q"
@@ -18,12 +22,12 @@ case "$1" in
     for n in 1 2 4; do
       # the default BLAS threads (variable unset): cores / ranks threads per rank
       env -u OPENBLAS_NUM_THREADS $SP_MPIEXEC -n $n "$SP_BIN" search "${S[@]}" --out "$WORK/map$n" --json >"$WORK/r$n.json" 2>"$WORK/p$n"
-      mpi $n "$SP_BIN" search "${S[@]}" --method greedy --out "$WORK/greedy$n" >/dev/null
+      mpi $n "$SP_BIN" search "${S[@]}" --method sensitivity --out "$WORK/greedy$n" >/dev/null
     done
     for n in 2 4; do
       cmp "$WORK/map1" "$WORK/map$n" || fail "evolution MAP differs between 1 and $n ranks"
       cmp "$WORK/map1.evopress.txt" "$WORK/map$n.evopress.txt" || fail "EvoPress map differs ($n ranks)"
-      cmp "$WORK/greedy1" "$WORK/greedy$n" || fail "greedy MAP differs between 1 and $n ranks"
+      cmp "$WORK/greedy1" "$WORK/greedy$n" || fail "sensitivity MAP differs between 1 and $n ranks"
     done
     [ "$(grep -c '^gen ' "$WORK/p1")" -eq 3 ] || fail "expected 3 progress lines: $(cat "$WORK/p1")"
     python3 - "$WORK" <<'PY'
@@ -132,6 +136,23 @@ PY
     expect_error "no source.json naming the dense model; pass --dense DIR" "$SP_BIN" search "${S[@]}" --out "$WORK/m7"
     mv "$WORK/source.json" "$Q/source.json"
     expect_error "search: --survivors has 1 values for 2 --stages" "$SP_BIN" search "${S[@]}" --survivors 1 --out "$WORK/m8"
+    expect_error "search: --method greedy was removed \(it never beat uniform\); --method sensitivity is the cheap method" \
+      "$SP_BIN" search "${S[@]}" --method greedy --out "$WORK/m1"
+    expect_error "search: --target-bits: 'u9' is outside the stored levels \(2 to 8 bits\)" \
+      "$SP_BIN" search "${S[@]}" --target-bits u3,u9 --out "$WORK/m2"
+    expect_error "search: --target-bits: 'x' is not a number of bits \(or uX\)" \
+      "$SP_BIN" search "${S[@]}" --target-bits u3,x --out "$WORK/m2"
+    expect_error "search: --checkpoint-dir takes one --target-bits \(2 given\)" \
+      "$SP_BIN" search "${S[@]}" --target-bits u3,u4 --checkpoint-dir "$WORK/ckb" --out "$WORK/m3"
+    # --sensitivity FILE: a table of another container is refused, naming the file and field
+    mpi 1 "$SP_BIN" quantize --model "$M" --calib "$CAL" --out "$WORK/q2" --nsamples 4 --ctx 64 \
+      --levels 2,3,4,8 --group-size 64 --method rtn >/dev/null
+    mpi 1 "$SP_BIN" search "${S[@]}" --model "$WORK/q2" --method sensitivity --out "$WORK/t2" >/dev/null
+    expect_error "t2.sensitivity.json: field 'container_bytes' does not match .*/q/model.sp.h5: measured on another quantization" \
+      "$SP_BIN" search "${S[@]}" --sensitivity "$WORK/t2.sensitivity.json" --out "$WORK/m4"
+    echo '{"format": "shardpress-sensitivity", "levels": [2, 3, 4]}' >"$WORK/bad.json"
+    expect_error "bad.json: field 'levels' differs from the container's levels" \
+      "$SP_BIN" search "${S[@]}" --sensitivity "$WORK/bad.json" --out "$WORK/m5"
     # errors on 2 ranks end both with one line
     rc=0; timeout 120 $SP_MPIEXEC -n 2 "$SP_BIN" search "${S[@]}" --target-bits 9 --out "$WORK/m9" 2>"$WORK/err" || rc=$?
     [ $rc -ne 0 ] && [ $rc -ne 124 ] || fail "2 ranks: expected a clean failure, rc=$rc"
@@ -139,6 +160,55 @@ PY
     for i in 1 2 3 4 5 6 7 8 9 10; do
       ls "$WORK"/m$i* >/dev/null 2>&1 && fail "a failed search left $WORK/m$i*"
     done
+    echo ok ;;
+  quality)
+    E="$SP_DATA_DIR/text/stories260K-samples/eval.txt"
+    mpi 2 "$SP_BIN" eval --model "$M" --text "$E" --ctx 128 --max-windows 40 --save-logits "$WORK/dense" >/dev/null
+    kl() { mpi 2 "$SP_BIN" eval --model "$Q" --text "$E" --ctx 128 --max-windows 40 --kl-base "$WORK/dense" --json "$@" |
+           sed -n 's/.*"kl":\([-0-9.e+]*\).*/\1/p'; }
+    Q3=(--model "$Q" --calib "$CAL" --target-bits u3 --ctx 128 --stages 256,512 --survivors 2,1 --seed 5)
+    for n in 1 2; do
+      mpi $n "$SP_BIN" search "${Q3[@]}" --method sensitivity --out "$WORK/sens$n" --json >"$WORK/sens$n.json"
+    done
+    cmp "$WORK/sens1" "$WORK/sens2" || fail "sensitivity MAP differs between 1 and 2 ranks"
+    python3 - "$WORK" <<'PY' || fail "sensitivity table"
+import json, sys
+w = sys.argv[1]
+a = json.load(open(f"{w}/sens1.sensitivity.json")); b = json.load(open(f"{w}/sens2.sensitivity.json"))
+assert a["table"] == b["table"], "table differs between 1 and 2 ranks"
+assert a["format"] == "shardpress-sensitivity" and len(a["table"]) == 35 and a["levels"] == [2, 3, 4, 8]
+assert all(r[0] > r[3] > 0 for r in a["table"]), a["table"]       # 2-bit hurts more than 8-bit
+r = json.load(open(f"{w}/sens1.json"))
+assert r["method"] == "sensitivity" and r["sensitivity"]["measured"] and r["sensitivity"]["exact_allocation"]
+# only layer(m) onward runs: per window, 4 levels x sum over modules of (5 - layer), + the dense pass
+assert r["sensitivity"]["layer_evaluations"] == r["sensitivity"]["windows"] * (4 * 7 * (5 + 4 + 3 + 2 + 1) + 4), r
+assert abs(r["avg_bits"] - r["uniform_avg_bits"]["3"]) < 1e-6 or r["avg_bits"] < r["uniform_avg_bits"]["3"]
+PY
+    ku=$(kl --level 3); ks=$(kl --bits-map "$WORK/sens1")
+    python3 -c "import sys; sys.exit(0 if $ks < $ku else 1)" || fail "sensitivity map's held-out KL $ks is not below uniform 3-bit's $ku"
+    # a short evolution from the table (--init sensitivity): still below uniform, and no worse
+    # than 1.1x the map it started from (inverted selection ends far above both)
+    mpi 2 "$SP_BIN" search "${Q3[@]}" --stages 256,1024 --generations 6 --offspring 8 --init sensitivity \
+      --sensitivity "$WORK/sens1.sensitivity.json" --out "$WORK/evo" >/dev/null
+    ke=$(kl --bits-map "$WORK/evo")
+    python3 -c "import sys; sys.exit(0 if $ke < $ku and $ke < 1.1 * $ks else 1)" ||
+      fail "evolution's held-out KL $ke: not below uniform 3-bit $ku / 1.1 x sensitivity $ks"
+    # several budgets from one table: the u3 map is the single-target map, byte for byte
+    mpi 2 "$SP_BIN" search "${Q3[@]}" --target-bits u2.5,u3,u3.5 --method sensitivity \
+      --sensitivity "$WORK/sens1.sensitivity.json" --out "$WORK/multi" --json >"$WORK/multi.json"
+    cmp "$WORK/sens1" "$WORK/multi.u3" || fail "--target-bits u2.5,u3,u3.5: the u3 map differs"
+    [ ! -e "$WORK/multi" ] && [ ! -e "$WORK/multi.sensitivity.json" ] || fail "multi: unexpected files"
+    python3 - "$WORK/multi.json" "$WORK/sens1.json" <<'PY' || fail "multi targets"
+import json, sys
+r = json.load(open(sys.argv[1])); s = json.load(open(sys.argv[2]))
+t = r["targets"]; u = s["uniform_avg_bits"]
+assert [x["out"].split("/multi.")[-1] for x in t] == ["u2.5", "u3", "u3.5"], t
+assert abs(t[0]["target_bits"] - round((u["2"] + u["3"]) / 2, 6)) < 1e-9, t
+assert abs(t[2]["target_bits"] - round((u["3"] + u["4"]) / 2, 6)) < 1e-9, t
+assert t[0]["fitness_kl"] > t[1]["fitness_kl"] > t[2]["fitness_kl"], t
+assert all(x["avg_bits"] <= x["target_bits"] + 5e-7 for x in t), t
+assert not r["sensitivity"]["measured"]
+PY
     echo ok ;;
   *) fail "unknown case $1" ;;
 esac

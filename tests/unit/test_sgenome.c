@@ -1,5 +1,5 @@
 /* test_sgenome.c — the search space: stored-bits budget, initial genomes, level-switch
- * mutation, and the greedy (Lagrangian) allocation against brute force. */
+ * mutation, and the allocation solvers (exact DP, Lagrangian) against brute force. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -97,43 +97,114 @@ static void test_mutate(void **state) {
     }
 }
 
-/* Greedy on a space small enough to enumerate (3 modules x 4 levels): the Lagrangian + fill
- * result fits and is within the best error found by brute force for convex errors. */
-static void test_greedy(void **state) {
-    (void)state;
-    sp_sgenome_space s;
-    sp_err err;
-    assert_int_equal(sp_sgenome_space_init(&s, 3, 4, LEVELS, &err), SP_OK);
-    sp_sgenome_set_shape(&s, 0, 64, 64, 32);
-    sp_sgenome_set_shape(&s, 1, 32, 64, 32);
-    sp_sgenome_set_shape(&s, 2, 64, 172, 32);
-    double e[12];
-    double w[3] = {5.0, 1.0, 2.0};
-    for (int m = 0; m < 3; m++)
-        for (int k = 0; k < 4; k++) e[m * 4 + k] = w[m] * pow(4.0, -LEVELS[k]);
-    for (double t = 2.7; t < 8.5; t += 0.37) {
-        uint8_t g[3];
-        if (sp_sgenome_greedy(&s, e, t, g, &err) != SP_OK) continue;
-        assert_true(sp_sgenome_fits(&s, g, t));
-        double mine = e[g[0]] + e[4 + g[1]] + e[8 + g[2]], best = INFINITY;
-        for (int a = 0; a < 4; a++)
-            for (int b = 0; b < 4; b++)
-                for (int c = 0; c < 4; c++) {
-                    uint8_t h[3] = {(uint8_t)a, (uint8_t)b, (uint8_t)c};
-                    double v = e[a] + e[4 + b] + e[8 + c];
-                    if (sp_sgenome_fits(&s, h, t) && v < best) best = v;
-                }
-        assert_true(mine <= best * 1.5 + 1e-300); /* a knapsack relaxation: near the optimum */
+/* Brute force over every genome of a small space: the least Σ e that fits, and whether any
+ * genome fits at all. */
+static double brute_best(const sp_sgenome_space *s, const double *e, double t, int *any) {
+    int n = s->n, NL = s->n_levels;
+    uint8_t g[8] = {0};
+    double best = INFINITY;
+    *any = 0;
+    for (long code = 0;; code++) {
+        long c = code;
+        for (int m = 0; m < n; m++) { g[m] = (uint8_t)(c % NL); c /= NL; }
+        if (c) break;
+        if (!sp_sgenome_fits(s, g, t)) continue;
+        *any = 1;
+        double v = sp_sgenome_table_sum(s, e, g);
+        if (v < best) best = v;
     }
-    uint8_t g[3];
-    assert_int_equal(sp_sgenome_greedy(&s, e, 2.0, g, &err), SP_EINVAL);
-    sp_sgenome_space_free(&s);
+    return best;
+}
+
+/* A small space of 3 to 6 modules with the bundled model's shapes; mode 1 gives some modules
+ * GGUF-like costs (block bits not of the rows·cols·b + groups form). */
+static void small_space(sp_sgenome_space *s, int n, int mode, uint64_t *rng) {
+    static const int64_t SH[4][2] = {{64, 64}, {32, 64}, {172, 64}, {64, 172}};
+    sp_err err;
+    assert_int_equal(sp_sgenome_space_init(s, n, 4, LEVELS, &err), SP_OK);
+    for (int m = 0; m < n; m++) {
+        int i = (int)(sp_sgenome_rand(rng) % 4);
+        sp_sgenome_set_shape(s, m, SH[i][0], SH[i][1], 32);
+        if (mode == 1 && m % 2)
+            for (int k = 0; k < 4; k++) /* Q2_K..Q6_K-like: 2.625, 3.4375, 4.5, 6.5625 bits */
+                sp_sgenome_set_cost(s, m, k, SH[i][0] * SH[i][1] * (int64_t)(k == 0 ? 2625 : k == 1 ? 3437.5
+                                    : k == 2 ? 4500 : 6562.5) / 1000);
+    }
+    sp_sgenome_set_groups(s, SP_SGROUPS_NONE);
+}
+
+/* The allocation solvers on spaces small enough to enumerate. The exact DP must reach brute
+ * force's optimum at every target, for monotone (convex, like KL vs bits) and for arbitrary
+ * tables; the Lagrangian must fit and stay near it on convex tables; both must succeed at every
+ * target the lowest levels meet, and refuse one below. */
+static void test_allocate(void **state) {
+    (void)state;
+    sp_err err;
+    uint64_t rng = sp_sgenome_seed(42, 1);
+    int checked = 0, lag_exact = 0;
+    for (int trial = 0; trial < 60; trial++) {
+        int n = 3 + trial % 4, mode = trial % 3 == 2, convex = trial % 2 == 0;
+        sp_sgenome_space s;
+        small_space(&s, n, mode, &rng);
+        double e[8 * 4], range = 0;
+        for (int m = 0; m < n; m++) {
+            double w = 0.1 + (double)(sp_sgenome_rand(&rng) % 1000) / 100.0, mx = 0, mn = INFINITY;
+            for (int k = 0; k < 4; k++) {
+                e[m * 4 + k] = convex ? w * pow(4.0, -LEVELS[k]) * (1.0 + 0.3 * (double)(sp_sgenome_rand(&rng) % 100) / 100.0)
+                                      : (double)(sp_sgenome_rand(&rng) % 10000) / 1000.0;
+                mx = fmax(mx, e[m * 4 + k]);
+                mn = fmin(mn, e[m * 4 + k]);
+            }
+            if (mx - mn > range) range = mx - mn;
+        }
+        double lo = sp_sgenome_uniform_avg(&s, 0), hi = sp_sgenome_uniform_avg(&s, 3);
+        for (int i = 0; i <= 20; i++) {
+            double t = lo + (hi - lo) * i / 20.0;
+            int any = 0;
+            double best = brute_best(&s, e, t, &any);
+            uint8_t g[8], h[8];
+            sp_status a = sp_sgenome_alloc_dp(&s, e, t, SP_SGENOME_DP_CELLS, g, &err);
+            sp_status b = sp_sgenome_lagrange(&s, e, t, h, &err);
+            if (!any) { /* only possible below the cheapest genome */
+                assert_int_equal(a, SP_EINVAL);
+                continue;
+            }
+            assert_int_equal(a, SP_OK);
+            assert_int_equal(b, SP_OK);
+            assert_true(sp_sgenome_fits(&s, g, t));
+            assert_true(sp_sgenome_fits(&s, h, t));
+            double v = sp_sgenome_table_sum(&s, e, g), vl = sp_sgenome_table_sum(&s, e, h);
+            assert_true(fabs(v - best) <= 1e-12 * fabs(best));
+            assert_true(vl >= best - 1e-12 * fabs(best));
+            /* the LP relaxation of this multiple-choice knapsack has at most one fractional
+             * module; the Lagrangian pick rounds it to its cheaper level, so it loses at most
+             * one module's range of errors (the fill only improves on that) */
+            assert_true(vl <= best + range + 1e-12 * fabs(best));
+            lag_exact += fabs(vl - best) <= 1e-12 * fabs(best);
+            checked++;
+        }
+        /* a tiny cell limit: the DP declines, allocate falls back to the Lagrangian */
+        uint8_t g[8], h[8];
+        int exact = 1;
+        double t = 0.5 * (lo + hi);
+        assert_int_equal(sp_sgenome_alloc_dp(&s, e, t, 4, g, &err), SP_EUNSUPPORTED);
+        assert_int_equal(sp_sgenome_allocate(&s, e, t, 4, g, &exact, &err), SP_OK);
+        assert_false(exact);
+        assert_int_equal(sp_sgenome_allocate(&s, e, t, SP_SGENOME_DP_CELLS, h, &exact, &err), SP_OK);
+        assert_true(exact);
+        assert_int_equal(sp_sgenome_lagrange(&s, e, t, h, &err), SP_OK);
+        assert_memory_equal(g, h, (size_t)n);
+        assert_int_equal(sp_sgenome_allocate(&s, e, lo - 0.01, SP_SGENOME_DP_CELLS, g, &exact, &err), SP_EINVAL);
+        sp_sgenome_space_free(&s);
+    }
+    assert_true(checked > 900);
+    assert_true(lag_exact < checked); /* the instances include ones the relaxation misses */
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cost), cmocka_unit_test(test_init), cmocka_unit_test(test_mutate),
-        cmocka_unit_test(test_greedy),
+        cmocka_unit_test(test_allocate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
