@@ -2,6 +2,7 @@
 #include "mpi/sp_ef21.h"
 
 #include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,6 +39,12 @@ sp_status sp_ef21_aggregate(const uint8_t *const *msgs, const size_t *lens, cons
         if (st != SP_OK) return sp_err_prefix(err, "participant %d", i);
     }
     return SP_OK;
+}
+
+double sp_ef21_step(double alpha) {
+    if (!(alpha > 0.0)) return 0.0; /* NaN too */
+    if (alpha >= 1.0) return 1.0;
+    return 1.0 - sqrt(1.0 - alpha);
 }
 
 sp_status sp_ef21_weights(const char *mode, const double *sizes, int n, double *w, sp_err *err) {

@@ -47,6 +47,13 @@ sp_status sp_ef21_downlink(const sp_cmp_spec *c, const float *x, float *xhat, si
 sp_status sp_ef21_aggregate(const uint8_t *const *msgs, const size_t *lens, const double *w, int n,
                             float *g, size_t d, sp_err *err);
 
+/* EF21's step (Richtárik et al. 2021, Thm 1) γ = 1/(L + L̃·√(β/θ)), θ = 1 − √(1 − α),
+ * β = (1 − α)/θ, for the model-delta objective f(x) = Σ_i w_i·½‖x − local_i‖² (the "gradient"
+ * of site i is −v_i, so L = L̃ = 1). Then √(β/θ) = √(1 − α)/θ and γ = θ/(θ + √(1 − α)) = θ:
+ *   γ = 1 − √(1 − α).
+ * α is clamped to [0, 1] (α = 1, no compression: γ = 1, one round reaches the mean). */
+double sp_ef21_step(double alpha);
+
 /* Weights for n participants. mode "uniform": 1/n; "data": sizes[i]/Σ sizes; "smooth": L_i/Σ L
  * (sizes = L). @return SP_EINVAL for an unknown mode or non-positive sizes. */
 sp_status sp_ef21_weights(const char *mode, const double *sizes, int n, double *w, sp_err *err);

@@ -23,6 +23,7 @@ void sp_exchange_defaults(sp_exchange_opts *o) {
     o->compressor = "topk:0.01+q8";
     o->weights = "uniform";
     o->lr = 1.0;
+    o->lr_auto = 1;
     o->timeout_s = 60.0;
 }
 
@@ -37,15 +38,18 @@ typedef struct {
     sp_xmodel base, local;
     int64_t P, round;
     uint32_t layout, base_crc;
+    size_t stats_at;     /* up_msg: where the residual-norms message starts                  */
     float *g_i, *g, *x;  /* [P]; g, x on the server's rank 0 only */
     double *w;           /* [n] */
     float *vb, *vl, *scratch; /* [UNIT] */
     double *sumv;        /* [UNIT], diagnostics */
+    float (*stats)[2];   /* [n]: each site's {‖r‖², ‖r − C(r)‖²} of the current unit (server) */
     uint16_t *conv;      /* [UNIT] */
     sp_cmp_buf up_msg, down_msg;
     sp_xout out;
     int out_open;
     double num, den;
+    double step_sum, step_w, step_min, step_max; /* the server's steps, weighted by unit length */
     sp_exchange_result *r;
 } xrun;
 
@@ -74,6 +78,12 @@ static void local_dir(const char *pat, int site, char *out, size_t cap) {
 }
 
 /* ---- setup ----------------------------------------------------------------------------------- */
+
+/* --server-lr as the state records it: "auto" or the number. */
+static void lr_text(const sp_exchange_opts *o, char *buf, size_t cap) {
+    if (o->lr_auto) snprintf(buf, cap, "auto");
+    else snprintf(buf, cap, "%.17g", o->lr);
+}
 
 static sp_status parse_weights(xrun *x, sp_err *err) {
     const char *ws = x->o->weights;
@@ -104,7 +114,8 @@ static sp_status setup(xrun *x, sp_err *err) {
     const sp_exchange_opts *o = x->o;
     SP_RETURN_IF(!o->base || !o->local || !o->state || !o->out, err, SP_EINVAL,
                  "exchange: --base, --local, --state and --out are required");
-    SP_RETURN_IF(!(o->lr > 0.0) || !isfinite(o->lr), err, SP_EINVAL, "--server-lr %g: must be > 0", o->lr);
+    SP_RETURN_IF(!o->lr_auto && (!(o->lr > 0.0) || !isfinite(o->lr)), err, SP_EINVAL,
+                 "--server-lr %g: must be > 0", o->lr);
     SP_FORWARD(sp_cmp_parse(o->compressor, &x->up, err));
     x->has_down = o->downlink && strcmp(o->downlink, "none") != 0;
     if (x->has_down) SP_FORWARD(sp_cmp_parse(o->downlink, &x->down, err));
@@ -154,6 +165,8 @@ static sp_status setup(xrun *x, sp_err *err) {
     x->scratch = sp_malloc(U * sizeof(float), err, "unit buffer");
     x->conv = sp_malloc(U * sizeof(uint16_t), err, "unit buffer");
     x->sumv = sp_malloc(U * sizeof(double), err, "unit buffer");
+    x->stats = sp_malloc((size_t)x->n * sizeof *x->stats, err, "residual norms");
+    if (!x->stats) return SP_ENOMEM;
     x->g_i = sp_calloc((size_t)x->P ? (size_t)x->P : 1, sizeof(float), err, "g_i");
     if (!x->vb || !x->vl || !x->scratch || !x->conv || !x->sumv || !x->g_i) return SP_ENOMEM;
     if (x->is_server) {
@@ -185,7 +198,7 @@ static sp_status load_state(xrun *x, sp_err *err) {
     x->round = 0;
     if (st == SP_OK && found) {
         char lr[32];
-        snprintf(lr, sizeof lr, "%.17g", x->o->lr);
+        lr_text(x->o, lr, sizeof lr);
         const char *S = x->o->state;
         if (m.layout != x->layout)
             st = sp_err_set(err, SP_EFORMAT, "%s: state of another model (its tensors, shapes or "
@@ -253,18 +266,65 @@ static sp_status site_unit(xrun *x, size_t i, int64_t o, size_t len, int64_t gof
     /* data: the target is Σ w_i v_i (FedAvg by data size), so g_i tracks v_i itself; uniform and
      * smooth (EF21-W): the target is the mean, g_i tracks v_i/(n·w_i) so that Σ w_i g_i → mean. */
     float scale = x->weighted ? 1.0f : (float)(1.0 / ((double)x->n * x->w[x->mysite]));
-    sp_status st = sp_ef21_uplink(&x->up, x->vl, scale, x->g_i + goff, len,
-                                  stream_id(x->round, u, x->mysite), x->scratch, &x->up_msg, err);
+    /* The measured residual (issue 21): ‖r‖² of r = s_i·v_i − g_i before, ‖r − C(r)‖² after
+     * (with the decoded C(r), q8 rounding included); the server's step comes from them. */
+    float *gi = x->g_i + goff;
+    double r2 = 0.0, e2 = 0.0;
+    for (size_t j = 0; j < len; j++) {
+        double r = (double)(scale * x->vl[j] - gi[j]);
+        r2 += r * r;
+    }
+    sp_status st = sp_ef21_uplink(&x->up, x->vl, scale, gi, len, stream_id(x->round, u, x->mysite),
+                                  x->scratch, &x->up_msg, err);
+    for (size_t j = 0; st == SP_OK && j < len; j++) {
+        double e = (double)(scale * x->vl[j] - gi[j]);
+        e2 += e * e;
+    }
+    x->stats_at = x->up_msg.len;
+    const float stats[2] = {(float)r2, (float)e2};
+    if (st == SP_OK) st = sp_cmp_encode(&x->dense, stats, 2, 0, &x->up_msg, err);
     if (st != SP_OK) sp_err_prefix(err, "site %d: tensor '%s'", x->mysite, x->base.t[i]->name);
     return st;
 }
 
+/* The server's step for a unit. Fixed --server-lr, or (default, auto) EF21's step for the
+ * contraction the compressor achieved on this unit's residuals, over all sites:
+ *   α̂ = 1 − Σ_s ‖r_s − C(r_s)‖² / Σ_s ‖r_s‖²,   γ = sp_ef21_step(α̂) = 1 − √(1 − α̂).
+ * The objective is separable over coordinates, so every unit is its own EF21 problem and may
+ * take its own step. Σ‖r_s‖² = 0: nothing left to send, γ = 1. stats[s] = {‖r_s‖², ‖r_s − c_s‖²}
+ * as sent (f32), so every job computes the same γ. */
+static double unit_step(const xrun *x, const float (*stats)[2]) {
+    if (!x->o->lr_auto) return x->o->lr;
+    double R = 0.0, E = 0.0;
+    for (int s = 0; s < x->n; s++) {
+        R += stats[s][0];
+        E += stats[s][1];
+    }
+    return R > 0.0 ? sp_ef21_step(1.0 - E / R) : 1.0;
+}
+
+/* A site's residual norms: the dense 2-value message after its unit message. */
+static sp_status read_stats(const uint8_t *m, size_t len, int site, float out[2], sp_err *err) {
+    out[0] = out[1] = 0.0f;
+    sp_status st = sp_cmp_decode_add(m, len, 1.0f, out, 2, err);
+    if (st == SP_OK && !(out[0] >= 0.0f && out[1] >= 0.0f && isfinite(out[0]) && isfinite(out[1])))
+        st = sp_err_set(err, SP_EFORMAT, "residual norms %g, %g are not finite non-negative",
+                        (double)out[0], (double)out[1]);
+    return st == SP_OK ? st : sp_err_prefix(err, "site %d", site);
+}
+
 /* Server: g += Σ w_s c_s (site order), then the downlink message of this unit. */
-static sp_status server_unit(xrun *x, const uint8_t *const *msgs, const size_t *lens, size_t i,
-                             int64_t o, size_t len, int64_t goff, uint64_t u, sp_err *err) {
+static sp_status server_unit(xrun *x, const uint8_t *const *msgs, const size_t *lens,
+                             const float (*stats)[2], size_t i, int64_t o, size_t len,
+                             int64_t goff, uint64_t u, sp_err *err) {
     float *g = x->g + goff;
     sp_status st = sp_ef21_aggregate(msgs, lens, x->w, x->n, g, len, err);
     if (st != SP_OK) return sp_err_prefix(err, "tensor '%s'", x->base.t[i]->name);
+    const double step = unit_step(x, stats);
+    x->step_sum += step * (double)len;
+    x->step_w += (double)len;
+    if (x->step_w == (double)len || step < x->step_min) x->step_min = step;
+    if (x->step_w == (double)len || step > x->step_max) x->step_max = step;
     if (x->o->diag && !x->files)
         for (size_t j = 0; j < len; j++) {
             double mv = x->sumv[j]; /* the target: Σ_s w_s v_s (uniform, smooth: w_s = 1/n) */
@@ -272,7 +332,7 @@ static sp_status server_unit(xrun *x, const uint8_t *const *msgs, const size_t *
             x->den += mv * mv;
         }
     x->down_msg.len = 0;
-    float lr = (float)x->o->lr;
+    float lr = (float)step;
     if (!x->has_down) {
         for (size_t j = 0; j < len; j++) x->scratch[j] = lr * g[j];
         return sp_cmp_encode(&x->dense, x->scratch, len, 0, &x->down_msg, err);
@@ -347,12 +407,18 @@ static sp_status round_mpi(xrun *x, sp_err *err) {
         if (st == SP_OK) st = sp_ef21_gather(x->comm, 0, x->up_msg.data, x->up_msg.len, &all, err);
         if (st != SP_OK) break;
         if (x->rank == 0) {
+            /* each site sent its unit message, then its residual norms (2 values) */
             const uint8_t *m[SP_EXCHANGE_MAX_SITES];
-            for (int s = 0; s < x->n; s++) {
+            size_t ml[SP_EXCHANGE_MAX_SITES];
+            float(*stats)[2] = x->stats;
+            for (int s = 0; st == SP_OK && s < x->n; s++) {
                 m[s] = all.data + all.off[s];
                 x->r->up_bytes[s] += (double)all.len[s];
+                sp_cmp_header h;
+                st = sp_cmp_peek(m[s], all.len[s], &h, &ml[s], err);
+                if (st == SP_OK) st = read_stats(m[s] + ml[s], all.len[s] - ml[s], s, stats[s], err);
             }
-            st = server_unit(x, m, all.len, i, o, (size_t)len, goff, u, err);
+            if (st == SP_OK) st = server_unit(x, m, ml, (const float(*)[2])stats, i, o, (size_t)len, goff, u, err);
         }
         sp_ef21_gathered_free(&all);
         st = sp_mpi_agree(x->comm, st, err);
@@ -385,7 +451,10 @@ static sp_status round_files(xrun *x, sp_err *err) {
         if (st == SP_OK) st = sp_stop_check(x->o->stop_flag, "exchange", err);
         if (st != SP_OK) break;
         st = site_unit(x, i, o, (size_t)len, goff, u, err);
-        if (st == SP_OK) st = sp_xf_append(&w, x->up_msg.data, x->up_msg.len, err);
+        /* two messages per unit: the compressed residual, then its norms */
+        if (st == SP_OK) st = sp_xf_append(&w, x->up_msg.data, x->stats_at, err);
+        if (st == SP_OK)
+            st = sp_xf_append(&w, x->up_msg.data + x->stats_at, x->up_msg.len - x->stats_at, err);
         maybe_kill(x, SP_XKILL_MID, u);
     }
     if (st == SP_OK) st = sp_xf_commit(&w, err);
@@ -405,16 +474,22 @@ static sp_status round_files(xrun *x, sp_err *err) {
         int dw_open = st == SP_OK;
         FOR_UNITS(x, i, o, len, goff, u) {
             if (st != SP_OK) break;
-            const uint8_t *m[SP_EXCHANGE_MAX_SITES];
-            size_t ml[SP_EXCHANGE_MAX_SITES];
-            for (int s = 0; st == SP_OK && s < x->n; s++) st = sp_xf_next(&rd[s], &m[s], &ml[s], err);
-            if (st == SP_OK) st = server_unit(x, m, ml, i, o, (size_t)len, goff, u, err);
+            const uint8_t *m[SP_EXCHANGE_MAX_SITES], *sm;
+            size_t ml[SP_EXCHANGE_MAX_SITES], sl;
+            float(*stats)[2] = x->stats;
+            for (int s = 0; st == SP_OK && s < x->n; s++) {
+                st = sp_xf_next(&rd[s], &m[s], &ml[s], err);
+                if (st == SP_OK) st = sp_xf_next(&rd[s], &sm, &sl, err);
+                if (st == SP_OK) st = read_stats(sm, sl, s, stats[s], err);
+                if (st != SP_OK) sp_err_prefix(err, "%s", rd[s].path);
+            }
+            if (st == SP_OK) st = server_unit(x, m, ml, (const float(*)[2])stats, i, o, (size_t)len, goff, u, err);
             if (st == SP_OK) st = sp_xf_append(&dw, x->down_msg.data, x->down_msg.len, err);
         }
         for (int s = 0; rd && s < x->n; s++) {
             if (st == SP_OK && rd[s].i != rd[s].n)
-                st = sp_err_set(err, SP_EFORMAT, "%s: %llu messages, the base has %zu units",
-                                rd[s].path, (unsigned long long)rd[s].n, n_units(x));
+                st = sp_err_set(err, SP_EFORMAT, "%s: %llu messages, the base has %zu units (2 "
+                                "messages each)", rd[s].path, (unsigned long long)rd[s].n, n_units(x));
             if (rd[s].map) x->r->up_bytes[s] = (double)rd[s].len;
             sp_xf_close(&rd[s]);
         }
@@ -486,7 +561,7 @@ static sp_status run(xrun *x, sp_err *err) {
     snprintf(m.compressor, sizeof m.compressor, "%s", x->up_name);
     snprintf(m.downlink, sizeof m.downlink, "%s", x->down_name);
     snprintf(m.weights, sizeof m.weights, "%s", x->o->weights);
-    snprintf(m.lr, sizeof m.lr, "%.17g", x->o->lr);
+    lr_text(x->o, m.lr, sizeof m.lr);
     m.sites = x->n;
     m.site0 = x->site0;
     m.jobsites = x->size;
@@ -500,6 +575,9 @@ static sp_status run(xrun *x, sp_err *err) {
     sp_status d = sp_ckpt_destroy(ck, err);
     if (st == SP_OK) st = d;
     if (st == SP_OK) x->r->rel_error = x->o->diag && !x->files && x->den > 0 ? sqrt(x->num / x->den) : -1.0;
+    x->r->step_mean = x->step_w > 0 ? x->step_sum / x->step_w : -1.0; /* server only */
+    x->r->step_min = x->step_w > 0 ? x->step_min : -1.0;
+    x->r->step_max = x->step_w > 0 ? x->step_max : -1.0;
     return sp_mpi_agree(x->comm, st, err);
 }
 
@@ -527,6 +605,7 @@ sp_status sp_exchange_run(MPI_Comm comm, const sp_exchange_opts *o, sp_exchange_
     free(x.vl);
     free(x.scratch);
     free(x.sumv);
+    free(x.stats);
     free(x.conv);
     sp_cmp_buf_free(&x.up_msg);
     sp_cmp_buf_free(&x.down_msg);

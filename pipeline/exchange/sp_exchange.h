@@ -43,7 +43,9 @@ typedef struct {
     const char *compressor;                 /* uplink spec (mpi/sp_compress.h)              */
     const char *downlink;                   /* NULL: dense lr·g                             */
     const char *weights;                    /* uniform | data:N1,N2,... | smooth            */
-    double lr;
+    double lr;                              /* the server's fixed step, when !lr_auto       */
+    int lr_auto;                            /* 1 (default): EF21's step from the measured   *
+                                             * contraction of each unit (sp_exchange.c)     */
     const char *files_dir;                  /* NULL: MPI transport; else the shared dir     */
     int site0;                              /* site id of rank 0 of this job (files)        */
     int sites;                              /* total sites (0: the communicator's size)     */
@@ -63,6 +65,8 @@ typedef struct {
     double weights[SP_EXCHANGE_MAX_SITES]; /* w_i used (smooth: measured in round 1)      */
     double down_bytes;   /* the same for the downlink, per receiving site                   */
     double rel_error;    /* ‖g − mean v‖/‖mean v‖, < 0 when not computed                    */
+    double step_mean, step_min, step_max; /* the server's steps over units (mean weighted by
+                                             unit length); < 0 where this job has no server  */
     double seconds;
 } sp_exchange_result;
 

@@ -11,12 +11,13 @@
 static const char *USAGE =
     "usage: mpirun -n N shardpress exchange --base DIR --local 'sites/{rank}' --state D --out DIR\n"
     "           [--compressor topk:0.01+q8] [--weights uniform|data:N1,N2,..|smooth]\n"
-    "           [--server-lr 1.0] [--downlink SPEC] [--transport mpi|files:DIR]\n"
+    "           [--server-lr auto|LR] [--downlink SPEC] [--transport mpi|files:DIR]\n"
     "           [--site I --sites N] [--timeout S] [--json]\n"
     "\n"
     "One federated round of EF21 error-feedback compressed exchange of model deltas. Each rank\n"
-    "is a site; v_i = local_i - base per tensor; site i sends C(v_i/(n w_i) - g_i) and keeps\n"
-    "g_i; site 0 (the server) keeps g = sum w_i g_i and writes base + lr*g (or, with\n"
+    "is a site; v_i = local_i - base per tensor; site i sends C(s_i v_i - g_i) (s_i = 1/(n w_i);\n"
+    "1 for data weights) and keeps g_i; site 0 (the server) keeps g = sum w_i g_i and writes\n"
+    "base + lr*g (or, with\n"
     "--downlink, base + C(x - base) of its model x) as a model directory in the base's dtype,\n"
     "with config and tokenizer. State D (g_i, g, x, round) lives in parallel HDF5 checkpoints;\n"
     "the next round takes this round's --out as --base. A killed round is simply rerun.\n"
@@ -27,7 +28,9 @@ static const char *USAGE =
     "  --weights W         uniform (EF21: the mean of the deltas), data:N1,..,Nn (the\n"
     "                      deltas weighted by data size N_i/sum N, as FedAvg), smooth (EF21-W,\n"
     "                      w_i ~ ||v_i|| of the first round, the mean; mpi transport)\n"
-    "  --server-lr LR      step on g (default 1.0)\n"
+    "  --server-lr auto|LR the server's step on g. auto (default): per unit, EF21's step\n"
+    "                      1 - sqrt(1 - a) for the contraction a the compressor achieved on\n"
+    "                      the sites' residuals this round (1 without compression); LR: fixed\n"
     "  --transport T       mpi (default) or files:DIR (one file per site per round, sites may\n"
     "                      be separate jobs: --site I is this job's first site, --sites N)\n"
     "  --timeout S         files: seconds to wait for another site's file (default 60)\n"
@@ -49,6 +52,16 @@ static void print_result(const sp_exchange_opts *o, const sp_exchange_result *r,
         for (int s = 0; s < r->sites; s++)
             cJSON_AddItemToArray(up, r->up_bytes[s] < 0 ? cJSON_CreateNull() : cJSON_CreateNumber(r->up_bytes[s]));
         cJSON_AddNumberToObject(j, "down_bytes", r->down_bytes);
+        if (o->lr_auto) cJSON_AddStringToObject(j, "server_lr", "auto");
+        else cJSON_AddNumberToObject(j, "server_lr", o->lr);
+        if (r->step_mean >= 0) {
+            cJSON *st = cJSON_AddObjectToObject(j, "step");
+            cJSON_AddNumberToObject(st, "mean", r->step_mean);
+            cJSON_AddNumberToObject(st, "min", r->step_min);
+            cJSON_AddNumberToObject(st, "max", r->step_max);
+        } else {
+            cJSON_AddNullToObject(j, "step");
+        }
         cJSON *w = cJSON_AddArrayToObject(j, "weights");
         for (int s = 0; s < r->sites; s++) cJSON_AddItemToArray(w, cJSON_CreateNumber(r->weights[s]));
         if (r->rel_error >= 0) cJSON_AddNumberToObject(j, "rel_error", r->rel_error);
@@ -67,6 +80,9 @@ static void print_result(const sp_exchange_opts *o, const sp_exchange_result *r,
             printf("uplink       site %d: %.0f bytes (%.4f of dense)\n", s, r->up_bytes[s],
                    r->up_bytes[s] / r->dense_bytes);
     printf("downlink     %.0f bytes per site (%.4f of dense)\n", r->down_bytes, r->down_bytes / r->dense_bytes);
+    if (r->step_mean >= 0)
+        printf("step         %.4f (units: %.4f .. %.4f)%s\n", r->step_mean, r->step_min, r->step_max,
+               o->lr_auto ? ", auto" : "");
     if (r->rel_error >= 0) printf("rel. error   %.6e  (||g - mean v|| / ||mean v||)\n", r->rel_error);
     printf("output       %s\n", o->out);
 }
@@ -99,8 +115,11 @@ sp_status sp_exchange_cli(MPI_Comm comm, int rank, int argc, char **argv,
         case 'w': o.weights = optarg; break;
         case 'd': o.downlink = optarg; break;
         case 'r':
+            o.lr_auto = !strcmp(optarg, "auto");
+            if (o.lr_auto) break;
             o.lr = strtod(optarg, &end);
-            SP_RETURN_IF(end == optarg || *end, err, SP_EINVAL, "--server-lr '%s': not a number", optarg);
+            SP_RETURN_IF(end == optarg || *end, err, SP_EINVAL, "--server-lr '%s': expected auto "
+                         "or a number", optarg);
             break;
         case 'T':
             o.timeout_s = strtod(optarg, &end);

@@ -2,6 +2,6 @@
 foreach(n 1 2 4)
   sp_script_test(mpi_exchange_ranks_${n} test_exchange.sh ranks ${n})
 endforeach()
-foreach(case verify kill files bad)
+foreach(case verify rounds kill files bad)
   sp_script_test(mpi_exchange_${case} test_exchange.sh ${case})
 endforeach()

@@ -9,12 +9,13 @@ usage:
   exchange_ref.py dense OUT BASE LR W SITE...
       OUT must be BASE + LR * sum_i W_i (SITE_i - BASE) within fp32 rounding; W is 'mean' or
       comma-separated weights (normalised here). Used with --compressor none.
-  exchange_ref.py topk FILES FRAC LR W BASE OUT1[,OUT2,..] SITE...
+  exchange_ref.py topk FILES FRAC LR W BASE OUT1[,OUT2,..] SITE...   (LR: a number or auto)
       for round r = 1, 2, ..: each site's uplink message of each unit (files transport,
       FILES/round-(r-1)/up-SSSSS.msg) must carry exactly the K = ceil(FRAC d) largest |residual|
       coordinates with the residual's values, residual = (SITE_i - base_r) - g_i where g_i is
       the sum of the site's earlier messages (decoded here); and OUT_r = base_r + LR sum_i w_i c_i
-      (base_1 = BASE, base_r = OUT_{r-1}).
+      (base_1 = BASE, base_r = OUT_{r-1}); the norms message after each unit holds ||residual||^2
+      and ||residual - C(residual)||^2, and LR auto is EF21's step for alpha = 1 - their ratio.
   exchange_ref.py norms SITE... BASE       print ||SITE_i - BASE|| / sum_j ||SITE_j - BASE||
   exchange_ref.py relerr OUT BASE0 SITE... print ||(OUT - BASE0) - mean_i (SITE_i - BASE0)|| /
                                            ||mean_i (SITE_i - BASE0)||
@@ -92,7 +93,9 @@ def cmd_dense(a):
 
 
 def parse_msgs(path):
-    """A files-transport file: 32-byte header, messages, 16-byte trailer."""
+    """A files-transport site file: 32-byte header, messages, 16-byte trailer. Per unit two
+    messages: the Top-K residual (f32 values), then the residual norms (dense, 2 f32 values).
+    Returns [(d, idx, vals, (r2, e2)), ...]."""
     raw = open(path, 'rb').read()
     assert raw[:4] == b'SPXF' and raw[-4:] == b'FXPS', path
     count = struct.unpack('<Q', raw[-16:-8])[0]
@@ -101,6 +104,11 @@ def parse_msgs(path):
         assert raw[pos:pos + 4] == b'SPC1', (path, pos)
         kind, values, flags = raw[pos + 4], raw[pos + 5], raw[pos + 6]
         d, k, rawlen, stored = struct.unpack('<QQQQ', raw[pos + 8:pos + 40])
+        if len(msgs) % 2:  # the norms message
+            assert kind == 0 and values == 0 and flags == 0 and d == 2, 'expected 2 dense f32 norms'
+            msgs.append(struct.unpack('<ff', raw[pos + 48:pos + 56]))
+            pos += 48 + stored
+            continue
         assert kind == 1 and values == 0 and flags == 0, 'expected topk with f32 values, no zstd'
         p = pos + 48
         idx, last = [], -1
@@ -117,12 +125,12 @@ def parse_msgs(path):
         vals.frombytes(raw[p:p + 4 * k])
         msgs.append((d, idx, vals))
         pos += 48 + stored
-    assert len(msgs) == count, path
-    return msgs
+    assert len(msgs) == count and count % 2 == 0, path
+    return [msgs[i] + (msgs[i + 1],) for i in range(0, count, 2)]
 
 
 def cmd_topk(a):
-    files, frac, lr, wspec, base0, outs, sites = a[0], float(a[1]), float(a[2]), a[3], a[4], a[5].split(','), a[6:]
+    files, frac, lr, wspec, base0, outs, sites = a[0], float(a[1]), a[2], a[3], a[4], a[5].split(','), a[6:]
     S = [read_st(s) for s in sites]
     n = len(S)
     w = f32(weights(wspec, n))  # the server adds (float)w_i * c_i
@@ -139,8 +147,9 @@ def cmd_topk(a):
         for t, k in enumerate(names):
             b, L = base[k], len(base[k])
             K = math.ceil(frac * L)
+            R = E = 0.0
             for i in range(n):
-                d, idx, vals = M[i][t]
+                d, idx, vals, (r2, e2) = M[i][t]
                 if d != L or len(idx) != K:
                     fail('round %d site %d %s: message d=%d k=%d, expected d=%d k=%d' % (r + 1, i, k, d, len(idx), L, K))
                 v = f32([S[i][k][j] - b[j] for j in range(L)])
@@ -155,9 +164,30 @@ def cmd_topk(a):
                     if x != res[j]:
                         fail('round %d site %d %s[%d]: sent %.9g, residual %.9g' % (r + 1, i, k, j, x, res[j]))
                     g[i][k][j] += x
+                # the norms the site reported: of its residual, and of what was not sent
+                want_r2 = sum(x * x for x in res)
+                want_e2 = want_r2 - sum(res[j] * res[j] for j in idx)
+                for nm, got, want in (('|r|^2', r2, want_r2), ('|r - C(r)|^2', e2, want_e2)):
+                    if abs(got - want) > 1e-5 * want_r2 + 1e-30:
+                        fail('round %d site %d %s: reported %s %.9g, expected %.9g' % (r + 1, i, k, nm, got, want))
+                R += want_r2
+                E += want_e2
+            # the step: fixed, or auto = EF21's step for the measured contraction,
+            # 1/(L + L~ sqrt(beta/theta)) with L = L~ = 1, theta = 1 - sqrt(1 - alpha),
+            # beta = (1 - alpha)/theta, alpha = 1 - E/R (written out, not simplified)
+            if lr == 'auto':
+                alpha = 1.0 - E / R if R > 0 else 1.0
+                if alpha >= 1.0:
+                    step = 1.0
+                else:
+                    theta = 1.0 - math.sqrt(1.0 - alpha)
+                    beta = (1.0 - alpha) / theta
+                    step = 1.0 / (1.0 + 1.0 * math.sqrt(beta / theta))
+            else:
+                step = float(lr)
             # the server's g is the weighted sum of every message so far
-            want = [b[j] + lr * sum(w[i] * g[i][k][j] for i in range(n)) for j in range(L)]
-            sc = [abs(b[j]) + lr * sum(abs(w[i] * g[i][k][j]) for i in range(n)) * 4 for j in range(L)]
+            want = [b[j] + step * sum(w[i] * g[i][k][j] for i in range(n)) for j in range(L)]
+            sc = [abs(b[j]) + step * sum(abs(w[i] * g[i][k][j]) for i in range(n)) * 4 for j in range(L)]
             check_close('round %d %s' % (r + 1, k), O[k], want, sc)
         print('ok: topk round %d: every site sent the K largest residual coordinates, out = base + lr sum w c' % (r + 1))
         base = O

@@ -2,9 +2,16 @@
 """Make site models for the exchange tests from a base model directory (stdlib only).
 
 usage: make_sites.py BASE OUT_DIR N [--scale S] [--seed K] [--f16] [--reshape NAME]
+                    [--kind uniform|gauss|lowrank]
 Writes OUT_DIR/0 .. OUT_DIR/N-1, each a copy of BASE (config, tokenizer) whose
-model.safetensors holds base + S * noise_i (noise_i seeded by K and i, uniform in [-1, 1],
-with a site-specific common direction so the deltas are correlated as in federated training).
+model.safetensors holds base + S * delta_i, delta_i seeded by K and i:
+  uniform (default): noise uniform in [-1, 1] plus half of a direction common to the sites (so
+           the deltas are correlated as in federated training);
+  gauss:   independent standard normal noise (issue 21's experiment);
+  lowrank: not white noise: per 2-D tensor [R, C], sum_k a_ik u_k v_k^T over 4 directions
+           shared by the sites (site-specific coefficients a_ik), plus 0.5% of the entries of
+           each site spiked by N(0, 5^2), plus N(0, 0.1^2) noise; scaled to unit rms before S.
+           1-D tensors get gauss.
 --f16 stores the tensors as F16; --reshape NAME swaps the two dims of tensor NAME (bad input).
 """
 import array, json, os, random, shutil, struct, sys
@@ -36,10 +43,22 @@ def write_st(path, tensors, f16=False):
         f.write(struct.pack('<Q', len(h))); f.write(h)
         for b in blobs: f.write(b)
 
+def lowrank(shape, common, rng, rank=4):
+    R, C = shape
+    U = [[common.gauss(0, 1) for _ in range(R)] for _ in range(rank)]
+    V = [[common.gauss(0, 1) for _ in range(C)] for _ in range(rank)]
+    c = [rng.gauss(0, 1) for _ in range(rank)]
+    d = [sum(c[k] * U[k][r] * V[k][q] for k in range(rank)) + 0.1 * rng.gauss(0, 1)
+         for r in range(R) for q in range(C)]
+    for _ in range(max(1, len(d) // 200)):
+        d[rng.randrange(len(d))] += rng.gauss(0, 5)
+    rms = (sum(x * x for x in d) / len(d)) ** 0.5
+    return [x / rms for x in d]
+
 def main():
     args = sys.argv[1:]
     base, out, n = args[0], args[1], int(args[2])
-    opt = dict(scale=0.01, seed=1, f16=False, reshape=None)
+    opt = dict(scale=0.01, seed=1, f16=False, reshape=None, kind='uniform')
     i = 3
     while i < len(args):
         a = args[i]
@@ -57,7 +76,12 @@ def main():
         new = {}
         for k in sorted(ts):
             shape, a = ts[k]
-            b = array.array('f', (x + scale * (0.5 * common.uniform(-1, 1) + rng.uniform(-1, 1)) for x in a))
+            if opt['kind'] == 'gauss' or (opt['kind'] == 'lowrank' and len(shape) != 2):
+                b = array.array('f', (x + scale * rng.gauss(0, 1) for x in a))
+            elif opt['kind'] == 'lowrank':
+                b = array.array('f', (x + scale * y for x, y in zip(a, lowrank(shape, common, rng))))
+            else:
+                b = array.array('f', (x + scale * (0.5 * common.uniform(-1, 1) + rng.uniform(-1, 1)) for x in a))
             if opt['reshape'] == k and len(shape) == 2: shape = [shape[1], shape[0]]
             new[k] = (shape, b)
         write_st(os.path.join(d, 'model.safetensors'), new, opt['f16'])

@@ -347,6 +347,23 @@ static void test_downlink_and_ef(void **st) {
 }
 
 /* The gather on one rank returns the message itself. */
+/* sp_ef21_step against the theorem's form, written out: γ = 1/(L + L̃·√(β/θ)) with L = L̃ = 1,
+ * θ = 1 − √(1 − α), β = (1 − α)/θ (issue 21); and the ends: α = 1 (no compression) steps 1,
+ * α <= 0 or NaN steps 0. */
+static void test_step(void **st) {
+    (void)st;
+    const double alphas[] = {1e-6, 0.001, 0.01, 0.05, 0.0968, 0.28, 0.5, 0.9, 0.999999};
+    for (size_t i = 0; i < sizeof alphas / sizeof alphas[0]; i++) {
+        double a = alphas[i], theta = 1.0 - sqrt(1.0 - a), beta = (1.0 - a) / theta;
+        double want = 1.0 / (1.0 + 1.0 * sqrt(beta / theta));
+        assert_true(fabs(sp_ef21_step(a) - want) <= 1e-12 * want);
+    }
+    /* topk:0.05 worst case: 0.02532 (the issue's experiment; the fixed 1.0 diverges from it) */
+    assert_true(fabs(sp_ef21_step(0.05) - 0.025320565519103) < 1e-12);
+    assert_true(sp_ef21_step(1.0) == 1.0 && sp_ef21_step(1.5) == 1.0);
+    assert_true(sp_ef21_step(0.0) == 0.0 && sp_ef21_step(-1.0) == 0.0 && sp_ef21_step(NAN) == 0.0);
+}
+
 static void test_gather_one_rank(void **st) {
     (void)st;
     const uint8_t msg[5] = {1, 2, 3, 4, 5};
@@ -367,6 +384,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_bytes_roundtrip),
         cmocka_unit_test(test_spec_parse),        cmocka_unit_test(test_ef21_rate_invariant),
         cmocka_unit_test(test_downlink_and_ef),   cmocka_unit_test(test_gather_one_rank),
+        cmocka_unit_test(test_step),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
     MPI_Finalize();
