@@ -482,7 +482,10 @@ static sp_status search_job(MPI_Comm comm, const sp_search_opts *o, int resume,
     MPI_Comm_size(comm, &s.size);
     gen_scratch g;
     memset(&g, 0, sizeof g);
-    sp_status st = sp_mpi_agree(comm, check_opts(o, err), err);
+    sp_status st = check_opts(o, err);
+    /* issue 21: --out is checked before any work (it used to fail after the whole search) */
+    if (st == SP_OK && s.rank == 0) st = sp_search_check_out(o->out_map, err);
+    st = sp_mpi_agree(comm, st, err);
     if (st == SP_OK) st = sp_seval_open(&s.ev, comm, &o->ev, err);
     if (st) return st;
     s.space = sp_seval_space(s.ev);

@@ -60,6 +60,9 @@ sp_status sp_search_sens_load(sp_search_state *s, const char *path, sp_err *err)
 
 /* sp_search_out.c */
 sp_status sp_search_write_outputs(const sp_search_state *s, sp_err *err);
+/* Before any work (rank 0): the map file can be created where --out says (not a directory,
+ * its directory exists and is writable). The message names the path and the cause. */
+sp_status sp_search_check_out(const char *map, sp_err *err);
 
 /* sp_search_ckpt.c: search.json (rank 0, atomic) */
 sp_status sp_search_write_run(const sp_search_state *s, sp_err *err);

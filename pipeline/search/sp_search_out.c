@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "shards/sp_model.h"
@@ -30,6 +31,23 @@ static sp_status commit_tmp(FILE *f, const char *tmp, const char *path, sp_err *
         unlink(tmp);
         return sp_err_set(err, SP_EIO, "%s: cannot write: %s", path, strerror(e));
     }
+    return SP_OK;
+}
+
+sp_status sp_search_check_out(const char *map, sp_err *err) {
+    /* Issue 21: a typo in --out used to show only when the map was written, after the whole
+     * search. Create (and remove) the temporary file the map is written through: the same
+     * directory, the same permissions, the same file system. */
+    char tmp[4200];
+    FILE *f = NULL;
+    SP_RETURN_IF(!map || !*map, err, SP_EINVAL, "search: --out is required");
+    struct stat sb;
+    SP_RETURN_IF(stat(map, &sb) == 0 && S_ISDIR(sb.st_mode), err, SP_EINVAL,
+                 "search: --out %s: is a directory (--out names the map file)", map);
+    sp_status st = open_tmp(map, tmp, sizeof tmp, &f, err);
+    if (st) return sp_err_prefix(err, "search: --out %s cannot be written", map);
+    fclose(f);
+    unlink(tmp);
     return SP_OK;
 }
 

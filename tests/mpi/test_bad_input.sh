@@ -80,5 +80,16 @@ import json; p='$WORK/m/config.json'; c=json.load(open(p)); c['architectures']=[
     # one rank per job (--transport files) may name its site plainly
     "$SP_BIN" exchange --base "$M" --local "$WORK/sites/0" --state "$WORK/D1" --out "$WORK/y" >/dev/null \
       || fail "one rank with a plain --local was refused" ;;
+  search_out)
+    # issue 21: search checks --out before the search (it used to fail after all of it)
+    "$SP_BIN" quantize --model "$M" --method rtn --out "$WORK/q" --bits 4 --levels 2,3,4 >/dev/null
+    S=(search --model "$WORK/q" --calib "$TEXT" --target-bits 3 --ctx 64 --generations 1000)
+    t0=$(date +%s)
+    expect_error "^shardpress: error: search: --out $WORK/none/map\.txt cannot be written: $WORK/none/map\.txt\.tmp: cannot write: No such file or directory\$" \
+      timeout 30 "$SP_BIN" "${S[@]}" --out "$WORK/none/map.txt"
+    expect_error "^shardpress: error: search: --out $WORK: is a directory \(--out names the map file\)\$" \
+      timeout 30 "$SP_BIN" "${S[@]}" --out "$WORK"
+    [ $(( $(date +%s) - t0 )) -lt 20 ] || fail "the refusals took $(( $(date +%s) - t0 )) s: --out was not checked first"
+    ls "$WORK" | grep -q 'tmp' && fail "a probe file was left: $(ls "$WORK")"; true ;;
   *) fail "unknown case $1" ;;
 esac
