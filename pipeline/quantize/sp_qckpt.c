@@ -254,7 +254,9 @@ sp_status sp_quantize_resume(MPI_Comm comm, const char *dir, volatile sig_atomic
         return st;
     }
     o.stop_flag = stop_flag;
-    st = sp_quantize_job(comm, &o, 1, res, err);
+    /* a resume on fewer ranks may not fit where the run did */
+    st = sp_quantize_check_memory(comm, &o, err);
+    if (st == SP_OK) st = sp_quantize_job(comm, &o, 1, res, err);
     sp_qrun_free_strings(&s);
     return st;
 }

@@ -798,7 +798,8 @@ sp_status sp_quantize_run(MPI_Comm comm, const sp_quantize_opts *o, sp_quantize_
         sp_model_close(m);
         defaulted = 1;
     }
-    sp_status st = sp_quantize_job(comm, &oc, 0, res, err);
+    sp_status st = sp_quantize_check_memory(comm, &oc, err);
+    if (st == SP_OK) st = sp_quantize_job(comm, &oc, 0, res, err);
     res->ctx_defaulted = defaulted;
     return st;
 }

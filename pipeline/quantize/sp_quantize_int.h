@@ -79,6 +79,11 @@ sp_status sp_qckpt_save(sp_qjob *j, int layers_done, sp_err *err);
 sp_status sp_qckpt_before_overwrite(sp_qjob *j, sp_err *err);
 sp_status sp_qckpt_finish(sp_qjob *j, sp_quantize_result *res, sp_err *err);
 
+/* sp_qmem.c — collective, before any output: the plan's predicted peak heap per rank
+ * (pipeline/plan) against the smallest MemAvailable per rank of the nodes; SP_ENOMEM with both
+ * numbers and the --nsamples that would fit when it cannot fit (o->ctx resolved). */
+sp_status sp_quantize_check_memory(MPI_Comm comm, const sp_quantize_opts *o, sp_err *err);
+
 /* sp_quantize.c — the job itself (resume = 1 continues from the checkpoint directory). */
 sp_status sp_quantize_job(MPI_Comm comm, const sp_quantize_opts *o, int resume,
                           sp_quantize_result *res, sp_err *err);

@@ -1,6 +1,6 @@
 # Issue 3 (quantize): quality, determinism across runs and rank counts, bad input.
 sp_script_test(mpi_quantize_quality_determinism test_quantize.sh)
-foreach(case short_calib bits_range group_size nan_weight out_exists mpi_short_calib ckpt_readonly)
+foreach(case short_calib bits_range group_size nan_weight out_exists mpi_short_calib ckpt_readonly memory)
   sp_script_test(quantize_bad_${case} test_quantize_bad.sh ${case})
 endforeach()
 sp_script_test(cli_export_gptq_roundtrip test_export.sh)

@@ -23,6 +23,32 @@ case "$1" in
       as_user "$SP_BIN" quantize --model "$M" --calib "$CAL" --out "$OUT" --nsamples 4 --ctx 64 --checkpoint-dir "$WORK/ro"
     no_output
     [ -z "$(ls -A "$WORK/ro")" ] || fail "files left in the read-only directory" ;;
+  memory)
+    # issue 21: 16M windows of 512 tokens cannot fit anywhere; quantize refuses before it
+    # starts, with the plan's number. Independent checks: the need is at least the hidden
+    # states alone (S·T·D·4 bytes, D = 64), the available figure is MemAvailable read here.
+    # (ulimit -v: code that ignored the plan would fail fast instead of eating the machine.)
+    rc=0; (ulimit -v 3000000; "$SP_BIN" quantize --model "$M" --calib "$CAL" --out "$OUT" \
+      --nsamples 16000000 --ctx 512 >/dev/null 2>"$WORK/err") || rc=$?
+    [ $rc -ne 0 ] && [ $rc -lt 128 ] || fail "expected a clean refusal, rc=$rc"
+    [ "$(wc -l <"$WORK/err")" -eq 1 ] || { cat "$WORK/err"; fail "expected one line"; }
+    python3 - "$WORK/err" <<'PY'
+import re, sys
+msg = open(sys.argv[1]).read()
+m = re.fullmatch(r"shardpress: error: quantize: --nsamples 16000000 --ctx 512 needs ([0-9.]+) GiB "
+                 r"per rank \(plan's prediction, peak at [a-z]+\), but ([0-9.]+) GiB is available per "
+                 r"rank \(MemAvailable / ranks on the node\); at most --nsamples ([0-9]+) fits"
+                 r"(, or use [0-9]+ ranks)? \(see shardpress plan\)\n", msg)
+assert m, msg
+need, avail, fit = float(m[1]), float(m[2]), int(m[3])
+states = 16e6 * 512 * 64 * 4 / 2**30
+assert need >= states, (need, states)
+kb = [int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemAvailable:")][0]
+assert abs(avail - kb / 2**20) <= 0.25 * kb / 2**20 + 0.5, (avail, kb)
+assert 0 < fit and fit * 512 * 64 * 4 / 2**30 <= avail, (fit, avail)
+print("ok:", msg.strip())
+PY
+    no_output ;;
   short_calib)
     echo "Once upon a time." >"$WORK/short.txt"
     expect_error 'short\.txt.*(shorter|window)' q "$M" "$WORK/short.txt"; no_output ;;
