@@ -12,6 +12,7 @@
 
 #include "kernels/sp_forward.h"
 #include "kernels/sp_gtype.h"
+#include "kernels/sp_rotate.h"
 #include "mpi/sp_mpi.h"
 #include "pipeline/quantize/sp_qrun.h"
 #include "pipeline/sp_eval.h"
@@ -50,6 +51,11 @@ struct sp_seval {
     char dense_dir[PATH_MAX];
     uint32_t dense_fp;
     int gguf_costs;               /* sp_seval_opts.gguf_costs                                */
+    /* A container made with quantize --rotate (config.json "shardpress_rotation") holds the
+     * rotated model: the reference (all dense) is the dense model's own forward, the same
+     * function; but a dense module mixed into a quantized block (the sensitivity pass) must be
+     * rotated like the container's, so dense blocks are rotated the same way when loaded. */
+    sp_rotation rot;
 };
 
 const sp_config *sp_seval_config(const sp_seval *e) { return e->c; }
@@ -68,6 +74,7 @@ void sp_seval_close(sp_seval *e) {
     if (!e) return;
     sp_model_close(e->qm);
     sp_model_close(e->dm);
+    sp_rotation_free(&e->rot);
     sp_sgenome_space_free(&e->space);
     free(e->ids);
     free(e->ref);
@@ -185,6 +192,9 @@ static sp_status open_dense(sp_seval *e, const sp_seval_opts *o, sp_err *err) {
     if (st && !o->dense_dir) sp_err_prefix(err, "%s/source.json names the dense model; pass --dense DIR if it moved", o->qdir);
     if (st) return st;
     SP_FORWARD(check_dense(e, o->qdir, err));
+    if (e->c->rotation[0])
+        SP_FORWARD(sp_rotation_init(&e->rot, sp_rotate_parse(e->c->rotation),
+                                    (uint64_t)e->c->rotation_seed, e->c, err));
     SP_FORWARD(sp_qrun_model_fingerprint(e->dense_dir, &e->dense_fp, err));
     SP_RETURN_IF(have && e->dense_fp != src_fp, err, SP_EINVAL, "%s: fingerprint 0x%08x, but "
                  "%s/source.json says the container was made from a model with 0x%08x: not "
@@ -422,12 +432,14 @@ static sp_status load_layer(sp_seval *e, block_buf *b, int l, const uint8_t *g, 
     b->layer = -1;
     if (nd == SP_MOD_COUNT) {
         SP_FORWARD(sp_model_load_block(e->dm, l, &b->w, err));
+        SP_FORWARD(sp_rotation_block(&e->rot, &b->w, e->c, err));
     } else {
         SP_FORWARD(sp_model_load_block(e->qm, l, &b->w, err));
         if (nd && e->bd.layer != l) {
             if (!e->bd.w.wq) SP_FORWARD(sp_block_weights_alloc(&e->bd.w, e->c, err));
             e->bd.layer = -1;
             SP_FORWARD(sp_model_load_block(e->dm, l, &e->bd.w, err));
+            SP_FORWARD(sp_rotation_block(&e->rot, &e->bd.w, e->c, err));
             e->bd.layer = l;
         }
         for (int k = 0; k < SP_MOD_COUNT && nd; k++) {

