@@ -107,6 +107,13 @@ static void test_config_rejects(void **state) {
         {"{\"architectures\": [\"LlamaForCausalLM\"], " BASE ", \"tie_word_embeddings\": 1}",
          SP_EFORMAT, "tie_word_embeddings"},
         {"{\"architectures\": [\"LlamaForCausalLM\"], " BASE ", }", SP_EFORMAT, "JSON"},
+        /* issue 23: the rotation record */
+        {"{\"architectures\": [\"LlamaForCausalLM\"], " BASE ", \"shardpress_rotation\": "
+         "{\"method\": \"givens\", \"seed\": \"1\"}}", SP_EFORMAT, "shardpress_rotation.method"},
+        {"{\"architectures\": [\"LlamaForCausalLM\"], " BASE ", \"shardpress_rotation\": "
+         "{\"method\": \"hadamard\", \"seed\": 1}}", SP_EFORMAT, "shardpress_rotation.seed"},
+        {"{\"architectures\": [\"LlamaForCausalLM\"], " BASE ", \"shardpress_rotation\": "
+         "{\"method\": \"hadamard\", \"seed\": \"-1\"}}", SP_EFORMAT, "shardpress_rotation.seed"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         sp_config c;
@@ -164,6 +171,14 @@ static void test_config_save_roundtrip(void **state) {
     assert_int_equal(sp_config_load_json(&b, p, &err), SP_OK);
     assert_memory_equal(&a, &b, sizeof a);
     assert_int_equal(sp_config_save_json(&a, p, "[1]", &err), SP_EINVAL);
+    /* issue 23: the rotation survives a save and a load (the seed exactly, beyond 2^53) */
+    snprintf(a.rotation, sizeof a.rotation, "orthogonal");
+    a.rotation_seed = 9223372036854775807ull;
+    assert_int_equal(sp_config_save_json(&a, p, NULL, &err), SP_OK);
+    assert_int_equal(sp_config_load_json(&b, p, &err), SP_OK);
+    assert_string_equal(b.rotation, "orthogonal");
+    assert_true(b.rotation_seed == 9223372036854775807ull);
+    assert_memory_equal(&a, &b, sizeof a);
     tu_rmdir(dir);
 }
 
