@@ -40,10 +40,14 @@ kill)
     wait "$pg" 2>/dev/null || true
     sleep 0.2
     [ -e "$OUT" ] && break
-    echo "killed (round $i), checkpoints: $(ls "$D" | tr '\n' ' ')"
-    start "${ranks[$i]}" resume "$D"
+    echo "killed (round $i), checkpoints: $(ls "$D" 2>/dev/null | tr '\n' ' ')"
+    # A run killed before it wrote run.json (a slow start on a loaded machine: seen with load
+    # average 11 on 2 cores) left nothing to resume: start it again.
+    if [ -e "$D/run.json" ]; then start "${ranks[$i]}" resume "$D"
+    else start "${ranks[$i]}" quantize --model "$M" --calib "$CAL" --out "$OUT" "${Q[@]}" --checkpoint-dir "$D"; fi
   done
   wait "$pg" 2>/dev/null || true
+  [ -e "$OUT" ] || [ -e "$D/run.json" ] || "$SP_BIN" quantize --model "$M" --calib "$CAL" --out "$OUT" "${Q[@]}" --checkpoint-dir "$D" >/dev/null
   if [ ! -e "$OUT" ]; then
     $SP_MPIEXEC -n 2 "$SP_BIN" resume "$D" >/dev/null || { cat "$WORK/job.err"; fail "final resume failed"; }
   fi
