@@ -176,6 +176,13 @@ sp_status sp_gtype_pack_level_row(const sp_qlayer *q, int r, void *dst, sp_err *
 sp_status sp_gtype_rtn_level(const float *W, int rows, int cols, int gtype, sp_qlayer *out,
                              sp_err *err);
 
+/* Quantize one row x[n] into dst like sp_gtype_quantize_row, but each block's parameters from
+ * sp_gtype_block_params (the weighted search; wt[n] or NULL for unit weights) instead of the
+ * min-max rule: what export --match-gguf uses for token_embd/output. F32/F16: as
+ * sp_gtype_quantize_row. @return SP_EINVAL (n not a multiple of the block). */
+sp_status sp_gtype_quantize_row_search(int type, const float *x, int64_t n, const double *wt,
+                                       void *dst, sp_err *err);
+
 /* Write one block of type from its parameters and codes q[block] (sp_gtype.c). */
 void sp_gtype_put_block(int type, const sp_gtype_params *p, const int *q, uint8_t *dst);
 

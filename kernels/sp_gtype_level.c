@@ -325,3 +325,26 @@ sp_status sp_gtype_rtn_level(const float *W, int rows, int cols, int gtype, sp_q
         }
     return SP_OK;
 }
+
+sp_status sp_gtype_quantize_row_search(int type, const float *x, int64_t n, const double *wt,
+                                       void *dst, sp_err *err) {
+    int bits = 0, g = 0, sym = 0;
+    sp_gtype_level(type, &bits, &g, &sym);
+    if (bits == 0) return sp_gtype_quantize_row(type, x, n, dst, err);
+    const int B = sp_gtype_block(type), maxq = (1 << bits) - 1;
+    SP_RETURN_IF(n % B != 0, err, SP_EINVAL, "gguf %s: a row of %lld values is not a multiple of "
+                 "the block (%d)", sp_gtype_name(type), (long long)n, B);
+    const size_t bb = sp_gtype_block_bytes(type);
+    int q[256];
+    for (int64_t b0 = 0; b0 < n; b0 += B) {
+        const float *xb = x + b0;
+        sp_gtype_params p;
+        sp_gtype_block_params(type, xb, wt ? wt + b0 : NULL, &p);
+        for (int v = 0; v < B; v++) {
+            float y;
+            q[v] = sp_gtype_code(xb[v], p.scale[v / g], p.zero[v / g], p.min[v / g], maxq, &y);
+        }
+        sp_gtype_put_block(type, &p, q, (uint8_t *)dst + (size_t)(b0 / B) * bb);
+    }
+    return SP_OK;
+}

@@ -115,6 +115,7 @@ static sp_status match_sides(const char *model, const char *path, sp_gguf_export
     sp_gguf_match m;
     SP_FORWARD(sp_gguf_match_read(path, &cfg, &m, err));
     eo->f16_fallback = 1; /* as search --match-gguf prices such levels, and llama.cpp writes */
+    eo->side_search = 1;  /* the sides at their best for the type: the file competes with F   */
     const char *nm = NULL;
     if (eo->embed_type < 0) {
         sp_gguf_type_traits(m.embed_type, NULL, NULL, &nm);

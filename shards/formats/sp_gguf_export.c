@@ -122,6 +122,7 @@ typedef struct {
     int module;    /* container module index, or -1                          */
     int exact;     /* 1: pack the container's codes (sp_gtype_pack_qrow)     */
     int rope;      /* 1: the rope_freqs tensor (computed, no source)         */
+    int side_search; /* token_embd/output under opts.side_search              */
     int64_t rows, cols;
 } ent_t;
 
@@ -261,6 +262,8 @@ static sp_status build_plan(const src_t *s, const sp_gguf_export_opts *o, ent_t 
             x->type = fit_type(o->embed_type >= 0 ? o->embed_type : auto_side(first_lin_type, SP_GT_Q8_0, (int)x->cols), x->cols);
         else if (!strcmp(x->hf, "lm_head.weight"))
             x->type = fit_type(o->output_type >= 0 ? o->output_type : auto_side(first_lin_type, SP_GT_Q6_K, (int)x->cols), x->cols);
+        x->side_search = o->side_search && (!strcmp(x->hf, "model.embed_tokens.weight") ||
+                                            !strcmp(x->hf, "lm_head.weight"));
         SP_RETURN_IF(!sp_gtype_row_bytes(x->type, x->cols), err, SP_EINVAL,
                      "gguf: %s: rows of %lld values do not fit type %s (block of %d)", x->hf,
                      (long long)x->cols, sp_gtype_name(x->type), sp_gtype_block(x->type));
@@ -412,7 +415,9 @@ static sp_status write_ent(sp_gguf *g, const src_t *s, const ent_t *x, sp_err *e
                                     "%lld", x->hf, (long long)(r0 + sr), (long long)k);
                     break;
                 }
-            if (st == SP_OK) st = sp_gtype_quantize_row(x->type, v, x->cols, row, err);
+            if (st == SP_OK)
+                st = x->side_search ? sp_gtype_quantize_row_search(x->type, v, x->cols, NULL, row, err)
+                                    : sp_gtype_quantize_row(x->type, v, x->cols, row, err);
             if (st == SP_OK) st = sp_gguf_write_data(g, row, rb, err);
         }
         /* re-quantizing a large tensor takes a while (Q2_K/Q3_K search per block) */

@@ -41,6 +41,8 @@ typedef struct {
     int type;         /* sp_gtype of linear weights, -1 auto                                  */
     int embed_type;   /* token_embd, -1 auto                                                  */
     int output_type;  /* output (untied head), -1 auto                                        */
+    int side_search;  /* token_embd/output quantized with the block search (unit weights,
+                       * sp_gtype_quantize_row_search) instead of the min-max rule          */
     int f16_fallback; /* container levels whose rows fit no block: F16 (as llama.cpp writes
                        * them; rounds GPTQ's values) instead of their exact F32 values       */
     /* per-module levels (bits) replacing the container's selected ones (bits map) */
