@@ -105,9 +105,31 @@ static sp_status parse_type(const char *opt, const char *v, int *t, sp_err *err)
     return SP_OK;
 }
 
+/* The type to write for a side tensor the matched file holds as ggml type t: t itself when
+ * export writes it, else (IQ4_NL, IQ4_XS, ...) the writable type of most bits per weight that
+ * is no larger per weight and fits rows of cols, with a warning. */
+static int side_type(int t, int cols, const char *path, const char *what, int rank) {
+    if (sp_gtype_name(t) && sp_gtype_row_bytes(t, cols)) return t;
+    int blk;
+    size_t bb;
+    const char *nm;
+    sp_gguf_type_traits(t, &blk, &bb, &nm);
+    double bpw = 8.0 * (double)bb / blk;
+    static const int cand[] = {SP_GT_Q2_K, SP_GT_Q3_K, SP_GT_Q4_0, SP_GT_Q4_1, SP_GT_Q4_K,
+                               SP_GT_Q5_0, SP_GT_Q5_1, SP_GT_Q5_K, SP_GT_Q6_K, SP_GT_Q8_0, SP_GT_F16};
+    int best = SP_GT_Q2_K;
+    for (size_t i = 0; i < sizeof cand / sizeof cand[0]; i++)
+        if (sp_gtype_row_bytes(cand[i], cols) && sp_gtype_bpw(cand[i]) <= bpw + 1e-9 &&
+            (!sp_gtype_row_bytes(best, cols) || sp_gtype_bpw(cand[i]) > sp_gtype_bpw(best)))
+            best = cand[i];
+    if (rank == 0) fprintf(stderr, "warning: %s: %s is %s, which export does not write: %s instead\n", path, what,
+            nm, sp_gtype_name(best));
+    return best;
+}
+
 /* --match-gguf: token_embd and output at the file's types (where not given). */
-static sp_status match_sides(const char *model, const char *path, sp_gguf_export_opts *eo,
-                             sp_err *err) {
+static sp_status match_sides(int rank, const char *model, const char *path,
+                             sp_gguf_export_opts *eo, sp_err *err) {
     char cp[4200];
     snprintf(cp, sizeof cp, "%s/config.json", model);
     sp_config cfg;
@@ -116,19 +138,9 @@ static sp_status match_sides(const char *model, const char *path, sp_gguf_export
     SP_FORWARD(sp_gguf_match_read(path, &cfg, &m, err));
     eo->f16_fallback = 1; /* as search --match-gguf prices such levels, and llama.cpp writes */
     eo->side_search = 1;  /* the sides at their best for the type: the file competes with F   */
-    const char *nm = NULL;
-    if (eo->embed_type < 0) {
-        sp_gguf_type_traits(m.embed_type, NULL, NULL, &nm);
-        SP_RETURN_IF(!sp_gtype_name(m.embed_type), err, SP_EUNSUPPORTED, "%s: token_embd.weight is "
-                     "%s, a type export does not write (give --embed-type)", path, nm);
-        eo->embed_type = m.embed_type;
-    }
-    if (eo->output_type < 0 && m.output_type >= 0) {
-        sp_gguf_type_traits(m.output_type, NULL, NULL, &nm);
-        SP_RETURN_IF(!sp_gtype_name(m.output_type), err, SP_EUNSUPPORTED, "%s: output.weight is "
-                     "%s, a type export does not write (give --output-type)", path, nm);
-        eo->output_type = m.output_type;
-    }
+    if (eo->embed_type < 0) eo->embed_type = side_type(m.embed_type, cfg.dim, path, "token_embd", rank);
+    if (eo->output_type < 0 && m.output_type >= 0)
+        eo->output_type = side_type(m.output_type, cfg.dim, path, "output", rank);
     return SP_OK;
 }
 
@@ -177,7 +189,7 @@ sp_status sp_gguf_export_cli(MPI_Comm comm, int rank, int argc, char **argv,
     SP_FORWARD(st);
     SP_RETURN_IF(optind < argc, err, SP_EINVAL, "export: unexpected argument '%s'", argv[optind]);
     SP_RETURN_IF(!model || !out, err, SP_EINVAL, "export: --model and --out are required");
-    if (match) SP_FORWARD(match_sides(model, match, &eo, err));
+    if (match) SP_FORWARD(match_sides(rank, model, match, &eo, err));
     sp_bits_map bm, tm;
     memset(&bm, 0, sizeof bm);
     memset(&tm, 0, sizeof tm);

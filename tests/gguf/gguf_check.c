@@ -1,7 +1,7 @@
 /* gguf_check.c — compare ggml's dequantization of an exported GGUF (the dump written by
  * `llama_client BINS dequant`) with shardpress's weights, bit for bit (issue 11 tests).
  *
- *   gguf_check MODEL DUMP [--exact] [--bits-map MAP]
+ *   gguf_check MODEL DUMP [--exact] [--bits-map MAP] [--side-search]
  *
  * For every tensor of the dump, shardpress's fp32 weights of the matching HF tensor are read
  * through sp_model (a dense model, or a container at its selected levels / MAP), with the q/k
@@ -11,6 +11,8 @@
  *   otherwise:   ggml's values must equal sp_gtype_dequant_row(sp_gtype_quantize_row(w)) of the
  *                 tensor's type, i.e. our quantizer's choice read back through ggml's own
  *                 to_float (checks our block layouts and our dequantizer against ggml's).
+ *   --side-search: token_embd/output through sp_gtype_quantize_row_search instead (what
+ *                 export --match-gguf writes for them).
  * Prints one line per tensor type and "ok: N tensors" or the first mismatch (exit 1).
  */
 #include <stdio.h>
@@ -50,10 +52,11 @@ static int hf_of(const sp_config *c, const char *gg, char *hf, size_t cap) {
 
 int main(int argc, char **argv) {
     if (argc < 3) return die("usage: gguf_check MODEL DUMP [--exact] [--bits-map MAP]");
-    int exact = 0;
+    int exact = 0, side = 0;
     const char *map = NULL;
     for (int i = 3; i < argc; i++) {
         if (!strcmp(argv[i], "--exact")) exact = 1;
+        else if (!strcmp(argv[i], "--side-search")) side = 1;
         else if (!strcmp(argv[i], "--bits-map") && i + 1 < argc) map = argv[++i];
         else return die("bad argument");
     }
@@ -99,7 +102,10 @@ int main(int argc, char **argv) {
             size_t rb = sp_gtype_row_bytes((int)type, cols);
             void *blk = malloc(rb);
             for (int64_t r = 0; r < rows; r++) {
-                if (sp_gtype_quantize_row((int)type, w + r * cols, cols, blk, &err) ||
+                sp_status qs = side && !lin
+                    ? sp_gtype_quantize_row_search((int)type, w + r * cols, cols, NULL, blk, &err)
+                    : sp_gtype_quantize_row((int)type, w + r * cols, cols, blk, &err);
+                if (qs ||
                     sp_gtype_dequant_row((int)type, blk, cols, w + r * cols, &err))
                     return die(err.msg);
             }

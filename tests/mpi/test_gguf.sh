@@ -401,7 +401,7 @@ print(f"ok: --match-gguf budget {j['target_bits']:.4f} bits/weight ({lb} bytes o
       f"token_embd/output types {lq['token_embd.weight'][0]}/{lq['output.weight'][0]} kept")
 PY
   ll dequant "$WORK/k.gguf" "$WORK/d.bin"
-  "$SP_GGUF_CHECK" "$WORK/qk" "$WORK/d.bin" --exact --bits-map "$WORK/smap.txt" >"$WORK/chk.txt" || fail "searched mix: ggml's values are not GPTQ's"
+  "$SP_GGUF_CHECK" "$WORK/qk" "$WORK/d.bin" --exact --side-search --bits-map "$WORK/smap.txt" >"$WORK/chk.txt" || fail "searched mix: ggml's values are not GPTQ's"
   grep -q "(14 exact GPTQ copies)" "$WORK/chk.txt" || { cat "$WORK/chk.txt"; fail "searched mix: expected 14 exact tensors"; }
   ll greedy "$WORK/k.gguf" 8 >/dev/null || fail "llama.cpp cannot decode the searched mix"
   echo "ok: the searched mix loads in llama.cpp; $(tr '\n' ' ' <"$WORK/chk.txt")"

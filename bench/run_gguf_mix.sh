@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Benchmark (issue 20): shardpress's searched GGUF mixes against llama.cpp's own mixes at the
+# same file size. Written to the "## GGUF mixes" section of docs/benchmarks.md.
+#
+# For each llama.cpp mix (Q2_K, Q3_K_S, Q3_K_M, Q3_K_L, Q4_K_S, Q4_K_M, Q5_K_M, Q6_K), made by
+# llama-quantize with llama-imatrix's imatrix from the same calibration text as ours:
+#   ours = shardpress search --match-gguf THAT_FILE (the budget: its block linears' bytes) over
+#          one quantize run with GGUF-type levels, exported with export --match-gguf THAT_FILE
+#          (token_embd/output at its types), so our file is no bigger than llama.cpp's.
+# Both files go through llama.cpp's own forward (tests/gguf/llama_client.c, the prebuilt CPU
+# libraries of node-llama-cpp 3.22.1): log-probabilities of EW held-out windows of CTX tokens,
+# KL(F32 file ‖ quantized file) over the whole vocabulary per position (the F32 file's forward
+# through llama.cpp is the reference), and perplexity. Times: llama-imatrix once + llama-quantize
+# per mix, against our quantize once + search (+ export) per mix.
+# Models: wiki-kjv-6M (K-quant shapes) and stories260K (64-wide rows: legacy types only).
+# Usage: bench/run_gguf_mix.sh [build dir]   (SP_MIX_MODELS="wiki-kjv-6M" to run one model)
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
+B=${1:-$BUILD}
+. .ci/env.sh
+export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
+[ -x "$B/shardpress" ] || { cmake -S . -B "$B" >/dev/null; cmake --build "$B" -j2 >/dev/null; }
+fail() { echo "FAIL: $*" >&2; exit 1; }
+CACHE=$(cd "$B" && pwd)/npm-cache SP_SOURCE_DIR=$ROOT
+. tests/gguf/llama_env.sh
+LQ=$(llama_env_tool quantize); LI=$(llama_env_tool imatrix)
+W=$(cd "$B" && pwd)/gguf-mix-bench
+mkdir -p "$W"
+ll() { "$CLIENT" "$BINS" "$@"; }
+MIXES="Q2_K Q3_K_S Q3_K_M Q3_K_L Q4_K_S Q4_K_M Q5_K_M Q6_K"
+now() { date +%s.%N; }
+since() { python3 -c "import sys; print(f'{float(sys.argv[2])-float(sys.argv[1]):.1f}')" "$1" "$(now)"; }
+ratio() { python3 -c "import sys; print(f'{float(sys.argv[1])/float(sys.argv[2]):.2f}')" "$1" "$2"; }
+
+rows=""; once=""
+for tag in ${SP_MIX_MODELS:-wiki-kjv-6M stories260K}; do
+  case $tag in
+  wiki-kjv-6M)
+    model=../shared/data/models/wiki-kjv-6M; CAL=$model/calib.txt; EVAL=$model/heldout.txt
+    CTX=256 NS=128 EW=64 LEVELS=Q2_K,Q3_K,Q4_K,Q5_K,Q6_K,Q8_0 ;;
+  stories260K)
+    model=models/stories260K; CAL=../shared/data/text/stories260K-samples/calib.txt
+    EVAL=../shared/data/text/stories260K-samples/eval.txt
+    CTX=128 NS=64 EW=64 LEVELS=Q4_0,Q5_0,Q8_0 ;;
+  *) fail "unknown model $tag" ;;
+  esac
+  V=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['vocab_size'])" "$model/config.json" 2>/dev/null || echo 512)
+  "$B/shardpress" export --model "$model" --format gguf --out "$W/$tag-f32.gguf" --force >/dev/null
+  "$B/shardpress" tokenize --model "$model" --file "$EVAL" | tr ' ' '\n' | grep -v '^$' >"$W/$tag.ids"
+  ll logprobs "$W/$tag-f32.gguf" "$W/$tag.ids" $CTX $EW "$W/$tag-ref.lp" >/dev/null
+  t0=$(now)
+  (cd "$BINS" && "$LI" -m "$W/$tag-f32.gguf" -f "$ROOT/$CAL" -o "$W/$tag-imatrix.gguf" -c $CTX \
+     --chunks $NS -t 1 >"$W/$tag-imatrix.log" 2>&1) || fail "llama-imatrix failed ($W/$tag-imatrix.log)"
+  t_imx=$(since "$t0")
+  t0=$(now)
+  "$B/shardpress" quantize --model "$model" --calib "$CAL" --out "$W/$tag-q" --levels $LEVELS \
+    --nsamples $NS --ctx $CTX --force >/dev/null 2>"$W/$tag-quantize.log"
+  t_q=$(since "$t0")
+  once+="| $tag | $t_imx | $t_q | $LEVELS |"$'\n'
+  sens=()
+  for mix in $MIXES; do
+    t0=$(now)
+    "$LQ" --imatrix "$W/$tag-imatrix.gguf" "$W/$tag-f32.gguf" "$W/$tag-lq-$mix.gguf" $mix >"$W/lq.log" 2>&1 ||
+      fail "llama-quantize $mix failed ($W/lq.log)"
+    t_lq=$(since "$t0")
+    t0=$(now)
+    "$B/shardpress" search --model "$W/$tag-q" --calib "$CAL" --match-gguf "$W/$tag-lq-$mix.gguf" \
+      --out "$W/$tag-$mix.map" --method sensitivity --ctx $CTX "${sens[@]}" --json >"$W/s.json" 2>"$W/s.log" ||
+      { tail -3 "$W/s.log"; fail "search for $mix failed"; }
+    "$B/shardpress" export --model "$W/$tag-q" --format gguf --bits-map "$W/$tag-$mix.map" \
+      --match-gguf "$W/$tag-lq-$mix.gguf" --out "$W/$tag-sp-$mix.gguf" --force >/dev/null 2>"$W/x.log"
+    t_sp=$(since "$t0")
+    # the table is measured once (first mix) and reused: its time is in the first row
+    sens=(--sensitivity "$W/$tag-Q2_K.map.sensitivity.json")
+    res=()
+    for f in lq sp; do
+      p=$(ll logprobs "$W/$tag-$f-$mix.gguf" "$W/$tag.ids" $CTX $EW "$W/lp" | awk '/^ppl/ {print $2}')
+      k=$(ll kl "$W/$tag-ref.lp" "$W/lp" "$V" | awk '{print $2}')
+      res+=("$(stat -c %s "$W/$tag-$f-$mix.gguf")" "$k" "$(printf '%.4f' "$p")")
+    done
+    [ "${res[3]}" -le "${res[0]}" ] || fail "$tag $mix: our file (${res[3]} bytes) is larger than llama.cpp's (${res[0]})"
+    r=$(ratio "${res[4]}" "${res[1]}")
+    mixtypes=$(sort -k2 "$W/$tag-$mix.map" | awk '{print $2}' | uniq -c | awk '{printf "%s%s×%s", s, $2, $1; s=" "}')
+    rows+="| $tag | $mix | ${res[0]} | ${res[3]} | $(printf '%.5f' "${res[1]}") | $(printf '%.5f' "${res[4]}") | **$r** | ${res[2]} | ${res[5]} | $t_lq | $t_sp | $mixtypes |"$'\n'
+    echo "$tag $mix: bytes ${res[0]} / ${res[3]}, KL ${res[1]} / ${res[4]} ($r), ppl ${res[2]} / ${res[5]}" >&2
+  done
+done
+
+text="## GGUF mixes
+
+\`bench/run_gguf_mix.sh\` ($(date -u +%Y-%m-%d), $(uname -m), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg),
+OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}, OPENBLAS_NUM_THREADS=$OPENBLAS_NUM_THREADS). Issue 20: for each llama.cpp mix,
+\`llama-quantize --imatrix\` (llama-imatrix's imatrix from the calibration text) against
+\`shardpress search --match-gguf\` that file (budget: its block linears' bytes, levels priced at
+the bytes our export writes, \`--method sensitivity\`) over one \`quantize --levels\` run, exported
+with \`export --match-gguf\` (token_embd/output at llama.cpp's types, quantized with our block
+search). Every file through llama.cpp's own forward (node-llama-cpp 3.22.1 prebuilt CPU
+libraries): KL(F32 file ‖ file) over the whole vocabulary, mean per position, and perplexity, on
+64 held-out windows (wiki-kjv-6M: heldout.txt, ctx 256; stories260K: eval.txt, ctx 128).
+Calibration for both sides: calib.txt (wiki-kjv-6M: 128×256 tokens; stories260K: 64×128).
+Ratio = KL ours / KL llama.cpp (goal on wiki-kjv-6M: ≤ 0.75 from Q3_K_S to Q5_K_M, ≤ 0.8 at
+Q2_K; stories260K ≤ 0.9). Bytes are whole files; ours are never larger (checked by the script).
+Seconds: llama-quantize per mix; ours = search + export per mix (the first row of a model
+includes measuring the sensitivity table, reused by the later rows).
+
+| model | mix | bytes llama.cpp | bytes ours | KL llama.cpp | KL ours | ratio | PPL llama.cpp | PPL ours | s llama-quantize | s search+export | our block linears |
+|---|---|---|---|---|---|---|---|---|---|---|---|
+${rows}
+Once per model (seconds): llama-imatrix against our \`quantize --levels\` (GPTQ at every level):
+
+| model | s llama-imatrix | s shardpress quantize | levels |
+|---|---|---|---|
+${once}"
+sp_bench_write_section "$DOC" "## GGUF mixes" "$text"
+echo "$text"
