@@ -24,9 +24,8 @@
 #include "mpi/sp_mpi.h"
 #include "pipeline/sp_cli.h"
 #include "pipeline/sp_device.h"
-#include "pipeline/sp_eval.h"
-#include "pipeline/sp_generate.h"
-#include "pipeline/sp_tokenize.h"
+#include "pipeline/sp_model_cli.h"
+#include "pipeline/sp_opts.h"
 #include "pipeline/plan/sp_plan.h"
 #include "pipeline/quantize/sp_quantize.h"
 #include "pipeline/search/sp_search_cli.h"
@@ -63,148 +62,6 @@ typedef struct {
     MPI_Comm comm;
     int rank, size;
 } cli_ctx;
-
-/* Print one JSON object on one line of stdout and free it. */
-static void print_json(cJSON *j) {
-    char *s = cJSON_PrintUnformatted(j);
-    if (s) printf("%s\n", s);
-    free(s);
-    cJSON_Delete(j);
-}
-
-/* ---- eval ------------------------------------------------------------------------------- */
-
-static const char *EVAL_USAGE =
-    "usage: shardpress eval --model DIR --text FILE --ctx N [options]\n"
-    "\n"
-    "Perplexity of a model on a text, and optionally its KL divergence to a reference run.\n"
-    "The text is tokenized once with one BOS, cut into floor(tokens/ctx) windows of N tokens,\n"
-    "and the N-1 next-token predictions inside each window are scored. Windows are split\n"
-    "across MPI ranks; results are identical for any rank count.\n"
-    "\n"
-    "  --model DIR         model directory (HF safetensors, llama2.c .bin, quantized output)\n"
-    "  --text FILE         evaluation text, UTF-8\n"
-    "  --ctx N             window length in tokens (<= max_position_embeddings)\n"
-    "  --max-windows W     evaluate at most W windows (default: all)\n"
-    "  --save-logits FILE  store this model's top-K log-probs per scored position\n"
-    "  --topk K            K for --save-logits (default 64)\n"
-    "  --kl-base FILE      report mean KL(reference || this model) against a saved run\n"
-    "  --level B           quantized models: use B bits for every module\n"
-    "  --bits-map FILE     quantized models: 'module_name bits' per line\n"
-    SP_DEVICE_USAGE
-    "  --json              print one JSON object instead of the human summary\n"
-    "  -h, --help          this text\n";
-
-static sp_status cmd_eval(cli_ctx *cx, int argc, char **argv, sp_err *err) {
-    sp_eval_opts o = {.ctx = 0, .topk = 64};
-    int json = 0;
-    long v = 0;
-    static const struct option opts[] = {
-        {"model", required_argument, 0, 'm'}, {"text", required_argument, 0, 't'},
-        {"ctx", required_argument, 0, 'c'},   {"max-windows", required_argument, 0, 'w'},
-        {"save-logits", required_argument, 0, 's'}, {"topk", required_argument, 0, 'k'},
-        {"kl-base", required_argument, 0, 'b'}, {"level", required_argument, 0, 'l'},
-        {"bits-map", required_argument, 0, 'M'}, {"json", no_argument, 0, 'j'},
-        {"device", required_argument, 0, SP_DEVICE_OPT},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    int ch;
-    opterr = 0;
-    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (ch) {
-        case 'm': o.model_dir = optarg; break;
-        case 't': o.text_path = optarg; break;
-        case 'c': SP_FORWARD(sp_cli_int("--ctx", optarg, 2, 1 << 24, &v, err)); o.ctx = (int)v; break;
-        case 'w': SP_FORWARD(sp_cli_int("--max-windows", optarg, 1, 1L << 40, &v, err)); o.max_windows = v; break;
-        case 's': o.save_logits = optarg; break;
-        case 'k': SP_FORWARD(sp_cli_int("--topk", optarg, 1, 1 << 20, &v, err)); o.topk = (int)v; break;
-        case 'b': o.kl_base = optarg; break;
-        case 'l': SP_FORWARD(sp_cli_int("--level", optarg, 2, 8, &v, err)); o.level = (int)v; break;
-        case 'M': o.bits_map = optarg; break;
-        case 'j': json = 1; break;
-        case SP_DEVICE_OPT: SP_FORWARD(sp_device_arg(optarg, &o.device, err)); break;
-        case 'h': if (cx->rank == 0) fputs(EVAL_USAGE, stdout); return SP_OK;
-        default:
-            return sp_err_set(err, SP_EINVAL, "eval: unknown or incomplete option '%s' (see "
-                              "shardpress eval --help)", argv[optind - 1]);
-        }
-    }
-    SP_RETURN_IF(optind < argc, err, SP_EINVAL, "eval: unexpected argument '%s'", argv[optind]);
-    SP_RETURN_IF(o.ctx == 0, err, SP_EINVAL, "eval: --ctx is required");
-    o.stop_flag = &g_stop_requested;
-    sp_eval_result r;
-    SP_FORWARD(sp_eval_run(cx->comm, &o, &r, err));
-    if (cx->rank != 0) return SP_OK;
-    if (json) {
-        cJSON *j = cJSON_CreateObject();
-        cJSON_AddStringToObject(j, "model", o.model_dir);
-        cJSON_AddNumberToObject(j, "ctx", o.ctx);
-        cJSON_AddNumberToObject(j, "tokens", (double)r.tokens);
-        cJSON_AddNumberToObject(j, "windows", (double)r.windows);
-        cJSON_AddNumberToObject(j, "scored", (double)r.scored);
-        cJSON_AddNumberToObject(j, "mean_nll", r.mean_nll);
-        cJSON_AddNumberToObject(j, "ppl", r.ppl);
-        if (r.has_kl) cJSON_AddNumberToObject(j, "kl", r.kl);
-        cJSON_AddNumberToObject(j, "seconds", r.seconds);
-        cJSON_AddNumberToObject(j, "tokens_per_s", r.tokens_per_s);
-        cJSON_AddNumberToObject(j, "ranks", r.ranks);
-        print_json(j);
-    } else {
-        printf("model        %s\n", o.model_dir);
-        printf("tokens       %zu\n", r.tokens);
-        printf("windows      %zu x %d tokens\n", r.windows, o.ctx);
-        printf("scored       %zu predictions\n", r.scored);
-        printf("mean NLL     %.6f nats\n", r.mean_nll);
-        printf("perplexity   %.4f\n", r.ppl);
-        if (r.has_kl) printf("KL to base   %.6e nats/token\n", r.kl);
-        printf("throughput   %.1f tokens/s on %d rank%s\n", r.tokens_per_s, r.ranks,
-               r.ranks == 1 ? "" : "s");
-    }
-    return SP_OK;
-}
-
-/* ---- generate --------------------------------------------------------------------------- */
-
-static const char *GENERATE_USAGE =
-    "usage: shardpress generate --model DIR [--steps N] [--temperature T] [--seed S]\n"
-    "                           [--prompt TEXT] [--level B] [--bits-map FILE]\n"
-    "\n"
-    "Generate N tokens (default 256) after BOS and the prompt, and print the decoded text.\n"
-    "Temperature 0 (the default) is greedy. A correctness tool: no KV cache.\n";
-
-static sp_status cmd_generate(cli_ctx *cx, int argc, char **argv, sp_err *err) {
-    sp_generate_opts o = {.steps = 256, .temperature = 0.0f, .seed = 0};
-    long v = 0;
-    double d;
-    static const struct option opts[] = {
-        {"model", required_argument, 0, 'm'}, {"steps", required_argument, 0, 'n'},
-        {"temperature", required_argument, 0, 't'}, {"seed", required_argument, 0, 's'},
-        {"prompt", required_argument, 0, 'p'}, {"level", required_argument, 0, 'l'},
-        {"bits-map", required_argument, 0, 'M'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    int ch;
-    opterr = 0;
-    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (ch) {
-        case 'm': o.model_dir = optarg; break;
-        case 'n': SP_FORWARD(sp_cli_int("--steps", optarg, 1, 1 << 24, &v, err)); o.steps = (int)v; break;
-        case 't': SP_FORWARD(sp_cli_double("--temperature", optarg, 0, 100, &d, err)); o.temperature = (float)d; break;
-        case 's': SP_FORWARD(sp_cli_int("--seed", optarg, 0, 0x7fffffffffffffffL, &v, err)); o.seed = (unsigned long long)v; break;
-        case 'p': o.prompt = optarg; break;
-        case 'l': SP_FORWARD(sp_cli_int("--level", optarg, 2, 8, &v, err)); o.level = (int)v; break;
-        case 'M': o.bits_map = optarg; break;
-        case 'h': if (cx->rank == 0) fputs(GENERATE_USAGE, stdout); return SP_OK;
-        default:
-            return sp_err_set(err, SP_EINVAL, "generate: unknown or incomplete option '%s' (see "
-                              "shardpress generate --help)", argv[optind - 1]);
-        }
-    }
-    SP_RETURN_IF(optind < argc, err, SP_EINVAL, "generate: unexpected argument '%s'", argv[optind]);
-    o.stop_flag = &g_stop_requested;
-    char *text = NULL;
-    SP_FORWARD(sp_generate_run(cx->comm, &o, &text, err));
-    if (cx->rank == 0 && text) printf("%s\n", text);
-    free(text);
-    return SP_OK;
-}
 
 
 /* ---- quantize --------------------------------------------------------------------------- */
@@ -489,7 +346,7 @@ static void print_quantize_result(cli_ctx *cx, const sp_quantize_opts *op, sp_qu
             cJSON_AddNumberToObject(j, "nsamples", o.rtn ? 0 : o.nsamples);
             cJSON_AddNumberToObject(j, "ctx", r.ctx);
             cJSON_AddBoolToObject(j, "ctx_defaulted", r.ctx_defaulted);
-            print_json(j);
+            sp_cli_print_json(j);
         } else {
             printf("quantized    %d modules, %s, %d bits (levels", r.modules, o.rtn ? "RTN" : "GPTQ", o.bits);
             for (int i = 0; i < o.n_levels; i++) printf(" %d", o.levels[i]);
@@ -541,28 +398,18 @@ static sp_status cmd_export(cli_ctx *cx, int argc, char **argv, sp_err *err) {
     const char *model = NULL, *out = NULL, *format = NULL, *bits_map = NULL;
     sp_gptq_export_opts eo;
     memset(&eo, 0, sizeof eo);
-    static const struct option opts[] = {
-        {"model", required_argument, 0, 'm'}, {"out", required_argument, 0, 'o'},
-        {"format", required_argument, 0, 'F'}, {"gptq-v2", no_argument, 0, '2'},
-        {"bits-map", required_argument, 0, 'M'}, {"force", no_argument, 0, 'f'},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    int ch;
-    opterr = 0;
-    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (ch) {
-        case 'm': model = optarg; break;
-        case 'o': out = optarg; break;
-        case 'F': format = optarg; break;
-        case '2': eo.checkpoint_v2 = 1; break;
-        case 'M': bits_map = optarg; break;
-        case 'f': eo.force = 1; break;
-        case 'h': if (cx->rank == 0) fputs(EXPORT_USAGE, stdout); return SP_OK;
-        default:
-            return sp_err_set(err, SP_EINVAL, "export: unknown or incomplete option '%s' (see "
-                              "shardpress export --help)", argv[optind - 1]);
-        }
+    int help = 0;
+    const sp_opt t[] = {
+        SP_OPT_S("model", &model),   SP_OPT_S("out", &out),
+        SP_OPT_S("format", &format), SP_OPT_F("gptq-v2", &eo.checkpoint_v2, 1),
+        SP_OPT_S("bits-map", &bits_map), SP_OPT_F("force", &eo.force, 1),
+    };
+    SP_FORWARD(sp_opts_parse("export", t, (int)(sizeof t / sizeof t[0]), argc, argv, &help, NULL,
+                             0, NULL, err));
+    if (help) {
+        if (cx->rank == 0) fputs(EXPORT_USAGE, stdout);
+        return SP_OK;
     }
-    SP_RETURN_IF(optind < argc, err, SP_EINVAL, "export: unexpected argument '%s'", argv[optind]);
     SP_RETURN_IF(!model || !out, err, SP_EINVAL, "export: --model and --out are required");
     SP_RETURN_IF(!format || strcmp(format, "gptq") != 0, err, SP_EUNSUPPORTED,
                  "export: --format '%s' is not supported (gptq, gguf)", format ? format : "");
@@ -595,24 +442,18 @@ static const char *RESUME_USAGE =
     "uninterrupted run.\n";
 
 static sp_status cmd_resume(cli_ctx *cx, int argc, char **argv, sp_err *err) {
-    int json = 0;
-    static const struct option opts[] = {{"json", no_argument, 0, 'j'},
-                                         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    int ch;
-    opterr = 0;
-    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (ch) {
-        case 'j': json = 1; break;
-        case 'h': if (cx->rank == 0) fputs(RESUME_USAGE, stdout); return SP_OK;
-        default:
-            return sp_err_set(err, SP_EINVAL, "resume: unknown option '%s' (see shardpress resume "
-                              "--help)", argv[optind - 1]);
-        }
+    int json = 0, help = 0, n_pos = 0;
+    const char *dir = NULL;
+    const sp_opt t[] = {SP_OPT_F("json", &json, 1)};
+    SP_FORWARD(sp_opts_parse("resume", t, 1, argc, argv, &help, &dir, 1, &n_pos, err));
+    if (help) {
+        if (cx->rank == 0) fputs(RESUME_USAGE, stdout);
+        return SP_OK;
     }
-    SP_RETURN_IF(optind != argc - 1, err, SP_EINVAL, "resume: expected one checkpoint directory");
-    if (sp_search_is_checkpoint_dir(argv[optind])) {
+    SP_RETURN_IF(n_pos != 1, err, SP_EINVAL, "resume: expected one checkpoint directory");
+    if (sp_search_is_checkpoint_dir(dir)) {
         sp_search_result sr;
-        sp_status s2 = sp_search_resume(cx->comm, argv[optind], &g_stop_requested, &sr, err);
+        sp_status s2 = sp_search_resume(cx->comm, dir, &g_stop_requested, &sr, err);
         sp_search_opts so;
         sp_search_defaults(&so);
         char map[64] = "(see search.json)";
@@ -622,17 +463,17 @@ static sp_status cmd_resume(cli_ctx *cx, int argc, char **argv, sp_err *err) {
     }
     sp_quantize_result r;
     memset(&r, 0, sizeof r);
-    sp_status st = sp_quantize_resume(cx->comm, argv[optind], &g_stop_requested, &r, err);
+    sp_status st = sp_quantize_resume(cx->comm, dir, &g_stop_requested, &r, err);
     /* The run's own options live in run.json; the summary shows what resume did. */
     if (st == SP_OK && cx->rank == 0) {
         if (r.warnings[0]) fprintf(stderr, "%s", r.warnings);
         if (json) {
             cJSON *j = cJSON_CreateObject();
-            cJSON_AddStringToObject(j, "checkpoint_dir", argv[optind]);
+            cJSON_AddStringToObject(j, "checkpoint_dir", dir);
             add_run_summary(j, &r);
-            print_json(j);
+            sp_cli_print_json(j);
         } else {
-            printf("resumed      %s from block %d on %d rank%s: %d modules done\n", argv[optind],
+            printf("resumed      %s from block %d on %d rank%s: %d modules done\n", dir,
                    r.start_layer, r.ranks, r.ranks == 1 ? "" : "s", r.modules);
             printf("time         %.2f s, peak RSS %.1f MB max, %d checkpoints written\n", r.seconds,
                    r.peak_rss_mb_max, r.checkpoints);
@@ -642,7 +483,7 @@ static sp_status cmd_resume(cli_ctx *cx, int argc, char **argv, sp_err *err) {
     return st;
 }
 
-/* ---- search, plan ------------------------------------------------------------------------ */
+/* ---- commands whose CLI lives in their module ---------------------------------------------- */
 
 static sp_status cmd_search(cli_ctx *cx, int argc, char **argv, sp_err *err) {
     return sp_search_cli(cx->comm, cx->rank, argc, argv, &g_stop_requested, err);
@@ -653,68 +494,20 @@ static sp_status cmd_plan(cli_ctx *cx, int argc, char **argv, sp_err *err) {
     return sp_plan_cli(cx->comm, cx->rank, argc, argv, err);
 }
 
-static sp_status cmd_exchange(cli_ctx *cx, int argc, char **argv, sp_err *err) {
-    return sp_exchange_cli(cx->comm, cx->rank, argc, argv, &g_stop_requested, err);
+static sp_status cmd_eval(cli_ctx *cx, int argc, char **argv, sp_err *err) {
+    return sp_eval_cli(cx->comm, cx->rank, argc, argv, &g_stop_requested, err);
 }
 
-/* ---- tokenize --------------------------------------------------------------------------- */
-
-static const char *TOKENIZE_USAGE =
-    "usage: shardpress tokenize (--model DIR | --tokenizer FILE) [--no-bos] [--ids | --pieces]\n"
-    "                           (--file F | TEXT)\n"
-    "\n"
-    "Print what the tokenizer makes of a text, on one line: the ids separated by spaces\n"
-    "(default), or the pieces. The input is F's bytes exactly, newlines included (or TEXT),\n"
-    "encoded in one piece as eval and quantize encode their files; it must be UTF-8.\n"
-    "\n"
-    "  --model DIR       use the model's tokenizer, found as eval finds it (tokenizer.json,\n"
-    "                    tokenizer.bin, tok<vocab_size>.bin)\n"
-    "  --tokenizer FILE  a tokenizer.json (Hugging Face BPE; tokenizer_config.json beside it\n"
-    "                    is read for BOS/EOS) or a llama2.c tokenizer.bin\n"
-    "  --no-bos          do not add BOS (by default it is added when the tokenizer has one,\n"
-    "                    as the model's tokenizer does)\n"
-    "  --ids             print token ids (default)\n"
-    "  --pieces          print the vocabulary pieces (\"\xE2\x96\x81the\", \"\xC4\xA0the\", \"<0x0A>\"), separated by\n"
-    "                    spaces, escaped so that no piece contains one:\n"
-    "                    \\\\ for '\\', \\s space, \\t tab, \\n LF, \\r CR, \\xHH for other control\n"
-    "                    bytes and bytes that are not valid UTF-8\n"
-    "  --file F          read the text from F\n"
-    "  -h, --help        this text\n";
+static sp_status cmd_generate(cli_ctx *cx, int argc, char **argv, sp_err *err) {
+    return sp_generate_cli(cx->comm, cx->rank, argc, argv, &g_stop_requested, err);
+}
 
 static sp_status cmd_tokenize(cli_ctx *cx, int argc, char **argv, sp_err *err) {
-    sp_tokenize_opts o;
-    memset(&o, 0, sizeof o);
-    int ids = 0;
-    static const struct option opts[] = {
-        {"model", required_argument, 0, 'm'}, {"tokenizer", required_argument, 0, 't'},
-        {"no-bos", no_argument, 0, 'B'},      {"ids", no_argument, 0, 'i'},
-        {"pieces", no_argument, 0, 'p'},      {"file", required_argument, 0, 'f'},
-        {"help", no_argument, 0, 'h'},        {0, 0, 0, 0}};
-    int ch;
-    opterr = 0;
-    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (ch) {
-        case 'm': o.model_dir = optarg; break;
-        case 't': o.tokenizer_path = optarg; break;
-        case 'B': o.no_bos = 1; break;
-        case 'i': ids = 1; break;
-        case 'p': o.pieces = 1; break;
-        case 'f': o.file = optarg; break;
-        case 'h': if (cx->rank == 0) fputs(TOKENIZE_USAGE, stdout); return SP_OK;
-        default:
-            return sp_err_set(err, SP_EINVAL, "tokenize: unknown or incomplete option '%s' (see "
-                              "shardpress tokenize --help)", argv[optind - 1]);
-        }
-    }
-    SP_RETURN_IF(ids && o.pieces, err, SP_EINVAL, "tokenize: give --ids or --pieces, not both");
-    SP_RETURN_IF(argc - optind > 1, err, SP_EINVAL, "tokenize: unexpected argument '%s' (quote "
-                 "a TEXT that has spaces)", argv[optind + 1]);
-    if (optind < argc) o.text = argv[optind];
-    o.stop_flag = &g_stop_requested;
-    /* One reader and one writer: rank 0 tokenizes and prints, the others wait for its
-     * verdict, so every rank exits with the same status. */
-    sp_status st = cx->rank == 0 ? sp_tokenize_run(&o, stdout, err) : SP_OK;
-    return sp_mpi_agree(cx->comm, st, err);
+    return sp_tokenize_cli(cx->comm, cx->rank, argc, argv, &g_stop_requested, err);
+}
+
+static sp_status cmd_exchange(cli_ctx *cx, int argc, char **argv, sp_err *err) {
+    return sp_exchange_cli(cx->comm, cx->rank, argc, argv, &g_stop_requested, err);
 }
 
 /* ---- dispatch ---------------------------------------------------------------------------- */

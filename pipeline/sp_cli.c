@@ -1,11 +1,19 @@
 /* sp_cli.c — see sp_cli.h. */
 #include "pipeline/sp_cli.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+void sp_cli_print_json(struct cJSON *j) {
+    char *s = cJSON_PrintUnformatted(j);
+    if (s) printf("%s\n", s);
+    free(s);
+    cJSON_Delete(j);
+}
 
 sp_status sp_cli_int(const char *opt, const char *val, long lo, long hi, long *out, sp_err *err) {
     SP_RETURN_IF(!val || !*val, err, SP_EINVAL, "%s: missing value", opt);

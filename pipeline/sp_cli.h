@@ -14,6 +14,10 @@ sp_status sp_cli_double(const char *opt, const char *val, double lo, double hi, 
 sp_status sp_cli_int_list(const char *opt, const char *val, long lo, long hi, int *out, int max,
                           int *n, sp_err *err);
 
+/* Print one JSON object (a cJSON *) on one line of stdout and free it (the --json outputs). */
+struct cJSON;
+void sp_cli_print_json(struct cJSON *j);
+
 /* A --bits-map file: one "module_name bits" per line (bits 2..8, an integer word; '#' comments
  * and blank lines allowed). Used by eval/generate (level selection) and export (GPTQ dynamic overrides). */
 typedef struct {

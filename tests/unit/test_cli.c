@@ -12,6 +12,7 @@
 #include "kernels/sp_gtype.h"
 #include "pipeline/sp_cli.h"
 #include "pipeline/sp_gguf_cli.h"
+#include "pipeline/sp_opts.h"
 #include "tests/unit/shards_test_util.h"
 
 typedef sp_status (*reader_fn)(const char *path, sp_bits_map *map, sp_err *err);
@@ -118,11 +119,68 @@ static void test_type_map(void **state) {
     }
 }
 
+/* sp_opts_parse: every kind of row stores what argv says (values written here, checked here);
+ * bounds, unknown options, stray arguments and --help as the commands need them. */
+static sp_status parse_list(const char *opt, const char *val, void *dst, sp_err *err) {
+    int n = 0;
+    return sp_cli_int_list(opt, val, 2, 8, dst, 4, &n, err);
+}
+
+static void test_opts_table(void **state) {
+    (void)state;
+    const char *model = NULL, *pos[2] = {NULL, NULL};
+    int flag = 7, ctx = 0, levels[4] = {0}, help = -1, n_pos = -1;
+    long big = 0;
+    double lr = 0;
+    const sp_opt t[] = {
+        SP_OPT_S("model", &model),      SP_OPT_F("sym", &flag, 1),
+        SP_OPT_F("asym", &flag, 0),     SP_OPT_I("ctx", &ctx, 2, 4096),
+        SP_OPT_L("windows", &big, 1, 1L << 40), SP_OPT_D("lr", &lr, 0.0, 10.0),
+        SP_OPT_X("levels", levels, parse_list),
+    };
+    const int n = (int)(sizeof t / sizeof t[0]);
+    char *a1[] = {"cmd", "--model", "m dir", "--sym", "--asym", "--ctx", "512", "--windows=1099511627776",
+                  "--lr", "0.25", "TEXT", "--levels", "2,3,8", NULL};
+    sp_err err = {0};
+    assert_int_equal(sp_opts_parse("cmd", t, n, 13, a1, &help, pos, 2, &n_pos, &err), SP_OK);
+    assert_string_equal(model, "m dir");
+    assert_int_equal(flag, 0); /* the later of --sym --asym */
+    assert_int_equal(ctx, 512);
+    assert_true(big == 1099511627776L);
+    assert_true(lr == 0.25);
+    assert_int_equal(levels[0], 2);
+    assert_int_equal(levels[2], 8);
+    assert_int_equal(help, 0);
+    assert_int_equal(n_pos, 1);
+    assert_string_equal(pos[0], "TEXT");
+    /* errors name the option or the argument, in argv order */
+    static const struct { const char *arg, *arg2, *want; } bad[] = {
+        {"--ctx", "4097", "--ctx: 4097 is outside 2..4096"},
+        {"--ctx", "5x", "--ctx: '5x' is not an integer"},
+        {"--lr", "nan", "--lr: 'nan' is not a number"},
+        {"--levels", "2,9", "--levels: 9 is outside 2..8"},
+        {"--bogus", "1", "cmd: unknown or incomplete option '--bogus' (see shardpress cmd --help)"},
+        {"--ctx", NULL, "cmd: unknown or incomplete option '--ctx' (see shardpress cmd --help)"},
+        {"a", "b", "cmd: unexpected argument 'b'"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *a[] = {"cmd", (char *)bad[i].arg, (char *)bad[i].arg2, NULL};
+        int argc = bad[i].arg2 ? 3 : 2;
+        assert_int_not_equal(sp_opts_parse("cmd", t, n, argc, a, &help, pos, 1, &n_pos, &err), SP_OK);
+        assert_string_equal(err.msg, bad[i].want);
+    }
+    /* --help ends the parse, whatever follows */
+    char *a3[] = {"cmd", "--help", "--bogus", NULL};
+    assert_int_equal(sp_opts_parse("cmd", t, n, 3, a3, &help, NULL, 0, NULL, &err), SP_OK);
+    assert_int_equal(help, 1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bits_map_accepts),
         cmocka_unit_test(test_bits_map_refuses),
         cmocka_unit_test(test_type_map),
+        cmocka_unit_test(test_opts_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
