@@ -1,6 +1,5 @@
 /* sp_plan_cli.c — `shardpress plan`: options, then the report (human or JSON). See sp_plan.h. */
 #include <cjson/cJSON.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +7,7 @@
 #include "kernels/sp_quant.h"
 #include "mpi/sp_mpi.h"
 #include "pipeline/sp_cli.h"
+#include "pipeline/sp_opts.h"
 #include "pipeline/plan/sp_plan.h"
 #include "pipeline/search/sp_search.h"
 
@@ -337,94 +337,84 @@ static sp_status plan_search_rank0(const char *model_dir, sp_plan_search_opts *o
     return SP_OK;
 }
 
+/* Option-table helpers (pipeline/sp_opts.h) for the values that are more than a number. */
+typedef struct {
+    int *v, max, *n, given;
+    long lo, hi;
+} int_list;
+
+static sp_status list_fn(const char *opt, const char *val, void *dst, sp_err *err) {
+    int_list *l = dst;
+    l->given = 1;
+    return sp_cli_int_list(opt, val, l->lo, l->hi, l->v, l->max, l->n, err);
+}
+
+static sp_status group_fn(const char *opt, const char *val, void *dst, sp_err *err) {
+    long v = 0;
+    SP_FORWARD(sp_cli_int(opt, val, -1, 1 << 30, &v, err));
+    SP_RETURN_IF(v == 0, err, SP_EINVAL, "%s: must be >= 1, or -1 for one group per row", opt);
+    *(int *)dst = (int)v;
+    return SP_OK;
+}
+
+static sp_status search_fn(const char *opt, const char *val, void *dst, sp_err *err) {
+    int ss = sp_quant_search_parse(val);
+    SP_RETURN_IF(ss < 0, err, SP_EINVAL, "%s: '%s' is not minmax, mse or hmse", opt, val);
+    *(int *)dst = ss == SP_QSEARCH_HMSE;
+    return SP_OK;
+}
+
+static sp_status size_fn(const char *opt, const char *val, void *dst, sp_err *err) {
+    return sp_plan_parse_size(opt, val, dst, err);
+}
+
 sp_status sp_plan_cli(MPI_Comm comm, int rank, int argc, char **argv, sp_err *err) {
     sp_plan_opts o;
     sp_plan_opts_default(&o);
     const char *model = NULL, *cal_dir = ".", *rates = NULL, *save = NULL;
-    int json = 0, calibrate = 0, strict = 0, have_levels = 0, help = 0, search = 0, nsurv = 3;
+    int json = 0, calibrate = 0, strict = 0, help = 0, search = 0, nsurv = 3;
     sp_plan_search_opts so;
     sp_plan_search_opts_default(&so);
-    long v;
-    static const struct option opts[] = {
-        {"model", required_argument, 0, 'm'}, {"ranks", required_argument, 0, 'R'},
-        {"nsamples", required_argument, 0, 'n'}, {"ctx", required_argument, 0, 'T'},
-        {"bits", required_argument, 0, 'b'}, {"levels", required_argument, 0, 'L'},
-        {"group-size", required_argument, 0, 'g'}, {"block", required_argument, 0, 'B'},
-        {"checkpoint-every", required_argument, 0, 'k'},
-        {"act-order", no_argument, 0, 'a'}, {"no-act-order", no_argument, 0, 'A'},
-        {"scale-search", required_argument, 0, 'Q'},
-        {"true-sequential", no_argument, 0, 'q'}, {"no-true-sequential", no_argument, 0, 'x'},
-        {"mem-per-rank", required_argument, 0, 'M'}, {"strict", no_argument, 0, 'S'},
-        {"gpu-mem", required_argument, 0, 'U'},
-        {"calibrate", no_argument, 0, 'C'}, {"calibrate-dir", required_argument, 0, 'D'},
-        {"rates", required_argument, 0, 'r'}, {"save-rates", required_argument, 0, 'w'},
-        {"search", no_argument, 0, 'E'}, {"generations", required_argument, 0, 'G'},
-        {"offspring", required_argument, 0, 'O'}, {"stages", required_argument, 0, 'P'},
-        {"survivors", required_argument, 0, 'V'}, {"pool-windows", required_argument, 0, 'W'},
-        {"json", no_argument, 0, 'j'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    int ch;
-    sp_status st = SP_OK;
-    opterr = 0;
-    while (st == SP_OK && !help && (ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (ch) {
-        case 'm': model = optarg; break;
-        case 'R': st = sp_cli_int("--ranks", optarg, 1, 1 << 24, &v, err); o.ranks = (int)v; break;
-        case 'n': st = sp_cli_int("--nsamples", optarg, 1, 1 << 24, &v, err); o.nsamples = (int)v; break;
-        case 'T': st = sp_cli_int("--ctx", optarg, 2, 1 << 24, &v, err); o.ctx = (int)v; break;
-        case 'b': st = sp_cli_int("--bits", optarg, 2, 8, &v, err); o.bits = (int)v; break;
-        case 'L':
-            st = sp_cli_int_list("--levels", optarg, 2, 8, o.levels, SP_PLAN_MAX_LEVELS,
-                                 &o.n_levels, err);
-            have_levels = 1;
-            break;
-        case 'g':
-            st = sp_cli_int("--group-size", optarg, -1, 1 << 30, &v, err);
-            if (st == SP_OK && v == 0)
-                st = sp_err_set(err, SP_EINVAL, "--group-size: must be >= 1, or -1 for one group per row");
-            o.group_size = (int)v;
-            break;
-        case 'B': st = sp_cli_int("--block", optarg, 1, 1 << 20, &v, err); o.block = (int)v; break;
-        case 'k':
-            st = sp_cli_int("--checkpoint-every", optarg, 1, 1 << 20, &v, err);
-            o.checkpoint_every = (int)v;
-            break;
-        case 'a': o.act_order = 1; break;
-        case 'A': o.act_order = 0; break;
-        case 'q': o.true_sequential = 1; break;
-        case 'x': o.true_sequential = 0; break;
-        case 'Q': {
-            int ss = sp_quant_search_parse(optarg);
-            if (ss < 0)
-                st = sp_err_set(err, SP_EINVAL, "--scale-search: '%s' is not minmax, mse or hmse", optarg);
-            o.hmse = ss == SP_QSEARCH_HMSE;
-            break;
-        }
-        case 'M': st = sp_plan_parse_size("--mem-per-rank", optarg, &o.mem_per_rank, err); break;
-        case 'U': st = sp_plan_parse_size("--gpu-mem", optarg, &o.gpu_mem, err); break;
-        case 'S': strict = 1; break;
-        case 'C': calibrate = 1; break;
-        case 'D': cal_dir = optarg; break;
-        case 'r': rates = optarg; break;
-        case 'w': save = optarg; break;
-        case 'E': search = 1; break;
-        case 'G': st = sp_cli_int("--generations", optarg, 0, 1 << 24, &v, err); so.generations = (int)v; break;
-        case 'O': st = sp_cli_int("--offspring", optarg, 1, 4096, &v, err); so.offspring = (int)v; break;
-        case 'P': st = sp_cli_int_list("--stages", optarg, 1, 1L << 30, so.stages, 8, &so.n_stages, err); break;
-        case 'V': st = sp_cli_int_list("--survivors", optarg, 1, 4096, so.survivors, 8, &nsurv, err); break;
-        case 'W': st = sp_cli_int("--pool-windows", optarg, 1, 1 << 24, &v, err); so.pool_windows = (int)v; break;
-        case 'j': json = 1; break;
-        case 'h': help = 1; break;
-        default:
-            st = sp_err_set(err, SP_EINVAL, "plan: unknown or incomplete option '%s' (see "
-                            "shardpress plan --help)", argv[optind - 1]);
-        }
-    }
-    if (help) {
+    int_list levels = {o.levels, SP_PLAN_MAX_LEVELS, &o.n_levels, 0, 2, 8};
+    int_list stages = {so.stages, 8, &so.n_stages, 0, 1, 1L << 30};
+    int_list survivors = {so.survivors, 8, &nsurv, 0, 1, 4096};
+    const sp_opt tab[] = {
+        SP_OPT_S("model", &model),
+        SP_OPT_I("ranks", &o.ranks, 1, 1 << 24),
+        SP_OPT_I("nsamples", &o.nsamples, 1, 1 << 24),
+        SP_OPT_I("ctx", &o.ctx, 2, 1 << 24),
+        SP_OPT_I("bits", &o.bits, 2, 8),
+        SP_OPT_X("levels", &levels, list_fn),
+        SP_OPT_X("group-size", &o.group_size, group_fn),
+        SP_OPT_I("block", &o.block, 1, 1 << 20),
+        SP_OPT_I("checkpoint-every", &o.checkpoint_every, 1, 1 << 20),
+        SP_OPT_F("act-order", &o.act_order, 1),
+        SP_OPT_F("no-act-order", &o.act_order, 0),
+        SP_OPT_X("scale-search", &o.hmse, search_fn),
+        SP_OPT_F("true-sequential", &o.true_sequential, 1),
+        SP_OPT_F("no-true-sequential", &o.true_sequential, 0),
+        SP_OPT_X("mem-per-rank", &o.mem_per_rank, size_fn),
+        SP_OPT_F("strict", &strict, 1),
+        SP_OPT_X("gpu-mem", &o.gpu_mem, size_fn),
+        SP_OPT_F("calibrate", &calibrate, 1),
+        SP_OPT_S("calibrate-dir", &cal_dir),
+        SP_OPT_S("rates", &rates),
+        SP_OPT_S("save-rates", &save),
+        SP_OPT_F("search", &search, 1),
+        SP_OPT_I("generations", &so.generations, 0, 1 << 24),
+        SP_OPT_I("offspring", &so.offspring, 1, 4096),
+        SP_OPT_X("stages", &stages, list_fn),
+        SP_OPT_X("survivors", &survivors, list_fn),
+        SP_OPT_I("pool-windows", &so.pool_windows, 1, 1 << 24),
+        SP_OPT_F("json", &json, 1),
+    };
+    sp_status st = sp_opts_parse("plan", tab, (int)(sizeof tab / sizeof tab[0]), argc, argv, &help,
+                                 NULL, 0, NULL, err);
+    if (st == SP_OK && help) {
         if (rank == 0) fputs(PLAN_USAGE, stdout);
         return SP_OK;
     }
-    if (st == SP_OK && optind < argc)
-        st = sp_err_set(err, SP_EINVAL, "plan: unexpected argument '%s'", argv[optind]);
+    const int have_levels = levels.given;
     if (st == SP_OK && !model && !calibrate)
         st = sp_err_set(err, SP_EINVAL, "plan: --model is required (or --calibrate alone, to "
                         "measure this machine's rates)");
