@@ -1,12 +1,12 @@
 /* sp_exchange_cli.c — `shardpress exchange` argument parsing and report. */
 #include <cjson/cJSON.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "pipeline/exchange/sp_exchange.h"
 #include "pipeline/sp_cli.h"
+#include "pipeline/sp_opts.h"
 
 static const char *USAGE =
     "usage: mpirun -n N shardpress exchange --base DIR --local 'sites/{rank}' --state D --out DIR\n"
@@ -67,10 +67,7 @@ static void print_result(const sp_exchange_opts *o, const sp_exchange_result *r,
         if (r->rel_error >= 0) cJSON_AddNumberToObject(j, "rel_error", r->rel_error);
         else cJSON_AddNullToObject(j, "rel_error");
         cJSON_AddNumberToObject(j, "seconds", r->seconds);
-        char *s = cJSON_PrintUnformatted(j);
-        if (s) printf("%s\n", s);
-        free(s);
-        cJSON_Delete(j);
+        sp_cli_print_json(j);
         return;
     }
     printf("round        %lld (%d sites)\n", (long long)r->round, r->sites);
@@ -87,60 +84,55 @@ static void print_result(const sp_exchange_opts *o, const sp_exchange_result *r,
     printf("output       %s\n", o->out);
 }
 
+/* Option-table helpers (pipeline/sp_opts.h): values that are not one number in a range. */
+static sp_status lr_fn(const char *opt, const char *val, void *dst, sp_err *err) {
+    sp_exchange_opts *o = dst;
+    char *end = NULL;
+    o->lr_auto = !strcmp(val, "auto");
+    if (o->lr_auto) return SP_OK;
+    o->lr = strtod(val, &end);
+    SP_RETURN_IF(end == val || *end, err, SP_EINVAL, "%s '%s': expected auto or a number", opt, val);
+    return SP_OK;
+}
+
+static sp_status timeout_fn(const char *opt, const char *val, void *dst, sp_err *err) {
+    char *end = NULL;
+    double t = strtod(val, &end);
+    SP_RETURN_IF(end == val || *end || !(t >= 0), err, SP_EINVAL,
+                 "%s '%s': not a number of seconds", opt, val);
+    *(double *)dst = t;
+    return SP_OK;
+}
+
+static sp_status transport_fn(const char *opt, const char *val, void *dst, sp_err *err) {
+    const char **files_dir = dst;
+    if (!strcmp(val, "mpi")) *files_dir = NULL;
+    else if (!strncmp(val, "files:", 6) && val[6]) *files_dir = val + 6;
+    else return sp_err_set(err, SP_EINVAL, "%s '%s': expected mpi or files:DIR", opt, val);
+    return SP_OK;
+}
+
 sp_status sp_exchange_cli(MPI_Comm comm, int rank, int argc, char **argv,
                           const volatile sig_atomic_t *stop_flag, sp_err *err) {
     sp_exchange_opts o;
     sp_exchange_defaults(&o);
-    int json = 0;
-    long v = 0;
-    static const struct option opts[] = {
-        {"base", required_argument, 0, 'b'},       {"local", required_argument, 0, 'l'},
-        {"state", required_argument, 0, 's'},      {"out", required_argument, 0, 'o'},
-        {"compressor", required_argument, 0, 'c'}, {"weights", required_argument, 0, 'w'},
-        {"server-lr", required_argument, 0, 'r'},  {"downlink", required_argument, 0, 'd'},
-        {"transport", required_argument, 0, 't'},  {"site", required_argument, 0, 'I'},
-        {"sites", required_argument, 0, 'N'},      {"timeout", required_argument, 0, 'T'},
-        {"json", no_argument, 0, 'j'},             {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
-    int ch;
-    opterr = 0;
-    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        char *end = NULL;
-        switch (ch) {
-        case 'b': o.base = optarg; break;
-        case 'l': o.local = optarg; break;
-        case 's': o.state = optarg; break;
-        case 'o': o.out = optarg; break;
-        case 'c': o.compressor = optarg; break;
-        case 'w': o.weights = optarg; break;
-        case 'd': o.downlink = optarg; break;
-        case 'r':
-            o.lr_auto = !strcmp(optarg, "auto");
-            if (o.lr_auto) break;
-            o.lr = strtod(optarg, &end);
-            SP_RETURN_IF(end == optarg || *end, err, SP_EINVAL, "--server-lr '%s': expected auto "
-                         "or a number", optarg);
-            break;
-        case 'T':
-            o.timeout_s = strtod(optarg, &end);
-            SP_RETURN_IF(end == optarg || *end || !(o.timeout_s >= 0), err, SP_EINVAL,
-                         "--timeout '%s': not a number of seconds", optarg);
-            break;
-        case 't':
-            if (!strcmp(optarg, "mpi")) o.files_dir = NULL;
-            else if (!strncmp(optarg, "files:", 6) && optarg[6]) o.files_dir = optarg + 6;
-            else return sp_err_set(err, SP_EINVAL, "--transport '%s': expected mpi or files:DIR", optarg);
-            break;
-        case 'I': SP_FORWARD(sp_cli_int("--site", optarg, 0, SP_EXCHANGE_MAX_SITES - 1, &v, err)); o.site0 = (int)v; break;
-        case 'N': SP_FORWARD(sp_cli_int("--sites", optarg, 1, SP_EXCHANGE_MAX_SITES, &v, err)); o.sites = (int)v; break;
-        case 'j': json = 1; break;
-        case 'h': if (rank == 0) fputs(USAGE, stdout); return SP_OK;
-        default:
-            return sp_err_set(err, SP_EINVAL, "exchange: unknown or incomplete option '%s' (see "
-                              "shardpress exchange --help)", argv[optind - 1]);
-        }
+    int json = 0, help = 0;
+    const sp_opt t[] = {
+        SP_OPT_S("base", &o.base),           SP_OPT_S("local", &o.local),
+        SP_OPT_S("state", &o.state),         SP_OPT_S("out", &o.out),
+        SP_OPT_S("compressor", &o.compressor), SP_OPT_S("weights", &o.weights),
+        SP_OPT_X("server-lr", &o, lr_fn),    SP_OPT_S("downlink", &o.downlink),
+        SP_OPT_X("transport", &o.files_dir, transport_fn),
+        SP_OPT_I("site", &o.site0, 0, SP_EXCHANGE_MAX_SITES - 1),
+        SP_OPT_I("sites", &o.sites, 1, SP_EXCHANGE_MAX_SITES),
+        SP_OPT_X("timeout", &o.timeout_s, timeout_fn), SP_OPT_F("json", &json, 1),
+    };
+    SP_FORWARD(sp_opts_parse("exchange", t, (int)(sizeof t / sizeof t[0]), argc, argv, &help,
+                             NULL, 0, NULL, err));
+    if (help) {
+        if (rank == 0) fputs(USAGE, stdout);
+        return SP_OK;
     }
-    SP_RETURN_IF(optind < argc, err, SP_EINVAL, "exchange: unexpected argument '%s'", argv[optind]);
     o.diag = json;
     o.stop_flag = stop_flag;
     /* Test hook: SIGKILL this process mid-round or after the output, before the state commit. */
