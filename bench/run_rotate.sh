@@ -11,19 +11,74 @@
 # windows, from the dense model's top-64 log-probabilities (`eval --save-logits`, `--kl-base`).
 # Usage: bench/run_rotate.sh [build dir]   (QUICK=1: one small cell, written to the build dir:
 # a check of the script itself)
+#        bench/run_rotate.sh extra [build dir]: the settings where a rotation is expected to help
+# most, on wiki-kjv-6M at 3 bits: one group per row (--group-size -1) with GPTQ, and RTN at
+# group 128 and per row; section "## Rotations: per-row groups and RTN".
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
+EXTRA=0
+[ "${1:-}" = extra ] && { EXTRA=1; shift; }
 B=${1:-$BUILD}
 . .ci/env.sh
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
 [ -x "$B/shardpress" ] && [ -x "$B/bench_rotate" ] || { cmake -S . -B "$B" >/dev/null; cmake --build "$B" -j2 >/dev/null; }
 W=$B/rotate-bench
+[ $EXTRA = 1 ] && W=$B/rotate-bench-extra
 rm -rf "$W"; mkdir -p "$W"
 SP="$B/shardpress"
 S260=models/stories260K; SD=../shared/data/text/stories260K-samples
 KJV=../shared/data/models/wiki-kjv-6M
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
+
+if [ $EXTRA = 1 ]; then
+  "$SP" eval --model "$KJV" --text "$KJV/heldout.txt" --ctx 256 --max-windows 64 --save-logits "$W/kjv.lg" >/dev/null
+  rows=""
+  for setting in "gptq -1" "rtn 128" "rtn -1"; do
+    read -r m g <<<"$setting"
+    declare -A K=()
+    for r in none hadamard orthogonal; do
+      out="$W/kjv-$m-$g-$r"
+      "$SP" quantize --model "$KJV" --calib "$KJV/calib.txt" --out "$out" --bits 3 --group-size "$g" \
+        --nsamples 64 --ctx 256 --method "$m" --rotate "$r" >/dev/null
+      K[$r]=$("$SP" eval --model "$out" --text "$KJV/heldout.txt" --ctx 256 --max-windows 64 \
+              --kl-base "$W/kjv.lg" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["kl"])')
+      rm -rf "$out"
+    done
+    echo "$m g$g: none ${K[none]} hadamard ${K[hadamard]} orthogonal ${K[orthogonal]}"
+    rows+=$(python3 -c "
+import sys
+n, h, o = map(float, sys.argv[3:6])
+print(f'| {sys.argv[1]} | {sys.argv[2]} | {n:.5f} | {h:.5f} ({h/n:.2f}) | {o:.5f} ({o/n:.2f}) |')
+" "$m" "$g" "${K[none]}" "${K[hadamard]}" "${K[orthogonal]}")$'\n'
+  done
+  inc=$("$B/bench_rotate" --incoherence "$KJV"; "$B/bench_rotate" --incoherence "$S260")
+  echo "$inc"
+  text="## Rotations: per-row groups and RTN
+
+What: the same measurement as \"Rotations\" on wiki-kjv-6M at 3 bits (64 × 256 calibration windows,
+KL over 64 × 256 held-out tokens, --rotate-seed 0, one rank) in the settings where a rotation is
+expected to matter most: one scale per row (group -1: an outlier column sets the whole row's
+scale) and round-to-nearest (no GPTQ error compensation; RTN uses min-max scales).
+
+Machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), nproc $(nproc), load average at start $load0.
+Command: \`bench/run_rotate.sh extra\`, $(date -u +%Y-%m-%d).
+
+| method | group | KL none | KL hadamard (× none) | KL orthogonal (× none) |
+|---|---|---|---|---|
+${rows}
+What a rotation can even out (\`bench_rotate --incoherence MODEL\`): per module kind, the mean
+over rows and layers of max|w| / rms(w) with the norms folded, without and with the hadamard
+rotation, beside the same statistic for rows of as many standard Gaussian values. Where the
+unrotated weights are already at the Gaussian value, there are no large input channels to spread.
+
+\`\`\`
+${inc}
+\`\`\`"
+  sp_bench_write_section "$DOC" "## Rotations: per-row groups and RTN" "$text"
+  echo "written: $DOC (## Rotations: per-row groups and RTN)"
+  exit 0
+fi
 
 # model name dir calib heldout nsamples ctx eval-windows
 models=("stories260K $S260 $SD/calib.txt $SD/eval.txt 128 256 64"
@@ -92,7 +147,9 @@ OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}, 1 thread. Command: \`bench/run_ro
 ${rows}
 Quantize time, mean over the six runs of a model (GPTQ phase and the rotation itself: building Q,
 rotating the windows' embeddings and every block; the embedding and head are rotated when the
-container is written):
+container is written). Wall times on this shared machine follow its load more than the setting
+(runs of the same setting differ by 2× at load average 9 to 17); the rotate column is the
+rotation's own time inside the run, the figure to compare:
 
 | model | rotate | quantize s | × none | gptq s | rotate s |
 |---|---|---|---|---|---|
