@@ -1,6 +1,5 @@
 /* sp_search_cli.c — the command line of `shardpress search` (main.c dispatches here). */
 #include <cjson/cJSON.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +11,7 @@
 #include "pipeline/search/sp_search_gguf.h"
 #include "shards/formats/sp_gguf_read.h"
 #include "pipeline/sp_cli.h"
+#include "pipeline/sp_opts.h"
 
 static const char *SEARCH_USAGE =
     "usage: mpirun -n N shardpress search --model QDIR --calib FILE --target-bits B --out MAP\n"
@@ -189,88 +189,101 @@ static sp_status match_gguf(int rank, const char *path, sp_search_opts *o, sp_gg
     return SP_OK;
 }
 
+/* Option-table helpers (pipeline/sp_opts.h): the values that are names or lists. */
+static sp_status target_fn(const char *opt, const char *val, void *dst, sp_err *err) {
+    sp_search_opts *o = dst;
+    if (strchr(val, ',') || val[0] == 'u') {
+        o->target_spec = val; /* resolved against the container's levels */
+        return SP_OK;
+    }
+    double d = 0;
+    SP_FORWARD(sp_cli_double(opt, val, 1.0, 64.0, &d, err));
+    o->target_bits = d;
+    o->target_spec = NULL;
+    return SP_OK;
+}
+
+static sp_status method_fn(const char *opt, const char *val, void *dst, sp_err *err) {
+    (void)opt;
+    sp_search_opts *o = dst;
+    SP_RETURN_IF(!strcmp(val, "greedy"), err, SP_EINVAL, "search: --method greedy was removed (it "
+                 "never beat uniform); --method sensitivity is the cheap method");
+    if (!strcmp(val, "sensitivity")) o->method = SP_SEARCH_SENSITIVITY;
+    else if (!strcmp(val, "evolution") || !strcmp(val, "evopress")) o->method = SP_SEARCH_EVO;
+    else return sp_err_set(err, SP_EINVAL, "search: --method must be evolution or sensitivity");
+    return SP_OK;
+}
+
+static sp_status init_fn(const char *opt, const char *val, void *dst, sp_err *err) {
+    (void)opt;
+    sp_search_opts *o = dst;
+    if (!strcmp(val, "uniform")) o->init = SP_SEARCH_INIT_UNIFORM;
+    else if (!strcmp(val, "sensitivity")) o->init = SP_SEARCH_INIT_SENSITIVITY;
+    else return sp_err_set(err, SP_EINVAL, "search: --init must be sensitivity or uniform");
+    return SP_OK;
+}
+
+static sp_status groups_fn(const char *opt, const char *val, void *dst, sp_err *err) {
+    (void)opt;
+    sp_search_opts *o = dst;
+    if (!strcmp(val, "size")) o->ev.group_by = SP_SGROUPS_SIZE;
+    else if (!strcmp(val, "name")) o->ev.group_by = SP_SGROUPS_NAME;
+    else if (!strcmp(val, "none")) o->ev.group_by = SP_SGROUPS_NONE;
+    else return sp_err_set(err, SP_EINVAL, "search: --groups must be size, name or none");
+    return SP_OK;
+}
+
+typedef struct {
+    int *v, *n, given;
+} stage_list;
+
+static sp_status stages_fn(const char *opt, const char *val, void *dst, sp_err *err) {
+    stage_list *l = dst;
+    l->given = 1;
+    return parse_stage_list(opt, val, l->v, l->n, err);
+}
+
+static sp_status device_fn(const char *opt, const char *val, void *dst, sp_err *err) {
+    (void)opt;
+    return sp_device_arg(val, dst, err);
+}
+
 sp_status sp_search_cli(MPI_Comm comm, int rank, int argc, char **argv,
                         volatile sig_atomic_t *stop_flag, sp_err *err) {
     sp_search_opts o;
     sp_search_defaults(&o);
     o.stop_flag = stop_flag;
-    int json = 0, nsurv = 3, have_surv = 0;
+    int json = 0, nsurv = 3, help = 0;
     const char *match = NULL;
-    long v = 0;
-    double d = 0;
-    static const struct option opts[] = {
-        {"model", required_argument, 0, 'm'}, {"calib", required_argument, 0, 'c'},
-        {"target-bits", required_argument, 0, 'b'}, {"out", required_argument, 0, 'o'},
-        {"method", required_argument, 0, 'M'}, {"generations", required_argument, 0, 'g'},
-        {"offspring", required_argument, 0, 'k'}, {"stages", required_argument, 0, 's'},
-        {"survivors", required_argument, 0, 'S'}, {"ctx", required_argument, 0, 'T'},
-        {"init", required_argument, 0, 'i'}, {"groups", required_argument, 0, 'G'},
-        {"seed", required_argument, 0, 'e'}, {"dense", required_argument, 0, 'd'},
-        {"topk", required_argument, 0, 'K'}, {"checkpoint-dir", required_argument, 0, 'C'},
-        {"match-gguf", required_argument, 0, 'g' + 256},
-        {"json", no_argument, 0, 'j'}, {"help", no_argument, 0, 'h'},
-        {"sensitivity", required_argument, 0, 'F'}, {"screen", required_argument, 0, 'X'},
-        {"max-evals", required_argument, 0, 'E'},
-        {"sensitivity-tokens", required_argument, 0, 'N'},
-        {"device", required_argument, 0, SP_DEVICE_OPT}, {0, 0, 0, 0}};
-    int ch;
-    opterr = 0;
-    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (ch) {
-        case 'm': o.ev.qdir = optarg; break;
-        case 'c': o.ev.calib_path = optarg; break;
-        case 'b':
-            if (strchr(optarg, ',') || optarg[0] == 'u') {
-                o.target_spec = optarg; /* resolved against the container's levels */
-            } else {
-                SP_FORWARD(sp_cli_double("--target-bits", optarg, 1.0, 64.0, &d, err));
-                o.target_bits = d;
-                o.target_spec = NULL;
-            }
-            break;
-        case 'o': o.out_map = optarg; break;
-        case 'M':
-            if (!strcmp(optarg, "greedy"))
-                return sp_err_set(err, SP_EINVAL, "search: --method greedy was removed (it never "
-                                  "beat uniform); --method sensitivity is the cheap method");
-            if (!strcmp(optarg, "sensitivity")) o.method = SP_SEARCH_SENSITIVITY;
-            else if (!strcmp(optarg, "evolution") || !strcmp(optarg, "evopress")) o.method = SP_SEARCH_EVO;
-            else return sp_err_set(err, SP_EINVAL, "search: --method must be evolution or sensitivity");
-            break;
-        case 'g': SP_FORWARD(sp_cli_int("--generations", optarg, 0, 1 << 24, &v, err)); o.generations = (int)v; break;
-        case 'k': SP_FORWARD(sp_cli_int("--offspring", optarg, 1, 4096, &v, err)); o.offspring = (int)v; break;
-        case 's': SP_FORWARD(parse_stage_list("--stages", optarg, o.stages, &o.n_stages, err)); break;
-        case 'S': SP_FORWARD(parse_stage_list("--survivors", optarg, o.survivors, &nsurv, err)); have_surv = 1; break;
-        case 'T': SP_FORWARD(sp_cli_int("--ctx", optarg, 2, 1 << 24, &v, err)); o.ev.ctx = (int)v; break;
-        case 'i':
-            if (!strcmp(optarg, "uniform")) o.init = SP_SEARCH_INIT_UNIFORM;
-            else if (!strcmp(optarg, "sensitivity")) o.init = SP_SEARCH_INIT_SENSITIVITY;
-            else return sp_err_set(err, SP_EINVAL, "search: --init must be sensitivity or uniform");
-            break;
-        case 'G':
-            if (!strcmp(optarg, "size")) o.ev.group_by = SP_SGROUPS_SIZE;
-            else if (!strcmp(optarg, "name")) o.ev.group_by = SP_SGROUPS_NAME;
-            else if (!strcmp(optarg, "none")) o.ev.group_by = SP_SGROUPS_NONE;
-            else return sp_err_set(err, SP_EINVAL, "search: --groups must be size, name or none");
-            break;
-        case 'e': SP_FORWARD(sp_cli_int("--seed", optarg, 0, 1L << 62, &v, err)); o.seed = (uint64_t)v; break;
-        case 'd': o.ev.dense_dir = optarg; break;
-        case 'K': SP_FORWARD(sp_cli_int("--topk", optarg, 1, 1 << 16, &v, err)); o.ev.topk = (int)v; break;
-        case 'C': o.checkpoint_dir = optarg; break;
-        case 'g' + 256: match = optarg; break;
-        case 'F': o.sensitivity_file = optarg; break;
-        case 'X': SP_FORWARD(sp_cli_int("--screen", optarg, 1, 64, &v, err)); o.screen = (int)v; break;
-        case 'E': SP_FORWARD(sp_cli_int("--max-evals", optarg, 1, 1L << 62, &v, err)); o.max_evals = v; break;
-        case 'N': SP_FORWARD(sp_cli_int("--sensitivity-tokens", optarg, 1, 1L << 30, &v, err)); o.sensitivity_tokens = (int)v; break;
-        case 'j': json = 1; break;
-        case SP_DEVICE_OPT: SP_FORWARD(sp_device_arg(optarg, &o.ev.device, err)); break;
-        case 'h': if (rank == 0) fputs(SEARCH_USAGE, stdout); return SP_OK;
-        default:
-            return sp_err_set(err, SP_EINVAL, "search: unknown or incomplete option '%s' (see "
-                              "shardpress search --help)", argv[optind - 1]);
-        }
+    long seed = -1, max_evals = -1;
+    stage_list stages = {o.stages, &o.n_stages, 0}, surv = {o.survivors, &nsurv, 0};
+    const sp_opt t[] = {
+        SP_OPT_S("model", &o.ev.qdir),          SP_OPT_S("calib", &o.ev.calib_path),
+        SP_OPT_X("target-bits", &o, target_fn), SP_OPT_S("out", &o.out_map),
+        SP_OPT_X("method", &o, method_fn),
+        SP_OPT_I("generations", &o.generations, 0, 1 << 24),
+        SP_OPT_I("offspring", &o.offspring, 1, 4096),
+        SP_OPT_X("stages", &stages, stages_fn), SP_OPT_X("survivors", &surv, stages_fn),
+        SP_OPT_I("ctx", &o.ev.ctx, 2, 1 << 24),
+        SP_OPT_X("init", &o, init_fn),          SP_OPT_X("groups", &o, groups_fn),
+        SP_OPT_L("seed", &seed, 0, 1L << 62),   SP_OPT_S("dense", &o.ev.dense_dir),
+        SP_OPT_I("topk", &o.ev.topk, 1, 1 << 16), SP_OPT_S("checkpoint-dir", &o.checkpoint_dir),
+        SP_OPT_S("match-gguf", &match),         SP_OPT_F("json", &json, 1),
+        SP_OPT_S("sensitivity", &o.sensitivity_file),
+        SP_OPT_I("screen", &o.screen, 1, 64),
+        SP_OPT_L("max-evals", &max_evals, 1, 1L << 62),
+        SP_OPT_I("sensitivity-tokens", &o.sensitivity_tokens, 1, 1 << 30),
+        SP_OPT_X("device", &o.ev.device, device_fn),
+    };
+    SP_FORWARD(sp_opts_parse("search", t, (int)(sizeof t / sizeof t[0]), argc, argv, &help,
+                             NULL, 0, NULL, err));
+    if (help) {
+        if (rank == 0) fputs(SEARCH_USAGE, stdout);
+        return SP_OK;
     }
-    SP_RETURN_IF(optind < argc, err, SP_EINVAL, "search: unexpected argument '%s'", argv[optind]);
+    const int have_surv = surv.given;
+    if (seed >= 0) o.seed = (uint64_t)seed;
+    if (max_evals > 0) o.max_evals = max_evals;
     SP_RETURN_IF(!have_surv && o.n_stages != 3, err, SP_EINVAL, "search: give --survivors with "
                  "one value per stage (%d stages)", o.n_stages);
     if (have_surv) /* the same rules as plan --search, before any rank reads a file */
