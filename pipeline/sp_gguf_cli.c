@@ -1,13 +1,13 @@
 /* sp_gguf_cli.c — `shardpress export --format gguf` (see sp_gguf_cli.h). */
 #include "pipeline/sp_gguf_cli.h"
 
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kernels/sp_gtype.h"
 #include "mpi/sp_mpi.h"
+#include "pipeline/sp_opts.h"
 #include "pipeline/search/sp_search_gguf.h"
 #include "shards/formats/sp_gguf_read.h"
 #include "shards/formats/sp_gguf_export.h"
@@ -97,7 +97,8 @@ sp_status sp_gguf_cli_levels(const char *val, int *levels, int max, int *n, int 
     return SP_OK;
 }
 
-static sp_status parse_type(const char *opt, const char *v, int *t, sp_err *err) {
+static sp_status type_fn(const char *opt, const char *v, void *dst, sp_err *err) {
+    int *t = dst;
     *t = sp_gtype_parse(v);
     char all[TYPE_LIST_CAP];
     sp_gtype_names(all, sizeof all, ", ", 0);
@@ -149,45 +150,28 @@ sp_status sp_gguf_export_cli(MPI_Comm comm, int rank, int argc, char **argv,
     const char *model = NULL, *out = NULL, *bits_map = NULL, *type_map = NULL, *match = NULL;
     sp_gguf_export_opts eo;
     sp_gguf_export_opts_default(&eo);
-    static const struct option opts[] = {
-        {"model", required_argument, 0, 'm'},       {"out", required_argument, 0, 'o'},
-        {"format", required_argument, 0, 'F'},      {"type", required_argument, 0, 't'},
-        {"embed-type", required_argument, 0, 'e'},  {"output-type", required_argument, 0, 'O'},
-        {"type-map", required_argument, 0, 'T'},    {"bits-map", required_argument, 0, 'M'},
-        {"force", no_argument, 0, 'f'},             {"help", no_argument, 0, 'h'},
-        {"match-gguf", required_argument, 0, 'G'},
-        {0, 0, 0, 0}};
-    int ch;
-    sp_status st = SP_OK;
-    opterr = 0;
-    optind = 1;
-    while (st == SP_OK && (ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (ch) {
-        case 'm': model = optarg; break;
-        case 'o': out = optarg; break;
-        case 'F': break;
-        case 't': st = parse_type("--type", optarg, &eo.type, err); break;
-        case 'e': st = parse_type("--embed-type", optarg, &eo.embed_type, err); break;
-        case 'O': st = parse_type("--output-type", optarg, &eo.output_type, err); break;
-        case 'T': type_map = optarg; break;
-        case 'M': bits_map = optarg; break;
-        case 'f': eo.force = 1; break;
-        case 'G': match = optarg; break;
-        case 'h':
-            if (rank == 0) {
-                char all[TYPE_LIST_CAP], q[TYPE_LIST_CAP];
-                sp_gtype_names(all, sizeof all, " ", 0);
-                sp_gtype_names(q, sizeof q, " ", 1);
-                printf(USAGE, all, q);
-            }
-            return SP_OK;
-        default:
-            return sp_err_set(err, SP_EINVAL, "export: unknown or incomplete option '%s' (see "
-                              "shardpress export --format gguf --help)", argv[optind - 1]);
-        }
-    }
+    const char *format = NULL;
+    int help = 0;
+    const sp_opt t[] = {
+        SP_OPT_S("model", &model),              SP_OPT_S("out", &out),
+        SP_OPT_S("format", &format),            SP_OPT_X("type", &eo.type, type_fn),
+        SP_OPT_X("embed-type", &eo.embed_type, type_fn),
+        SP_OPT_X("output-type", &eo.output_type, type_fn),
+        SP_OPT_S("type-map", &type_map),        SP_OPT_S("bits-map", &bits_map),
+        SP_OPT_F("force", &eo.force, 1),        SP_OPT_S("match-gguf", &match),
+    };
+    sp_status st = sp_opts_parse("export --format gguf", t, (int)(sizeof t / sizeof t[0]), argc,
+                                 argv, &help, NULL, 0, NULL, err);
     SP_FORWARD(st);
-    SP_RETURN_IF(optind < argc, err, SP_EINVAL, "export: unexpected argument '%s'", argv[optind]);
+    if (help) {
+        if (rank == 0) {
+            char all[TYPE_LIST_CAP], q[TYPE_LIST_CAP];
+            sp_gtype_names(all, sizeof all, " ", 0);
+            sp_gtype_names(q, sizeof q, " ", 1);
+            printf(USAGE, all, q);
+        }
+        return SP_OK;
+    }
     SP_RETURN_IF(!model || !out, err, SP_EINVAL, "export: --model and --out are required");
     if (match) SP_FORWARD(match_sides(rank, model, match, &eo, err));
     sp_bits_map bm, tm;
