@@ -247,7 +247,10 @@ static sp_status read_all(cursor *c, sp_gguf_info *g) {
         } else if (!strcmp(key, "general.file_type") && vt <= 5) {
             g->file_type = (int)iv;
         } else if (!strcmp(key, "general.architecture") && vt == 8) {
-            snprintf(g->arch, sizeof g->arch, "%s", sv);
+            /* A display field: keep at most sizeof arch - 1 bytes of the name. */
+            size_t n = strnlen(sv, sizeof g->arch - 1);
+            memcpy(g->arch, sv, n);
+            g->arch[n] = '\0';
         }
     }
     g->n_tensors = (int64_t)nt;
