@@ -78,6 +78,52 @@ static void test_roundtrip_bounds(void **state) {
     assert_int_equal(sp_gtype_quantize_row(SP_GT_Q3_K, x, 100, buf, &e), SP_EINVAL);
 }
 
+/* sp_gtype_quantize_row_search (export --match-gguf's token_embd/output): a valid row of the
+ * type whose squared error, summed over rows with outliers, is no larger than the min-max
+ * rule's (Q2_K/Q3_K: the same search, so equal bytes), and with weights, no larger in the
+ * weighted error than the unit-weight search. F32/F16 pass through. */
+static void test_row_search(void **state) {
+    (void)state;
+    const int types[] = {SP_GT_Q4_0, SP_GT_Q4_1, SP_GT_Q5_0, SP_GT_Q5_1, SP_GT_Q8_0,
+                         SP_GT_Q4_K, SP_GT_Q5_K, SP_GT_Q6_K, SP_GT_Q2_K, SP_GT_Q3_K, SP_GT_F16};
+    enum { N = 512, ROWS = 16 };
+    static float x[ROWS][N], y[N];
+    static double wt[N];
+    uint8_t a[2048], b[2048];
+    uint64_t s = 11;
+    sp_err e;
+    for (int r = 0; r < ROWS; r++)
+        for (int i = 0; i < N; i++) x[r][i] = rng_f(&s) * (i % 29 == r ? 6.0f : 1.0f);
+    for (int i = 0; i < N; i++) wt[i] = 0.05 + (double)(rng_next(&s) % 1000) / 100.0;
+    for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
+        const int t = types[k];
+        double e_rule = 0, e_search = 0, w_unit = 0, w_wt = 0;
+        for (int r = 0; r < ROWS; r++) {
+            assert_int_equal(sp_gtype_quantize_row(t, x[r], N, a, &e), SP_OK);
+            assert_int_equal(sp_gtype_quantize_row_search(t, x[r], N, NULL, b, &e), SP_OK);
+            if (t == SP_GT_F16 || t == SP_GT_Q2_K || t == SP_GT_Q3_K)
+                assert_memory_equal(a, b, sp_gtype_row_bytes(t, N));
+            assert_int_equal(sp_gtype_dequant_row(t, a, N, y, &e), SP_OK);
+            for (int i = 0; i < N; i++) e_rule += ((double)x[r][i] - y[i]) * ((double)x[r][i] - y[i]);
+            assert_int_equal(sp_gtype_dequant_row(t, b, N, y, &e), SP_OK);
+            for (int i = 0; i < N; i++) {
+                double d = (double)x[r][i] - y[i];
+                e_search += d * d;
+                w_unit += wt[i] * d * d;
+            }
+            assert_int_equal(sp_gtype_quantize_row_search(t, x[r], N, wt, b, &e), SP_OK);
+            assert_int_equal(sp_gtype_dequant_row(t, b, N, y, &e), SP_OK);
+            for (int i = 0; i < N; i++) w_wt += wt[i] * ((double)x[r][i] - y[i]) * ((double)x[r][i] - y[i]);
+        }
+        if (e_search > e_rule * (1 + 1e-12) || w_wt > w_unit * (1 + 1e-12))
+            print_error("%s: search %g vs rule %g; weighted %g vs unit %g\n", sp_gtype_name(t),
+                        e_search, e_rule, w_wt, w_unit);
+        assert_true(e_search <= e_rule * (1 + 1e-12));
+        assert_true(w_wt <= w_unit * (1 + 1e-12));
+    }
+    assert_int_equal(sp_gtype_quantize_row_search(SP_GT_Q4_K, x[0], 100, NULL, b, &e), SP_EINVAL);
+}
+
 /* A zero row stays zero in every type (no NaN from a zero scale). */
 static void test_zero_row(void **state) {
     (void)state;
@@ -318,6 +364,7 @@ int main(void) {
         cmocka_unit_test(test_zero_row),        cmocka_unit_test(test_pack_exact),
         cmocka_unit_test(test_gptq_gguf_rule),  cmocka_unit_test(test_qk_permutation),
         cmocka_unit_test(test_writer_bytes),    cmocka_unit_test(test_gptq_levels),
+        cmocka_unit_test(test_row_search),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
