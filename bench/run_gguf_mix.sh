@@ -53,12 +53,22 @@ for tag in ${SP_MIX_MODELS:-wiki-kjv-6M stories260K}; do
   (cd "$BINS" && "$LI" -m "$W/$tag-f32.gguf" -f "$ROOT/$CAL" -o "$W/$tag-imatrix.gguf" -c $CTX \
      --chunks $NS -t 1 >"$W/$tag-imatrix.log" 2>&1) || fail "llama-imatrix failed ($W/$tag-imatrix.log)"
   t_imx=$(since "$t0")
-  t0=$(now)
-  "$B/shardpress" quantize --model "$model" --calib "$CAL" --out "$W/$tag-q" --levels $LEVELS \
-    --nsamples $NS --ctx $CTX --force >/dev/null 2>"$W/$tag-quantize.log"
-  t_q=$(since "$t0")
-  once+="| $tag | $t_imx | $t_q | $LEVELS |"$'\n'
-  sens=()
+  # our one quantize run and the sensitivity table (kept for a rerun: SP_MIX_REUSE=1)
+  if [ "${SP_MIX_REUSE:-0}" = 1 ] && [ -f "$W/$tag-once.txt" ] && [ -f "$W/$tag-table.map.sensitivity.json" ]; then
+    read -r t_q t_tab <"$W/$tag-once.txt"
+  else
+    t0=$(now)
+    "$B/shardpress" quantize --model "$model" --calib "$CAL" --out "$W/$tag-q" --levels $LEVELS \
+      --nsamples $NS --ctx $CTX --force >/dev/null 2>"$W/$tag-quantize.log"
+    t_q=$(since "$t0")
+    t0=$(now)
+    "$B/shardpress" search --model "$W/$tag-q" --calib "$CAL" --target-bits 4.5 --method sensitivity \
+      --ctx $CTX --out "$W/$tag-table.map" >/dev/null 2>"$W/s.log" || { tail -3 "$W/s.log"; fail "the sensitivity table failed"; }
+    t_tab=$(since "$t0")
+    echo "$t_q $t_tab" >"$W/$tag-once.txt"
+  fi
+  once+="| $tag | $t_imx | $t_q | $t_tab | $LEVELS |"$'\n'
+  sens=(--sensitivity "$W/$tag-table.map.sensitivity.json")
   for mix in $MIXES; do
     t0=$(now)
     "$LQ" --imatrix "$W/$tag-imatrix.gguf" "$W/$tag-f32.gguf" "$W/$tag-lq-$mix.gguf" $mix >"$W/lq.log" 2>&1 ||
@@ -71,8 +81,6 @@ for tag in ${SP_MIX_MODELS:-wiki-kjv-6M stories260K}; do
     "$B/shardpress" export --model "$W/$tag-q" --format gguf --bits-map "$W/$tag-$mix.map" \
       --match-gguf "$W/$tag-lq-$mix.gguf" --out "$W/$tag-sp-$mix.gguf" --force >/dev/null 2>"$W/x.log"
     t_sp=$(since "$t0")
-    # the table is measured once (first mix) and reused: its time is in the first row
-    sens=(--sensitivity "$W/$tag-Q2_K.map.sensitivity.json")
     res=()
     for f in lq sp; do
       p=$(ll logprobs "$W/$tag-$f-$mix.gguf" "$W/$tag.ids" $CTX $EW "$W/lp" | awk '/^ppl/ {print $2}')
@@ -101,16 +109,17 @@ libraries): KL(F32 file ‖ file) over the whole vocabulary, mean per position, 
 Calibration for both sides: calib.txt (wiki-kjv-6M: 128×256 tokens; stories260K: 64×128).
 Ratio = KL ours / KL llama.cpp (goal on wiki-kjv-6M: ≤ 0.75 from Q3_K_S to Q5_K_M, ≤ 0.8 at
 Q2_K; stories260K ≤ 0.9). Bytes are whole files; ours are never larger (checked by the script).
-Seconds: llama-quantize per mix; ours = search + export per mix (the first row of a model
-includes measuring the sensitivity table, reused by the later rows).
+Seconds: llama-quantize per mix; ours = search (the allocation from the model's sensitivity
+table) + export per mix; the table is measured once per model (below).
 
 | model | mix | bytes llama.cpp | bytes ours | KL llama.cpp | KL ours | ratio | PPL llama.cpp | PPL ours | s llama-quantize | s search+export | our block linears |
 |---|---|---|---|---|---|---|---|---|---|---|---|
 ${rows}
-Once per model (seconds): llama-imatrix against our \`quantize --levels\` (GPTQ at every level):
+Once per model (seconds): llama-imatrix against our \`quantize --levels\` (GPTQ at every level)
+and the ΔKL sensitivity table (\`search --method sensitivity\`, 2048 calibration tokens):
 
-| model | s llama-imatrix | s shardpress quantize | levels |
-|---|---|---|---|
+| model | s llama-imatrix | s shardpress quantize | s sensitivity table | levels |
+|---|---|---|---|---|
 ${once}"
 sp_bench_write_section "$DOC" "## GGUF mixes" "$text"
 echo "$text"

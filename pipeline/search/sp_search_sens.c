@@ -17,6 +17,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,7 +113,9 @@ static sp_status load_root(sp_search_state *s, const char *path, sp_err *err) {
             BAD("%s: field 'table' entry %d must have %d values", path, m, sp->n_levels);
         for (int k = 0; st == SP_OK && k < sp->n_levels; k++) {
             const cJSON *x = cJSON_GetArrayItem(row, k);
-            if (!cJSON_IsNumber(x) || !(x->valuedouble >= 0.0) || x->valuedouble > 1e30)
+            /* a ΔKL: the writer stores small negatives (a near-lossless level measured on
+             * finite windows, e.g. Q8_0 at −2e-10), so any finite value is one */
+            if (!cJSON_IsNumber(x) || !(fabs(x->valuedouble) <= 1e30))
                 BAD("%s: field 'table' entry %d, level %d: not a KL value", path, m, sp->levels[k]);
             else
                 s->table[(size_t)m * (size_t)sp->n_levels + (size_t)k] = x->valuedouble;

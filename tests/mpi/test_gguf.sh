@@ -352,6 +352,19 @@ match)
     --generations 3 --offspring 4 --stages 256,512 --survivors 2,1 --ctx 128 --json >"$WORK/s.json" 2>"$WORK/s.err"
   "$SP_BIN" export --model "$WORK/qk" --format gguf --bits-map "$WORK/smap.txt" --match-gguf "$WORK/lq.gguf" \
     --out "$WORK/k.gguf" >/dev/null
+  # the sensitivity allocation at the same budget, and its table reused when a near-lossless
+  # level measured a small negative ΔKL (as Q8_0 does on real models: −2e-10 on wiki-kjv-6M)
+  "$SP_BIN" search --model "$WORK/qk" --calib "$CAL" --match-gguf "$WORK/lq.gguf" --out "$WORK/sens.txt" \
+    --method sensitivity --stages 512 --survivors 1 --ctx 128 >/dev/null
+  python3 - "$WORK/sens.txt.sensitivity.json" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1])); j["table"][0][-1] = -2.1e-10; json.dump(j, open(sys.argv[1], "w"))
+PY
+  "$SP_BIN" search --model "$WORK/qk" --calib "$CAL" --match-gguf "$WORK/lq.gguf" --out "$WORK/sens2.txt" \
+    --method sensitivity --sensitivity "$WORK/sens.txt.sensitivity.json" --stages 512 --survivors 1 --ctx 128 \
+    >/dev/null || fail "a sensitivity table with a small negative ΔKL was refused"
+  cmp "$WORK/sens.txt" "$WORK/sens2.txt" || fail "the reused table gave another map"
+  echo "ok: search --match-gguf --method sensitivity; its table (a ΔKL of −2.1e-10) reused, same map"
   # an independent reader: tensor infos and the ggml block sizes of the types in play
   python3 - "$WORK/lq.gguf" "$WORK/k.gguf" "$WORK/s.json" <<'PY' || fail "--match-gguf: wrong budget or file"
 import json, struct, sys
