@@ -6,7 +6,6 @@
 #include <cblas.h>
 #include <cjson/cJSON.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <hdf5.h>
 #include <limits.h>
 #include <signal.h>
@@ -145,111 +144,124 @@ static void print_quantize_result(cli_ctx *cx, const sp_quantize_opts *op, sp_qu
 
 static int cmp_int(const void *a, const void *b) { return *(const int *)a - *(const int *)b; }
 
+/* Option-table helpers (pipeline/sp_opts.h) for quantize's values that are names or lists. */
+static sp_status rotate_fn(const char *opt, const char *val, void *dst, sp_err *err) {
+    int r = sp_rotate_parse(val);
+    SP_RETURN_IF(r < 0, err, SP_EINVAL, "%s: '%s' is not none, hadamard or orthogonal", opt, val);
+    *(int *)dst = r;
+    return SP_OK;
+}
+
+static sp_status compress_fn(const char *opt, const char *val, void *dst, sp_err *err) {
+    static const char *names[] = {"none", "gzip", "zstd"}; /* sp_ckpt_compress order */
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(val, names[i])) {
+            *(int *)dst = i;
+            return SP_OK;
+        }
+    return sp_err_set(err, SP_EINVAL, "%s: '%s' is not none, gzip or zstd", opt, val);
+}
+
+static sp_status group_fn(const char *opt, const char *val, void *dst, sp_err *err) {
+    long v = 0;
+    SP_FORWARD(sp_cli_int(opt, val, -1, 1 << 30, &v, err));
+    SP_RETURN_IF(v == 0, err, SP_EINVAL, "%s: must be >= 1, or -1 for one group per row", opt);
+    *(int *)dst = (int)v;
+    return SP_OK;
+}
+
+static sp_status scale_search_fn(const char *opt, const char *val, void *dst, sp_err *err) {
+    int ss = sp_quant_search_parse(val);
+    SP_RETURN_IF(ss < 0, err, SP_EINVAL, "%s: '%s' is not minmax, mse, hmse or gguf", opt, val);
+    *(int *)dst = ss;
+    return SP_OK;
+}
+
+static sp_status method_fn(const char *opt, const char *val, void *dst, sp_err *err) {
+    if (!strcmp(val, "gptq")) *(int *)dst = 0;
+    else if (!strcmp(val, "rtn")) *(int *)dst = 1;
+    else return sp_err_set(err, SP_EINVAL, "%s: '%s' is not gptq or rtn", opt, val);
+    return SP_OK;
+}
+
+static sp_status format_fn(const char *opt, const char *val, void *dst, sp_err *err) {
+    (void)opt;
+    return sp_gguf_cli_format(val, dst, err);
+}
+
+static sp_status device_fn(const char *opt, const char *val, void *dst, sp_err *err) {
+    (void)opt;
+    return sp_device_arg(val, dst, err);
+}
+
+/* --levels: plain bit widths or GGUF types (issue 11); given is set when the option appears. */
+typedef struct {
+    sp_quantize_opts *o;
+    int *types, is_types, given;
+} levels_arg;
+
+static sp_status levels_fn(const char *opt, const char *val, void *dst, sp_err *err) {
+    (void)opt;
+    levels_arg *l = dst;
+    l->given = 1;
+    return sp_gguf_cli_levels(val, l->o->levels, SP_QUANTIZE_MAX_LEVELS, &l->o->n_levels,
+                              l->types, &l->is_types, err);
+}
+
 static sp_status cmd_quantize(cli_ctx *cx, int argc, char **argv, sp_err *err) {
     sp_quantize_opts o;
     sp_quantize_defaults(&o);
-    int json = 0, have_levels = 0, have_search = 0;
+    int json = 0, help = 0;
     /* issue 11: GGUF types as levels; type_of[b] is the type of the b-bit level (0: plain) */
-    int gguf_type = 0, gguf_levels = 0, have_bits = 0, have_group = 0, have_asym = 0;
-    int ltypes[SP_QUANTIZE_MAX_LEVELS] = {0}, type_of[9] = {0};
-    long v = 0;
-    double d;
-    static const struct option opts[] = {
-        {"model", required_argument, 0, 'm'}, {"calib", required_argument, 0, 'c'},
-        {"out", required_argument, 0, 'o'}, {"bits", required_argument, 0, 'b'},
-        {"levels", required_argument, 0, 'L'}, {"group-size", required_argument, 0, 'g'},
-        {"sym", no_argument, 0, 'S'}, {"asym", no_argument, 0, 'A'},
-        {"act-order", no_argument, 0, 'a'}, {"no-act-order", no_argument, 0, 'O'},
-        {"damp", required_argument, 0, 'd'},
-        {"block", required_argument, 0, 'B'}, {"mse", no_argument, 0, 'E'},
-        {"scale-search", required_argument, 0, 'Q'}, {"true-sequential", no_argument, 0, 'W'},
-        {"no-true-sequential", no_argument, 0, 'w'},
-        {"nsamples", required_argument, 0, 'n'}, {"ctx", required_argument, 0, 'T'},
-        {"method", required_argument, 0, 'M'}, {"seed", required_argument, 0, 's'},
-        {"force", no_argument, 0, 'f'}, {"json", no_argument, 0, 'j'},
-        {"checkpoint-dir", required_argument, 0, 'K'},
-        {"checkpoint-every", required_argument, 0, 'k'},
-        {"checkpoint-compress", required_argument, 0, 'Z'},
-        {"device", required_argument, 0, SP_DEVICE_OPT},
-        {"format", required_argument, 0, 'F'}, {"imatrix-out", required_argument, 0, 'I'},
-        {"rotate", required_argument, 0, 'R'}, {"rotate-seed", required_argument, 0, 'r'},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    int ch;
-    opterr = 0;
-    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (ch) {
-        case 'm': o.model_dir = optarg; break;
-        case 'c': o.calib_path = optarg; break;
-        case 'R':
-            o.rotate = sp_rotate_parse(optarg);
-            SP_RETURN_IF(o.rotate < 0, err, SP_EINVAL,
-                         "--rotate: '%s' is not none, hadamard or orthogonal", optarg);
-            break;
-        case 'r': SP_FORWARD(sp_cli_int("--rotate-seed", optarg, 0, 0x7fffffffffffffffL, &v, err)); o.rotate_seed = (uint64_t)v; break;
-        case 'o': o.out_dir = optarg; break;
-        case 'K': o.checkpoint_dir = optarg; break;
-        case 'k': SP_FORWARD(sp_cli_int("--checkpoint-every", optarg, 1, 1 << 20, &v, err)); o.checkpoint_every = (int)v; break;
-        case 'Z':
-            if (!strcmp(optarg, "none")) o.checkpoint_compress = 0;
-            else if (!strcmp(optarg, "gzip")) o.checkpoint_compress = 1;
-            else if (!strcmp(optarg, "zstd")) o.checkpoint_compress = 2;
-            else return sp_err_set(err, SP_EINVAL, "--checkpoint-compress: '%s' is not none, gzip or zstd", optarg);
-            break;
-        case 'b': SP_FORWARD(sp_cli_int("--bits", optarg, 2, 8, &v, err)); o.bits = (int)v; have_bits = 1; break;
-        case 'L':
-            SP_FORWARD(sp_gguf_cli_levels(optarg, o.levels, SP_QUANTIZE_MAX_LEVELS, &o.n_levels,
-                                          ltypes, &gguf_levels, err));
-            have_levels = 1;
-            break;
-        case 'F': SP_FORWARD(sp_gguf_cli_format(optarg, &gguf_type, err)); break;
-        case 'I': o.imatrix_out = optarg; break;
-        case 'g':
-            SP_FORWARD(sp_cli_int("--group-size", optarg, -1, 1 << 30, &v, err));
-            SP_RETURN_IF(v == 0, err, SP_EINVAL, "--group-size: must be >= 1, or -1 for one group per row");
-            o.group_size = (int)v;
-            have_group = 1;
-            break;
-        case 'S': o.sym = 1; break;
-        case 'A': o.sym = 0; have_asym = 1; break;
-        case 'a': o.act_order = 1; break;
-        case 'O': o.act_order = 0; break;
-        case 'd': SP_FORWARD(sp_cli_double("--damp", optarg, 1e-12, 0.999, &d, err)); o.damp = d; break;
-        case 'B': SP_FORWARD(sp_cli_int("--block", optarg, 1, 1 << 20, &v, err)); o.block = (int)v; break;
-        case 'E': o.scale_search = SP_QSEARCH_MSE; have_search = 1; break;
-        case 'Q':
-            o.scale_search = sp_quant_search_parse(optarg);
-            SP_RETURN_IF(o.scale_search < 0, err, SP_EINVAL,
-                         "--scale-search: '%s' is not minmax, mse, hmse or gguf", optarg);
-            have_search = 1;
-            break;
-        case 'W': o.true_sequential = 1; break;
-        case 'w': o.true_sequential = 0; break;
-        case 'n': SP_FORWARD(sp_cli_int("--nsamples", optarg, 1, 1 << 24, &v, err)); o.nsamples = (int)v; break;
-        case 'T': SP_FORWARD(sp_cli_int("--ctx", optarg, 2, 1 << 24, &v, err)); o.ctx = (int)v; break;
-        case 'M':
-            if (!strcmp(optarg, "gptq")) o.rtn = 0;
-            else if (!strcmp(optarg, "rtn")) o.rtn = 1;
-            else return sp_err_set(err, SP_EINVAL, "--method: '%s' is not gptq or rtn", optarg);
-            break;
-        case 's': SP_FORWARD(sp_cli_int("--seed", optarg, 0, 0x7fffffffffffffffL, &v, err)); o.seed = (uint64_t)v; break;
-        case 'f': o.force = 1; break;
-        case 'j': json = 1; break;
-        case SP_DEVICE_OPT: SP_FORWARD(sp_device_arg(optarg, &o.device, err)); break;
-        case 'h':
-            if (cx->rank == 0) {
-                sp_quantize_opts dflt;
-                sp_quantize_defaults(&dflt);
-                printf(QUANTIZE_USAGE, dflt.act_order ? "default" : "off by default",
-                       sp_quant_search_name(dflt.scale_search),
-                       dflt.true_sequential ? "default" : "off by default");
-            }
-            return SP_OK;
-        default:
-            return sp_err_set(err, SP_EINVAL, "quantize: unknown or incomplete option '%s' (see "
-                              "shardpress quantize --help)", argv[optind - 1]);
+    int gguf_type = 0, ltypes[SP_QUANTIZE_MAX_LEVELS] = {0}, type_of[9] = {0};
+    /* values whose presence matters (0 / -1: not given) */
+    int bits = 0, group = 0, sym = -1, search = -1;
+    long seed = -1, rotate_seed = -1;
+    double damp = 0;
+    levels_arg lv = {&o, ltypes, 0, 0};
+    const sp_opt t[] = {
+        SP_OPT_S("model", &o.model_dir),         SP_OPT_S("calib", &o.calib_path),
+        SP_OPT_S("out", &o.out_dir),             SP_OPT_I("bits", &bits, 2, 8),
+        SP_OPT_X("levels", &lv, levels_fn),      SP_OPT_X("group-size", &group, group_fn),
+        SP_OPT_F("sym", &sym, 1),                SP_OPT_F("asym", &sym, 0),
+        SP_OPT_F("act-order", &o.act_order, 1),  SP_OPT_F("no-act-order", &o.act_order, 0),
+        SP_OPT_D("damp", &damp, 1e-12, 0.999),   SP_OPT_I("block", &o.block, 1, 1 << 20),
+        SP_OPT_F("mse", &search, SP_QSEARCH_MSE),
+        SP_OPT_X("scale-search", &search, scale_search_fn),
+        SP_OPT_F("true-sequential", &o.true_sequential, 1),
+        SP_OPT_F("no-true-sequential", &o.true_sequential, 0),
+        SP_OPT_I("nsamples", &o.nsamples, 1, 1 << 24), SP_OPT_I("ctx", &o.ctx, 2, 1 << 24),
+        SP_OPT_X("method", &o.rtn, method_fn),   SP_OPT_L("seed", &seed, 0, 0x7fffffffffffffffL),
+        SP_OPT_F("force", &o.force, 1),          SP_OPT_F("json", &json, 1),
+        SP_OPT_S("checkpoint-dir", &o.checkpoint_dir),
+        SP_OPT_I("checkpoint-every", &o.checkpoint_every, 1, 1 << 20),
+        SP_OPT_X("checkpoint-compress", &o.checkpoint_compress, compress_fn),
+        SP_OPT_X("device", &o.device, device_fn),
+        SP_OPT_X("format", &gguf_type, format_fn), SP_OPT_S("imatrix-out", &o.imatrix_out),
+        SP_OPT_X("rotate", &o.rotate, rotate_fn),
+        SP_OPT_L("rotate-seed", &rotate_seed, 0, 0x7fffffffffffffffL),
+    };
+    SP_FORWARD(sp_opts_parse("quantize", t, (int)(sizeof t / sizeof t[0]), argc, argv, &help,
+                             NULL, 0, NULL, err));
+    if (help) {
+        if (cx->rank == 0) {
+            sp_quantize_opts dflt;
+            sp_quantize_defaults(&dflt);
+            printf(QUANTIZE_USAGE, dflt.act_order ? "default" : "off by default",
+                   sp_quant_search_name(dflt.scale_search),
+                   dflt.true_sequential ? "default" : "off by default");
         }
+        return SP_OK;
     }
-    SP_RETURN_IF(optind < argc, err, SP_EINVAL, "quantize: unexpected argument '%s'", argv[optind]);
+    const int have_bits = bits != 0, have_group = group != 0, have_asym = sym == 0;
+    const int have_search = search >= 0, have_levels = lv.given, gguf_levels = lv.is_types;
+    if (have_bits) o.bits = bits;
+    if (have_group) o.group_size = group;
+    if (sym >= 0) o.sym = sym;
+    if (have_search) o.scale_search = search;
+    if (seed >= 0) o.seed = (uint64_t)seed;
+    if (rotate_seed >= 0) o.rotate_seed = (uint64_t)rotate_seed;
+    if (damp > 0) o.damp = damp;
     /* The default search weights by diag(H); RTN has no Hessian and keeps min-max. */
     if (o.rtn && !have_search) o.scale_search = SP_QSEARCH_MINMAX;
     /* GGUF types as levels (issue 11). Q4_0/Q5_0/Q8_0 are plain levels with group 32,
