@@ -11,40 +11,53 @@
 #   - seeded + screened under --max-evals = 25% of plain's layer evaluations (table included);
 #   - bundled model: seconds and layer evaluations per generation on 1 and 2 ranks (10 gens);
 #   - plan --search for a 70B model (sparse safetensors headers) with the sensitivity pass.
-# Writes the "Search" section of docs/benchmarks.md. SP_BENCH_MODELS="stories wiki" (default)
-# selects the models.
+# Writes the "Search" section of docs/benchmarks.md. Reductions for a busy machine (the section
+# states the values used): SP_BENCH_MODELS="stories wiki" (default) selects the models;
+# SP_BENCH_DIR=D keeps the work in D and skips the steps whose output is there (rerun to go on);
+# SP_BENCH_WIKI_G (default G_SEEDED) and SP_BENCH_WIKI_PLAIN=0 (no plain run on wiki-kjv-6M, so
+# no 25% run there either); SP_BENCH_MULTI_EVO=0 (the seeded --screen 4 run at u3 only);
+# SP_BENCH_TIMING_GENS (default 10); SP_BENCH_NSAMPLES (GPTQ windows, default 128).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 . "$ROOT/.ci/env.sh"
 G=${1:-40}; P=${2:-60}
 SP="$BUILD/shardpress"
-W=$(mktemp -d); trap 'rm -rf "$W"' EXIT
+if [ -n "${SP_BENCH_DIR:-}" ]; then W=$SP_BENCH_DIR; mkdir -p "$W"
+else W=$(mktemp -d); trap 'rm -rf "$W"' EXIT; fi
+WG=${SP_BENCH_WIKI_G:-$G}; WPLAIN=${SP_BENCH_WIKI_PLAIN:-1}; MULTI=${SP_BENCH_MULTI_EVO:-1}
+TG=${SP_BENCH_TIMING_GENS:-10}; NS=${SP_BENCH_NSAMPLES:-128}
+# step OUT CMD...: run CMD (stdout to OUT) unless OUT exists and is not empty
+step() { local o=$1; shift; [ -s "$o" ] && return 0; "$@" >"$o.part" && mv "$o.part" "$o"; }
 S=(--ctx 256 --offspring 16 --stages 512,2048,8192 --survivors 4,2,1)
 num() { python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {}, {'r': r}))" "$@"; }
 t0=$(date +%s)
 
 run_model() { # name model_dir calib eval
-  local n=$1 M=$2 CAL=$3 EV=$4 d="$W/$1"; mkdir -p "$d"
-  mpirun -n 2 "$SP" quantize --model "$M" --calib "$CAL" --out "$d/q" --levels 2,3,4,5,6,8 \
-    --group-size 32 --nsamples 128 --ctx 256 >/dev/null
-  mpirun -n 2 "$SP" eval --model "$M" --text "$EV" --ctx 256 --save-logits "$d/dense" >/dev/null
+  local n=$1 M=$2 CAL=$3 EV=$4 d="$W/$1" g=$G plain=1 multi=$MULTI; mkdir -p "$d"
+  [ "$n" = wiki ] && { g=$WG; plain=$WPLAIN; multi=0; }
+  [ -s "$d/q/model.sp.h5" ] || mpirun -n 2 "$SP" quantize --model "$M" --calib "$CAL" --out "$d/q" \
+    --levels 2,3,4,5,6,8 --group-size 32 --nsamples "$NS" --ctx 256 --force >/dev/null
+  [ -s "$d/dense" ] || mpirun -n 2 "$SP" eval --model "$M" --text "$EV" --ctx 256 --save-logits "$d/dense" >/dev/null
   kl() { mpirun -n 2 "$SP" eval --model "$d/q" --text "$EV" --ctx 256 --kl-base "$d/dense" --json "$@" | sed -n 's/.*"kl":\([-0-9.e+]*\).*/\1/p'; }
   search() { mpirun -n 2 "$SP" search --model "$d/q" --calib "$CAL" "${S[@]}" --json "$@" 2>/dev/null; }
-  search --method sensitivity --target-bits u2.5,u3,u3.5 --out "$d/sens" >"$d/sens.json"
+  step "$d/sens.json" search --method sensitivity --target-bits u2.5,u3,u3.5 --out "$d/sens"
   local T="$d/sens.sensitivity.json"
-  search --target-bits u3 --init uniform --screen 1 --generations "$P" --out "$d/plain" >"$d/plain.json"
-  search --target-bits u3 --sensitivity "$T" --screen 1 --generations "$G" --out "$d/seed1" >"$d/seed1.json"
-  local tg=u3; [ "$n" = stories ] && tg=u2.5,u3,u3.5
-  search --target-bits $tg --sensitivity "$T" --screen 4 --generations "$G" --out "$d/seed4" >"$d/seed4.json"
+  [ "$plain" = 1 ] && step "$d/plain.json" search --target-bits u3 --init uniform --screen 1 --generations "$P" --out "$d/plain"
+  step "$d/seed1.json" search --target-bits u3 --sensitivity "$T" --screen 1 --generations "$g" --out "$d/seed1"
+  local tg=u3; [ "$multi" = 1 ] && tg=u2.5,u3,u3.5
+  step "$d/seed4.json" search --target-bits $tg --sensitivity "$T" --screen 4 --generations "$g" --out "$d/seed4"
   local tab; tab=$(num "$d/sens.json" 'r["sensitivity"]["layer_evaluations"]')
-  local cap; cap=$(num "$d/plain.json" "int(0.25 * r['layer_evaluations']) - $tab")
-  search --target-bits u3 --sensitivity "$T" --screen 4 --generations 1000 --max-evals "$cap" --out "$d/budget" >"$d/budget.json"
-  { echo "u2 $(kl --level 2)"; echo "u3 $(kl --level 3)"; echo "u4 $(kl --level 4)"
+  if [ "$plain" = 1 ]; then
+    local cap; cap=$(num "$d/plain.json" "int(0.25 * r['layer_evaluations']) - $tab")
+    step "$d/budget.json" search --target-bits u3 --sensitivity "$T" --screen 4 --generations 1000 --max-evals "$cap" --out "$d/budget"
+  fi
+  [ -s "$d/kl.txt" ] || { echo "u2 $(kl --level 2)"; echo "u3 $(kl --level 3)"; echo "u4 $(kl --level 4)"
     for x in u2.5 u3 u3.5; do echo "sens.$x $(kl --bits-map "$d/sens.$x")"; done
-    echo "plain $(kl --bits-map "$d/plain")"; echo "seed1 $(kl --bits-map "$d/seed1")"
-    if [ "$n" = stories ]; then for x in u2.5 u3 u3.5; do echo "seed4.$x $(kl --bits-map "$d/seed4.$x")"; done
+    [ "$plain" = 1 ] && echo "plain $(kl --bits-map "$d/plain")"
+    echo "seed1 $(kl --bits-map "$d/seed1")"
+    if [ "$multi" = 1 ]; then for x in u2.5 u3 u3.5; do echo "seed4.$x $(kl --bits-map "$d/seed4.$x")"; done
     else echo "seed4.u3 $(kl --bits-map "$d/seed4")"; fi
-    echo "budget $(kl --bits-map "$d/budget")"; } >"$d/kl.txt"
+    [ "$plain" = 1 ] && echo "budget $(kl --bits-map "$d/budget")"; true; } >"$d/kl.part" && mv "$d/kl.part" "$d/kl.txt"
 }
 
 MODELS=${SP_BENCH_MODELS:-stories wiki}
@@ -57,15 +70,15 @@ done
 # seconds per generation on 1 and 2 ranks (bundled model, seeded + screened, 10 generations)
 if [[ " $MODELS " == *" stories "* ]]; then
   for r in 1 2; do
-    mpirun -n $r "$SP" search --model "$W/stories/q" --calib "$ROOT/../shared/data/text/stories260K-samples/calib.txt" \
-      "${S[@]}" --target-bits u3 --sensitivity "$W/stories/sens.sensitivity.json" --screen 4 --generations 10 \
-      --out "$W/t$r" --json >"$W/t$r.json" 2>/dev/null
+    step "$W/t$r.json" mpirun -n $r "$SP" search --model "$W/stories/q" --calib "$ROOT/../shared/data/text/stories260K-samples/calib.txt" \
+      "${S[@]}" --target-bits u3 --sensitivity "$W/stories/sens.sensitivity.json" --screen 4 --generations "$TG" \
+      --out "$W/t$r" --json
   done
 fi
 # plan --search for Llama-2-70B shapes (sparse files: real safetensors headers, no data)
 python3 - "$W/l70" <<'PY'
 import json, os, struct, sys
-d = sys.argv[1]; os.makedirs(d)
+d = sys.argv[1]; os.makedirs(d, exist_ok=True)
 D, F, KV, V, L = 8192, 28672, 1024, 32000, 80
 json.dump({"architectures": ["LlamaForCausalLM"], "hidden_size": D, "intermediate_size": F,
            "num_hidden_layers": L, "num_attention_heads": 64, "num_key_value_heads": 8,
@@ -89,31 +102,49 @@ with open(f"{d}/model.safetensors", "wb") as f:
 PY
 "$SP" plan --model "$W/l70" --search --ranks 16 --levels 2,3,4,5,6,8 --json >"$W/plan70.json"
 took=$(( $(date +%s) - t0 ))
-text=$(python3 - "$W" "$G" "$P" "$MODELS" "$took" <<'PY'
-import json, sys
+text=$(python3 - "$W" "$G" "$P" "$MODELS" "$took" "$WG" "$TG" <<'PY'
+import json, os, sys
 w, G, P, models, took = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4].split(), int(sys.argv[5])
+WG, TG = int(sys.argv[6]), int(sys.argv[7])
 J = lambda p: json.load(open(p))
 out = []
 for m in models:
     d = f"{w}/{m}"
     kl = dict(l.split() for l in open(f"{d}/kl.txt")); kl = {k: float(v) for k, v in kl.items()}
-    s, pl, s1, s4, bu = (J(f"{d}/{x}.json") for x in ("sens", "plain", "seed1", "seed4", "budget"))
-    u3 = kl["u3"]; tab = s["sensitivity"]["layer_evaluations"]; gen = pl["layer_evaluations"] / pl["generations"]
+    s, s1, s4 = (J(f"{d}/{x}.json") for x in ("sens", "seed1", "seed4"))
+    has_plain = os.path.exists(f"{d}/plain.json")
+    pl = J(f"{d}/plain.json") if has_plain else None
+    bu = J(f"{d}/budget.json") if has_plain else None
+    g = WG if m == "wiki" else G
+    u3 = kl["u3"]; tab = s["sensitivity"]["layer_evaluations"]
+    gen = (pl or s4)["layer_evaluations"] / (pl or s4)["generations"] if (pl or s4)["generations"] else 1
+    gname = "plain" if pl else "seeded --screen 4"
     name = {"stories": "bundled model (stories260K)", "wiki": "wiki-kjv-6M"}[m]
     out.append(f"**{name}**: uniform 2/3/4-bit KL {kl['u2']:.5f} / {u3:.5f} / {kl['u4']:.5f}; "
                f"pool {s['pool_windows']} windows of 256 tokens, dense reference computed for "
-               f"{pl['reference_windows']} of them in the plain run.\n")
+               f"{(pl or s4)['reference_windows']} of them in the {gname} run.\n")
     out.append("| map at u3 (uniform 3-bit's stored bits) | held-out KL | × uniform 3-bit | layer evaluations (table + search) | seconds (2 ranks) |")
     out.append("|---|---|---|---|---|")
     out.append(f"| uniform 3-bit | {u3:.5f} | 1.00 | 0 | - |")
-    out.append(f"| `--method sensitivity` | {kl['sens.u3']:.5f} | {kl['sens.u3'] / u3:.2f} | {tab} ({tab / gen:.2f} plain generations) | {s['sensitivity']['seconds']:.1f} (table) |")
-    out.append(f"| plain EvoPress, {P} gen, `--init uniform --screen 1` | {kl['plain']:.5f} | {kl['plain'] / u3:.2f} | {pl['layer_evaluations']} | {pl['seconds']:.0f} |")
-    out.append(f"| seeded, {G} gen, `--screen 1` | {kl['seed1']:.5f} | {kl['seed1'] / u3:.2f} | {tab} + {s1['layer_evaluations']} | {s1['seconds']:.0f} |")
+    out.append(f"| `--method sensitivity` | {kl['sens.u3']:.5f} | {kl['sens.u3'] / u3:.2f} | {tab} ({tab / gen:.2f} {gname} generations) | {s['sensitivity']['seconds']:.1f} (table) |")
+    if pl:
+        out.append(f"| plain EvoPress, {P} gen, `--init uniform --screen 1` | {kl['plain']:.5f} | {kl['plain'] / u3:.2f} | {pl['layer_evaluations']} | {pl['seconds']:.0f} |")
+    out.append(f"| seeded, {g} gen, `--screen 1` | {kl['seed1']:.5f} | {kl['seed1'] / u3:.2f} | {tab} + {s1['layer_evaluations']} | {s1['seconds']:.0f} |")
     t4 = [t for t in s4["targets"] if t["out"].endswith(("seed4", "seed4.u3"))][0]
-    out.append(f"| seeded, {G} gen, `--screen 4` | {kl['seed4.u3']:.5f} | {kl['seed4.u3'] / u3:.2f} | {tab} + {t4['layer_evaluations']} | {s4['seconds'] / len(s4['targets']):.0f} |")
-    out.append(f"| seeded + `--screen 4`, `--max-evals` = 25% of plain's ({bu['generations']} gen) | {kl['budget']:.5f} | {kl['budget'] / u3:.2f} | {tab} + {bu['layer_evaluations']} = {(tab + bu['layer_evaluations']) / pl['layer_evaluations'] * 100:.0f}% of plain | {bu['seconds']:.0f} |")
+    out.append(f"| seeded, {g} gen, `--screen 4` | {kl['seed4.u3']:.5f} | {kl['seed4.u3'] / u3:.2f} | {tab} + {t4['layer_evaluations']} | {s4['seconds'] / len(s4['targets']):.0f} |")
+    if bu:
+        out.append(f"| seeded + `--screen 4`, `--max-evals` = 25% of plain's ({bu['generations']} gen) | {kl['budget']:.5f} | {kl['budget'] / u3:.2f} | {tab} + {bu['layer_evaluations']} = {(tab + bu['layer_evaluations']) / pl['layer_evaluations'] * 100:.0f}% of plain | {bu['seconds']:.0f} |")
     out.append("")
-    if m == "stories":
+    if m == "stories" and "seed4.u2.5" not in kl:
+        out.append("Several budgets (one `--method sensitivity` run with `--target-bits u2.5,u3,u3.5`):\n")
+        out.append("| budget | stored bits | KL uniform floor / ceil | KL sensitivity |")
+        out.append("|---|---|---|---|")
+        for x, lo, hi in (("u2.5", "u2", "u3"), ("u3", "u3", "u4"), ("u3.5", "u3", "u4")):
+            t = [t for t in s["targets"] if t["out"].endswith("." + x)][0]
+            out.append(f"| {x} | {t['target_bits']:.6f} | {kl[lo]:.5f} / {kl[hi]:.5f} | {kl['sens.' + x]:.5f} |")
+        out.append(f"\nThe sensitivity run for all three budgets took {s['seconds']:.1f} s (table "
+                   f"{s['sensitivity']['seconds']:.1f} s, dense reference and each map's fitness the rest).\n")
+    if m == "stories" and "seed4.u2.5" in kl:
         out.append("Several budgets (one `--method sensitivity` run, one seeded `--screen 4` run, each with "
                    "`--target-bits u2.5,u3,u3.5`; uX = uniform X-bit's stored bits, interpolated):\n")
         out.append("| budget | stored bits | KL uniform floor / ceil | KL sensitivity | KL seeded evolution |")
@@ -123,10 +154,12 @@ for m in models:
             out.append(f"| {x} | {t['target_bits']:.6f} | {kl[lo]:.5f} / {kl[hi]:.5f} | {kl['sens.' + x]:.5f} | {kl['seed4.' + x]:.5f} |")
         out.append(f"\nThe sensitivity run for all three budgets took {s['seconds']:.1f} s (table "
                    f"{s['sensitivity']['seconds']:.1f} s, dense reference and each map's fitness the rest).\n")
+    if m == "stories":
         t1, t2 = J(f"{w}/t1.json"), J(f"{w}/t2.json")
-        out.append(f"Per generation (seeded, `--screen 4`, 10 generations at u3): {t1['layer_evaluations'] / 10:.0f} layer "
-                   f"evaluations ({t1['layer_evaluations_full'] / 10:.0f} without the prefix cache); "
-                   f"{t1['seconds'] / 10:.2f} s on 1 rank, {t2['seconds'] / 10:.2f} s on 2 ranks.\n")
+        out.append(f"Per generation (seeded, `--screen 4`, {TG} generations at u3): {t1['layer_evaluations'] / TG:.0f} layer "
+                   f"evaluations ({t1['layer_evaluations_full'] / TG:.0f} without the prefix cache); "
+                   f"{t1['seconds'] / TG:.2f} s on 1 rank, {t2['seconds'] / TG:.2f} s on 2 ranks (whole runs, "
+                   f"dense reference included, divided by {TG}).\n")
 p = J(f"{w}/plan70.json")
 out.append(f"plan --search, Llama-2-70B shapes, 16 CPU ranks, search defaults (ctx 2048, 128 offspring, "
            f"stages 2048/16384/131072): sensitivity table {p['layer_evaluations_sensitivity']:.0f} window-layers, "
@@ -140,10 +173,13 @@ PY
 sp_bench_write_section "$DOC" "## Search" "## Search
 
 \`bench/run_search.sh $G $P\` ($(date -u +%F), $(nproc) cores shared with other jobs, OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}, models: $MODELS).
-GPTQ levels 2,3,4,5,6,8 g32 (128 windows of 256 tokens), every search on the model's calib.txt
+GPTQ levels 2,3,4,5,6,8 g32 ($NS windows of 256 tokens), every search on the model's calib.txt
 with \`--ctx 256 --offspring 16 --stages 512,2048,8192 --survivors 4,2,1\` on 2 ranks; KL(dense ‖
 model) by \`eval\` on held-out text (eval.txt; wiki-kjv-6M: heldout.txt). The table: 2 windows
 (the first stage's 512 tokens). Layer evaluations are counted as one rank runs them.
+Settings of this run: G_SEEDED $G, G_PLAIN $P, wiki-kjv-6M seeded generations $WG, plain run on
+wiki-kjv-6M: $WPLAIN, seeded multi-budget evolution on the bundled model: $MULTI, timing
+generations $TG.
 
 $text"
 echo "wrote the Search section of $DOC"

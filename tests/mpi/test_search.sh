@@ -23,11 +23,17 @@ case "$1" in
       # the default BLAS threads (variable unset): cores / ranks threads per rank
       env -u OPENBLAS_NUM_THREADS $SP_MPIEXEC -n $n "$SP_BIN" search "${S[@]}" --out "$WORK/map$n" --json >"$WORK/r$n.json" 2>"$WORK/p$n"
       mpi $n "$SP_BIN" search "${S[@]}" --method sensitivity --out "$WORK/greedy$n" >/dev/null
+      # screening (9 children a generation, the surrogate's best 3 measured) under a layer-
+      # evaluation budget: the budget ends the search at the same generation on every count
+      mpi $n "$SP_BIN" search "${S[@]}" --offspring 3 --screen 3 --generations 50 --max-evals 1500 \
+        --out "$WORK/scr$n" --json >"$WORK/scr$n.json" 2>/dev/null
     done
     for n in 2 4; do
       cmp "$WORK/map1" "$WORK/map$n" || fail "evolution MAP differs between 1 and $n ranks"
       cmp "$WORK/map1.evopress.txt" "$WORK/map$n.evopress.txt" || fail "EvoPress map differs ($n ranks)"
       cmp "$WORK/greedy1" "$WORK/greedy$n" || fail "sensitivity MAP differs between 1 and $n ranks"
+      cmp "$WORK/scr1" "$WORK/scr$n" || fail "--screen/--max-evals MAP differs between 1 and $n ranks"
+      cmp "$WORK/scr1.history.json" "$WORK/scr$n.history.json" || fail "--screen history differs ($n ranks)"
     done
     [ "$(grep -c '^gen ' "$WORK/p1")" -eq 3 ] || fail "expected 3 progress lines: $(cat "$WORK/p1")"
     python3 - "$WORK" <<'PY'
@@ -59,8 +65,29 @@ h = json.load(open(f"{w}/map1.history.json"))
 assert len(h["generations"]) == 3 and h["generations"][-1]["fitness_kl"] == r["fitness_kl"]
 svg = open(f"{w}/map1.svg").read()
 assert svg.startswith("<svg") and svg.count("<rect") >= 35
+# --max-evals: stopped at the first generation whose total (table included) reaches 1500
+s = json.load(open(f"{w}/scr1.json")); hs = json.load(open(f"{w}/scr1.history.json"))["generations"]
+tab = s["sensitivity"]["layer_evaluations"]; g = s["generations"]
+assert 0 < g < 50 and len(hs) == g, (g, len(hs))
+before = tab + s["layer_evaluations"] - hs[-1]["layer_evaluations"]
+assert before < 1500 <= tab + s["layer_evaluations"], (before, tab, s["layer_evaluations"])
+# the surrogate's prediction and rank correlation are recorded next to the measured KL
+assert all(isinstance(x["predicted_kl"], float) and -1 <= x["surrogate_rho"] <= 1 for x in hs), hs
 PY
     # plan --search: memory and time per generation for these settings
+    "$SP_BIN" plan --model "$M" --search --ranks 2 --ctx 128 --generations 3 --offspring 6 \
+      --stages 256,512 --survivors 2,1 --levels 2,3,4,8 --json >"$WORK/plan.json"
+    python3 - "$WORK/plan.json" "$WORK/r1.json" "$M/model.safetensors" <<'PY'
+import json, os, sys
+p = json.load(open(sys.argv[1])); r = json.load(open(sys.argv[2]))
+assert p["job"] == "search" and p["peak_rss_mb"] > p["memory_mb"]["reference"] > 0, p
+# the sensitivity pass: plan's count is the search's, exactly; the dense model's pages are
+# counted (every block + embedding, the bundled model's fp32 file less its header and norms)
+assert p["layer_evaluations_sensitivity"] == r["sensitivity"]["layer_evaluations"], (p, r["sensitivity"])
+assert abs(p["memory_mb"]["dense_mapped"] * 2**20 - os.path.getsize(sys.argv[3])) < 0.02 * os.path.getsize(sys.argv[3]), p
+# the lazy reference: no more windows than drawn, and plan expects about as many
+assert r["reference_windows"] <= r["pool_windows"], r
+PY
     "$SP_BIN" plan --model "$M" --search --ranks 2 --ctx 128 --generations 3 --offspring 6 \
       --stages 256,512 --survivors 2,1 --json | python3 -c '
 import json, sys; p = json.load(sys.stdin)
