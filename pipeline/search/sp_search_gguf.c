@@ -52,7 +52,7 @@ static sp_status check(const char *path, const sp_gguf_info *g, const sp_config 
             if (sp_gguf_tensor_name(hf, gg, sizeof gg) != 0) return SP_EINTERNAL;
             int64_t rows, cols;
             module_shape(c, k, &rows, &cols);
-            const sp_gguf_tensor *t;
+            const sp_gguf_tensor *t = NULL; /* set by expect() on success (-O3 cannot see it) */
             SP_FORWARD(expect(path, g, gg, cols, rows, &t, err));
             m->block_bytes += t->nbytes;
             m->block_weights += rows * cols;
@@ -62,7 +62,7 @@ static sp_status check(const char *path, const sp_gguf_info *g, const sp_config 
     snprintf(extra, sizeof extra, "blk.%d.attn_q.weight", c->n_layers);
     SP_RETURN_IF(sp_gguf_info_find(g, extra), err, SP_EFORMAT, "%s: tensor '%s' exists: the file "
                  "has more blocks than the model's %d", path, extra, c->n_layers);
-    const sp_gguf_tensor *e, *o = sp_gguf_info_find(g, "output.weight");
+    const sp_gguf_tensor *e = NULL, *o = sp_gguf_info_find(g, "output.weight");
     SP_FORWARD(expect(path, g, "token_embd.weight", c->dim, c->vocab_size, &e, err));
     if (o) SP_FORWARD(expect(path, g, "output.weight", c->dim, c->vocab_size, &o, err));
     SP_RETURN_IF(!o && !c->tie_embeddings, err, SP_EFORMAT, "%s: tensor 'output.weight' is missing "
