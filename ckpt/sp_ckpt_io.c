@@ -541,7 +541,12 @@ static void write_ckpt(sp_ckpt *ck, sp_ck_job *j) {
 
     /* Phase 1: create (collective), agree, then layout, agree. */
     hid_t fcpl = sp_ck_untimed_plist(H5P_FILE_CREATE), fapl = H5Pcreate(H5P_FILE_ACCESS);
-    if (fcpl >= 0 && fapl >= 0 && H5Pset_fapl_mpio(fapl, ck->comm_io, MPI_INFO_NULL) >= 0)
+    /* The 1.8 file format at least: superblock v2 and v2 object headers carry checksums, so
+     * a flipped byte in HDF5's own metadata (an object header, an attribute message) is
+     * reported by the library as a checksum failure instead of being parsed. The earliest
+     * format has none there: a flipped header byte could crash H5Aexists (flip_sweep). */
+    if (fcpl >= 0 && fapl >= 0 && H5Pset_fapl_mpio(fapl, ck->comm_io, MPI_INFO_NULL) >= 0 &&
+        H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST) >= 0)
         w.file = H5Fcreate(w.tmp, H5F_ACC_TRUNC, fcpl, fapl);
     if (w.file < 0) st = sp_ck_h5err(&e, SP_EIO, "%s: cannot create", w.tmp);
     CLOSE_ID(H5Pclose, fcpl); /* after reading the error: any HDF5 call clears the stack */

@@ -136,7 +136,9 @@ static void add_run_summary(cJSON *j, const sp_quantize_result *r) {
     cJSON_AddNumberToObject(ph, "share", r->t_share);
     cJSON_AddNumberToObject(ph, "propagate", r->t_propagate);
     cJSON_AddNumberToObject(ph, "write", r->t_write);
-    cJSON_AddNumberToObject(ph, "rotate", r->t_rotate);
+    /* Only a rotated run has this phase; plan predicts the phases of an unrotated one and
+     * plan_cli compares the two sets of names. */
+    if (r->t_rotate > 0) cJSON_AddNumberToObject(ph, "rotate", r->t_rotate);
 }
 
 static void print_quantize_result(cli_ctx *cx, const sp_quantize_opts *op, sp_quantize_result *rp,

@@ -775,7 +775,7 @@ sp_status sp_quantize_job(MPI_Comm comm, const sp_quantize_opts *o, int resume,
     if (j.c) res->modules = SP_MOD_COUNT * j.c->n_layers;
     res->mean_rel_error = j.err_count ? j.err_sum / j.err_count : 0;
     res->checkpoints = j.checkpoints;
-    res->t_rotate = j.t_rotate;
+    res->t_rotate = o->rotate != SP_ROTATE_NONE ? j.t_rotate : 0; /* none: no such phase */
     res->seconds = now_s() - t_start;
     /* Any failure, an interruption included, removes "<out>.partial": resume rebuilds it. */
     teardown(&j, st);
