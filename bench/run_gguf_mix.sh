@@ -13,7 +13,8 @@
 # through llama.cpp is the reference), and perplexity. Times: llama-imatrix once + llama-quantize
 # per mix, against our quantize once + search (+ export) per mix.
 # Models: wiki-kjv-6M (K-quant shapes) and stories260K (64-wide rows: legacy types only).
-# Usage: bench/run_gguf_mix.sh [build dir]   (SP_MIX_MODELS="wiki-kjv-6M" to run one model)
+# Usage: bench/run_gguf_mix.sh [build dir]   (SP_MIX_MODELS="wiki-kjv-6M" to run one model;
+# SP_MIX_REUSE=1 keeps a previous run's quantize output and sensitivity table, and their times)
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
@@ -62,7 +63,7 @@ for tag in ${SP_MIX_MODELS:-wiki-kjv-6M stories260K}; do
       --nsamples $NS --ctx $CTX --force >/dev/null 2>"$W/$tag-quantize.log"
     t_q=$(since "$t0")
     t0=$(now)
-    "$B/shardpress" search --model "$W/$tag-q" --calib "$CAL" --target-bits 4.5 --method sensitivity \
+    "$B/shardpress" search --model "$W/$tag-q" --calib "$CAL" --target-bits u4 --method sensitivity \
       --ctx $CTX --out "$W/$tag-table.map" >/dev/null 2>"$W/s.log" || { tail -3 "$W/s.log"; fail "the sensitivity table failed"; }
     t_tab=$(since "$t0")
     echo "$t_q $t_tab" >"$W/$tag-once.txt"
@@ -76,7 +77,7 @@ for tag in ${SP_MIX_MODELS:-wiki-kjv-6M stories260K}; do
     t_lq=$(since "$t0")
     t0=$(now)
     "$B/shardpress" search --model "$W/$tag-q" --calib "$CAL" --match-gguf "$W/$tag-lq-$mix.gguf" \
-      --out "$W/$tag-$mix.map" --method sensitivity --ctx $CTX "${sens[@]}" --json >"$W/s.json" 2>"$W/s.log" ||
+      --out "$W/$tag-$mix.map" --method sensitivity --ctx $CTX --stages 2048 --survivors 1 "${sens[@]}" --json >"$W/s.json" 2>"$W/s.log" ||
       { tail -3 "$W/s.log"; fail "search for $mix failed"; }
     "$B/shardpress" export --model "$W/$tag-q" --format gguf --bits-map "$W/$tag-$mix.map" \
       --match-gguf "$W/$tag-lq-$mix.gguf" --out "$W/$tag-sp-$mix.gguf" --force >/dev/null 2>"$W/x.log"
@@ -89,7 +90,7 @@ for tag in ${SP_MIX_MODELS:-wiki-kjv-6M stories260K}; do
     done
     [ "${res[3]}" -le "${res[0]}" ] || fail "$tag $mix: our file (${res[3]} bytes) is larger than llama.cpp's (${res[0]})"
     r=$(ratio "${res[4]}" "${res[1]}")
-    mixtypes=$(sort -k2 "$W/$tag-$mix.map" | awk '{print $2}' | uniq -c | awk '{printf "%s%s×%s", s, $2, $1; s=" "}')
+    mixtypes=$(grep -v '^#' "$W/$tag-$mix.map" | sort -k2 | awk '{print $2}' | uniq -c | awk '{printf "%s%s×%s", s, $2, $1; s=" "}')
     rows+="| $tag | $mix | ${res[0]} | ${res[3]} | $(printf '%.5f' "${res[1]}") | $(printf '%.5f' "${res[4]}") | **$r** | ${res[2]} | ${res[5]} | $t_lq | $t_sp | $mixtypes |"$'\n'
     echo "$tag $mix: bytes ${res[0]} / ${res[3]}, KL ${res[1]} / ${res[4]} ($r), ppl ${res[2]} / ${res[5]}" >&2
   done
@@ -112,7 +113,7 @@ Q2_K; stories260K ≤ 0.9). Bytes are whole files; ours are never larger (checke
 Seconds: llama-quantize per mix; ours = search (the allocation from the model's sensitivity
 table) + export per mix; the table is measured once per model (below).
 
-| model | mix | bytes llama.cpp | bytes ours | KL llama.cpp | KL ours | ratio | PPL llama.cpp | PPL ours | s llama-quantize | s search+export | our block linears |
+| model | mix | bytes llama.cpp | bytes ours | KL llama.cpp | KL ours | ratio | PPL llama.cpp | PPL ours | s llama-quantize | s search+export | our block linears (bits×modules) |
 |---|---|---|---|---|---|---|---|---|---|---|---|
 ${rows}
 Once per model (seconds): llama-imatrix against our \`quantize --levels\` (GPTQ at every level)
