@@ -405,6 +405,10 @@ assert len(blocks(us)) == 14 == len(blocks(lq)), blocks(us)
 assert abs(j["target_bits"] - 8 * lb / lw) < 1e-9, (j["target_bits"], 8 * lb / lw)
 assert j["avg_bits"] <= j["target_bits"] + 1e-9 and abs(j["avg_bits"] - 8 * ub / lw) < 1e-9, (j["avg_bits"], 8 * ub / lw)
 assert ub <= lb, (ub, lb)
+# every level priced at its GGUF blocks (Q8_0 a plain level: 34 bytes per 32, not GPTQ's 8.75)
+u = j["uniform_avg_bits"]
+for lvl, bpw in {"2": 2.625, "3": 3.4375, "4": 4.5, "5": 5.5, "6": 6.5625, "8": 8.5}.items():
+    assert abs(u[lvl] - bpw) < 1e-9, (lvl, u[lvl], bpw)
 for k in ('token_embd.weight', 'output.weight'):
     assert us[k][0] == lq[k][0], (k, us[k][0], lq[k][0])
 assert us_size <= lq_size, (us_size, lq_size)
