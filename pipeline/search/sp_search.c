@@ -486,7 +486,9 @@ static sp_status search_job(MPI_Comm comm, const sp_search_opts *o, int resume,
     /* issue 21: --out is checked before any work (it used to fail after the whole search) */
     if (st == SP_OK && s.rank == 0) st = sp_search_check_out(o->out_map, err);
     st = sp_mpi_agree(comm, st, err);
-    if (st == SP_OK) st = sp_seval_open(&s.ev, comm, &o->ev, err);
+    sp_seval_opts eo = o->ev;
+    eo.stop_flag = o->stop_flag; /* the sensitivity pass and each generation stop on a signal */
+    if (st == SP_OK) st = sp_seval_open(&s.ev, comm, &eo, err);
     if (st) return st;
     s.space = sp_seval_space(s.ev);
     int ctx = sp_seval_ctx(s.ev), pool = sp_seval_pool(s.ev);

@@ -13,6 +13,7 @@
 #include "kernels/sp_forward.h"
 #include "kernels/sp_gtype.h"
 #include "kernels/sp_rotate.h"
+#include "common/sp_stop.h"
 #include "mpi/sp_mpi.h"
 #include "pipeline/quantize/sp_qrun.h"
 #include "pipeline/sp_eval.h"
@@ -51,6 +52,7 @@ struct sp_seval {
     char dense_dir[PATH_MAX];
     uint32_t dense_fp;
     int gguf_costs;               /* sp_seval_opts.gguf_costs                                */
+    const volatile sig_atomic_t *stop_flag; /* sp_seval_opts.stop_flag                    */
     /* A container made with quantize --rotate (config.json "shardpress_rotation") holds the
      * rotated model: the reference (all dense) is the dense model's own forward, the same
      * function; but a dense module mixed into a quantized block (the sensitivity pass) must be
@@ -353,6 +355,7 @@ sp_status sp_seval_open(sp_seval **out, MPI_Comm comm, const sp_seval_opts *o, s
                             "(max_position_embeddings %d)", e->ctx, e->c->max_seq_len);
     }
     if (e) e->gguf_costs = o->gguf_costs;
+    if (e) e->stop_flag = o->stop_flag;
     if (st == SP_OK) st = read_space(e, o->qdir, err);
     if (st == SP_OK) sp_sgenome_set_groups(&e->space, (sp_sgroups)o->group_by);
     if (st == SP_OK) st = open_dense(e, o, err);
@@ -489,6 +492,9 @@ static sp_status run_chunk(sp_seval *e, run_ctx *r, size_t i0, size_t i1, sp_err
     for (size_t w = 0; w < nwin && st == SP_OK; w++)
         st = sp_model_embed(e->qm, e->ids + (size_t)r->windows[wfirst + w] * T, T, xp + w * TD, err);
     for (int l = 0; l < L && st == SP_OK; l++) {
+        /* A chunk can hold every window of a long run (the sensitivity table: all of it), so
+         * the signal is looked at once per layer; the caller's agree stops every rank. */
+        if ((st = sp_stop_check(e->stop_flag, "search", err)) != SP_OK) break;
         /* Candidates that leave the parent at layer l start from its state at l's input. */
         for (size_t i = i0; i < i1; i++)
             if (r->fd[i % (size_t)nc] == l)
@@ -560,6 +566,8 @@ sp_status sp_seval_run(sp_seval *e, const int *windows, int nw, const uint8_t *p
         }
         st = run_chunk(e, &r, i0, i1, err);
         i0 = i1;
+        /* A local look between chunks; the agree below makes every rank stop together. */
+        if (st == SP_OK) st = sp_stop_check(e->stop_flag, "search", err);
     }
     if (st == SP_OK) st = sp_cuda_take_error(e->gpu, err);
     st = sp_mpi_agree(e->comm, st, err);

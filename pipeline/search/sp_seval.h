@@ -27,6 +27,7 @@
 #ifndef SP_SEVAL_H
 #define SP_SEVAL_H
 
+#include <signal.h>
 #include <mpi.h>
 #include <stdint.h>
 
@@ -46,6 +47,10 @@ typedef struct {
     int device;              /* SP_DEVICE_* (pipeline/sp_device.h), 0 = auto; not recorded   */
     int gguf_costs;          /* 1: a level costs the bytes `export --format gguf` writes for
                               * it (sp_gguf_level_export_type; search --match-gguf)          */
+    const volatile sig_atomic_t *stop_flag; /* NULL: never stop; raised (common/sp_stop.h):
+                              * sp_seval_run stops between chunks of windows and returns
+                              * SP_EINTERRUPTED on every rank (the sensitivity pass is one
+                              * long run: minutes to hours)                                   */
 } sp_seval_opts;
 
 typedef struct sp_seval sp_seval;

@@ -11,7 +11,8 @@
 # Cases: eval (SIGTERM, --save-logits, 1 rank), eval_mpi (SIGTERM to every process of a
 # 2-rank job, as Slurm signals a step), generate (SIGINT), export_gguf (SIGTERM while it
 # re-quantizes to Q3_K), quantize (SIGTERM, no --checkpoint-dir), exchange_files (SIGTERM while
-# site 0 waits for another site's file).
+# site 0 waits for another site's file), search_sensitivity (SIGTERM to a search during
+# its ΔKL table, one long collective run: it used to ignore the signal until the table was done).
 . "$(dirname "$0")/lib.sh"
 EV="$SP_DATA_DIR/text/stories260K-samples/eval.txt"
 SIG_AFTER=2 STOP_S=15
@@ -85,6 +86,13 @@ quantize)
   [ "$RC" -eq 3 ] || { cat "$WORK/e" >&2; fail "expected exit 3, got $RC"; }
   grep -Eq "stopped by a signal (in|after) block [1-7] of 8 \(no --checkpoint-dir: nothing saved\)" "$WORK/e" || fail "unexpected message: $(cat "$WORK/e")"
   nothing_written ;;
+search_sensitivity)
+  # a 3-level container of the bundled model; its table is 22 modules × 3 levels × 16 windows
+  "$SP_BIN" quantize --model "$SP_MODEL_DIR" --calib "$EV" --out "$WORK/q" --levels 2,3,4 \
+    --group-size 32 --nsamples 4 --ctx 64 >/dev/null
+  stop_run TERM 0 search --model "$WORK/q" --calib "$EV" --target-bits 3 --method sensitivity \
+    --ctx 256 --stages 4096 --survivors 1 --out "$OUTD/map"
+  stopped_cleanly search SIGTERM; nothing_written ;;
 *) fail "unknown case $1" ;;
 esac
 awk -v e="$ELAPSED" -v s="$STOP_S" 'BEGIN { exit !(e < s) }' || fail "took $ELAPSED s"
