@@ -87,7 +87,7 @@ quantize)
   grep -Eq "stopped by a signal (in|after) block [1-7] of 8 \(no --checkpoint-dir: nothing saved\)" "$WORK/e" || fail "unexpected message: $(cat "$WORK/e")"
   nothing_written ;;
 search_sensitivity)
-  # a 3-level container of the bundled model; its table is 22 modules × 3 levels × 16 windows
+  # a 3-level container of the bundled model: the table runs every (module, level) pair
   "$SP_BIN" quantize --model "$SP_MODEL_DIR" --calib "$EV" --out "$WORK/q" --levels 2,3,4 \
     --group-size 32 --nsamples 4 --ctx 64 >/dev/null
   stop_run TERM 0 search --model "$WORK/q" --calib "$EV" --target-bits 3 --method sensitivity \
