@@ -448,7 +448,9 @@ static sp_status get_table(sp_search_state *s, gen_scratch *g, int resume, sp_se
         if (nw > pool) nw = pool;
         draw_n(s, -3, 0, nw, g->win, g->idx);
         sp_seval_counts c = {0};
+        sp_seval_set_stop(s->ev, o->stop_flag); /* minutes to hours, before any checkpoint */
         SP_FORWARD(sp_seval_sensitivity(s->ev, g->win, nw, s->table, &c, err));
+        sp_seval_set_stop(s->ev, o->checkpoint_dir ? NULL : o->stop_flag);
         s->sens_evals = c.layer_evals;
         s->sens_full = c.full_evals;
         s->sens_seconds = now_s() - t0;
@@ -486,8 +488,11 @@ static sp_status search_job(MPI_Comm comm, const sp_search_opts *o, int resume,
     /* issue 21: --out is checked before any work (it used to fail after the whole search) */
     if (st == SP_OK && s.rank == 0) st = sp_search_check_out(o->out_map, err);
     st = sp_mpi_agree(comm, st, err);
+    /* With --checkpoint-dir a signal is honoured at the end of the generation (a checkpoint is
+     * written, exit 3, resume goes on); without one nothing could be saved, so the evaluation
+     * stops at once. The sensitivity table always stops at once (set around it below). */
     sp_seval_opts eo = o->ev;
-    eo.stop_flag = o->stop_flag; /* the sensitivity pass and each generation stop on a signal */
+    eo.stop_flag = o->checkpoint_dir ? NULL : o->stop_flag;
     if (st == SP_OK) st = sp_seval_open(&s.ev, comm, &eo, err);
     if (st) return st;
     s.space = sp_seval_space(s.ev);

@@ -333,6 +333,8 @@ static sp_status ensure_reference(sp_seval *e, const int *windows, int nw, sp_er
     return st;
 }
 
+void sp_seval_set_stop(sp_seval *e, const volatile sig_atomic_t *flag) { e->stop_flag = flag; }
+
 sp_status sp_seval_open(sp_seval **out, MPI_Comm comm, const sp_seval_opts *o, sp_err *err) {
     *out = NULL;
     sp_seval *e = sp_calloc(1, sizeof *e, err, "search state");

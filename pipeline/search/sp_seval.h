@@ -70,6 +70,8 @@ typedef struct {
  * @return SP_EINVAL for a container with fewer than two levels, SP_EFORMAT/SP_EINVAL for a
  *         dense model that does not match (config field or fingerprint). */
 sp_status sp_seval_open(sp_seval **out, MPI_Comm comm, const sp_seval_opts *o, sp_err *err);
+/* Replaces the opts' stop_flag (NULL: never stop). Local; give every rank the same. */
+void sp_seval_set_stop(sp_seval *e, const volatile sig_atomic_t *flag);
 void sp_seval_close(sp_seval *e);
 
 const sp_config *sp_seval_config(const sp_seval *e);
