@@ -491,9 +491,8 @@ static sp_status search_job(MPI_Comm comm, const sp_search_opts *o, int resume,
     /* With --checkpoint-dir a signal is honoured at the end of the generation (a checkpoint is
      * written, exit 3, resume goes on); without one nothing could be saved, so the evaluation
      * stops at once. The sensitivity table always stops at once (set around it below). */
-    sp_seval_opts eo = o->ev;
-    eo.stop_flag = o->checkpoint_dir ? NULL : o->stop_flag;
-    if (st == SP_OK) st = sp_seval_open(&s.ev, comm, &eo, err);
+    if (st == SP_OK) st = sp_seval_open(&s.ev, comm, &o->ev, err);
+    if (st == SP_OK) sp_seval_set_stop(s.ev, o->checkpoint_dir ? NULL : o->stop_flag);
     if (st) return st;
     s.space = sp_seval_space(s.ev);
     int ctx = sp_seval_ctx(s.ev), pool = sp_seval_pool(s.ev);

@@ -52,7 +52,7 @@ struct sp_seval {
     char dense_dir[PATH_MAX];
     uint32_t dense_fp;
     int gguf_costs;               /* sp_seval_opts.gguf_costs                                */
-    const volatile sig_atomic_t *stop_flag; /* sp_seval_opts.stop_flag                    */
+    const volatile sig_atomic_t *stop_flag; /* sp_seval_set_stop; NULL: never stop        */
     /* A container made with quantize --rotate (config.json "shardpress_rotation") holds the
      * rotated model: the reference (all dense) is the dense model's own forward, the same
      * function; but a dense module mixed into a quantized block (the sensitivity pass) must be
@@ -357,7 +357,6 @@ sp_status sp_seval_open(sp_seval **out, MPI_Comm comm, const sp_seval_opts *o, s
                             "(max_position_embeddings %d)", e->ctx, e->c->max_seq_len);
     }
     if (e) e->gguf_costs = o->gguf_costs;
-    if (e) e->stop_flag = o->stop_flag;
     if (st == SP_OK) st = read_space(e, o->qdir, err);
     if (st == SP_OK) sp_sgenome_set_groups(&e->space, (sp_sgroups)o->group_by);
     if (st == SP_OK) st = open_dense(e, o, err);

@@ -47,10 +47,6 @@ typedef struct {
     int device;              /* SP_DEVICE_* (pipeline/sp_device.h), 0 = auto; not recorded   */
     int gguf_costs;          /* 1: a level costs the bytes `export --format gguf` writes for
                               * it (sp_gguf_level_export_type; search --match-gguf)          */
-    const volatile sig_atomic_t *stop_flag; /* NULL: never stop; raised (common/sp_stop.h):
-                              * sp_seval_run stops between chunks of windows and returns
-                              * SP_EINTERRUPTED on every rank (the sensitivity pass is one
-                              * long run: minutes to hours)                                   */
 } sp_seval_opts;
 
 typedef struct sp_seval sp_seval;
@@ -70,7 +66,9 @@ typedef struct {
  * @return SP_EINVAL for a container with fewer than two levels, SP_EFORMAT/SP_EINVAL for a
  *         dense model that does not match (config field or fingerprint). */
 sp_status sp_seval_open(sp_seval **out, MPI_Comm comm, const sp_seval_opts *o, sp_err *err);
-/* Replaces the opts' stop_flag (NULL: never stop). Local; give every rank the same. */
+/* The flag sp_seval_run looks at once per layer of each chunk (common/sp_stop.h; NULL, the
+ * default: never stop); raised, the run returns SP_EINTERRUPTED on every rank. The sensitivity
+ * pass is one long run (minutes to hours). Local; give every rank the same. */
 void sp_seval_set_stop(sp_seval *e, const volatile sig_atomic_t *flag);
 void sp_seval_close(sp_seval *e);
 
