@@ -47,6 +47,15 @@ const char *sp_module_suffix(int mod) {
     return mod >= 0 && mod < SP_MOD_COUNT ? k_mod_suffix[mod] : NULL;
 }
 
+void sp_module_shape(const sp_config *c, int mod, int *rows, int *cols) {
+    const int D = c->dim, F = c->hidden_dim, q = c->n_heads * c->head_dim,
+              kv = c->n_kv_heads * c->head_dim;
+    const int r[SP_MOD_COUNT] = {q, kv, kv, D, F, F, D}, i[SP_MOD_COUNT] = {D, D, D, q, D, D, F};
+    const int k = mod >= 0 && mod < SP_MOD_COUNT ? mod : SP_MOD_DOWN;
+    *rows = r[k];
+    *cols = i[k];
+}
+
 const sp_config *sp_model_config(const sp_model *m) { return &m->cfg; }
 const char *sp_model_dir(const sp_model *m) { return m->dir; }
 const char *sp_model_format(const sp_model *m) { return m->be->name; }

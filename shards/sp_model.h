@@ -130,6 +130,9 @@ void sp_model_global_tensors(const sp_config *c, const char *names[SP_GLOBAL_TEN
 enum { SP_MOD_Q = 0, SP_MOD_K, SP_MOD_V, SP_MOD_O, SP_MOD_GATE, SP_MOD_UP, SP_MOD_DOWN,
        SP_MOD_COUNT };
 const char *sp_module_suffix(int mod);
+/* Module mod's weight shape [rows = out features, cols = in features] under c
+ * (q: [H·hd, D], k/v: [KV·hd, D], o: [D, H·hd], gate/up: [F, D], down: [D, F]). */
+void sp_module_shape(const sp_config *c, int mod, int *rows, int *cols);
 
 /* Gather embedding rows for token ids (n ids) into out [n, D]. */
 sp_status sp_model_embed(const sp_model *m, const int32_t *ids, size_t n, float *out, sp_err *err);

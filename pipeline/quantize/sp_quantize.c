@@ -65,16 +65,7 @@ static int module_hessian(int mod) {
     }
 }
 
-static void module_shape(const sp_config *c, int mod, int *rows, int *cols) {
-    int q = c->n_heads * c->head_dim, kv = c->n_kv_heads * c->head_dim;
-    switch (mod) {
-    case SP_MOD_Q: *rows = q; *cols = c->dim; break;
-    case SP_MOD_K: case SP_MOD_V: *rows = kv; *cols = c->dim; break;
-    case SP_MOD_O: *rows = c->dim; *cols = q; break;
-    case SP_MOD_GATE: case SP_MOD_UP: *rows = c->hidden_dim; *cols = c->dim; break;
-    default: *rows = c->dim; *cols = c->hidden_dim; break;
-    }
-}
+#define module_shape sp_module_shape /* shards/sp_model.h */
 
 static float *module_weight(sp_block_weights *w, int mod) {
     switch (mod) {
@@ -100,40 +91,6 @@ static void module_name(char *buf, size_t cap, int layer, int mod) {
 static int n_stages(const sp_quantize_opts *o) { return o->true_sequential ? N_HESS : 1; }
 static int hessian_stage(const sp_quantize_opts *o, int h) { return o->true_sequential ? h : 0; }
 static int unit_stage(const sp_qjob *j, int u) { return hessian_stage(j->o, j->units[u].hessian); }
-
-/* ---- a-priori bounds on the inputs of each Hessian (see kernels/sp_hacc.h) -----------------
- * RMSNorm output: ‖x/rms(x)‖₂ = √D, so |xn_i| ≤ √D·max|w_norm|, and ‖xn‖₂ ≤ √D·max|w_norm|.
- * Attention output is a convex combination of v rows: |attn| ≤ ‖xn1‖₂·max_j‖Wv_j‖₂ + max|bv|.
- * SwiGLU: |silu(g)| ≤ max(|g|, 0.2785) and |g| ≤ ‖xn2‖₂·max_j‖Wg_j‖₂ (same for u).
- * 1% slack covers float rounding. */
-static double abs_max(const float *v, size_t n) {
-    double m = 0;
-    for (size_t i = 0; i < n; i++) m = fabs(v[i]) > m ? fabs(v[i]) : m;
-    return m;
-}
-
-static double row_norm_max(const float *W, int rows, int cols) {
-    double m = 0;
-    for (int r = 0; r < rows; r++) {
-        double s = 0;
-        for (int c = 0; c < cols; c++) s += (double)W[(size_t)r * cols + c] * W[(size_t)r * cols + c];
-        m = s > m ? s : m;
-    }
-    return sqrt(m);
-}
-
-static void input_bounds(const sp_block_weights *w, const sp_config *c, double B[N_HESS]) {
-    int kv = c->n_kv_heads * c->head_dim;
-    double sd = sqrt((double)c->dim);
-    double b0 = sd * abs_max(w->attn_norm, (size_t)c->dim);
-    double b1 = b0 * row_norm_max(w->wv, kv, c->dim) + (w->bv ? abs_max(w->bv, (size_t)kv) : 0);
-    double b2 = sd * abs_max(w->ffn_norm, (size_t)c->dim);
-    double bg = b2 * row_norm_max(w->w_gate, c->hidden_dim, c->dim);
-    double bu = b2 * row_norm_max(w->w_up, c->hidden_dim, c->dim);
-    double b3 = (bg > 0.2785 ? bg : 0.2785) * bu;
-    double raw[N_HESS] = {b0, b1, b2, b3};
-    for (int h = 0; h < N_HESS; h++) B[h] = (raw[h] > 1e-30 ? raw[h] : 1e-30) * 1.01;
-}
 
 static void free_units_q(sp_qjob *j) {
     for (int u = 0; u < j->n_units; u++) {
@@ -213,7 +170,7 @@ static sp_status block_hessians(sp_qjob *j, sp_hacc H[N_HESS], int stage, sp_err
     const sp_config *c = j->c;
     int T = j->o->ctx, D = c->dim, dims[N_HESS] = {D, c->n_heads * c->head_dim, D, c->hidden_dim};
     double B[N_HESS];
-    input_bounds(&j->dense, c, B);
+    sp_quantize_input_bounds(&j->dense, c, B);
     int64_t total = (int64_t)j->o->nsamples * T;
     sp_status st = SP_OK;
     int in[N_HESS] = {0}, last = 0;

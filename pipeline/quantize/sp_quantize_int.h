@@ -84,6 +84,10 @@ sp_status sp_qckpt_finish(sp_qjob *j, sp_quantize_result *res, sp_err *err);
  * numbers and the --nsamples that would fit when it cannot fit (o->ctx resolved). */
 sp_status sp_quantize_check_memory(MPI_Comm comm, const sp_quantize_opts *o, sp_err *err);
 
+/* sp_qbounds.c — B[h] ≥ max |x_i| over every input x of Hessian h of the block with weights w
+ * (RMSNorm, attention and SwiGLU bounds; 1% slack for float rounding). */
+void sp_quantize_input_bounds(const sp_block_weights *w, const sp_config *c, double B[SP_N_HESS]);
+
 /* sp_quantize.c — the job itself (resume = 1 continues from the checkpoint directory). */
 sp_status sp_quantize_job(MPI_Comm comm, const sp_quantize_opts *o, int resume,
                           sp_quantize_result *res, sp_err *err);

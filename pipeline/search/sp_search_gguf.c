@@ -8,15 +8,6 @@
 #include "shards/formats/sp_gguf_read.h"
 #include "shards/sp_model.h"
 
-/* The shape [out, in] of module kind k of cfg. */
-static void module_shape(const sp_config *c, int k, int64_t *rows, int64_t *cols) {
-    int64_t D = c->dim, F = c->hidden_dim, q = (int64_t)c->n_heads * c->head_dim,
-            kv = (int64_t)c->n_kv_heads * c->head_dim;
-    int64_t r[SP_MOD_COUNT] = {q, kv, kv, D, F, F, D}, i[SP_MOD_COUNT] = {D, D, D, q, D, D, F};
-    *rows = r[k];
-    *cols = i[k];
-}
-
 static sp_status expect(const char *path, const sp_gguf_info *g, const char *name, int64_t ne0,
                         int64_t ne1, const sp_gguf_tensor **out, sp_err *err) {
     const sp_gguf_tensor *t = sp_gguf_info_find(g, name);
@@ -50,12 +41,12 @@ static sp_status check(const char *path, const sp_gguf_info *g, const sp_config 
             char hf[128], gg[96];
             snprintf(hf, sizeof hf, "model.layers.%d.%s.weight", l, sp_module_suffix(k));
             if (sp_gguf_tensor_name(hf, gg, sizeof gg) != 0) return SP_EINTERNAL;
-            int64_t rows, cols;
-            module_shape(c, k, &rows, &cols);
+            int rows, cols;
+            sp_module_shape(c, k, &rows, &cols);
             const sp_gguf_tensor *t = NULL; /* set by expect() on success (-O3 cannot see it) */
             SP_FORWARD(expect(path, g, gg, cols, rows, &t, err));
             m->block_bytes += t->nbytes;
-            m->block_weights += rows * cols;
+            m->block_weights += (int64_t)rows * cols;
             if (t->type < 64) seen[t->type] = 1, count[t->type]++;
         }
     char extra[64];

@@ -405,16 +405,9 @@ sp_status sp_seval_open(sp_seval **out, MPI_Comm comm, const sp_seval_opts *o, s
 
 /* Pointer to module kind k's matrix in w, with its [rows, cols]. */
 static float *module_ptr(sp_block_weights *w, const sp_config *c, int k, int *rows, int *cols) {
-    int q = c->n_heads * c->head_dim, kv = c->n_kv_heads * c->head_dim;
-    switch (k) {
-    case SP_MOD_Q: *rows = q; *cols = c->dim; return w->wq;
-    case SP_MOD_K: *rows = kv; *cols = c->dim; return w->wk;
-    case SP_MOD_V: *rows = kv; *cols = c->dim; return w->wv;
-    case SP_MOD_O: *rows = c->dim; *cols = q; return w->wo;
-    case SP_MOD_GATE: *rows = c->hidden_dim; *cols = c->dim; return w->w_gate;
-    case SP_MOD_UP: *rows = c->hidden_dim; *cols = c->dim; return w->w_up;
-    default: *rows = c->dim; *cols = c->hidden_dim; return w->w_down;
-    }
+    sp_module_shape(c, k, rows, cols);
+    float *const p[SP_MOD_COUNT] = {w->wq, w->wk, w->wv, w->wo, w->w_gate, w->w_up, w->w_down};
+    return p[k >= 0 && k < SP_MOD_COUNT ? k : SP_MOD_DOWN];
 }
 
 /* Make b hold layer l of genome g (reads only when it holds something else). Modules at
