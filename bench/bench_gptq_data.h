@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "common/sp_error.h"
+#include "common/sp_rng.h"
 
 #ifndef BENCH_NAME
 #error "define BENCH_NAME before including bench_gptq_data.h"
@@ -25,15 +26,7 @@ static inline double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static inline uint64_t rng_next(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-static inline double rng_u(uint64_t *s) {
-    return ((double)(rng_next(s) >> 11) + 0.5) / 9007199254740992.0;
-}
+static inline double rng_u(uint64_t *s) { return sp_rng_unit_open(s); }
 static inline double rng_n(uint64_t *s) {
     return sqrt(-2.0 * log(rng_u(s))) * cos(6.283185307179586 * rng_u(s));
 }

@@ -33,6 +33,7 @@
 #include "shards/sp_config.h"
 #include "shards/sp_model.h"
 #include "shards/sp_safetensors.h"
+#include "common/sp_rng.h"
 
 #define MAX_NAME 128
 
@@ -44,13 +45,6 @@ typedef struct {
     int shard;      /* 0-based shard index        */
 } synth_tensor;
 
-static uint64_t splitmix64(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 /* FNV-1a of the tensor name: the per-tensor stream. */
 static uint64_t name_hash(const char *s) {
     uint64_t h = 1469598103934665603ull;
@@ -59,7 +53,7 @@ static uint64_t name_hash(const char *s) {
 }
 
 /* Uniform in [0, 1) from the top 24 bits. */
-static float unif(uint64_t *s) { return (float)(splitmix64(s) >> 40) * (1.0f / 16777216.0f); }
+static float unif(uint64_t *s) { return (float)(sp_rng_next(s) >> 40) * (1.0f / 16777216.0f); }
 
 static void fill(void *dst, sp_dtype dt, const synth_tensor *t, uint64_t seed) {
     uint64_t s = seed ^ name_hash(t->name);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "kernels/sp_blas.h"
+#include "common/sp_rng.h"
 
 struct sp_rotate {
     int kind, n;
@@ -33,20 +34,6 @@ const char *sp_rotate_name(int kind) {
 
 int sp_rotate_order(const sp_rotate *r) { return r->n; }
 int sp_rotate_hadamard_m(const sp_rotate *r) { return r->kind == SP_ROTATE_HADAMARD ? r->m : 0; }
-
-/* ---- random numbers: splitmix64 (the seed alone fixes every value) --------------------- */
-
-static uint64_t mix_next(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-/* Uniform in (0, 1): 53 bits, never 0 (the log of Box–Muller). */
-static double mix_unit(uint64_t *s) {
-    return ((double)(mix_next(s) >> 11) + 0.5) / 9007199254740992.0;
-}
 
 /* ---- Hadamard bases ------------------------------------------------------------------- */
 
@@ -138,7 +125,7 @@ static sp_status create_hadamard(sp_rotate *r, uint64_t seed, sp_err *err) {
     for (size_t i = 0; i < (size_t)m * m; i++) r->hm[i] = hi[i];
     free(hi);
     uint64_t s = seed;
-    for (int i = 0; i < n; i++) r->sign[i] = (mix_next(&s) >> 63) ? -1.0 : 1.0;
+    for (int i = 0; i < n; i++) r->sign[i] = (sp_rng_next(&s) >> 63) ? -1.0 : 1.0;
     return st;
 }
 
@@ -153,7 +140,7 @@ static sp_status create_orthogonal(sp_rotate *r, uint64_t seed, sp_err *err) {
         /* Standard Gaussian entries by Box–Muller, in column-major order. */
         uint64_t s = seed;
         for (size_t i = 0; i < n * n; i += 2) {
-            double u = mix_unit(&s), v = mix_unit(&s), rad = sqrt(-2.0 * log(u));
+            double u = sp_rng_unit_open(&s), v = sp_rng_unit_open(&s), rad = sqrt(-2.0 * log(u));
             a[i] = rad * cos(6.283185307179586 * v);
             if (i + 1 < n * n) a[i + 1] = rad * sin(6.283185307179586 * v);
         }

@@ -1,6 +1,7 @@
 /* sp_compress.c — see sp_compress.h. Shapes: x [d] the input, S the kept index set (|S| = k),
  * B = SP_CMP_Q8_BLOCK. */
 #include "mpi/sp_compress.h"
+#include "common/sp_rng.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -139,12 +140,7 @@ sp_status sp_cmp_buf_reserve(sp_cmp_buf *b, size_t n, sp_err *err) {
     return SP_OK;
 }
 
-uint64_t sp_cmp_mix64(uint64_t x) {
-    x += 0x9E3779B97F4A7C15ull;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    return x ^ (x >> 31);
-}
+uint64_t sp_cmp_mix64(uint64_t x) { return sp_rng_next(&x); }
 
 static void put_u32(uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i)); }
 static void put_u64(uint8_t *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i)); }

@@ -34,16 +34,11 @@
 #include "kernels/sp_hacc.h"
 #include "kernels/sp_ops.h"
 #include "kernels/sp_quant.h"
+#include "common/sp_rng.h"
 
 static sp_cuda *g_dev;
 
-static uint64_t rng_next(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-static double rng_u(uint64_t *s) { return (double)(rng_next(s) >> 11) / 9007199254740992.0; }
+static double rng_u(uint64_t *s) { return (double)(sp_rng_next(s) >> 11) / 9007199254740992.0; }
 static double rng_n(uint64_t *s) {
     double u = rng_u(s) + 1e-300, v = rng_u(s);
     return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);

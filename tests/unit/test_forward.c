@@ -19,20 +19,13 @@
 
 #include "kernels/sp_forward.h"
 #include "kernels/sp_ops.h"
+#include "common/sp_rng.h"
 
 /* ---- deterministic random numbers ---------------------------------------------------- */
 
-static uint64_t rng_next(uint64_t *s) {
-    /* splitmix64 */
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 /* uniform in [-a, a) */
 static float rng_unif(uint64_t *s, float a) {
-    return (float)(((double)(rng_next(s) >> 11) / 9007199254740992.0 * 2.0 - 1.0) * a);
+    return (float)(((double)(sp_rng_next(s) >> 11) / 9007199254740992.0 * 2.0 - 1.0) * a);
 }
 
 static float *rand_buf(uint64_t *s, size_t n, float center, float a) {
@@ -412,7 +405,7 @@ static void test_real_model(void **st) {
     int32_t ids[24];
     uint64_t s = 41;
     ids[0] = 1; /* BOS */
-    for (int t = 1; t < T; t++) ids[t] = (int32_t)(rng_next(&s) % (uint64_t)V);
+    for (int t = 1; t < T; t++) ids[t] = (int32_t)(sp_rng_next(&s) % (uint64_t)V);
     size_t n = (size_t)T * (size_t)D;
     float *x = malloc(n * sizeof(float)), *ref = malloc(n * sizeof(float));
     float *xn = malloc(n * sizeof(float)), *norm = malloc((size_t)D * sizeof(float));

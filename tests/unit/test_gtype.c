@@ -21,14 +21,9 @@
 #include "kernels/sp_gtype.h"
 #include "shards/formats/sp_gguf.h"
 #include "shards/formats/sp_gguf_export.h"
+#include "common/sp_rng.h"
 
-static uint64_t rng_next(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-static float rng_f(uint64_t *s) { return (float)((double)(rng_next(s) >> 11) / 9007199254740992.0 - 0.5); }
+static float rng_f(uint64_t *s) { return (float)((double)(sp_rng_next(s) >> 11) / 9007199254740992.0 - 0.5); }
 
 static void test_sizes_and_names(void **state) {
     (void)state;
@@ -94,7 +89,7 @@ static void test_row_search(void **state) {
     sp_err e;
     for (int r = 0; r < ROWS; r++)
         for (int i = 0; i < N; i++) x[r][i] = rng_f(&s) * (i % 29 == r ? 6.0f : 1.0f);
-    for (int i = 0; i < N; i++) wt[i] = 0.05 + (double)(rng_next(&s) % 1000) / 100.0;
+    for (int i = 0; i < N; i++) wt[i] = 0.05 + (double)(sp_rng_next(&s) % 1000) / 100.0;
     for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
         const int t = types[k];
         double e_rule = 0, e_search = 0, w_unit = 0, w_wt = 0;

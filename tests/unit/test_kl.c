@@ -14,16 +14,10 @@
 #include <string.h>
 
 #include "kernels/sp_kl.h"
-
-static uint64_t rng_next(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
+#include "common/sp_rng.h"
 
 static float rng_unif(uint64_t *s, float a) {
-    return (float)(((double)(rng_next(s) >> 11) / 9007199254740992.0 * 2.0 - 1.0) * a);
+    return (float)(((double)(sp_rng_next(s) >> 11) / 9007199254740992.0 * 2.0 - 1.0) * a);
 }
 
 /* Brute-force probabilities p [V] in long double. */

@@ -22,16 +22,10 @@
 #include "kernels/sp_forward.h"
 #include "kernels/sp_rotate.h"
 #include "shards/sp_model.h"
-
-static uint64_t rng_next(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
+#include "common/sp_rng.h"
 
 static float rng_unif(uint64_t *s, float a) {
-    return (float)(((double)(rng_next(s) >> 11) / 9007199254740992.0 * 2.0 - 1.0) * a);
+    return (float)(((double)(sp_rng_next(s) >> 11) / 9007199254740992.0 * 2.0 - 1.0) * a);
 }
 
 static float *rand_buf(uint64_t *s, size_t n, float center, float a) {
@@ -308,7 +302,7 @@ static void test_toy_model_same_function(void **state) {
         assert_non_null(m.blocks);
         for (int l = 0; l < 2; l++) rand_block(&m.blocks[l], c, &s);
         int T = 20, ids[20];
-        for (int t = 0; t < T; t++) ids[t] = (int)(rng_next(&s) % V);
+        for (int t = 0; t < T; t++) ids[t] = (int)(sp_rng_next(&s) % V);
         float *ref = malloc((size_t)T * V * sizeof(float)), *got = malloc((size_t)T * V * sizeof(float));
         assert_true(ref && got);
         toy_logits(&m, ids, T, ref);
@@ -379,7 +373,7 @@ static void test_stories260k_same_function(void **state) {
         }
         int T = 64, ids[64];
         uint64_t s = 3;
-        for (int t = 0; t < T; t++) ids[t] = (int)(rng_next(&s) % V);
+        for (int t = 0; t < T; t++) ids[t] = (int)(sp_rng_next(&s) % V);
         float *ref = malloc((size_t)T * V * sizeof(float)), *got = malloc((size_t)T * V * sizeof(float));
         assert_true(ref && got);
         toy_logits(&m, ids, T, ref);
