@@ -311,8 +311,8 @@ sp_status sp_gptq_quantize_level(const sp_gptq_ctx *ctx0, const float *W, int ro
     view.gtype = gtype;
     SP_RETURN_IF(!W, err, SP_EINVAL, "sp_gptq_quantize: W is NULL");
     SP_RETURN_IF(rows < 1, err, SP_EINVAL, "sp_gptq_quantize: rows=%d is not positive", rows);
-    SP_RETURN_IF(bits < 2 || bits > 8, err, SP_EINVAL,
-                 "sp_gptq_quantize: bits=%d is outside 2..8", bits);
+    SP_RETURN_IF((bits < 2 && !(bits == 1 && gtype == SP_GT_Q1_0)) || bits > 8, err, SP_EINVAL,
+                 "sp_gptq_quantize: bits=%d is outside 2..8 (1: Q1_0 only)", bits);
     const size_t C = (size_t)ctx->cols;
     for (size_t i = 0; i < (size_t)rows * C; i++)
         SP_RETURN_IF(!isfinite(W[i]), err, SP_ENUMERIC,

@@ -23,6 +23,7 @@ static const gtype_info TYPES[] = {
     {SP_GT_Q8_0, "Q8_0", 32, 34, 8.5},      {SP_GT_Q2_K, "Q2_K", 256, 84, 2.625},
     {SP_GT_Q3_K, "Q3_K", 256, 110, 3.4375}, {SP_GT_Q4_K, "Q4_K", 256, 144, 4.5},
     {SP_GT_Q5_K, "Q5_K", 256, 176, 5.5},    {SP_GT_Q6_K, "Q6_K", 256, 210, 6.5625},
+    {SP_GT_Q1_0, "Q1_0", 128, 18, 1.125},   {SP_GT_Q2_0, "Q2_0", 64, 18, 2.25},
 };
 #define N_TYPES ((int)(sizeof TYPES / sizeof TYPES[0]))
 
@@ -77,7 +78,8 @@ size_t sp_gtype_row_bytes(int type, int64_t n) {
 
 int sp_gtype_is_level(int type) {
     return type == SP_GT_Q4_1 || type == SP_GT_Q5_1 || type == SP_GT_Q2_K ||
-           type == SP_GT_Q3_K || type == SP_GT_Q4_K || type == SP_GT_Q5_K || type == SP_GT_Q6_K;
+           type == SP_GT_Q3_K || type == SP_GT_Q4_K || type == SP_GT_Q5_K || type == SP_GT_Q6_K ||
+           type == SP_GT_Q1_0 || type == SP_GT_Q2_0;
 }
 
 void sp_gtype_level(int type, int *bits, int *group, int *sym) {
@@ -93,6 +95,8 @@ void sp_gtype_level(int type, int *bits, int *group, int *sym) {
     case SP_GT_Q4_K: b = 4, g = 32; break;
     case SP_GT_Q5_K: b = 5, g = 32; break;
     case SP_GT_Q6_K: b = 6, g = 16, y = 1; break;
+    case SP_GT_Q2_0: b = 2, g = 64; break;  /* zero point 1, not 2^(b−1): not "sym" */
+    case SP_GT_Q1_0: b = 1, g = 128; break; /* y = 2d·q − d: an offset m = −d        */
     default: break;
     }
     if (bits) *bits = b;
@@ -102,11 +106,12 @@ void sp_gtype_level(int type, int *bits, int *group, int *sym) {
 
 int sp_gtype_has_min(int type) {
     return type == SP_GT_Q4_1 || type == SP_GT_Q5_1 || type == SP_GT_Q2_K ||
-           type == SP_GT_Q4_K || type == SP_GT_Q5_K;
+           type == SP_GT_Q4_K || type == SP_GT_Q5_K || type == SP_GT_Q1_0;
 }
 
 int sp_gtype_zero(int type) {
     int b, g, y;
+    if (type == SP_GT_Q2_0) return 1;
     sp_gtype_level(type, &b, &g, &y);
     return b && y ? 1 << (b - 1) : 0;
 }
@@ -366,19 +371,31 @@ void sp_gtype_put_block(int type, const sp_gtype_params *p, const int *q, uint8_
         put16(b + 108, sp_f32_to_f16(p->d));
         break;
     }
+    case SP_GT_Q2_0: /* value j: bits 2(j % 4) .. 2(j % 4) + 1 of qs[j / 4] */
+        put16(b, sp_f32_to_f16(p->d));
+        memset(b + 2, 0, 16);
+        for (int j = 0; j < 64; j++) b[2 + j / 4] |= (uint8_t)((q[j] & 3) << (2 * (j % 4)));
+        break;
+    case SP_GT_Q1_0: /* value j: bit j % 8 of qs[j / 8]; set means +d. A zero d is written as
+                      * −0 with every bit clear: ggml reads −(−0) = +0, the level's s·q + m. */
+        put16(b, p->d == 0.0f ? (uint16_t)0x8000 : sp_f32_to_f16(p->d));
+        memset(b + 2, 0, 16);
+        for (int j = 0; j < 128 && p->d != 0.0f; j++) b[2 + j / 8] |= (uint8_t)((q[j] & 1) << (j % 8));
+        break;
     default: break;
     }
 }
 
-/* Q2_K / Q3_K by round-to-nearest: the weighted search with unit weights (sp_gtype_level.c). */
+/* Q2_K / Q3_K / Q2_0 / Q1_0 by round-to-nearest: the weighted search with unit weights
+ * (sp_gtype_level.c). */
 static void q_k23(int type, const float *x, uint8_t *b) {
     sp_gtype_params p;
     sp_gtype_block_params(type, x, NULL, &p);
     int bits, g, y, q[256];
     sp_gtype_level(type, &bits, &g, &y);
-    for (int v = 0; v < 256; v++) {
+    for (int v = 0; v < sp_gtype_block(type); v++) {
         float dq;
-        q[v] = sp_gtype_code(x[v], p.scale[v / 16], p.zero[v / 16], p.min[v / 16],
+        q[v] = sp_gtype_code(x[v], p.scale[v / g], p.zero[v / g], p.min[v / g],
                              (1 << bits) - 1, &dq);
     }
     sp_gtype_put_block(type, &p, q, b);
@@ -410,6 +427,8 @@ sp_status sp_gtype_quantize_row(int type, const float *x, int64_t n, void *dst, 
         case SP_GT_Q5_K: q_k45(x, b, 5); break;
         case SP_GT_Q2_K: q_k23(SP_GT_Q2_K, x, b); break;
         case SP_GT_Q3_K: q_k23(SP_GT_Q3_K, x, b); break;
+        case SP_GT_Q2_0: q_k23(SP_GT_Q2_0, x, b); break;
+        case SP_GT_Q1_0: q_k23(SP_GT_Q1_0, x, b); break;
         default: q_q6_k(x, b); break;
         }
     }
@@ -459,6 +478,16 @@ sp_status sp_gtype_dequant_row(int type, const void *src, int64_t n, float *y, s
         case SP_GT_Q8_0: {
             const float d = h2f(b);
             for (int j = 0; j < 32; j++) y[j] = (float)(int8_t)b[2 + j] * d;
+            break;
+        }
+        case SP_GT_Q2_0: {
+            const float d = h2f(b);
+            for (int j = 0; j < 64; j++) y[j] = (float)(((b[2 + j / 4] >> (2 * (j % 4))) & 3) - 1) * d;
+            break;
+        }
+        case SP_GT_Q1_0: {
+            const float d = h2f(b);
+            for (int j = 0; j < 128; j++) y[j] = (b[2 + j / 8] >> (j % 8)) & 1 ? d : -d;
             break;
         }
         case SP_GT_Q4_K:

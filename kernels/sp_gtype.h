@@ -18,6 +18,10 @@
  *         4-bit scale (low nibble) and 4-bit min (high nibble):  y = (d·sc_j)·q − (dmin·m_j)
  *   Q3_K  256 values: u8 hmask[32], u8 qs[64], u8 scales[12], fp16 d; 16 sub-blocks of 16 with
  *         6-bit scales u_j:  y = (d·(u_j − 32))·(q − 4), q = 3-bit code
+ *   Q2_0  64 values: fp16 d, u8 qs[16]           y = (q − 1)·d, q = 2-bit code (values
+ *         −d, 0, d, 2d), value j in bits 2(j % 4)..2(j % 4)+1 of qs[j / 4]
+ *   Q1_0  128 values: fp16 d, u8 qs[16]          y = bit ? d : −d, value j in bit j % 8 of
+ *         qs[j / 8] (ggml 0.5's newer low-bit types, ggml-common.h block_q2_0 / block_q1_0)
  * 2-bit code placement (Q2_K, and the low two bits of Q3_K): value v = 128h + 32j + l (h < 2,
  * j < 4, l < 32) is bits 2j..2j+1 of qs[32h + l]; Q3_K's third bit is bit 4h + j of hmask[l].
  * Q3_K's scales: u_i & 15 is the low nibble of byte i (i < 8) or the high nibble of byte i − 8;
@@ -39,7 +43,9 @@
  *   Q6_K       s_j = v_j / −32 (v_j as for Q4_0), d = fp16(s / −128) with s the s_j of largest
  *              magnitude, sc_j = clamp(rne(s_j/d), −128, 127), q = clamp(rne(x/(d·sc_j)) + 32)
  *   F16        nearest fp16 (ties to even)
- *   Q2_K/Q3_K  sp_gtype_block_params with unit weights (below)
+ *   Q2_K/Q3_K/Q2_0/Q1_0  sp_gtype_block_params with unit weights (below): for Q2_0/Q1_0 the
+ *              d of least squared error over every fp16 value (llama.cpp's own rule is
+ *              d = max|x| for Q2_0, so its code 3 (2d) is never used, and mean|x| for Q1_0)
  *
  * Thread-safety: pure functions.
  */
@@ -56,7 +62,7 @@
 enum {
     SP_GT_F32 = 0, SP_GT_F16 = 1, SP_GT_Q4_0 = 2, SP_GT_Q4_1 = 3, SP_GT_Q5_0 = 6,
     SP_GT_Q5_1 = 7, SP_GT_Q8_0 = 8, SP_GT_Q2_K = 10, SP_GT_Q3_K = 11, SP_GT_Q4_K = 12,
-    SP_GT_Q5_K = 13, SP_GT_Q6_K = 14
+    SP_GT_Q5_K = 13, SP_GT_Q6_K = 14, SP_GT_Q1_0 = 41, SP_GT_Q2_0 = 42
 };
 
 /* "F32", "Q4_K", ...; NULL for a number that is not one of the above. */
@@ -122,16 +128,18 @@ void sp_gtype_params_search_f64(float *scale, uint8_t *zero, size_t so, const do
  *   Q4_0 4/32 z 8     Q5_0 5/32 z 16    Q8_0 8/32 z 128   (plain levels: gtype 0, see above)
  *   Q4_1 4/32 z 0 +m  Q5_1 5/32 z 0 +m  Q2_K 2/16 z 0 +m  Q3_K 3/16 z 4
  *   Q4_K 4/32 z 0 +m  Q5_K 5/32 z 0 +m  Q6_K 6/16 z 32
+ *   Q2_0 2/64 z 1     Q1_0 1/128 z 0 +m (s = 2d, m = −d: y = 2d·q − d is ±d exactly)
  * and y = s·(q − z) + m per sub-block (sp_quant.h). "+m": the type has an offset (Q4_1/Q5_1: m
  * fp16; K-quants: m = −dmin·mm). The K-quants' s are d·sc with one fp16 d per 256 values: so
  * GPTQ must fix a whole super-block's scales before it quantizes the super-block's first
  * column (sp_gtype_block_params, called by GPTQ at every 256th column). */
 
-/* 1 for the types stored as gtype levels (Q4_1, Q5_1, Q2_K … Q6_K); 0 otherwise. */
+/* 1 for the types stored as gtype levels (Q4_1, Q5_1, Q2_K … Q6_K, Q2_0, Q1_0); 0 otherwise.
+ * Q1_0 is the one 1-bit level: the bit-width checks elsewhere admit 1 only for it. */
 int sp_gtype_is_level(int type);
 /* bits, group (sub-block) and sym (z = 2^(b−1)) of any quantized type; 0s for F32/F16. */
 void sp_gtype_level(int type, int *bits, int *group, int *sym);
-/* 1 when the type has an offset m (Q4_1, Q5_1, Q2_K, Q4_K, Q5_K). */
+/* 1 when the type has an offset m (Q4_1, Q5_1, Q2_K, Q4_K, Q5_K, Q1_0). */
 int sp_gtype_has_min(int type);
 /* The zero point z of a quantized type (see the table). */
 int sp_gtype_zero(int type);
@@ -155,6 +163,9 @@ typedef struct {
  *   super-block  d = fp16(max s_j / S) (sym types: the s_j of largest magnitude over −S), sc_j
  *                the nearest integers, then sc_j − 1, sc_j, sc_j + 1 (and the same for mm_j)
  *                tried per sub-block against the weighted error.
+ *   Q2_0, Q1_0   one fp16 d per block, chosen exactly: the least weighted error over every
+ *                finite fp16 value (sp_gtype_level.c, "Q2_0 / Q1_0"); an all-zero block gets
+ *                d = −0, which both dequantizers read as +0 everywhere.
  * Pure; x finite. */
 void sp_gtype_block_params(int type, const float *x, const double *wt, sp_gtype_params *p);
 

@@ -24,6 +24,7 @@
 #include "kernels/sp_gtype.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "shards/sp_model.h" /* sp_f32_to_f16 / sp_f16_to_f32 */
@@ -184,8 +185,98 @@ static void pick_ints(const float *x, const double *w, int n, int z, int maxq, f
     }
 }
 
+/* ---- Q2_0 / Q1_0: one fp16 d per block, the exact optimum ----------------------------------
+ * Q2_0 (y ∈ {−d, 0, d, 2d}). Write d = σ·e, e > 0, u_k = σ·x_k. For a fixed e every u_k takes
+ * the nearest of {−e, 0, e, 2e}; its code changes only where u_k is a midpoint: e = −2u_k
+ * (u_k < 0: −1|0), e = 2u_k and e = 2u_k/3 (u_k > 0: 0|1 and 1|2). Between two consecutive
+ * breakpoints the codes c_k are fixed and E(e) = Σ w_k (u_k − c_k e)² is a parabola, least at
+ * e* = Σ w u c / Σ w c²; clamped into the interval, the interval's best fp16 value is the fp16
+ * value just below or just above it. So the fp16 values at and next to fp16(clamp(e*)) of every
+ * interval, both signs, hold the optimum over every finite fp16 d; each is scored with the real
+ * codes (sp_gtype_code). About 2·(2n + 1)·4n multiply-adds per block of n = 64.
+ * Q1_0 (y = ±d): for d > 0 each x_k takes +d when x_k > 0, so E(d) = Σ w (|x_k| − d)²: one
+ * parabola, least at Σ w|x| / Σ w (llama.cpp's mean |x| is the unit-weight case), with fp16
+ * values around it as above; d < 0 mirrors d > 0 with the same error, so d >= 0 only.
+ * Weights that are all 0 count as unit weights (every d would tie). */
+static double low_err(int type, const float *x, const double *w, int n, float d, double stop) {
+    return type == SP_GT_Q2_0 ? sub_err(x, w, n, d, 1, 0.0f, 3, stop)
+                              : sub_err(x, w, n, 2.0f * d, 0, -d, 1, stop);
+}
+
+/* Score the fp16 values at and next to fp16(sign·e) against *best (kept on strict improvement). */
+static void low_try(int type, const float *x, const double *w, int n, double e, int sign,
+                    double *best, float *bd) {
+    if (!(e > 0.0)) e = 0.0;
+    if (e > 65504.0) e = 65504.0;
+    const int h = (int)sp_f32_to_f16((float)e);
+    for (int hh = h - 1; hh <= h + 1; hh++) {
+        if (hh < 1 || hh > 0x7BFF) continue; /* positive finite fp16 values */
+        const float d = (float)sign * sp_f16_to_f32((uint16_t)hh);
+        const double v = low_err(type, x, w, n, d, *best);
+        if (v < *best) *best = v, *bd = d;
+    }
+}
+
+static int cmp_double(const void *a, const void *b) {
+    const double u = *(const double *)a, v = *(const double *)b;
+    return u < v ? -1 : u > v;
+}
+
+static void low_params(int type, const float *x, const double *wt, sp_gtype_params *p) {
+    const int n = sp_gtype_block(type);
+    double sw = 0;
+    for (int k = 0; k < n && wt; k++) sw += wt[k];
+    const double *w = wt && sw > 0 ? wt : NULL;
+    float bd = type == SP_GT_Q1_0 ? -0.0f : 0.0f; /* d = 0: every value 0 (Q1_0: see below) */
+    double best = low_err(type, x, w, n, bd, INFINITY);
+    if (type == SP_GT_Q1_0) {
+        double a = 0, b = 0;
+        for (int k = 0; k < n; k++) a += (w ? w[k] : 1.0) * fabs((double)x[k]), b += w ? w[k] : 1.0;
+        if (a > 0) low_try(type, x, w, n, a / b, 1, &best, &bd);
+    } else {
+        double bp[128], u[64];
+        for (int sign = 1; sign >= -1; sign -= 2) {
+            int nb = 0;
+            for (int k = 0; k < n; k++) {
+                u[k] = sign * (double)x[k];
+                if (u[k] < 0) bp[nb++] = -2 * u[k];
+                else if (u[k] > 0) bp[nb++] = 2 * u[k], bp[nb++] = 2 * u[k] / 3;
+            }
+            qsort(bp, (size_t)nb, sizeof *bp, cmp_double);
+            for (int i = 0; i < nb; i++) { /* interval (lo, hi) = (bp[i−1], bp[i]); i = 0: (0, bp[0]) */
+                const double lo = i ? bp[i - 1] : 0.0, hi = bp[i];
+                if (!(hi > lo)) continue;
+                const double et = 0.5 * (lo + hi);
+                double num = 0, den = 0;
+                for (int k = 0; k < n; k++) {
+                    double c = rint(u[k] / et);
+                    c = c < -1 ? -1 : c > 2 ? 2 : c;
+                    num += (w ? w[k] : 1.0) * u[k] * c, den += (w ? w[k] : 1.0) * c * c;
+                }
+                if (!(den > 0)) continue;
+                double e = num / den;
+                e = e < lo ? lo : e > hi ? hi : e;
+                low_try(type, x, w, n, e, sign, &best, &bd);
+            }
+            /* beyond the last breakpoint every code is 0: the error of d = 0, already scored */
+        }
+    }
+    p->d = bd;
+    p->zero[0] = (uint8_t)sp_gtype_zero(type);
+    if (type == SP_GT_Q2_0) {
+        p->scale[0] = bd;
+    } else { /* s = 2d, m = −d: y = 2d·q − d is exactly ±d (an all-zero block: d = −0, m = +0) */
+        p->scale[0] = 2.0f * bd;
+        p->min[0] = p->dmin = -bd;
+    }
+}
+
 void sp_gtype_block_params(int type, const float *x, const double *wt, sp_gtype_params *p) {
     memset(p, 0, sizeof *p);
+    if (type == SP_GT_Q2_0 || type == SP_GT_Q1_0) {
+        low_params(type, x, wt, p);
+        return;
+    }
     int bits, g, sym;
     sp_gtype_level(type, &bits, &g, &sym);
     const int maxq = (1 << bits) - 1, z = sp_gtype_zero(type);
@@ -266,7 +357,10 @@ sp_status sp_gtype_pack_level_row(const sp_qlayer *q, int r, void *dst, sp_err *
             const size_t gi = rb * G + (size_t)(blk * nsub + j);
             const float s = q->scales[gi], m = has_m ? q->mins[gi] : 0.0f;
             int ok = q->zeros[gi] == z && isfinite(s) && isfinite(m);
-            if (ok && !kq) { /* Q4_1 / Q5_1: fp16 d and m */
+            if (ok && type == SP_GT_Q1_0) { /* s = 2d, m = −d, d fp16; a zero d as m = +0 */
+                ok = f16_exact(m) && s == -2.0f * m && !(m == 0.0f && signbit(m));
+                p.d = -m;
+            } else if (ok && !kq) { /* Q4_1 / Q5_1: fp16 d and m; Q2_0: fp16 d (m = 0) */
                 ok = f16_exact(s) && f16_exact(m);
                 p.d = s, p.dmin = m;
             } else if (ok) {

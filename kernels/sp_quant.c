@@ -34,8 +34,8 @@ sp_status sp_qlayer_alloc_level(sp_qlayer *q, int rows, int cols, int bits, int 
                                 int sym, int gtype, sp_err *err) {
     SP_RETURN_IF(!q, err, SP_EINVAL, "sp_qlayer_alloc: layer is NULL");
     memset(q, 0, sizeof *q);
-    SP_RETURN_IF(bits < 2 || bits > 8, err, SP_EINVAL,
-                 "sp_qlayer_alloc: bits=%d is outside 2..8", bits);
+    SP_RETURN_IF((bits < 2 && !(bits == 1 && gtype == SP_GT_Q1_0)) || bits > 8, err, SP_EINVAL,
+                 "sp_qlayer_alloc: bits=%d is outside 2..8 (1: Q1_0 only)", bits);
     SP_RETURN_IF(rows < 1 || cols < 1, err, SP_EINVAL,
                  "sp_qlayer_alloc: shape [%d, %d] is not positive", rows, cols);
     int has_min = 0, n_super = 0;

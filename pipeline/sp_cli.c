@@ -123,16 +123,17 @@ sp_status sp_module_map_read(const char *path, const char *what, sp_module_map_v
     return st;
 }
 
-/* bits 2..8, the whole word: "3.9" or "3bits" is not a bit width. */
+/* bits 1..8 (1: a Q1_0 level, issue 20), the whole word: "3.9" or "3bits" is not a bit width.
+ * Whether the container holds that level is checked where the map is used. */
 static int bits_value(const char *tok) {
     char *end = NULL;
     errno = 0;
     long b = strtol(tok, &end, 10);
-    return !errno && end != tok && *end == '\0' && b >= 2 && b <= 8 ? (int)b : -1;
+    return !errno && end != tok && *end == '\0' && b >= 1 && b <= 8 ? (int)b : -1;
 }
 
 sp_status sp_bits_map_read(const char *path, sp_bits_map *map, sp_err *err) {
-    return sp_module_map_read(path, "bits map", bits_value, "bits' with bits in 2..8", map, err);
+    return sp_module_map_read(path, "bits map", bits_value, "bits' with bits in 1..8", map, err);
 }
 
 void sp_bits_map_free(sp_bits_map *map) {

@@ -18,7 +18,7 @@ sp_status sp_cli_int_list(const char *opt, const char *val, long lo, long hi, in
 struct cJSON;
 void sp_cli_print_json(struct cJSON *j);
 
-/* A --bits-map file: one "module_name bits" per line (bits 2..8, an integer word; '#' comments
+/* A --bits-map file: one "module_name bits" per line (bits 1..8, 1 the Q1_0 level; an integer word; '#' comments
  * and blank lines allowed). Used by eval/generate (level selection) and export (GPTQ dynamic overrides). */
 typedef struct {
     int n;

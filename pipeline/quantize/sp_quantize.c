@@ -388,8 +388,11 @@ static sp_status check_opts(const sp_quantize_opts *o, sp_err *err) {
     SP_RETURN_IF(!o->model_dir, err, SP_EINVAL, "quantize: --model is required");
     SP_RETURN_IF(!o->out_dir, err, SP_EINVAL, "quantize: --out is required");
     SP_RETURN_IF(!o->rtn && !o->calib_path, err, SP_EINVAL, "quantize: --calib is required for GPTQ");
-    SP_RETURN_IF(o->bits < 2 || o->bits > 8, err, SP_EINVAL,
-                 "quantize: --bits %d is outside 2..8", o->bits);
+    /* 1 bit: only as the Q1_0 level (issue 20); a plain 1-bit level has no zero to round to */
+    int q1 = 0;
+    for (int i = 0; i < o->n_levels; i++) q1 |= o->levels[i] == 1 && o->gtypes[i] == SP_GT_Q1_0;
+    SP_RETURN_IF(o->bits < (q1 ? 1 : 2) || o->bits > 8, err, SP_EINVAL,
+                 "quantize: --bits %d is outside 2..8 (1: the Q1_0 level only)", o->bits);
     SP_RETURN_IF(o->group_size == 0 || o->group_size < -1, err, SP_EINVAL,
                  "quantize: --group-size %d must be >= 1, or -1 for one group per row", o->group_size);
     SP_RETURN_IF(!(o->damp > 0) || o->damp >= 1, err, SP_EINVAL,
@@ -410,8 +413,9 @@ static sp_status check_opts(const sp_quantize_opts *o, sp_err *err) {
                  "quantize: --rotate %d is not none, hadamard or orthogonal", o->rotate);
     int has_bits = 0;
     for (int i = 0; i < o->n_levels; i++) {
-        SP_RETURN_IF(o->levels[i] < 2 || o->levels[i] > 8, err, SP_EINVAL,
-                     "quantize: --levels value %d is outside 2..8", o->levels[i]);
+        SP_RETURN_IF(o->levels[i] < (o->gtypes[i] == SP_GT_Q1_0 ? 1 : 2) || o->levels[i] > 8,
+                     err, SP_EINVAL, "quantize: --levels value %d is outside 2..8 (1: Q1_0 only)",
+                     o->levels[i]);
         SP_RETURN_IF(i > 0 && o->levels[i] <= o->levels[i - 1], err, SP_EINVAL,
                      "quantize: --levels must be ascending and unique");
         has_bits |= o->levels[i] == o->bits;
@@ -504,6 +508,10 @@ static sp_status setup(sp_qjob *j, int resume, char *warn, size_t warn_cap, sp_e
                                 "values, and no module has them (%s has %d columns; Q4_0, Q4_1, "
                                 "Q5_0, Q5_1 and Q8_0 need a multiple of 32)", sp_gtype_name(gt),
                                 blk, name, cols);
+            else if (gt == SP_GT_Q1_0) /* no plain 1-bit level to fall back to */
+                st = sp_err_set(err, SP_EINVAL, "quantize: Q1_0 needs rows of a multiple of 128 "
+                                "values, and %s has %d columns (a 1-bit level has no plain "
+                                "form: leave Q1_0 out of --levels)", name, cols);
             else if (j->rank == 0 && strlen(warn) + 200 < warn_cap)
                 snprintf(warn + strlen(warn), warn_cap - strlen(warn),
                          "warning: %s needs rows of a multiple of %d values: %d of %d module "

@@ -41,7 +41,7 @@ typedef struct {
     const char *model_dir, *calib_path, *out_dir;
     int bits;                            /* level used to propagate and the default output  */
     int n_levels;                        /* levels stored (bits is always among them)       */
-    int levels[SP_QUANTIZE_MAX_LEVELS];  /* ascending, unique, each 2..8                    */
+    int levels[SP_QUANTIZE_MAX_LEVELS];  /* ascending, unique, each 2..8 (1: Q1_0 only)    */
     int gtypes[SP_QUANTIZE_MAX_LEVELS];  /* per level: 0 (group_size, sym below), or a GGUF *
                                           * type of sp_gtype_is_level (Q4_1, Q5_1, Q2_K …  *
                                           * Q6_K) whose bits are that level's: quantized in  *

@@ -179,7 +179,8 @@ sp_status sp_segment_each(const char *dir, int layer, uint32_t expect_crc, sp_se
                 st = sp_err_set(err, SP_EFORMAT, "%s: unit %u: field 'gtype' %u does not match "
                                 "its shape", path, i, u.gtype);
         }
-        if (st == SP_OK && (u.bits < 2 || u.bits > 8 || u.rows == 0 || u.cols == 0 ||
+        if (st == SP_OK && ((u.bits < 2 && !(u.bits == 1 && u.gtype == SP_GT_Q1_0)) ||
+                            u.bits > 8 || u.rows == 0 || u.cols == 0 ||
                             u.sym > 1 || u.module >= 7 ||
                             u.nbytes != sp_qshare_bytes((int)u.rows, (int)u.cols, (int)u.bits,
                                                         u.group_size, u.gtype) ||

@@ -328,8 +328,10 @@ sp_status sp_qc_check_meta(const sp_qcontainer_meta *m, const char *path, sp_sta
                  "%s: n_levels=%d is outside 1..%d", path, m->n_levels, SP_QCONTAINER_MAX_LEVELS);
     int has_default = 0;
     for (int i = 0; i < m->n_levels; i++) {
-        SP_RETURN_IF(m->levels[i] < 2 || m->levels[i] > 8 || (i && m->levels[i] <= m->levels[i - 1]),
-                     err, code, "%s: levels must be strictly ascending bits in 2..8 "
+        /* 1: the Q1_0 level only (its modules say gguf_type Q1_0; a plain 1-bit layer is
+         * refused where it is read, sp_qlayer_alloc_level) */
+        SP_RETURN_IF(m->levels[i] < 1 || m->levels[i] > 8 || (i && m->levels[i] <= m->levels[i - 1]),
+                     err, code, "%s: levels must be strictly ascending bits in 1..8 "
                      "(levels[%d]=%d)", path, i, m->levels[i]);
         has_default |= m->levels[i] == m->default_bits;
     }

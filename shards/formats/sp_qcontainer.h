@@ -46,7 +46,7 @@
 /* Version 2 (issue 13) adds a crc32 attribute to every dataset, checked on first read;
  * version-1 files are still read (unchecked). */
 #define SP_QCONTAINER_VERSION 2
-#define SP_QCONTAINER_MAX_LEVELS 7 /* bits 2..8 */
+#define SP_QCONTAINER_MAX_LEVELS 7 /* bits 2..8, or 1 (Q1_0) and 6 of 2..8 */
 
 typedef struct {
     int version;         /* read: the file's; ignored when writing (always 1)          */
@@ -55,7 +55,7 @@ typedef struct {
     int sym;             /* 0 / 1                                                      */
     char method[16];     /* "gptq" or "rtn"                                            */
     int n_levels;        /* 1..SP_QCONTAINER_MAX_LEVELS                                */
-    int levels[SP_QCONTAINER_MAX_LEVELS]; /* strictly ascending, each 2..8             */
+    int levels[SP_QCONTAINER_MAX_LEVELS]; /* strictly ascending, each 1..8 (1: Q1_0)  */
 } sp_qcontainer_meta;
 
 /* Shape of one stored level of a module. */

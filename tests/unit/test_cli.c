@@ -47,11 +47,11 @@ static void test_bits_map_accepts(void **state) {
                                "   \t# indented comment\n"
                                "\tmodel.layers.0.mlp.down_proj   8   # trailing note\n"
                                "model.layers.1.self_attn.q_proj 2\r\n"
-                               "model.layers.1.self_attn.k_proj 5",   /* no final newline */
+                               "model.layers.1.self_attn.k_proj 1",   /* no final newline */
                                &m, 0, NULL), SP_OK);
     static const char *names[] = {"model.layers.0.mlp.up_proj", "model.layers.0.mlp.down_proj",
                                   "model.layers.1.self_attn.q_proj", "model.layers.1.self_attn.k_proj"};
-    static const int bits[] = {3, 8, 2, 5};
+    static const int bits[] = {3, 8, 2, 1};
     assert_int_equal(m.n, 4);
     for (int i = 0; i < 4; i++) {
         assert_string_equal(m.names[i], names[i]);
@@ -72,7 +72,7 @@ static void test_bits_map_refuses(void **state) {
         {"x 4\ny 3\nx 2\n", 3, "'x'"},
         {"x\n", 1, "x"},
         {"x 9\n", 1, "9"},
-        {"x 1\n", 1, "1"},
+        {"x 0\n", 1, "0"},                         /* 1 is the Q1_0 level (issue 20) */
         {"x -3\n", 1, "-3"},
         {"x 0x4\n", 1, "0x4"},
         {"x 4\ny\t\n", 2, "y"},

@@ -22,6 +22,7 @@
 #include "shards/formats/sp_gguf.h"
 #include "shards/formats/sp_gguf_export.h"
 #include "common/sp_rng.h"
+#include "shards/sp_model.h"
 
 static float rng_f(uint64_t *s) { return (float)((double)(sp_rng_next(s) >> 11) / 9007199254740992.0 - 0.5); }
 
@@ -233,8 +234,8 @@ static void make_problem(int R, int C, uint64_t seed, float *W, double *H) {
 static void test_gptq_levels(void **state) {
     (void)state;
     const int R = 6, C = 512;
-    const int types[] = {SP_GT_Q4_1, SP_GT_Q5_1, SP_GT_Q2_K, SP_GT_Q3_K,
-                         SP_GT_Q4_K, SP_GT_Q5_K, SP_GT_Q6_K};
+    const int types[] = {SP_GT_Q4_1, SP_GT_Q5_1, SP_GT_Q2_K, SP_GT_Q3_K, SP_GT_Q4_K,
+                         SP_GT_Q5_K, SP_GT_Q6_K, SP_GT_Q2_0, SP_GT_Q1_0};
     float *W = malloc(sizeof(float) * R * C), *D = malloc(sizeof(float) * R * C), y[512];
     double *H = malloc(sizeof(double) * C * C);
     uint8_t buf[512 * 2];
@@ -285,6 +286,89 @@ static void test_gptq_levels(void **state) {
     free(W);
     free(D);
     free(H);
+}
+
+/* Q2_0 / Q1_0 (issue 20): the d that sp_gtype_block_params picks is the least weighted error
+ * over every finite fp16 value, against a brute force that tries all 2·31743 of them with each
+ * value's nearest grid point (computed here in double, not with sp_gtype_code), and it is never
+ * worse than llama.cpp's own rule (Q2_0: d = max|x|; Q1_0: d = mean|x|). The error of ours is
+ * measured on what the block dequantizes to. An all-zero block reads back as +0. */
+static double grid_err(int type, const float *x, const double *w, int n, double d) {
+    double e = 0;
+    for (int k = 0; k < n; k++) {
+        double best = INFINITY;
+        for (int c = type == SP_GT_Q2_0 ? -1 : 0; c <= (type == SP_GT_Q2_0 ? 2 : 1); c++) {
+            double y = type == SP_GT_Q2_0 ? c * d : (c ? d : -d), t = (x[k] - y) * (x[k] - y);
+            if (t < best) best = t;
+        }
+        e += (w ? w[k] : 1.0) * best;
+    }
+    return e;
+}
+
+static void test_lowbit_exact(void **state) {
+    (void)state;
+    const int types[] = {SP_GT_Q2_0, SP_GT_Q1_0};
+    uint64_t s = 99;
+    sp_err e;
+    for (int ti = 0; ti < 2; ti++) {
+        const int t = types[ti], n = sp_gtype_block(t);
+        double sum_ours = 0, sum_ref = 0;
+        for (int trial = 0; trial < 16; trial++) {
+            float x[128], y[128];
+            double w[128];
+            uint8_t blk[18];
+            for (int k = 0; k < n; k++) {
+                float v = rng_f(&s) + rng_f(&s) + rng_f(&s);          /* bell-shaped */
+                if (trial % 4 == 1 && k % 9 == 0) v *= 6.0f;              /* outliers    */
+                if (trial % 4 == 2) v = fabsf(v) + 0.05f * rng_f(&s);    /* skewed      */
+                x[k] = v * (trial % 3 ? 0.01f : 3.0f);
+                w[k] = trial % 4 == 3 ? 1.0 : 0.01 + 4.0 * (rng_f(&s) + 0.5) * (rng_f(&s) + 0.5);
+            }
+            const double *wt = trial % 4 == 3 ? NULL : w;
+            assert_int_equal(sp_gtype_quantize_row_search(t, x, n, wt, blk, &e), SP_OK);
+            assert_int_equal(sp_gtype_dequant_row(t, blk, n, y, &e), SP_OK);
+            double ours = 0;
+            for (int k = 0; k < n; k++) ours += (wt ? w[k] : 1.0) * ((double)x[k] - y[k]) * ((double)x[k] - y[k]);
+            double brute = INFINITY;
+            for (int h = 1; h < 0x7C00; h++)
+                for (int sg = -1; sg <= 1; sg += 2) {
+                    const double d = sg * (double)sp_f16_to_f32((uint16_t)h);
+                    const double v = grid_err(t, x, wt, n, d);
+                    if (v < brute) brute = v;
+                }
+            if (!(ours <= brute * (1 + 1e-9))) print_error("%s trial %d: ours %.9g, brute force %.9g\n", sp_gtype_name(t), trial, ours, brute);
+            assert_true(ours <= brute * (1 + 1e-9));
+            /* llama.cpp's rule, its codes: round-half-away(x/d) + 1 clamped (Q2_0), sign (Q1_0) */
+            double amax = 0, mabs = 0;
+            for (int k = 0; k < n; k++) amax = fmax(amax, fabs(x[k])), mabs += fabs(x[k]) / n;
+            const double d = sp_f16_to_f32(sp_f32_to_f16((float)(t == SP_GT_Q2_0 ? amax : mabs)));
+            double ref = 0;
+            for (int k = 0; k < n; k++) {
+                double yv;
+                if (t == SP_GT_Q2_0) {
+                    double c = round(x[k] / amax) + 1;
+                    c = c < 0 ? 0 : c > 3 ? 3 : c;
+                    yv = (c - 1) * d;
+                } else {
+                    yv = x[k] >= 0 ? d : -d;
+                }
+                ref += (wt ? w[k] : 1.0) * (x[k] - yv) * (x[k] - yv);
+            }
+            assert_true(ours <= ref * (1 + 1e-9));
+            sum_ours += ours, sum_ref += ref;
+        }
+        print_message("%s: weighted error %.4g, llama.cpp's rule %.4g (16 blocks)\n",
+                      sp_gtype_name(t), sum_ours, sum_ref);
+        /* Q2_0: llama.cpp's d = max|x| never uses 2d; Q1_0 differs by the weights only */
+        assert_true(sum_ours < (t == SP_GT_Q2_0 ? 0.5 : 1.0) * sum_ref);
+        /* an all-zero block: +0 everywhere through the dequantizer */
+        float z[128] = {0}, y[128];
+        uint8_t blk[18];
+        assert_int_equal(sp_gtype_quantize_row(t, z, n, blk, &e), SP_OK);
+        assert_int_equal(sp_gtype_dequant_row(t, blk, n, y, &e), SP_OK);
+        assert_memory_equal(y, z, sizeof(float) * (size_t)n);
+    }
 }
 
 static void test_qk_permutation(void **state) {
@@ -359,7 +443,7 @@ int main(void) {
         cmocka_unit_test(test_zero_row),        cmocka_unit_test(test_pack_exact),
         cmocka_unit_test(test_gptq_gguf_rule),  cmocka_unit_test(test_qk_permutation),
         cmocka_unit_test(test_writer_bytes),    cmocka_unit_test(test_gptq_levels),
-        cmocka_unit_test(test_row_search),
+        cmocka_unit_test(test_row_search),      cmocka_unit_test(test_lowbit_exact),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
