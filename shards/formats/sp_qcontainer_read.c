@@ -203,7 +203,8 @@ static sp_status read_level_info(sp_qcontainer *c, hid_t gl, const char *obj, in
         SP_FORWARD(sp_qc_attr_read_str(gl, "gguf_type", tname, sizeof tname, c->path, obj, err));
         int t = sp_gtype_parse(tname), tb = 0, tg = 0, ts = 0;
         SP_RETURN_IF(t < 0 || !sp_gtype_is_level(t), err, SP_EFORMAT,
-                     "%s: %s: attribute gguf_type=\"%s\" is not Q4_1, Q5_1 or Q2_K..Q6_K",
+                     "%s: %s: attribute gguf_type=\"%s\" is not Q4_1, Q5_1, Q2_K..Q6_K, Q2_0 "
+                     "or Q1_0",
                      c->path, obj, tname);
         sp_gtype_level(t, &tb, &tg, &ts);
         SP_RETURN_IF(tb != lv->bits || tg != lv->group_size || ts != lv->sym ||
@@ -213,6 +214,8 @@ static sp_status read_level_info(sp_qcontainer *c, hid_t gl, const char *obj, in
                      tname);
         lv->gtype = t;
     }
+    SP_RETURN_IF(bits == 1 && lv->gtype != SP_GT_Q1_0, err, SP_EFORMAT,
+                 "%s: %s: a 1-bit level must be gguf_type Q1_0", c->path, obj);
     static const struct {
         const char *name;
         H5T_class_t cls;
@@ -264,7 +267,7 @@ static sp_status read_module(sp_qcontainer *c, hid_t mods, const char *name, sp_
         int bits = 0, listed = 0;
         snprintf(lobj, sizeof lobj, "%s/%s", obj, l.names[i]);
         /* level groups are named "<b>bit" with one digit b */
-        if (l.names[i][0] >= '2' && l.names[i][0] <= '8' && strcmp(l.names[i] + 1, "bit") == 0)
+        if (l.names[i][0] >= '1' && l.names[i][0] <= '8' && strcmp(l.names[i] + 1, "bit") == 0)
             bits = l.names[i][0] - '0';
         for (int k = 0; k < c->meta.n_levels; k++) listed |= c->meta.levels[k] == bits;
         if (!listed) {

@@ -73,7 +73,7 @@ int main(int argc, char **argv) {
     const sp_config *c = sp_model_config(m);
     FILE *f = fopen(argv[2], "rb");
     if (!f) return die("cannot open the dump");
-    int n = 0, counts[32] = {0}, exact_n = 0;
+    int n = 0, counts[64] = {0}, exact_n = 0;
     uint32_t nl, type;
     uint64_t ne;
     while (fread(&nl, 4, 1, f) == 1) {
@@ -120,7 +120,7 @@ int main(int argc, char **argv) {
                     return 1;
                 }
         }
-        if (type < 32) counts[type]++;
+        if (type < 64) counts[type]++;
     next:
         free(y);
         free(w);
@@ -128,7 +128,7 @@ int main(int argc, char **argv) {
         n++;
     }
     fclose(f);
-    for (int t = 0; t < 32; t++)
+    for (int t = 0; t < 64; t++)
         if (counts[t]) printf("  %-5s %d tensors bitwise equal\n", sp_gtype_name(t), counts[t]);
     printf("ok: %d tensors (%d exact GPTQ copies)\n", n, exact_n);
     sp_model_close(m);

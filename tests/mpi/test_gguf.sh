@@ -24,6 +24,11 @@
 #            GPTQ's values exactly, keeps token_embd/output at FILE's types, is no bigger than
 #            FILE and decodes in llama.cpp; truncated / bad magic / bad type / other-model files
 #            are one-line errors naming the file and field
+#   lowbit   Q2_0 / Q1_0 (issue 20): export --type of a synthetic model (rows of 256/512) and of
+#            the bundled model (Q2_0; its 64-wide rows admit no Q1_0) equal our quantizer through
+#            ggml's to_float, and llama.cpp generates from them; GPTQ --levels Q1_0,Q2_0,Q4_K: the
+#            exported tensors hold GPTQ's values exactly at each level and in a mixed map; Q1_0
+#            on the bundled model is a one-line error
 #   rotate   quantize --rotate hadamard --format gguf:Q4_0 (issue 23): the export holds GPTQ's
 #            rotated values exactly, records the rotation (shardpress.rotation), and llama.cpp's
 #            forward of it has the KL to the dense model that shardpress eval gives the container
@@ -223,6 +228,55 @@ PY
   echo "ok: GPTQ Q4_1 ppl $a (shardpress) $b (llama.cpp)"
   expect_error 'both 4-bit levels' "$SP_BIN" quantize --model "$M" --calib "$CAL" --out "$WORK/y" --levels Q4_0,Q4_1
   expect_error 'not a quantized GGUF type' "$SP_BIN" quantize --model "$M" --calib "$CAL" --out "$WORK/y" --format gguf:F16
+  ;;
+lowbit)
+  "$SP_SYNTH" --out "$WORK/syn" --hidden 256 --intermediate 512 --layers 2 --heads 4 --kv-heads 2 \
+    --vocab 512 --dtype f32 --max-pos 256 >/dev/null
+  for src in syn bundled; do
+    for t in Q2_0 Q1_0; do
+      [ $src = bundled ] && [ $t = Q1_0 ] && continue
+      m="$WORK/syn"; [ $src = bundled ] && m="$M"
+      "$SP_BIN" export --model "$m" --format gguf --type $t --out "$WORK/$t.gguf" --force >/dev/null
+      ll greedy "$WORK/$t.gguf" 16 >"$WORK/gen.txt" || fail "$t ($src): llama.cpp cannot decode"
+      txt=$(tr -d '\000' <"$WORK/gen.txt")
+      [ -n "$(echo "$txt" | tr -d '\n ')" ] || fail "$t ($src): llama.cpp generated nothing"
+      ll dequant "$WORK/$t.gguf" "$WORK/d.bin"
+      "$SP_GGUF_CHECK" "$m" "$WORK/d.bin" >"$WORK/chk.txt" || fail "$t ($src): ggml's dequantization differs"
+      grep -q "  $t " "$WORK/chk.txt" || { cat "$WORK/chk.txt"; fail "$t ($src): no tensor of that type"; }
+      echo "ok: $t ($src) loads, generates, $(tr '\n' ' ' <"$WORK/chk.txt")"
+    done
+  done
+  echo "llama.cpp's Q2_0 greedy text on the bundled model: $(echo "$txt" | head -c 120)"
+  # GPTQ into Q1_0 / Q2_0: every module at one level, and a mixed map
+  "$SP_BIN" quantize --model "$WORK/syn" --calib "$CAL" --out "$WORK/ql" --levels Q1_0,Q2_0,Q4_K \
+    --bits 2 --nsamples 16 --ctx 128 >/dev/null
+  for b in 1 2; do
+    t=Q${b}_0
+    python3 - "$WORK/syn" $b >"$WORK/m$b.txt" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1] + "/config.json"))
+for l in range(c["num_hidden_layers"]):
+    for m in ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+              "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"]:
+        print(f"model.layers.{l}.{m} {sys.argv[2]}")
+PY
+    "$SP_BIN" export --model "$WORK/ql" --format gguf --bits-map "$WORK/m$b.txt" --embed-type F32 --out "$WORK/k.gguf" --force >/dev/null
+    ll greedy "$WORK/k.gguf" 8 >/dev/null || fail "GPTQ $t: llama.cpp cannot decode"
+    ll dequant "$WORK/k.gguf" "$WORK/d.bin"
+    "$SP_GGUF_CHECK" "$WORK/ql" "$WORK/d.bin" --exact --bits-map "$WORK/m$b.txt" >"$WORK/chk.txt" || fail "GPTQ $t: ggml's values are not GPTQ's"
+    grep -q "(14 exact GPTQ copies)" "$WORK/chk.txt" || { cat "$WORK/chk.txt"; fail "GPTQ $t: expected 14 exact tensors"; }
+    grep -q "  $t  14 tensors" "$WORK/chk.txt" || { cat "$WORK/chk.txt"; fail "GPTQ $t: the 14 block linears are not all $t"; }
+    echo "ok: GPTQ in $t: $(tr '\n' ' ' <"$WORK/chk.txt")"
+  done
+  printf 'model.layers.0.self_attn.q_proj 1\nmodel.layers.0.mlp.down_proj 4\nmodel.layers.1.mlp.up_proj 1\n' >"$WORK/mix.txt"
+  "$SP_BIN" export --model "$WORK/ql" --format gguf --bits-map "$WORK/mix.txt" --embed-type F32 --out "$WORK/k.gguf" --force >/dev/null
+  ll greedy "$WORK/k.gguf" 8 >/dev/null || fail "mixed map: llama.cpp cannot decode"
+  ll dequant "$WORK/k.gguf" "$WORK/d.bin"
+  "$SP_GGUF_CHECK" "$WORK/ql" "$WORK/d.bin" --exact --bits-map "$WORK/mix.txt" >"$WORK/chk.txt" || fail "mixed map: ggml's values are not GPTQ's"
+  grep -q "(14 exact GPTQ copies)" "$WORK/chk.txt" || { cat "$WORK/chk.txt"; fail "mixed map: expected 14 exact tensors"; }
+  echo "ok: mixed Q1_0/Q2_0/Q4_K map: $(tr '\n' ' ' <"$WORK/chk.txt")"
+  expect_error 'Q1_0 needs rows of a multiple of 128 values, and no module' "$SP_BIN" quantize --model "$M" --calib "$CAL" --out "$WORK/y" --levels Q1_0,Q2_0
+  expect_error 'both 2-bit levels' "$SP_BIN" quantize --model "$WORK/syn" --calib "$CAL" --out "$WORK/y" --levels Q2_0,Q2_K
   ;;
 rotate)
   "$SP_BIN" quantize --model "$M" --calib "$CAL" --out "$WORK/q" --format gguf:Q4_0 \
