@@ -351,6 +351,22 @@ static int stop_requested(const sp_search_state *s) {
     return any;
 }
 
+/* The most layer evaluations one generation can cost: every candidate of every stage run from
+ * layer 0 (no prefix shared with the parent), i.e. the generation's full re-run count. It
+ * depends on the schedule only: L · Σ_st n_st · w_st, with n_0 = offspring, n_st =
+ * survivors[st−1] and the parent added in the last stage. The counted evaluations are never
+ * more: per window Σ_j (L − f_j) + max_j f_j ≤ n·L since max_j f_j ≤ Σ_j f_j. */
+static int64_t generation_worst_evals(const sp_search_state *s) {
+    const sp_search_opts *o = s->o;
+    int64_t items = 0;
+    for (int st = 0; st < o->n_stages; st++) {
+        int64_t n = st == 0 ? o->offspring : o->survivors[st - 1];
+        if (st == o->n_stages - 1) n++;
+        items += n * s->stage_windows[st];
+    }
+    return items * sp_seval_config(s->ev)->n_layers;
+}
+
 /* One target of the job: s has the shared evaluator, table and stage sizes; s->o is this
  * target's options (target_bits, out_map). */
 static sp_status run_target(sp_search_state *s, gen_scratch *g, int resume,
@@ -379,9 +395,12 @@ static sp_status run_target(sp_search_state *s, gen_scratch *g, int resume,
     }
     int g0 = s->gen, stopped = 0;
     int gens = o->method != SP_SEARCH_EVO ? 0 : o->generations;
-    /* --max-evals: the table's and this target's layer evaluations (rank-count independent) */
+    /* --max-evals N: a generation starts only if it cannot take the total (the table's and
+     * this target's layer evaluations, rank-count independent) past N even in its worst case,
+     * so a run never exceeds its budget; the schedule, not luck, decides where it stops. */
+    int64_t worst = generation_worst_evals(s);
     while (st == SP_OK && s->gen < gens &&
-           !(o->max_evals > 0 && s->sens_evals + s->evals >= o->max_evals)) {
+           !(o->max_evals > 0 && s->sens_evals + s->evals + worst > o->max_evals)) {
         sp_search_hist h = {0};
         st = generation(s, g, &h, err);
         if (st) break;

@@ -50,8 +50,9 @@ typedef struct {
     int sensitivity_tokens;        /* tokens of the table's windows (0: the first stage's)  */
     int screen;                    /* --screen F: F × offspring children, the surrogate's
                                     * best `offspring` are evaluated (1: plain EvoPress)    */
-    int64_t max_evals;             /* --max-evals N: stop after the generation that reaches
-                                    * N layer evaluations (table included); 0: no limit     */
+    int64_t max_evals;             /* --max-evals N: start no generation whose worst case
+                                    * (no prefix reuse) could take the layer evaluations
+                                    * (table included) past N; never exceeded; 0: no limit */
     int generations, offspring;
     int n_stages;
     int stages[SP_SEARCH_MAX_STAGES];     /* tokens per stage                          */

@@ -65,12 +65,15 @@ h = json.load(open(f"{w}/map1.history.json"))
 assert len(h["generations"]) == 3 and h["generations"][-1]["fitness_kl"] == r["fitness_kl"]
 svg = open(f"{w}/map1.svg").read()
 assert svg.startswith("<svg") and svg.count("<rect") >= 35
-# --max-evals: stopped at the first generation whose total (table included) reaches 1500
+# --max-evals 1500 is never exceeded (table included), and the search stops only when one more
+# generation's worst case (every candidate run from layer 0) could exceed it. Worst case of this
+# schedule, from the settings: 5 layers x (3 children x 2 windows of 128 tokens + (2 survivors +
+# the parent) x 4 windows) = 90 layer evaluations.
 s = json.load(open(f"{w}/scr1.json")); hs = json.load(open(f"{w}/scr1.history.json"))["generations"]
-tab = s["sensitivity"]["layer_evaluations"]; g = s["generations"]
+tab = s["sensitivity"]["layer_evaluations"]; g = s["generations"]; total = tab + s["layer_evaluations"]
 assert 0 < g < 50 and len(hs) == g, (g, len(hs))
-before = tab + s["layer_evaluations"] - hs[-1]["layer_evaluations"]
-assert before < 1500 <= tab + s["layer_evaluations"], (before, tab, s["layer_evaluations"])
+assert all(0 < x["layer_evaluations"] <= 90 for x in hs), hs
+assert total <= 1500 < total + 90, (tab, s["layer_evaluations"])
 # the surrogate's prediction and rank correlation are recorded next to the measured KL
 assert all(isinstance(x["predicted_kl"], float) and -1 <= x["surrogate_rho"] <= 1 for x in hs), hs
 PY
