@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # bench/run_search.sh [G_SEEDED] [G_PLAIN] — issue 19's "Must show", one command, one run, on the
 # bundled model (stories260K: calib.txt / eval.txt) and on wiki-kjv-6M (calib.txt / heldout.txt):
-#   GPTQ levels 2,3,4,5,6,8 g32; every search at ctx 256, 16 offspring, stages 512,2048,8192,
-#   survivors 4,2,1 on 2 ranks; KL(dense ‖ model) measured by `eval` on the held-out text.
+#   GPTQ levels 2,3,4,5,6,8 g32; every search at ctx 256, 16 offspring, stages SP_BENCH_STAGES
+#   (default below), survivors 4,2,1 on 2 ranks; KL(dense ‖ model) measured by `eval` on the held-out text.
 #   - --method sensitivity at u2.5, u3, u3.5 in one run: held-out KL vs uniform, the table's cost
-#     in layer evaluations and seconds against a generation of evolution;
+#     in layer evaluations, token-layers and seconds against a light generation and a default one
+#     (128 offspring, 2048/16384/131072: measured for one generation on the bundled model);
 #   - plain EvoPress: G_PLAIN (default 60) generations from uniform, --screen 1;
 #   - seeded (--init sensitivity, the table reused) G_SEEDED (default 40) generations with
 #     --screen 1 and --screen 4 (bundled model: u2.5,u3,u3.5 in one run);
@@ -28,7 +29,9 @@ WG=${SP_BENCH_WIKI_G:-$G}; WPLAIN=${SP_BENCH_WIKI_PLAIN:-1}; MULTI=${SP_BENCH_MU
 TG=${SP_BENCH_TIMING_GENS:-10}; NS=${SP_BENCH_NSAMPLES:-128}
 # step OUT CMD...: run CMD (stdout to OUT) unless OUT exists and is not empty
 step() { local o=$1; shift; [ -s "$o" ] && return 0; "$@" >"$o.part" && mv "$o.part" "$o"; }
-S=(--ctx 256 --offspring 16 --stages 512,2048,8192 --survivors 4,2,1)
+STG=${SP_BENCH_STAGES:-512,2048,8192}
+S=(--ctx 256 --offspring 16 --stages "$STG" --survivors 4,2,1)
+DEF=(--ctx 256 --offspring 128 --stages 2048,16384,131072 --survivors 16,4,1) # search's defaults
 num() { python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {}, {'r': r}))" "$@"; }
 t0=$(date +%s)
 
@@ -40,24 +43,31 @@ run_model() { # name model_dir calib eval
   [ -s "$d/dense" ] || mpirun -n 2 "$SP" eval --model "$M" --text "$EV" --ctx 256 --save-logits "$d/dense" >/dev/null
   kl() { mpirun -n 2 "$SP" eval --model "$d/q" --text "$EV" --ctx 256 --kl-base "$d/dense" --json "$@" | sed -n 's/.*"kl":\([-0-9.e+]*\).*/\1/p'; }
   search() { mpirun -n 2 "$SP" search --model "$d/q" --calib "$CAL" "${S[@]}" --json "$@" 2>/dev/null; }
+  searchd() { mpirun -n 2 "$SP" search --model "$d/q" --calib "$CAL" "${DEF[@]}" --json "$@" 2>/dev/null; }
   step "$d/sens.json" search --method sensitivity --target-bits u2.5,u3,u3.5 --out "$d/sens"
   local T="$d/sens.sensitivity.json"
   [ "$plain" = 1 ] && step "$d/plain.json" search --target-bits u3 --init uniform --screen 1 --generations "$P" --out "$d/plain"
+  # one generation of the default schedule (what "the table costs less than two generations
+  # of default evolution" compares with): measured on the bundled model; on wiki-kjv-6M its
+  # count is the schedule's full re-run count and its seconds are estimated (see the section)
+  if [ "$n" = stories ]; then step "$d/def1.json" searchd --target-bits u3 --sensitivity "$d/sens.sensitivity.json" \
+    --generations 1 --out "$d/def1"; fi
   step "$d/seed1.json" search --target-bits u3 --sensitivity "$T" --screen 1 --generations "$g" --out "$d/seed1"
   local tg=u3; [ "$multi" = 1 ] && tg=u2.5,u3,u3.5
   step "$d/seed4.json" search --target-bits $tg --sensitivity "$T" --screen 4 --generations "$g" --out "$d/seed4"
   local tab; tab=$(num "$d/sens.json" 'r["sensitivity"]["layer_evaluations"]')
   if [ "$plain" = 1 ]; then
-    local cap; cap=$(num "$d/plain.json" "int(0.25 * r['layer_evaluations']) - $tab")
+    # 25% of plain's evaluations, the table's included (--max-evals never exceeds its budget)
+    local cap; cap=$(num "$d/plain.json" "r['layer_evaluations'] // 4 - $tab")
     step "$d/budget.json" search --target-bits u3 --sensitivity "$T" --screen 4 --generations 1000 --max-evals "$cap" --out "$d/budget"
   fi
-  [ -s "$d/kl.txt" ] || { echo "u2 $(kl --level 2)"; echo "u3 $(kl --level 3)"; echo "u4 $(kl --level 4)"
+  [ -s "$d/kl.txt" ] || { { echo "u2 $(kl --level 2)"; echo "u3 $(kl --level 3)"; echo "u4 $(kl --level 4)"
     for x in u2.5 u3 u3.5; do echo "sens.$x $(kl --bits-map "$d/sens.$x")"; done
     [ "$plain" = 1 ] && echo "plain $(kl --bits-map "$d/plain")"
     echo "seed1 $(kl --bits-map "$d/seed1")"
     if [ "$multi" = 1 ]; then for x in u2.5 u3 u3.5; do echo "seed4.$x $(kl --bits-map "$d/seed4.$x")"; done
     else echo "seed4.u3 $(kl --bits-map "$d/seed4")"; fi
-    [ "$plain" = 1 ] && echo "budget $(kl --bits-map "$d/budget")"; true; } >"$d/kl.part" && mv "$d/kl.part" "$d/kl.txt"
+    [ "$plain" = 1 ] && echo "budget $(kl --bits-map "$d/budget")"; true; } >"$d/kl.part" && mv "$d/kl.part" "$d/kl.txt"; }
 }
 
 MODELS=${SP_BENCH_MODELS:-stories wiki}
@@ -135,6 +145,26 @@ for m in models:
     if bu:
         out.append(f"| seeded + `--screen 4`, `--max-evals` = 25% of plain's ({bu['generations']} gen) | {kl['budget']:.5f} | {kl['budget'] / u3:.2f} | {tab} + {bu['layer_evaluations']} = {(tab + bu['layer_evaluations']) / pl['layer_evaluations'] * 100:.0f}% of plain | {bu['seconds']:.0f} |")
     out.append("")
+    # What the table costs against generations of evolution, in layer evaluations (window-layers),
+    # token-layers (the same × ctx: every window has ctx tokens) and seconds.
+    ctx = s["ctx"]; ts = s["sensitivity"]["seconds"]; nwt = s["sensitivity"]["windows"]
+    le, ls = s1["layer_evaluations"] / s1["generations"], s1["seconds"] / s1["generations"]
+    if os.path.exists(f"{d}/def1.json"):
+        d1 = J(f"{d}/def1.json"); de, dsec = d1["layer_evaluations"], d1["seconds"]
+        dnote = "measured: one generation, `--generations 1`, its lazy dense reference included"
+    else:
+        L = len(J(f"{d}/sens.sensitivity.json")["modules"]) // 7; pool = s["pool_windows"]
+        de = L * (128 * 8 + 16 * 64 + 5 * min(512, pool)); dsec = de * s1["seconds"] / s1["layer_evaluations"]
+        dnote = (f"not run: its count is the schedule's full re-run count L·(128·8 + 16·64 + 5·{min(512, pool)}) "
+                 f"(an upper bound: the prefix cache saves some), its seconds that count at the seeded "
+                 f"`--screen 1` run's measured seconds per layer evaluation")
+    out.append(f"What the table costs ({nwt} windows of {ctx} tokens), against one generation of evolution:\n")
+    out.append("| | layer evaluations | token-layers | seconds (2 ranks) | table ÷ this (evaluations / seconds) |")
+    out.append("|---|---|---|---|---|")
+    out.append(f"| the table | {tab} | {tab * ctx} | {ts:.1f} | - |")
+    out.append(f"| light generation (seeded `--screen 1`, mean of {s1['generations']}) | {le:.0f} | {le * ctx:.0f} | {ls:.2f} | {tab / le:.2f} / {ts / ls:.2f} |")
+    out.append(f"| default generation (128 offspring, stages 2048,16384,131072, survivors 16,4,1) | {de:.0f} | {de * ctx:.0f} | {dsec:.1f} | {tab / de:.2f} / {ts / dsec:.2f} |")
+    out.append(f"\nDefault generation: {dnote}. Light generations' seconds are whole runs (dense reference included) divided by their generations.\n")
     if m == "stories" and "seed4.u2.5" not in kl:
         out.append("Several budgets (one `--method sensitivity` run with `--target-bits u2.5,u3,u3.5`):\n")
         out.append("| budget | stored bits | KL uniform floor / ceil | KL sensitivity |")
@@ -174,9 +204,10 @@ sp_bench_write_section "$DOC" "## Search" "## Search
 
 \`bench/run_search.sh $G $P\` ($(date -u +%F), $(nproc) cores shared with other jobs, OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}, models: $MODELS).
 GPTQ levels 2,3,4,5,6,8 g32 ($NS windows of 256 tokens), every search on the model's calib.txt
-with \`--ctx 256 --offspring 16 --stages 512,2048,8192 --survivors 4,2,1\` on 2 ranks; KL(dense ‖
-model) by \`eval\` on held-out text (eval.txt; wiki-kjv-6M: heldout.txt). The table: 2 windows
-(the first stage's 512 tokens). Layer evaluations are counted as one rank runs them.
+with \`--ctx 256 --offspring 16 --stages $STG --survivors 4,2,1\` on 2 ranks; KL(dense ‖
+model) by \`eval\` on held-out text (eval.txt; wiki-kjv-6M: heldout.txt). The table: the first
+stage's tokens (2 windows). Layer evaluations are counted as one rank runs them; \`--max-evals\`
+never exceeds its budget (a generation starts only if its worst case still fits).
 Settings of this run: G_SEEDED $G, G_PLAIN $P, wiki-kjv-6M seeded generations $WG, plain run on
 wiki-kjv-6M: $WPLAIN, seeded multi-budget evolution on the bundled model: $MULTI, timing
 generations $TG.
