@@ -451,14 +451,15 @@ static sp_status get_table(sp_search_state *s, gen_scratch *g, int resume, sp_se
                            sp_err *err) {
     const sp_search_opts *o = s->o;
     char path[4200];
-    if (resume) {
+    if (resume) { /* the run's own copy: its cost counts towards --max-evals as before */
         snprintf(path, sizeof path, "%s/sensitivity.json", o->checkpoint_dir);
         res->sens_loaded = 1;
         return sp_search_sens_load(s, path, err);
     }
-    if (o->sensitivity_file) {
+    if (o->sensitivity_file) { /* measured by another run: this one did not pay for it */
         res->sens_loaded = 1;
         SP_FORWARD(sp_search_sens_load(s, o->sensitivity_file, err));
+        s->sens_evals = s->sens_full = 0;
     } else {
         double t0 = now_s();
         int ctx = sp_seval_ctx(s->ev), pool = sp_seval_pool(s->ev);

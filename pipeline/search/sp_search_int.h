@@ -55,7 +55,8 @@ sp_status sp_search_observe(sp_search_state *s, const uint8_t *const *g, const d
  * the pool windows it was measured on. */
 sp_status sp_search_sens_save(const sp_search_state *s, const char *path, const int *win, int nw,
                               sp_err *err);
-/* Collective: read path into s->table, checked against the container and dense model. */
+/* Collective: read path into s->table, checked against the container and dense model, and
+ * its cost (layer_evaluations, _full) into s->sens_evals / sens_full. */
 sp_status sp_search_sens_load(sp_search_state *s, const char *path, sp_err *err);
 
 /* sp_search_out.c */

@@ -130,6 +130,11 @@ static sp_status load_root(sp_search_state *s, const char *path, sp_err *err) {
         BAD("%s: field 'container_bytes' does not match %s/model.sp.h5: measured on another "
             "quantization", path, s->o->ev.qdir);
 #undef BAD
+    /* what measuring it cost (0 in a checkpoint copy of a table the run was given) */
+    const cJSON *le = cJSON_GetObjectItemCaseSensitive(j, "layer_evaluations");
+    const cJSON *lf = cJSON_GetObjectItemCaseSensitive(j, "layer_evaluations_full");
+    s->sens_evals = cJSON_IsNumber(le) && le->valuedouble >= 0 ? (int64_t)le->valuedouble : 0;
+    s->sens_full = cJSON_IsNumber(lf) && lf->valuedouble >= 0 ? (int64_t)lf->valuedouble : 0;
     const cJSON *cf = cJSON_GetObjectItemCaseSensitive(j, "calib_fingerprint");
     const cJSON *cx = cJSON_GetObjectItemCaseSensitive(j, "ctx");
     uint32_t fp = 0;
@@ -145,7 +150,12 @@ static sp_status load_root(sp_search_state *s, const char *path, sp_err *err) {
 sp_status sp_search_sens_load(sp_search_state *s, const char *path, sp_err *err) {
     sp_status st = s->rank == 0 ? load_root(s, path, err) : SP_OK;
     st = sp_mpi_agree(s->comm, st, err);
-    if (st == SP_OK)
+    if (st == SP_OK) {
         MPI_Bcast(s->table, s->space->n * s->space->n_levels, MPI_DOUBLE, 0, s->comm);
+        int64_t c[2] = {s->sens_evals, s->sens_full};
+        MPI_Bcast(c, 2, MPI_INT64_T, 0, s->comm);
+        s->sens_evals = c[0];
+        s->sens_full = c[1];
+    }
     return st;
 }

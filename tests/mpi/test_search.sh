@@ -127,6 +127,24 @@ assert 0 < p["layer_evaluations_per_generation"] <= p["layer_evaluations_full_pe
     [ ! -e "$WORK/kill" ] || [ -e "$WORK/ck2/latest" ] || fail "neither finished nor checkpointed"
     mpi 2 "$SP_BIN" resume "$WORK/ck2" >/dev/null || fail "resume after SIGKILL failed"
     cmp "$WORK/ref" "$WORK/kill" || fail "MAP after SIGKILL + resume differs"
+    # --max-evals across a resume: the table measured by the run (848 layer evaluations here)
+    # still counts after it (the checkpoint's copy keeps its cost), so the resumed run stops at
+    # the uninterrupted run's generation (3 of 8; with the table forgotten it ran all 8)
+    B=(--generations 8 --max-evals 1208)
+    mpi 2 "$SP_BIN" search "${S[@]}" "${B[@]}" --out "$WORK/refb" --json >"$WORK/refb.json" 2>/dev/null
+    python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); assert 0 < r["generations"] < 8, r' \
+      "$WORK/refb.json" || fail "--max-evals did not stop the reference run early"
+    rc=0
+    ( mpi 2 "$SP_BIN" search "${S[@]}" "${B[@]}" --out "$WORK/sigb" --checkpoint-dir "$WORK/ck3" >"$WORK/sigb.out" 2>&1 ) &
+    pid=$!
+    for _ in $(seq 900); do grep -q '^gen ' "$WORK/sigb.out" 2>/dev/null && break; sleep 0.2; done
+    pkill -USR1 -f "shardpress search .*--checkpoint-dir $WORK/ck3" || true
+    wait $pid || rc=$?
+    [ $rc -eq 0 ] && echo "note: the --max-evals search finished before the signal"
+    [ $rc -eq 0 ] || [ $rc -eq 3 ] || fail "expected exit 3 after SIGUSR1, got $rc: $(cat "$WORK/sigb.out")"
+    [ $rc -eq 0 ] || mpi 2 "$SP_BIN" resume "$WORK/ck3" >/dev/null || fail "resume (--max-evals) failed"
+    cmp "$WORK/refb" "$WORK/sigb" || fail "--max-evals: resumed MAP differs from the uninterrupted one"
+    cmp "$WORK/refb.history.json" "$WORK/sigb.history.json" || fail "--max-evals: resumed history differs"
     echo ok ;;
   bad)
     mpi 1 "$SP_BIN" quantize --model "$M" --calib "$CAL" --out "$WORK/q1" --nsamples 2 --ctx 64 \
