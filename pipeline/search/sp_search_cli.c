@@ -20,7 +20,7 @@ static const char *SEARCH_USAGE =
     "           [--stages 2048,16384,131072] [--survivors 16,4,1] [--ctx N]\n"
     "           [--init sensitivity|uniform] [--sensitivity FILE]\n"
     "           [--sensitivity-tokens N] [--screen F] [--max-evals N]\n"
-    "           [--groups size|name|none|any] [--seed S] [--dense DIR]\n"
+    "           [--groups size|name|none] [--seed S] [--dense DIR]\n"
     "           [--topk 64] [--checkpoint-dir D] [--json]\n"
     "\n"
     "Choose a bit width per linear module under a global budget (EvoPress evolutionary search,\n"
@@ -64,9 +64,7 @@ static const char *SEARCH_USAGE =
     "                      if its worst case (no prefix reuse) still fits (the table's\n"
     "                      evaluations included; counted as on one rank: same on any count)\n"
     "  --groups G          mutation groups: size (equal-shaped modules, default), name (same\n"
-    "                      module kind), none (raise one module, lower others until it fits),\n"
-    "                      any (raise one module, lower others whose saving is at most what\n"
-    "                      is still over budget: budget moves between groups, none wasted)\n"
+    "                      module kind), none (raise one module, lower others until it fits)\n"
     "  --seed S            seed of mutations and window draws (default 0)\n"
     "  --dense DIR         the dense model (default: QDIR/source.json)\n"
     "  --topk K            top-K of the dense reference (default 64)\n"
@@ -232,8 +230,7 @@ static sp_status groups_fn(const char *opt, const char *val, void *dst, sp_err *
     if (!strcmp(val, "size")) o->ev.group_by = SP_SGROUPS_SIZE;
     else if (!strcmp(val, "name")) o->ev.group_by = SP_SGROUPS_NAME;
     else if (!strcmp(val, "none")) o->ev.group_by = SP_SGROUPS_NONE;
-    else if (!strcmp(val, "any")) o->ev.group_by = SP_SGROUPS_ANY;
-    else return sp_err_set(err, SP_EINVAL, "search: --groups must be size, name, none or any");
+    else return sp_err_set(err, SP_EINVAL, "search: --groups must be size, name or none");
     return SP_OK;
 }
 

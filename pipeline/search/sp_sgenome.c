@@ -49,7 +49,7 @@ void sp_sgenome_set_groups(sp_sgenome_space *s, sp_sgroups how) {
     for (int m = 0; m < s->n; m++) {
         int g = -1;
         for (int p = 0; p < m && g < 0; p++) {
-            int same = how == SP_SGROUPS_NONE || how == SP_SGROUPS_ANY ? 1
+            int same = how == SP_SGROUPS_NONE ? 1
                      : how == SP_SGROUPS_NAME ? p % 7 == m % 7
                      : s->numel[p] == s->numel[m] &&
                        s->cost[(size_t)p * (size_t)s->n_levels] == s->cost[(size_t)m * (size_t)s->n_levels];
@@ -140,49 +140,6 @@ int sp_sgenome_first_diff(const sp_sgenome_space *s, const uint8_t *a, const uin
     return s->n;
 }
 
-/* One level switch across groups (--groups any): module a one level up, paid for by lowering
- * random other modules one level each, drawn only among those whose saving is at most what is
- * still owed (owed = stored bits − budget), so with commensurate step costs (wiki-kjv-6M:
- * k/v : q/o : MLP = 1 : 2 : 6) the child spends the budget exactly; when no such module is
- * left, the one with the smallest saving is lowered (slack below one step). A parent with
- * slack may get a pure raise. Unlike NONE (raise, then lower anything until it fits) no bits
- * are thrown away, so budget can move between attention and MLP without a loss built in. */
-static int flip_any(const sp_sgenome_space *s, uint8_t *g, double target, uint64_t *rng) {
-    int top = s->n_levels - 1, NL = s->n_levels, a = -1;
-    for (int t = 0; t < 1000 && a < 0; t++) {
-        int c = randint(rng, s->n);
-        if (g[c] < top) a = c;
-    }
-    if (a < 0) return 0;
-    g[a]++;
-    /* the budget in whole bits: a genome fits iff its bits are at most floor(B) */
-    int64_t budget = (int64_t)floor((target + SP_SGENOME_TOL) * (double)s->total);
-    for (int guard = 0; guard < 64 * s->n; guard++) {
-        if (sp_sgenome_fits(s, g, target)) return 1;
-        int64_t owed = sp_sgenome_bits(s, g) - budget;
-        int n_ok = 0, smallest = -1;
-        int64_t smin = 0;
-        for (int m = 0; m < s->n; m++) {
-            if (m == a || g[m] == 0) continue;
-            int64_t save = s->cost[(size_t)m * NL + g[m]] - s->cost[(size_t)m * NL + g[m] - 1];
-            if (save <= owed) n_ok++;
-            if (smallest < 0 || save < smin) { smallest = m; smin = save; }
-        }
-        if (smallest < 0) return 0;
-        int pick = smallest;
-        if (n_ok > 0) { /* the k-th (uniform) module whose saving is at most what is owed */
-            int k = randint(rng, n_ok);
-            for (int m = 0; m < s->n; m++) {
-                if (m == a || g[m] == 0) continue;
-                int64_t save = s->cost[(size_t)m * NL + g[m]] - s->cost[(size_t)m * NL + g[m] - 1];
-                if (save <= owed && k-- == 0) { pick = m; break; }
-            }
-        }
-        g[pick]--;
-    }
-    return 0;
-}
-
 /* One level switch inside a group: a module one level down, another of its group one up. */
 static int flip_in_group(const sp_sgenome_space *s, uint8_t *g, double target, uint64_t *rng) {
     int top = s->n_levels - 1;
@@ -207,9 +164,7 @@ int sp_sgenome_mutate(const sp_sgenome_space *s, const uint8_t *parent, double t
         int flips = r1 < r2 ? r1 : r2;
         int ok = 1;
         for (int f = 0; f < flips && ok; f++) {
-            if (how == SP_SGROUPS_ANY) {
-                ok = flip_any(s, child, target, rng);
-            } else if (how != SP_SGROUPS_NONE) {
+            if (how != SP_SGROUPS_NONE) {
                 ok = flip_in_group(s, child, target, rng);
             } else {
                 int m = -1;

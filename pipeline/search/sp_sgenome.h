@@ -27,7 +27,7 @@
 /* A target is met to 6 decimals, the precision the uniform averages are printed with. */
 #define SP_SGENOME_TOL 5e-7
 
-typedef enum { SP_SGROUPS_SIZE = 0, SP_SGROUPS_NAME, SP_SGROUPS_NONE, SP_SGROUPS_ANY } sp_sgroups;
+typedef enum { SP_SGROUPS_SIZE = 0, SP_SGROUPS_NAME, SP_SGROUPS_NONE } sp_sgroups;
 
 typedef struct {
     int n;                                /* modules                                       */
@@ -50,8 +50,7 @@ void sp_sgenome_set_shape(sp_sgenome_space *s, int m, int64_t rows, int64_t cols
  * group size, or a GGUF-type level, whose cost is its blocks' bytes (issue 11). */
 void sp_sgenome_set_cost(sp_sgenome_space *s, int m, int k, int64_t bits);
 /* Mutation groups: SIZE = modules with equal rows and cols; NAME = same kind (m % 7);
- * NONE and ANY = one group of everything (moves then restore the budget by lowering, see
- * mutate). */
+ * NONE = one group of everything (moves then restore the budget by lowering, see mutate). */
 void sp_sgenome_set_groups(sp_sgenome_space *s, sp_sgroups how);
 
 /* Stored bits of genome g, and its average per weight. */
@@ -77,10 +76,7 @@ sp_status sp_sgenome_init(const sp_sgenome_space *s, double target, uint64_t *rn
  * min(U{1,3}, U{1,3}) (P = 5/9, 3/9, 1/9). With SIZE/NAME groups a flip lowers one module and
  * raises another of the same group by one level (budget kept when both steps cost the same;
  * a flip that breaks it is redrawn). With NONE it raises one module, then lowers random ones
- * until the genome fits. With ANY it raises one module, then lowers random modules drawn among
- * those whose one-level saving is at most the bits still over budget (the smallest saving when
- * none is): budget moves between groups without wasting it. Children equal to the parent are
- * redrawn.
+ * until the genome fits. Children equal to the parent are redrawn.
  * @return 1 on success, 0 when no different fitting child was found in 1000 draws. */
 int sp_sgenome_mutate(const sp_sgenome_space *s, const uint8_t *parent, double target,
                       sp_sgroups how, uint64_t *rng, uint8_t *child);
