@@ -29,7 +29,7 @@ WG=${SP_BENCH_WIKI_G:-$G}; WPLAIN=${SP_BENCH_WIKI_PLAIN:-1}; MULTI=${SP_BENCH_MU
 TG=${SP_BENCH_TIMING_GENS:-10}; NS=${SP_BENCH_NSAMPLES:-128}
 # step OUT CMD...: run CMD (stdout to OUT) unless OUT exists and is not empty
 step() { local o=$1; shift; [ -s "$o" ] && return 0; "$@" >"$o.part" && mv "$o.part" "$o"; }
-STG=${SP_BENCH_STAGES:-512,2048,8192}
+STG=${SP_BENCH_STAGES:-512,2048,16384} # 16384: see docs/architecture.md, "Why seeded evolution plateaus"
 S=(--ctx 256 --offspring 16 --stages "$STG" --survivors 4,2,1)
 DEF=(--ctx 256 --offspring 128 --stages 2048,16384,131072 --survivors 16,4,1) # search's defaults
 num() { python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {}, {'r': r}))" "$@"; }
