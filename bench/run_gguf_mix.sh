@@ -13,8 +13,12 @@
 # through llama.cpp is the reference), and perplexity. Times: llama-imatrix once + llama-quantize
 # per mix, against our quantize once + search (+ export) per mix.
 # Models: wiki-kjv-6M (K-quant shapes) and stories260K (64-wide rows: legacy types only).
+# The low-bit types (issue 20 part 4): llama-quantize's whole-file Q2_0 and Q1_0 (and Q2_K again)
+# against our search --match-gguf over a second quantize run whose levels include Q1_0 and Q2_0
+# (LOWLEVELS), in the section "## GGUF mixes: Q2_0 and Q1_0".
 # Usage: bench/run_gguf_mix.sh [build dir]   (SP_MIX_MODELS="wiki-kjv-6M" to run one model;
-# SP_MIX_REUSE=1 keeps a previous run's quantize output and sensitivity table, and their times)
+# SP_MIX_REUSE=1 keeps a previous run's quantize output and sensitivity table, and their times;
+# SP_MIX_LOWBIT=0 leaves out the low-bit rows, SP_MIX_LOWBIT=only runs only them)
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
@@ -34,16 +38,65 @@ now() { date +%s.%N; }
 since() { python3 -c "import sys; print(f'{float(sys.argv[2])-float(sys.argv[1]):.1f}')" "$1" "$(now)"; }
 ratio() { python3 -c "import sys; print(f'{float(sys.argv[1])/float(sys.argv[2]):.2f}')" "$1" "$2"; }
 
-rows=""; once=""
+# prepare NAME LEVELS: our one quantize run ($W/NAME-q) and its sensitivity table, kept for a
+# rerun (SP_MIX_REUSE=1); sets t_q and t_tab.
+prepare() {
+  local name=$1 levels=$2 t0
+  if [ "${SP_MIX_REUSE:-0}" = 1 ] && [ -f "$W/$name-once.txt" ] && [ -f "$W/$name-table.map.sensitivity.json" ]; then
+    read -r t_q t_tab <"$W/$name-once.txt"
+    return
+  fi
+  t0=$(now)
+  "$B/shardpress" quantize --model "$model" --calib "$CAL" --out "$W/$name-q" --levels $levels \
+    --nsamples $NS --ctx $CTX --force >/dev/null 2>"$W/$name-quantize.log"
+  t_q=$(since "$t0")
+  t0=$(now)
+  "$B/shardpress" search --model "$W/$name-q" --calib "$CAL" --target-bits u4 --method sensitivity \
+    --ctx $CTX --out "$W/$name-table.map" >/dev/null 2>"$W/s.log" || { tail -3 "$W/s.log"; fail "the sensitivity table failed"; }
+  t_tab=$(since "$t0")
+  echo "$t_q $t_tab" >"$W/$name-once.txt"
+}
+
+# measure TAG MIX NAME: llama-quantize MIX with the imatrix, our search --match-gguf it over the
+# quantize run NAME, export, both through llama.cpp's forward; prints the table row.
+measure() {
+  local tag=$1 mix=$2 name=$3 t0 t_lq t_sp p k f r mixtypes res=()
+  t0=$(now)
+  "$LQ" --imatrix "$W/$tag-imatrix.gguf" "$W/$tag-f32.gguf" "$W/$tag-lq-$mix.gguf" $mix >"$W/lq.log" 2>&1 ||
+    fail "llama-quantize $mix failed ($W/lq.log)"
+  t_lq=$(since "$t0")
+  t0=$(now)
+  "$B/shardpress" search --model "$W/$name-q" --calib "$CAL" --match-gguf "$W/$tag-lq-$mix.gguf" \
+    --out "$W/$name-$mix.map" --method sensitivity --ctx $CTX --stages 2048 --survivors 1 \
+    --sensitivity "$W/$name-table.map.sensitivity.json" --json >"$W/s.json" 2>"$W/s.log" ||
+    { tail -3 "$W/s.log" >&2; fail "search for $mix failed"; }
+  "$B/shardpress" export --model "$W/$name-q" --format gguf --bits-map "$W/$name-$mix.map" \
+    --match-gguf "$W/$tag-lq-$mix.gguf" --out "$W/$tag-sp-$mix.gguf" --force >/dev/null 2>"$W/x.log"
+  t_sp=$(since "$t0")
+  for f in lq sp; do
+    p=$(ll logprobs "$W/$tag-$f-$mix.gguf" "$W/$tag.ids" $CTX $EW "$W/lp" | awk '/^ppl/ {print $2}')
+    k=$(ll kl "$W/$tag-ref.lp" "$W/lp" "$V" | awk '{print $2}')
+    res+=("$(stat -c %s "$W/$tag-$f-$mix.gguf")" "$k" "$(printf '%.4f' "$p")")
+  done
+  [ "${res[3]}" -le "${res[0]}" ] || fail "$tag $mix: our file (${res[3]} bytes) is larger than llama.cpp's (${res[0]})"
+  r=$(ratio "${res[4]}" "${res[1]}")
+  mixtypes=$(grep -v '^#' "$W/$name-$mix.map" | sort -k2 | awk '{print $2}' | uniq -c | awk '{printf "%s%s×%s", s, $2, $1; s=" "}')
+  echo "| $tag | $mix | ${res[0]} | ${res[3]} | $(printf '%.5f' "${res[1]}") | $(printf '%.5f' "${res[4]}") | **$r** | ${res[2]} | ${res[5]} | $t_lq | $t_sp | $mixtypes |"
+  echo "$tag $mix ($name): bytes ${res[0]} / ${res[3]}, KL ${res[1]} / ${res[4]} ($r), ppl ${res[2]} / ${res[5]}" >&2
+}
+
+rows=""; once=""; lrows=""; lonce=""
 for tag in ${SP_MIX_MODELS:-wiki-kjv-6M stories260K}; do
   case $tag in
   wiki-kjv-6M)
     model=../shared/data/models/wiki-kjv-6M; CAL=$model/calib.txt; EVAL=$model/heldout.txt
-    CTX=256 NS=128 EW=64 LEVELS=Q2_K,Q3_K,Q4_K,Q5_K,Q6_K,Q8_0 ;;
+    CTX=256 NS=128 EW=64 LEVELS=Q2_K,Q3_K,Q4_K,Q5_K,Q6_K,Q8_0
+    LOWLEVELS=Q1_0,Q2_0,Q3_K,Q4_K,Q5_K,Q6_K LOWMIXES="Q1_0 Q2_0 Q2_K" ;;
   stories260K)
     model=models/stories260K; CAL=../shared/data/text/stories260K-samples/calib.txt
     EVAL=../shared/data/text/stories260K-samples/eval.txt
-    CTX=128 NS=64 EW=64 LEVELS=Q4_0,Q5_0,Q8_0 ;;
+    CTX=128 NS=64 EW=64 LEVELS=Q4_0,Q5_0,Q8_0
+    LOWLEVELS=Q2_0,Q4_0,Q5_0,Q8_0 LOWMIXES="Q2_0" ;; # 64-wide rows: no Q1_0 (block 128)
   *) fail "unknown model $tag" ;;
   esac
   V=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['vocab_size'])" "$model/config.json" 2>/dev/null || echo 512)
@@ -54,46 +107,17 @@ for tag in ${SP_MIX_MODELS:-wiki-kjv-6M stories260K}; do
   (cd "$BINS" && "$LI" -m "$W/$tag-f32.gguf" -f "$ROOT/$CAL" -o "$W/$tag-imatrix.gguf" -c $CTX \
      --chunks $NS -t 1 >"$W/$tag-imatrix.log" 2>&1) || fail "llama-imatrix failed ($W/$tag-imatrix.log)"
   t_imx=$(since "$t0")
-  # our one quantize run and the sensitivity table (kept for a rerun: SP_MIX_REUSE=1)
-  if [ "${SP_MIX_REUSE:-0}" = 1 ] && [ -f "$W/$tag-once.txt" ] && [ -f "$W/$tag-table.map.sensitivity.json" ]; then
-    read -r t_q t_tab <"$W/$tag-once.txt"
-  else
-    t0=$(now)
-    "$B/shardpress" quantize --model "$model" --calib "$CAL" --out "$W/$tag-q" --levels $LEVELS \
-      --nsamples $NS --ctx $CTX --force >/dev/null 2>"$W/$tag-quantize.log"
-    t_q=$(since "$t0")
-    t0=$(now)
-    "$B/shardpress" search --model "$W/$tag-q" --calib "$CAL" --target-bits u4 --method sensitivity \
-      --ctx $CTX --out "$W/$tag-table.map" >/dev/null 2>"$W/s.log" || { tail -3 "$W/s.log"; fail "the sensitivity table failed"; }
-    t_tab=$(since "$t0")
-    echo "$t_q $t_tab" >"$W/$tag-once.txt"
+  LOW=${SP_MIX_LOWBIT:-1}
+  if [ "$LOW" != only ]; then
+    prepare "$tag" "$LEVELS"
+    once+="| $tag | $t_imx | $t_q | $t_tab | $LEVELS |"$'\n'
+    for mix in $MIXES; do rows+=$(measure "$tag" "$mix" "$tag")$'\n'; done
   fi
-  once+="| $tag | $t_imx | $t_q | $t_tab | $LEVELS |"$'\n'
-  sens=(--sensitivity "$W/$tag-table.map.sensitivity.json")
-  for mix in $MIXES; do
-    t0=$(now)
-    "$LQ" --imatrix "$W/$tag-imatrix.gguf" "$W/$tag-f32.gguf" "$W/$tag-lq-$mix.gguf" $mix >"$W/lq.log" 2>&1 ||
-      fail "llama-quantize $mix failed ($W/lq.log)"
-    t_lq=$(since "$t0")
-    t0=$(now)
-    "$B/shardpress" search --model "$W/$tag-q" --calib "$CAL" --match-gguf "$W/$tag-lq-$mix.gguf" \
-      --out "$W/$tag-$mix.map" --method sensitivity --ctx $CTX --stages 2048 --survivors 1 "${sens[@]}" --json >"$W/s.json" 2>"$W/s.log" ||
-      { tail -3 "$W/s.log"; fail "search for $mix failed"; }
-    "$B/shardpress" export --model "$W/$tag-q" --format gguf --bits-map "$W/$tag-$mix.map" \
-      --match-gguf "$W/$tag-lq-$mix.gguf" --out "$W/$tag-sp-$mix.gguf" --force >/dev/null 2>"$W/x.log"
-    t_sp=$(since "$t0")
-    res=()
-    for f in lq sp; do
-      p=$(ll logprobs "$W/$tag-$f-$mix.gguf" "$W/$tag.ids" $CTX $EW "$W/lp" | awk '/^ppl/ {print $2}')
-      k=$(ll kl "$W/$tag-ref.lp" "$W/lp" "$V" | awk '{print $2}')
-      res+=("$(stat -c %s "$W/$tag-$f-$mix.gguf")" "$k" "$(printf '%.4f' "$p")")
-    done
-    [ "${res[3]}" -le "${res[0]}" ] || fail "$tag $mix: our file (${res[3]} bytes) is larger than llama.cpp's (${res[0]})"
-    r=$(ratio "${res[4]}" "${res[1]}")
-    mixtypes=$(grep -v '^#' "$W/$tag-$mix.map" | sort -k2 | awk '{print $2}' | uniq -c | awk '{printf "%s%s×%s", s, $2, $1; s=" "}')
-    rows+="| $tag | $mix | ${res[0]} | ${res[3]} | $(printf '%.5f' "${res[1]}") | $(printf '%.5f' "${res[4]}") | **$r** | ${res[2]} | ${res[5]} | $t_lq | $t_sp | $mixtypes |"$'\n'
-    echo "$tag $mix: bytes ${res[0]} / ${res[3]}, KL ${res[1]} / ${res[4]} ($r), ppl ${res[2]} / ${res[5]}" >&2
-  done
+  if [ "$LOW" != 0 ]; then
+    prepare "$tag-low" "$LOWLEVELS"
+    lonce+="| $tag | $t_imx | $t_q | $t_tab | $LOWLEVELS |"$'\n'
+    for mix in $LOWMIXES; do lrows+=$(measure "$tag" "$mix" "$tag-low")$'\n'; done
+  fi
 done
 
 text="## GGUF mixes
@@ -122,5 +146,27 @@ and the ΔKL sensitivity table (\`search --method sensitivity\`, 2048 calibratio
 | model | s llama-imatrix | s shardpress quantize | s sensitivity table | levels |
 |---|---|---|---|---|
 ${once}"
-sp_bench_write_section "$DOC" "## GGUF mixes" "$text"
-echo "$text"
+[ "${SP_MIX_LOWBIT:-1}" = only ] || { sp_bench_write_section "$DOC" "## GGUF mixes" "$text"; echo "$text"; }
+[ "${SP_MIX_LOWBIT:-1}" != 0 ] || exit 0
+ltext="## GGUF mixes: Q2_0 and Q1_0
+
+\`SP_MIX_LOWBIT=only bench/run_gguf_mix.sh\` ($(date -u +%Y-%m-%d), $(uname -m), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg),
+OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}, OPENBLAS_NUM_THREADS=$OPENBLAS_NUM_THREADS; also part of a full run). Issue 20
+part 4, the same method as \"GGUF mixes\" above: llama.cpp's whole-file Q1_0 and Q2_0 (and Q2_K
+again) made by \`llama-quantize --imatrix\` (its Q1_0/Q2_0 quantizers take no imatrix: ggml 0.5's
+quantize_q1_0/q2_0 run the reference rule, mean|x| and max|x|) against \`search --match-gguf\` over
+a second \`quantize --levels\` run that has Q1_0 and Q2_0 as GPTQ levels (levels in the table
+below; the exact least-weighted-error fp16 scale per block, kernels/sp_gtype_level.c). Our file is
+never larger (checked). KL(F32 file ‖ file) through llama.cpp's forward, whole vocabulary.
+
+| model | mix | bytes llama.cpp | bytes ours | KL llama.cpp | KL ours | ratio | PPL llama.cpp | PPL ours | s llama-quantize | s search+export | our block linears (bits×modules) |
+|---|---|---|---|---|---|---|---|---|---|---|---|
+${lrows}
+Once per model (seconds): llama-imatrix, our \`quantize\` with the low-bit levels and its
+sensitivity table:
+
+| model | s llama-imatrix | s shardpress quantize | s sensitivity table | levels |
+|---|---|---|---|---|
+${lonce}"
+sp_bench_write_section "$DOC" "## GGUF mixes: Q2_0 and Q1_0" "$ltext"
+echo "$ltext"
