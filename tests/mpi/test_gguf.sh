@@ -275,6 +275,23 @@ PY
   "$SP_GGUF_CHECK" "$WORK/ql" "$WORK/d.bin" --exact --bits-map "$WORK/mix.txt" >"$WORK/chk.txt" || fail "mixed map: ggml's values are not GPTQ's"
   grep -q "(14 exact GPTQ copies)" "$WORK/chk.txt" || { cat "$WORK/chk.txt"; fail "mixed map: expected 14 exact tensors"; }
   echo "ok: mixed Q1_0/Q2_0/Q4_K map: $(tr '\n' ' ' <"$WORK/chk.txt")"
+  # the search prices Q1_0/Q2_0 at their blocks' bytes (1.125/2.25 bits per weight) and matches
+  # a llama.cpp Q2_0 file; the matched map holds GPTQ's values exactly and llama.cpp decodes it
+  command -v g++ >/dev/null || skip "g++ is not installed (llama-quantize is C++)"
+  LQ=$(llama_env_tool quantize); [ -x "$LQ" ] || fail "no llama-quantize"
+  "$SP_BIN" export --model "$WORK/syn" --format gguf --out "$WORK/f32.gguf" --force >/dev/null
+  "$LQ" "$WORK/f32.gguf" "$WORK/lq.gguf" Q2_0 >"$WORK/lq.log" 2>&1 || { tail "$WORK/lq.log"; fail "llama-quantize Q2_0 failed"; }
+  "$SP_BIN" search --model "$WORK/ql" --calib "$CAL" --match-gguf "$WORK/lq.gguf" --out "$WORK/smap.txt" \
+    --generations 3 --offspring 4 --stages 256,512 --survivors 2,1 --ctx 128 --json >"$WORK/s.json" 2>"$WORK/s.err"
+  "$SP_BIN" export --model "$WORK/ql" --format gguf --bits-map "$WORK/smap.txt" --match-gguf "$WORK/lq.gguf" \
+    --out "$WORK/k.gguf" --force >/dev/null
+  python3 "$SP_SOURCE_DIR/tests/gguf/gguf_budget.py" "$WORK/lq.gguf" "$WORK/k.gguf" "$WORK/s.json" \
+    1=1.125,2=2.25,4=4.5 || fail "--match-gguf Q2_0: wrong budget or file"
+  ll greedy "$WORK/k.gguf" 8 >/dev/null || fail "--match-gguf Q2_0: llama.cpp cannot decode our file"
+  ll dequant "$WORK/k.gguf" "$WORK/d.bin"
+  "$SP_GGUF_CHECK" "$WORK/ql" "$WORK/d.bin" --exact --bits-map "$WORK/smap.txt" --side-search >"$WORK/chk.txt" || fail "--match-gguf Q2_0: ggml's values are not GPTQ's"
+  grep -q "(14 exact GPTQ copies)" "$WORK/chk.txt" || { cat "$WORK/chk.txt"; fail "--match-gguf Q2_0: expected 14 exact tensors"; }
+  echo "ok: --match-gguf a llama.cpp Q2_0 file: $(tr '\n' ' ' <"$WORK/chk.txt")"
   expect_error 'Q1_0 needs rows of a multiple of 128 values, and no module' "$SP_BIN" quantize --model "$M" --calib "$CAL" --out "$WORK/y" --levels Q1_0,Q2_0
   expect_error 'both 2-bit levels' "$SP_BIN" quantize --model "$WORK/syn" --calib "$CAL" --out "$WORK/y" --levels Q2_0,Q2_K
   ;;
@@ -420,57 +437,8 @@ PY
   cmp "$WORK/sens.txt" "$WORK/sens2.txt" || fail "the reused table gave another map"
   echo "ok: search --match-gguf --method sensitivity; its table (a ΔKL of −2.1e-10) reused, same map"
   # an independent reader: tensor infos and the ggml block sizes of the types in play
-  python3 - "$WORK/lq.gguf" "$WORK/k.gguf" "$WORK/s.json" <<'PY' || fail "--match-gguf: wrong budget or file"
-import json, struct, sys
-SIZE = {0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24), 8: (32, 34),
-        10: (256, 84), 11: (256, 110), 12: (256, 144), 13: (256, 176), 14: (256, 210)}
-def tensors(path):
-    b = open(path, 'rb').read(); p = 24
-    nt, nkv = struct.unpack('<QQ', b[8:24])
-    def s():
-        nonlocal p
-        n = struct.unpack('<Q', b[p:p + 8])[0]; p += 8 + n; return b[p - n:p].decode()
-    def skip(t):
-        nonlocal p
-        if t == 8: s()
-        elif t == 9:
-            et, n = struct.unpack('<IQ', b[p:p + 12]); p += 12
-            for _ in range(n): skip(et)
-        else: p += {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}[t]
-    for _ in range(nkv):
-        s(); t = struct.unpack('<I', b[p:p + 4])[0]; p += 4; skip(t)
-    out = {}
-    for _ in range(nt):
-        name = s(); nd = struct.unpack('<I', b[p:p + 4])[0]; p += 4
-        ne = struct.unpack(f'<{nd}Q', b[p:p + 8 * nd]); p += 8 * nd
-        ty = struct.unpack('<I', b[p:p + 4])[0]; p += 12
-        n = 1
-        for e in ne: n *= e
-        bl, by = SIZE[ty]
-        out[name] = (ty, n, n // bl * by)
-    return out, len(b)
-lin = ('attn_q', 'attn_k', 'attn_v', 'attn_output', 'ffn_gate', 'ffn_up', 'ffn_down')
-def blocks(t): return [k for k in t if k.startswith('blk.') and k.split('.')[2] in lin]
-lq, lq_size = tensors(sys.argv[1]); us, us_size = tensors(sys.argv[2])
-j = json.load(open(sys.argv[3]))
-lb = sum(lq[k][2] for k in blocks(lq)); lw = sum(lq[k][1] for k in blocks(lq))
-ub = sum(us[k][2] for k in blocks(us))
-assert len(blocks(us)) == 14 == len(blocks(lq)), blocks(us)
-assert abs(j["target_bits"] - 8 * lb / lw) < 1e-9, (j["target_bits"], 8 * lb / lw)
-assert j["avg_bits"] <= j["target_bits"] + 1e-9 and abs(j["avg_bits"] - 8 * ub / lw) < 1e-9, (j["avg_bits"], 8 * ub / lw)
-assert ub <= lb, (ub, lb)
-# every level priced at its GGUF blocks (Q8_0 a plain level: 34 bytes per 32, not GPTQ's 8.75)
-u = j["uniform_avg_bits"]
-for lvl, bpw in {"2": 2.625, "3": 3.4375, "4": 4.5, "5": 5.5, "6": 6.5625, "8": 8.5}.items():
-    assert abs(u[lvl] - bpw) < 1e-9, (lvl, u[lvl], bpw)
-for k in ('token_embd.weight', 'output.weight'):
-    assert us[k][0] == lq[k][0], (k, us[k][0], lq[k][0])
-assert us_size <= lq_size, (us_size, lq_size)
-mix = sorted(set(us[k][0] for k in blocks(us)))
-print(f"ok: --match-gguf budget {j['target_bits']:.4f} bits/weight ({lb} bytes of block linears, as "
-      f"counted here); ours {ub} bytes, types {mix}; files {us_size} <= {lq_size} bytes; "
-      f"token_embd/output types {lq['token_embd.weight'][0]}/{lq['output.weight'][0]} kept")
-PY
+  python3 "$SP_SOURCE_DIR/tests/gguf/gguf_budget.py" "$WORK/lq.gguf" "$WORK/k.gguf" "$WORK/s.json" \
+    2=2.625,3=3.4375,4=4.5,5=5.5,6=6.5625,8=8.5 || fail "--match-gguf: wrong budget or file"
   ll dequant "$WORK/k.gguf" "$WORK/d.bin"
   "$SP_GGUF_CHECK" "$WORK/qk" "$WORK/d.bin" --exact --side-search --bits-map "$WORK/smap.txt" >"$WORK/chk.txt" || fail "searched mix: ggml's values are not GPTQ's"
   grep -q "(14 exact GPTQ copies)" "$WORK/chk.txt" || { cat "$WORK/chk.txt"; fail "searched mix: expected 14 exact tensors"; }
