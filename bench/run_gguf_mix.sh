@@ -38,17 +38,19 @@ now() { date +%s.%N; }
 since() { python3 -c "import sys; print(f'{float(sys.argv[2])-float(sys.argv[1]):.1f}')" "$1" "$(now)"; }
 ratio() { python3 -c "import sys; print(f'{float(sys.argv[1])/float(sys.argv[2]):.2f}')" "$1" "$2"; }
 
-# prepare NAME LEVELS: our one quantize run ($W/NAME-q) and its sensitivity table, kept for a
-# rerun (SP_MIX_REUSE=1); sets t_q and t_tab.
+# prepare NAME LEVELS BITS: our one quantize run ($W/NAME-q) and its sensitivity table, kept for a
+# rerun (SP_MIX_REUSE=1); sets t_q and t_tab. BITS: the level activations are propagated through
+# (the lowest level of the main runs, as before; 2 = Q2_0 in the low-bit runs rather than the
+# Q1_0 level, which --levels would default to as its first).
 prepare() {
-  local name=$1 levels=$2 t0
+  local name=$1 levels=$2 bits=$3 t0
   if [ "${SP_MIX_REUSE:-0}" = 1 ] && [ -f "$W/$name-once.txt" ] && [ -f "$W/$name-table.map.sensitivity.json" ]; then
     read -r t_q t_tab <"$W/$name-once.txt"
     return
   fi
   t0=$(now)
   "$B/shardpress" quantize --model "$model" --calib "$CAL" --out "$W/$name-q" --levels $levels \
-    --nsamples $NS --ctx $CTX --force >/dev/null 2>"$W/$name-quantize.log"
+    --bits $bits --nsamples $NS --ctx $CTX --force >/dev/null 2>"$W/$name-quantize.log"
   t_q=$(since "$t0")
   t0=$(now)
   "$B/shardpress" search --model "$W/$name-q" --calib "$CAL" --target-bits u4 --method sensitivity \
@@ -90,12 +92,12 @@ for tag in ${SP_MIX_MODELS:-wiki-kjv-6M stories260K}; do
   case $tag in
   wiki-kjv-6M)
     model=../shared/data/models/wiki-kjv-6M; CAL=$model/calib.txt; EVAL=$model/heldout.txt
-    CTX=256 NS=128 EW=64 LEVELS=Q2_K,Q3_K,Q4_K,Q5_K,Q6_K,Q8_0
+    CTX=256 NS=128 EW=64 LEVELS=Q2_K,Q3_K,Q4_K,Q5_K,Q6_K,Q8_0 BITS=2
     LOWLEVELS=Q1_0,Q2_0,Q3_K,Q4_K,Q5_K,Q6_K LOWMIXES="Q1_0 Q2_0 Q2_K" ;;
   stories260K)
     model=models/stories260K; CAL=../shared/data/text/stories260K-samples/calib.txt
     EVAL=../shared/data/text/stories260K-samples/eval.txt
-    CTX=128 NS=64 EW=64 LEVELS=Q4_0,Q5_0,Q8_0
+    CTX=128 NS=64 EW=64 LEVELS=Q4_0,Q5_0,Q8_0 BITS=4
     LOWLEVELS=Q2_0,Q4_0,Q5_0,Q8_0 LOWMIXES="Q2_0" ;; # 64-wide rows: no Q1_0 (block 128)
   *) fail "unknown model $tag" ;;
   esac
@@ -109,12 +111,12 @@ for tag in ${SP_MIX_MODELS:-wiki-kjv-6M stories260K}; do
   t_imx=$(since "$t0")
   LOW=${SP_MIX_LOWBIT:-1}
   if [ "$LOW" != only ]; then
-    prepare "$tag" "$LEVELS"
+    prepare "$tag" "$LEVELS" "$BITS"
     once+="| $tag | $t_imx | $t_q | $t_tab | $LEVELS |"$'\n'
     for mix in $MIXES; do rows+=$(measure "$tag" "$mix" "$tag")$'\n'; done
   fi
   if [ "$LOW" != 0 ]; then
-    prepare "$tag-low" "$LOWLEVELS"
+    prepare "$tag-low" "$LOWLEVELS" 2
     lonce+="| $tag | $t_imx | $t_q | $t_tab | $LOWLEVELS |"$'\n'
     for mix in $LOWMIXES; do lrows+=$(measure "$tag" "$mix" "$tag-low")$'\n'; done
   fi

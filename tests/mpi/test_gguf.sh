@@ -282,7 +282,7 @@ PY
   "$SP_BIN" export --model "$WORK/syn" --format gguf --out "$WORK/f32.gguf" --force >/dev/null
   "$LQ" "$WORK/f32.gguf" "$WORK/lq.gguf" Q2_0 >"$WORK/lq.log" 2>&1 || { tail "$WORK/lq.log"; fail "llama-quantize Q2_0 failed"; }
   "$SP_BIN" search --model "$WORK/ql" --calib "$CAL" --match-gguf "$WORK/lq.gguf" --out "$WORK/smap.txt" \
-    --generations 3 --offspring 4 --stages 256,512 --survivors 2,1 --ctx 128 --json >"$WORK/s.json" 2>"$WORK/s.err"
+    --generations 3 --offspring 4 --stages 256,512 --survivors 2,1 --ctx 128 --json >"$WORK/s.json" 2>"$WORK/s.err" || { cat "$WORK/s.err"; fail "search --match-gguf failed"; }
   "$SP_BIN" export --model "$WORK/ql" --format gguf --bits-map "$WORK/smap.txt" --match-gguf "$WORK/lq.gguf" \
     --out "$WORK/k.gguf" --force >/dev/null
   python3 "$SP_SOURCE_DIR/tests/gguf/gguf_budget.py" "$WORK/lq.gguf" "$WORK/k.gguf" "$WORK/s.json" \
@@ -420,7 +420,7 @@ match)
   "$SP_BIN" quantize --model "$WORK/syn" --calib "$CAL" --out "$WORK/qk" --levels Q2_K,Q3_K,Q4_K,Q5_K,Q6_K,Q8_0 \
     --nsamples 16 --ctx 128 >/dev/null
   "$SP_BIN" search --model "$WORK/qk" --calib "$CAL" --match-gguf "$WORK/lq.gguf" --out "$WORK/smap.txt" \
-    --generations 3 --offspring 4 --stages 256,512 --survivors 2,1 --ctx 128 --json >"$WORK/s.json" 2>"$WORK/s.err"
+    --generations 3 --offspring 4 --stages 256,512 --survivors 2,1 --ctx 128 --json >"$WORK/s.json" 2>"$WORK/s.err" || { cat "$WORK/s.err"; fail "search --match-gguf failed"; }
   "$SP_BIN" export --model "$WORK/qk" --format gguf --bits-map "$WORK/smap.txt" --match-gguf "$WORK/lq.gguf" \
     --out "$WORK/k.gguf" >/dev/null
   # the sensitivity allocation at the same budget, and its table reused when a near-lossless
