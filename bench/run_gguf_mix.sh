@@ -6,7 +6,9 @@
 # llama-quantize with llama-imatrix's imatrix from the same calibration text as ours:
 #   ours = shardpress search --match-gguf THAT_FILE (the budget: its block linears' bytes) over
 #          one quantize run with GGUF-type levels, exported with export --match-gguf THAT_FILE
-#          (token_embd/output at its types), so our file is no bigger than llama.cpp's.
+#          (token_embd/output at its types), so our file is no bigger than llama.cpp's; with
+#          --dense-from the model, modules no GGUF block fits (stories260K's 172-wide ffn_down,
+#          F16 on both sides) hold the original weights, as llama.cpp's do, not GPTQ's.
 # Both files go through llama.cpp's own forward (tests/gguf/llama_client.c, the prebuilt CPU
 # libraries of node-llama-cpp 3.22.1): log-probabilities of EW held-out windows of CTX tokens,
 # KL(F32 file ‖ quantized file) over the whole vocabulary per position (the F32 file's forward
@@ -73,7 +75,8 @@ measure() {
     --sensitivity "$W/$name-table.map.sensitivity.json" --json >"$W/s.json" 2>"$W/s.log" ||
     { tail -3 "$W/s.log" >&2; fail "search for $mix failed"; }
   "$B/shardpress" export --model "$W/$name-q" --format gguf --bits-map "$W/$name-$mix.map" \
-    --match-gguf "$W/$tag-lq-$mix.gguf" --out "$W/$tag-sp-$mix.gguf" --force >/dev/null 2>"$W/x.log"
+    --match-gguf "$W/$tag-lq-$mix.gguf" --dense-from "$model" --out "$W/$tag-sp-$mix.gguf" --force \
+    >/dev/null 2>"$W/x.log"
   t_sp=$(since "$t0")
   for f in lq sp; do
     p=$(ll logprobs "$W/$tag-$f-$mix.gguf" "$W/$tag.ids" $CTX $EW "$W/lp" | awk '/^ppl/ {print $2}')

@@ -7,6 +7,7 @@
 
 #include "kernels/sp_gtype.h"
 #include "mpi/sp_mpi.h"
+#include "pipeline/quantize/sp_qrun.h"
 #include "pipeline/sp_opts.h"
 #include "pipeline/search/sp_search_gguf.h"
 #include "shards/formats/sp_gguf_read.h"
@@ -16,7 +17,8 @@
 static const char *USAGE =
     "usage: shardpress export --model DIR --format gguf --out FILE.gguf [--type T]\n"
     "                         [--embed-type T] [--output-type T] [--type-map FILE]\n"
-    "                         [--bits-map FILE] [--match-gguf F.gguf] [--force]\n"
+    "                         [--bits-map FILE] [--match-gguf F.gguf] [--dense-from DIR]\n"
+    "                         [--force]\n"
     "\n"
     "Write a model (dense, or the output of quantize) as one GGUF v3 file for llama.cpp:\n"
     "llama/qwen2 metadata, the tokenizer, llama.cpp's tensor names and q/k row order.\n"
@@ -37,6 +39,9 @@ static const char *USAGE =
     "                      same model, e.g. its Q4_K_M) unless --embed-type/--output-type\n"
     "                      say otherwise; with a map from 'search --match-gguf F' the file is\n"
     "                      no bigger than F (levels whose rows fit no block: F16, as there)\n"
+    "  --dense-from DIR    the model the container was quantized from (checked against its\n"
+    "                      source.json CRCs): modules whose level fits no GGUF block, written\n"
+    "                      as F16/F32 anyway, take the original weights instead of GPTQ's\n"
     "  --force             replace an existing --out\n";
 
 /* Room for every type name of the sp_gtype table with its separator. */
@@ -147,7 +152,8 @@ static sp_status match_sides(int rank, const char *model, const char *path,
 
 sp_status sp_gguf_export_cli(MPI_Comm comm, int rank, int argc, char **argv,
                              const volatile sig_atomic_t *stop_flag, sp_err *err) {
-    const char *model = NULL, *out = NULL, *bits_map = NULL, *type_map = NULL, *match = NULL;
+    const char *model = NULL, *out = NULL, *bits_map = NULL, *type_map = NULL, *match = NULL,
+               *dense_from = NULL;
     sp_gguf_export_opts eo;
     sp_gguf_export_opts_default(&eo);
     const char *format = NULL;
@@ -159,6 +165,7 @@ sp_status sp_gguf_export_cli(MPI_Comm comm, int rank, int argc, char **argv,
         SP_OPT_X("output-type", &eo.output_type, type_fn),
         SP_OPT_S("type-map", &type_map),        SP_OPT_S("bits-map", &bits_map),
         SP_OPT_F("force", &eo.force, 1),        SP_OPT_S("match-gguf", &match),
+        SP_OPT_S("dense-from", &dense_from),
     };
     sp_status st = sp_opts_parse("export --format gguf", t, (int)(sizeof t / sizeof t[0]), argc,
                                  argv, &help, NULL, 0, NULL, err);
@@ -186,8 +193,18 @@ sp_status sp_gguf_export_cli(MPI_Comm comm, int rank, int argc, char **argv,
     eo.type_modules = (const char *const *)tm.names;
     eo.type_types = tm.bits;
     eo.stop_flag = stop_flag;
+    /* --dense-from: every rank opens the model and checks a share of its tensors against the
+     * container's source.json CRCs (sp_qrun_verify_source), so a different model is refused */
+    sp_model *dm = NULL;
+    if (dense_from) {
+        if (st == SP_OK) st = sp_model_open(&dm, dense_from, err);
+        st = sp_mpi_agree(comm, st, err);
+        if (st == SP_OK) st = sp_qrun_verify_source(comm, dm, dense_from, model, err);
+        eo.dense = dm;
+    }
     /* a single writer: rank 0 exports, the others wait for its verdict */
     if (st == SP_OK && rank == 0) st = sp_export_gguf(model, out, &eo, err);
+    if (dm) sp_model_close(dm);
     sp_bits_map_free(&bm);
     sp_bits_map_free(&tm);
     st = sp_mpi_agree(comm, st, err);

@@ -66,6 +66,7 @@ typedef struct {
     sp_config cfg;
     char dir[PATH_MAX];
     int *bits;         /* container: the exported level of module i  */
+    const sp_model *dense; /* opts.dense: float fallbacks from the original */
     const volatile sig_atomic_t *stop; /* opts.stop_flag              */
 } src_t;
 
@@ -123,6 +124,7 @@ typedef struct {
     int exact;     /* 1: pack the container's codes (sp_gtype_pack_qrow)     */
     int rope;      /* 1: the rope_freqs tensor (computed, no source)         */
     int side_search; /* token_embd/output under opts.side_search              */
+    int from_dense;  /* a float fallback read from opts.dense, not the levels */
     int64_t rows, cols;
 } ent_t;
 
@@ -239,6 +241,17 @@ static sp_status build_plan(const src_t *s, const sp_gguf_export_opts *o, ent_t 
             SP_FORWARD(sp_qcontainer_level_info(s->c, sp_qcontainer_module_name(s->c, x->module),
                                                 s->bits[x->module], &lv, err));
             x->exact = level_type(&lv) == t;
+            /* a float row because no block fits the level (its own export type is a float) */
+            int ex, lt = sp_gguf_level_export_type(&lv, SP_GT_F16, &ex);
+            x->from_dense = s->dense && !x->exact && (t == SP_GT_F16 || t == SP_GT_F32) &&
+                            (lt == SP_GT_F16 || lt == SP_GT_F32);
+            sp_tensor_desc d;
+            if (x->from_dense) {
+                SP_FORWARD(sp_model_tensor_desc(s->dense, x->hf, &d, err));
+                SP_RETURN_IF(d.ndim != 2 || d.shape[0] != x->rows || d.shape[1] != x->cols, err,
+                             SP_EINVAL, "--dense-from: %s is not [%lld, %lld] there", x->hf,
+                             (long long)x->rows, (long long)x->cols);
+            }
         }
         x->type = t;
         x->permute = sp_gguf_permutes_qk(c) &&
@@ -405,7 +418,8 @@ static sp_status write_ent(sp_gguf *g, const src_t *s, const ent_t *x, sp_err *e
     }
     for (int64_t r0 = 0; st == SP_OK && r0 < x->rows; r0 += chunk) {
         int64_t nr = x->rows - r0 < chunk ? x->rows - r0 : chunk;
-        st = src_rows(s, x->hf, r0, nr, buf, err);
+        st = x->from_dense ? sp_model_read_rows(s->dense, x->hf, r0, nr, buf, err)
+                           : src_rows(s, x->hf, r0, nr, buf, err);
         for (int64_t r = 0; st == SP_OK && r < nr; r++) {
             int64_t sr = x->permute ? sp_gguf_qk_src_row(r, hd) : r;
             const float *v = buf + (size_t)sr * (size_t)x->cols;
@@ -476,6 +490,10 @@ sp_status sp_export_gguf(const char *model_path, const char *out_file,
     int n = 0;
     sp_status st = open_src(&s, model_path, &o, err);
     s.stop = o.stop_flag;
+    if (st == SP_OK && o.dense && !s.c)
+        st = sp_err_set(err, SP_EINVAL, "%s: --dense-from needs a quantized container (this is "
+                        "a dense model)", model_path);
+    s.dense = o.dense;
     if (st == SP_OK && strcmp(s.cfg.arch, "LlamaForCausalLM") && strcmp(s.cfg.arch, "llama2c") &&
         strcmp(s.cfg.arch, "MistralForCausalLM") && strcmp(s.cfg.arch, "Qwen2ForCausalLM"))
         st = sp_err_set(err, SP_EUNSUPPORTED, "%s: architecture %s has no GGUF export",

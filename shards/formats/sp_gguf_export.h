@@ -45,6 +45,11 @@ typedef struct {
                        * sp_gtype_quantize_row_search) instead of the min-max rule          */
     int f16_fallback; /* container levels whose rows fit no block: F16 (as llama.cpp writes
                        * them; rounds GPTQ's values) instead of their exact F32 values       */
+    /* container source only: the dense model it was quantized from (the caller checks it
+     * against source.json's CRCs). A linear module written as F16/F32 because its level fits
+     * no GGUF block takes its values from here instead of GPTQ's: the file pays float bytes
+     * for those rows either way, and the original weights are the better values. NULL: off */
+    const struct sp_model *dense;
     /* per-module levels (bits) replacing the container's selected ones (bits map) */
     int n_overrides;
     const char *const *override_modules;

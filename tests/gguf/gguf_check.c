@@ -1,7 +1,7 @@
 /* gguf_check.c — compare ggml's dequantization of an exported GGUF (the dump written by
  * `llama_client BINS dequant`) with shardpress's weights, bit for bit (issue 11 tests).
  *
- *   gguf_check MODEL DUMP [--exact] [--bits-map MAP] [--side-search]
+ *   gguf_check MODEL DUMP [--exact] [--bits-map MAP] [--side-search] [--dense DIR]
  *
  * For every tensor of the dump, shardpress's fp32 weights of the matching HF tensor are read
  * through sp_model (a dense model, or a container at its selected levels / MAP), with the q/k
@@ -13,6 +13,8 @@
  *                 to_float (checks our block layouts and our dequantizer against ggml's).
  *   --side-search: token_embd/output through sp_gtype_quantize_row_search instead (what
  *                 export --match-gguf writes for them).
+ *   --dense DIR:  linear tensors the dump holds as F32/F16 are compared with DIR's (the
+ *                 original model's) weights in that type instead (export --dense-from).
  * Prints one line per tensor type and "ok: N tensors" or the first mismatch (exit 1).
  */
 #include <stdio.h>
@@ -53,16 +55,18 @@ static int hf_of(const sp_config *c, const char *gg, char *hf, size_t cap) {
 int main(int argc, char **argv) {
     if (argc < 3) return die("usage: gguf_check MODEL DUMP [--exact] [--bits-map MAP]");
     int exact = 0, side = 0;
-    const char *map = NULL;
+    const char *map = NULL, *dense = NULL;
     for (int i = 3; i < argc; i++) {
         if (!strcmp(argv[i], "--exact")) exact = 1;
         else if (!strcmp(argv[i], "--side-search")) side = 1;
         else if (!strcmp(argv[i], "--bits-map") && i + 1 < argc) map = argv[++i];
+        else if (!strcmp(argv[i], "--dense") && i + 1 < argc) dense = argv[++i];
         else return die("bad argument");
     }
     sp_err err;
-    sp_model *m;
+    sp_model *m, *dm = NULL;
     if (sp_model_open(&m, argv[1], &err)) return die(err.msg);
+    if (dense && sp_model_open(&dm, dense, &err)) return die(err.msg);
     if (map) { /* the CLI's own reader: '#' comments (a search map's header), errors */
         sp_bits_map bm;
         if (sp_bits_map_read(map, &bm, &err)) return sp_bits_map_free(&bm), die(err.msg);
@@ -73,7 +77,7 @@ int main(int argc, char **argv) {
     const sp_config *c = sp_model_config(m);
     FILE *f = fopen(argv[2], "rb");
     if (!f) return die("cannot open the dump");
-    int n = 0, counts[64] = {0}, exact_n = 0;
+    int n = 0, counts[64] = {0}, exact_n = 0, dense_n = 0;
     uint32_t nl, type;
     uint64_t ne;
     while (fread(&nl, 4, 1, f) == 1) {
@@ -89,13 +93,16 @@ int main(int argc, char **argv) {
         if (sp_model_tensor_desc(m, hf, &d, &err)) return die(err.msg);
         int64_t rows = d.ndim == 2 ? d.shape[0] : 1, cols = d.ndim == 2 ? d.shape[1] : d.shape[0];
         if ((uint64_t)(rows * cols) != ne) return die("element count differs");
-        if (sp_model_read_rows(m, hf, 0, rows, ref, &err)) return die(err.msg);
+        int lin = strstr(hf, "_proj.weight") != NULL;
+        /* --dense: float linear tensors (export --dense-from) against the original weights */
+        int from_dense = dm && lin && (type == SP_GT_F32 || type == SP_GT_F16);
+        dense_n += from_dense;
+        if (sp_model_read_rows(from_dense ? dm : m, hf, 0, rows, ref, &err)) return die(err.msg);
         int perm = sp_gguf_permutes_qk(c) && (strstr(hf, "q_proj.weight") || strstr(hf, "k_proj.weight"));
         for (int64_t r = 0; r < rows; r++) {
             int64_t s = perm ? sp_gguf_qk_src_row(r, c->head_dim) : r;
             memcpy(w + r * cols, ref + s * cols, (size_t)cols * 4);
         }
-        int lin = strstr(hf, "_proj.weight") != NULL;
         if (exact && lin && type != SP_GT_F32 && type != SP_GT_F16) {
             exact_n++;
         } else {
@@ -130,7 +137,7 @@ int main(int argc, char **argv) {
     fclose(f);
     for (int t = 0; t < 64; t++)
         if (counts[t]) printf("  %-5s %d tensors bitwise equal\n", sp_gtype_name(t), counts[t]);
-    printf("ok: %d tensors (%d exact GPTQ copies)\n", n, exact_n);
+    printf("ok: %d tensors (%d exact GPTQ copies, %d from the dense model)\n", n, exact_n, dense_n);
     sp_model_close(m);
     return 0;
 }

@@ -147,13 +147,13 @@ gptq)
   "$SP_BIN" export --model "$WORK/q" --format gguf --embed-type F32 --out "$WORK/q.gguf" >/dev/null
   ll dequant "$WORK/q.gguf" "$WORK/d.bin"
   "$SP_GGUF_CHECK" "$WORK/q" "$WORK/d.bin" --exact >"$WORK/chk.txt" || fail "Q4_0: ggml's values are not GPTQ's"
-  grep -q "(30 exact GPTQ copies)" "$WORK/chk.txt" || { cat "$WORK/chk.txt"; fail "expected 30 exact Q4_0 tensors"; }
+  grep -q "(30 exact GPTQ copies," "$WORK/chk.txt" || { cat "$WORK/chk.txt"; fail "expected 30 exact Q4_0 tensors"; }
   echo "ok: $(tail -1 "$WORK/chk.txt")"
   printf 'model.layers.0.self_attn.q_proj 8\nmodel.layers.2.mlp.up_proj 5\nmodel.layers.4.self_attn.o_proj 8\n' >"$WORK/map.txt"
   "$SP_BIN" export --model "$WORK/q" --format gguf --bits-map "$WORK/map.txt" --out "$WORK/qm.gguf" >/dev/null
   ll dequant "$WORK/qm.gguf" "$WORK/d.bin"
   "$SP_GGUF_CHECK" "$WORK/q" "$WORK/d.bin" --exact --bits-map "$WORK/map.txt" >"$WORK/chk.txt" || fail "mixed map: ggml's values are not GPTQ's"
-  grep -q "  Q5_0  1 " "$WORK/chk.txt" && grep -q "(30 exact GPTQ copies)" "$WORK/chk.txt" || { cat "$WORK/chk.txt"; fail "mixed map: types"; }
+  grep -q "  Q5_0  1 " "$WORK/chk.txt" && grep -q "(30 exact GPTQ copies," "$WORK/chk.txt" || { cat "$WORK/chk.txt"; fail "mixed map: types"; }
   echo "ok: mixed map: $(tr '\n' ' ' <"$WORK/chk.txt")"
   a=$(sp_ppl "$WORK/q"); b=$(ll_ppl "$WORK/q.gguf")
   ppl_close "$a" "$b" 0.005 || fail "Q4_0 GPTQ: ppl $a (shardpress eval) vs $b (llama.cpp)"
@@ -177,7 +177,7 @@ PY
     "$SP_BIN" export --model "$1" --format gguf --bits-map "$2" --embed-type F32 --out "$WORK/k.gguf" --force >/dev/null
     ll dequant "$WORK/k.gguf" "$WORK/d.bin"
     "$SP_GGUF_CHECK" "$1" "$WORK/d.bin" --exact --bits-map "$2" >"$WORK/chk.txt" || fail "$3: ggml's values are not GPTQ's"
-    grep -q "($4 exact GPTQ copies)" "$WORK/chk.txt" || { cat "$WORK/chk.txt"; fail "$3: expected $4 exact tensors"; }
+    grep -q "($4 exact GPTQ copies," "$WORK/chk.txt" || { cat "$WORK/chk.txt"; fail "$3: expected $4 exact tensors"; }
     [ -z "${5:-}" ] || grep -q "  ${5:-} " "$WORK/chk.txt" || { cat "$WORK/chk.txt"; fail "$3: no ${5:-} tensor"; }
     echo "ok: $3: $(tr '\n' ' ' <"$WORK/chk.txt")"
   }
@@ -264,7 +264,7 @@ PY
     ll greedy "$WORK/k.gguf" 8 >/dev/null || fail "GPTQ $t: llama.cpp cannot decode"
     ll dequant "$WORK/k.gguf" "$WORK/d.bin"
     "$SP_GGUF_CHECK" "$WORK/ql" "$WORK/d.bin" --exact --bits-map "$WORK/m$b.txt" >"$WORK/chk.txt" || fail "GPTQ $t: ggml's values are not GPTQ's"
-    grep -q "(14 exact GPTQ copies)" "$WORK/chk.txt" || { cat "$WORK/chk.txt"; fail "GPTQ $t: expected 14 exact tensors"; }
+    grep -q "(14 exact GPTQ copies," "$WORK/chk.txt" || { cat "$WORK/chk.txt"; fail "GPTQ $t: expected 14 exact tensors"; }
     grep -q "  $t  14 tensors" "$WORK/chk.txt" || { cat "$WORK/chk.txt"; fail "GPTQ $t: the 14 block linears are not all $t"; }
     echo "ok: GPTQ in $t: $(tr '\n' ' ' <"$WORK/chk.txt")"
   done
@@ -273,7 +273,7 @@ PY
   ll greedy "$WORK/k.gguf" 8 >/dev/null || fail "mixed map: llama.cpp cannot decode"
   ll dequant "$WORK/k.gguf" "$WORK/d.bin"
   "$SP_GGUF_CHECK" "$WORK/ql" "$WORK/d.bin" --exact --bits-map "$WORK/mix.txt" >"$WORK/chk.txt" || fail "mixed map: ggml's values are not GPTQ's"
-  grep -q "(14 exact GPTQ copies)" "$WORK/chk.txt" || { cat "$WORK/chk.txt"; fail "mixed map: expected 14 exact tensors"; }
+  grep -q "(14 exact GPTQ copies," "$WORK/chk.txt" || { cat "$WORK/chk.txt"; fail "mixed map: expected 14 exact tensors"; }
   echo "ok: mixed Q1_0/Q2_0/Q4_K map: $(tr '\n' ' ' <"$WORK/chk.txt")"
   # the search prices Q1_0/Q2_0 at their blocks' bytes (1.125/2.25 bits per weight) and matches
   # a llama.cpp Q2_0 file; the matched map holds GPTQ's values exactly and llama.cpp decodes it
@@ -290,8 +290,47 @@ PY
   ll greedy "$WORK/k.gguf" 8 >/dev/null || fail "--match-gguf Q2_0: llama.cpp cannot decode our file"
   ll dequant "$WORK/k.gguf" "$WORK/d.bin"
   "$SP_GGUF_CHECK" "$WORK/ql" "$WORK/d.bin" --exact --bits-map "$WORK/smap.txt" --side-search >"$WORK/chk.txt" || fail "--match-gguf Q2_0: ggml's values are not GPTQ's"
-  grep -q "(14 exact GPTQ copies)" "$WORK/chk.txt" || { cat "$WORK/chk.txt"; fail "--match-gguf Q2_0: expected 14 exact tensors"; }
+  grep -q "(14 exact GPTQ copies," "$WORK/chk.txt" || { cat "$WORK/chk.txt"; fail "--match-gguf Q2_0: expected 14 exact tensors"; }
   echo "ok: --match-gguf a llama.cpp Q2_0 file: $(tr '\n' ' ' <"$WORK/chk.txt")"
+  # export --dense-from: the bundled model's 172-wide ffn_down fits no block of any level, so
+  # the file holds it as F16 (--match-gguf) or F32: the original weights there (ggml's values
+  # equal fp16/fp32 of them bit for bit), GPTQ's exact values everywhere else
+  "$SP_BIN" quantize --model "$M" --calib "$CAL" --out "$WORK/qs" --levels Q2_0,Q4_0,Q8_0 --bits 2 \
+    --nsamples 16 --ctx 128 >/dev/null 2>&1
+  python3 - "$M" 8 >"$WORK/m8.txt" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1] + "/config.json"))
+for l in range(c["num_hidden_layers"]):
+    for m in ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+              "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"]:
+        print(f"model.layers.{l}.{m} {sys.argv[2]}")
+PY
+  for f16 in 0 1; do
+    args=(); [ $f16 = 1 ] && { "$SP_BIN" export --model "$M" --format gguf --type Q8_0 --out "$WORK/q8.gguf" --force >/dev/null; args=(--match-gguf "$WORK/q8.gguf"); }
+    "$SP_BIN" export --model "$WORK/qs" --format gguf --bits-map "$WORK/m8.txt" --dense-from "$M" "${args[@]}" \
+      --out "$WORK/d.gguf" --force >/dev/null
+    ll greedy "$WORK/d.gguf" 8 >/dev/null || fail "--dense-from: llama.cpp cannot decode"
+    ll dequant "$WORK/d.gguf" "$WORK/d.bin"
+    "$SP_GGUF_CHECK" "$WORK/qs" "$WORK/d.bin" --exact --bits-map "$WORK/m8.txt" --dense "$M" ${args:+--side-search} >"$WORK/chk.txt" ||
+      fail "--dense-from: ggml's values are not the original weights / GPTQ's"
+    grep -q "(30 exact GPTQ copies, 5 from the dense model)" "$WORK/chk.txt" || { cat "$WORK/chk.txt"; fail "--dense-from: expected 30 exact and 5 dense tensors"; }
+    echo "ok: export --dense-from ${args[*]}: $(tr '\n' ' ' <"$WORK/chk.txt")"
+  done
+  # without it the same rows are GPTQ's plain 8-bit values, not the original weights
+  "$SP_BIN" export --model "$WORK/qs" --format gguf --bits-map "$WORK/m8.txt" --out "$WORK/d.gguf" --force >/dev/null
+  ll dequant "$WORK/d.gguf" "$WORK/d.bin"
+  ! "$SP_GGUF_CHECK" "$WORK/qs" "$WORK/d.bin" --exact --bits-map "$WORK/m8.txt" --dense "$M" >/dev/null 2>&1 ||
+    fail "the check cannot tell GPTQ's values from the original weights"
+  expect_error 'dense-from' "$SP_BIN" export --model "$M" --format gguf --dense-from "$M" --out "$WORK/x.gguf"
+  # another model, and the same model with one weight changed: refused by source.json's CRCs
+  expect_error "weights_crc" "$SP_BIN" export --model "$WORK/qs" --format gguf --dense-from "$WORK/syn" --out "$WORK/x.gguf"
+  mkdir "$WORK/m2"; cp "$M"/config.json "$M"/model.safetensors "$M"/tokenizer* "$WORK/m2/"
+  python3 - "$WORK/m2/model.safetensors" <<'PY'
+import sys
+b = bytearray(open(sys.argv[1], 'rb').read()); b[-3] ^= 0x40; open(sys.argv[1], 'wb').write(b)
+PY
+  expect_error "m2.*(CRC|changed|differ)" "$SP_BIN" export --model "$WORK/qs" --format gguf --dense-from "$WORK/m2" --out "$WORK/x.gguf"
+  [ ! -e "$WORK/x.gguf" ] || fail "a refused export left a file"
   expect_error 'Q1_0 needs rows of a multiple of 128 values, and no module' "$SP_BIN" quantize --model "$M" --calib "$CAL" --out "$WORK/y" --levels Q1_0,Q2_0
   expect_error 'both 2-bit levels' "$SP_BIN" quantize --model "$WORK/syn" --calib "$CAL" --out "$WORK/y" --levels Q2_0,Q2_K
   ;;
@@ -302,7 +341,7 @@ rotate)
   grep -aq "shardpress.rotation" "$WORK/q.gguf" || fail "the GGUF does not record the rotation"
   ll dequant "$WORK/q.gguf" "$WORK/d.bin"
   "$SP_GGUF_CHECK" "$WORK/q" "$WORK/d.bin" --exact >"$WORK/chk.txt" || fail "ggml's values are not GPTQ's"
-  grep -q "(30 exact GPTQ copies)" "$WORK/chk.txt" || { cat "$WORK/chk.txt"; fail "expected 30 exact Q4_0 tensors"; }
+  grep -q "(30 exact GPTQ copies," "$WORK/chk.txt" || { cat "$WORK/chk.txt"; fail "expected 30 exact Q4_0 tensors"; }
   echo "ok: $(tail -1 "$WORK/chk.txt")"
   # KL(dense || model) over the same 4 windows: the dense reference with every log-probability
   # (top-K = V), ours from eval --kl-base, llama.cpp's from its full log-softmax
@@ -441,7 +480,7 @@ PY
     2=2.625,3=3.4375,4=4.5,5=5.5,6=6.5625,8=8.5 || fail "--match-gguf: wrong budget or file"
   ll dequant "$WORK/k.gguf" "$WORK/d.bin"
   "$SP_GGUF_CHECK" "$WORK/qk" "$WORK/d.bin" --exact --side-search --bits-map "$WORK/smap.txt" >"$WORK/chk.txt" || fail "searched mix: ggml's values are not GPTQ's"
-  grep -q "(14 exact GPTQ copies)" "$WORK/chk.txt" || { cat "$WORK/chk.txt"; fail "searched mix: expected 14 exact tensors"; }
+  grep -q "(14 exact GPTQ copies," "$WORK/chk.txt" || { cat "$WORK/chk.txt"; fail "searched mix: expected 14 exact tensors"; }
   ll greedy "$WORK/k.gguf" 8 >/dev/null || fail "llama.cpp cannot decode the searched mix"
   echo "ok: the searched mix loads in llama.cpp; $(tr '\n' ' ' <"$WORK/chk.txt")"
   # bad files: one line naming the file and the field
