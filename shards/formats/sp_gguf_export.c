@@ -297,10 +297,10 @@ static sp_status build_plan(const src_t *s, const sp_gguf_export_opts *o, ent_t 
 
 /* llama_ftype of the most common linear type (general.file_type; informative in llama.cpp) */
 static uint32_t file_type(const ent_t *e, int n) {
-    int count[16] = {0}, best = 0;
+    int count[64] = {0}, best = 0;
     for (int i = 0; i < n; i++)
-        if (strstr(e[i].hf, "_proj.weight") && e[i].type < 16) count[e[i].type]++;
-    for (int t = 0; t < 16; t++)
+        if (strstr(e[i].hf, "_proj.weight") && e[i].type < 64) count[e[i].type]++;
+    for (int t = 0; t < 64; t++)
         if (count[t] > count[best]) best = t;
     switch (best) {
     case SP_GT_F16: return 1;
@@ -314,6 +314,8 @@ static uint32_t file_type(const ent_t *e, int n) {
     case SP_GT_Q4_K: return 15;
     case SP_GT_Q5_K: return 17;
     case SP_GT_Q6_K: return 18;
+    case SP_GT_Q1_0: return 40; /* llama.h: LLAMA_FTYPE_MOSTLY_Q1_0 */
+    case SP_GT_Q2_0: return 41; /* LLAMA_FTYPE_MOSTLY_Q2_0 */
     default: return 0;
     }
 }
