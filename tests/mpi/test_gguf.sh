@@ -26,9 +26,12 @@
 #            are one-line errors naming the file and field
 #   lowbit   Q2_0 / Q1_0 (issue 20): export --type of a synthetic model (rows of 256/512) and of
 #            the bundled model (Q2_0; its 64-wide rows admit no Q1_0) equal our quantizer through
-#            ggml's to_float, and llama.cpp generates from them; GPTQ --levels Q1_0,Q2_0,Q4_K: the
-#            exported tensors hold GPTQ's values exactly at each level and in a mixed map; Q1_0
-#            on the bundled model is a one-line error
+#            ggml's to_float, and llama.cpp generates from them; GPTQ --levels Q1_0,Q2_0,Q4_K
+#            (byte-identical on 1 and 2 ranks): the exported tensors hold GPTQ's values exactly
+#            at each level and in a mixed map; search --match-gguf a llama-quantize Q2_0 file
+#            (budget, prices, general.file_type checked independently); export --dense-from
+#            (float rows = the original weights, refused for another or a changed model); Q1_0
+#            where no module or only some modules fit is a one-line error
 #   rotate   quantize --rotate hadamard --format gguf:Q4_0 (issue 23): the export holds GPTQ's
 #            rotated values exactly, records the rotation (shardpress.rotation), and llama.cpp's
 #            forward of it has the KL to the dense model that shardpress eval gives the container
@@ -250,6 +253,10 @@ lowbit)
   # GPTQ into Q1_0 / Q2_0: every module at one level, and a mixed map
   "$SP_BIN" quantize --model "$WORK/syn" --calib "$CAL" --out "$WORK/ql" --levels Q1_0,Q2_0,Q4_K \
     --bits 2 --nsamples 16 --ctx 128 >/dev/null
+  mpi 2 "$SP_BIN" quantize --model "$WORK/syn" --calib "$CAL" --out "$WORK/ql2" --levels Q1_0,Q2_0,Q4_K \
+    --bits 2 --nsamples 16 --ctx 128 >/dev/null
+  cmp "$WORK/ql/model.sp.h5" "$WORK/ql2/model.sp.h5" || fail "the Q1_0/Q2_0 container differs between 1 and 2 ranks"
+  echo "ok: the Q1_0/Q2_0/Q4_K container is byte-identical on 1 and 2 ranks"
   for b in 1 2; do
     t=Q${b}_0
     python3 - "$WORK/syn" $b >"$WORK/m$b.txt" <<'PY'
@@ -356,6 +363,12 @@ PY
   expect_error "m2.*(CRC|changed|differ)" "$SP_BIN" export --model "$WORK/qs" --format gguf --dense-from "$WORK/m2" --out "$WORK/x.gguf"
   [ ! -e "$WORK/x.gguf" ] || fail "a refused export left a file"
   expect_error 'Q1_0 needs rows of a multiple of 128 values, and no module' "$SP_BIN" quantize --model "$M" --calib "$CAL" --out "$WORK/y" --levels Q1_0,Q2_0
+  # Q1_0 fitting only some modules: refused (there is no plain 1-bit level to fall back to)
+  "$SP_SYNTH" --out "$WORK/syn320" --hidden 256 --intermediate 320 --layers 1 --heads 4 --kv-heads 2 \
+    --vocab 512 --dtype f32 --max-pos 256 >/dev/null
+  expect_error 'Q1_0 needs rows of a multiple of 128 values, and model.layers.0.mlp.down_proj has 320 columns' \
+    "$SP_BIN" quantize --model "$WORK/syn320" --calib "$CAL" --out "$WORK/y" --levels Q1_0,Q4_K
+  [ ! -e "$WORK/y" ] || fail "a refused quantize left an output directory"
   expect_error 'both 2-bit levels' "$SP_BIN" quantize --model "$WORK/syn" --calib "$CAL" --out "$WORK/y" --levels Q2_0,Q2_K
   ;;
 rotate)
