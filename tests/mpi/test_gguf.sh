@@ -254,9 +254,12 @@ lowbit)
   "$SP_BIN" quantize --model "$WORK/syn" --calib "$CAL" --out "$WORK/ql" --levels Q1_0,Q2_0,Q4_K \
     --bits 2 --nsamples 16 --ctx 128 >/dev/null
   mpi 2 "$SP_BIN" quantize --model "$WORK/syn" --calib "$CAL" --out "$WORK/ql2" --levels Q1_0,Q2_0,Q4_K \
-    --bits 2 --nsamples 16 --ctx 128 >/dev/null
+    --bits 2 --nsamples 16 --ctx 128 --checkpoint-dir "$WORK/ck" >/dev/null
   cmp "$WORK/ql/model.sp.h5" "$WORK/ql2/model.sp.h5" || fail "the Q1_0/Q2_0 container differs between 1 and 2 ranks"
-  echo "ok: the Q1_0/Q2_0/Q4_K container is byte-identical on 1 and 2 ranks"
+  mv "$WORK/ql2" "$WORK/ql2a"
+  mpi 2 "$SP_BIN" resume "$WORK/ck" >/dev/null # rebuilt from the checkpointed segments (1-bit units)
+  cmp "$WORK/ql/model.sp.h5" "$WORK/ql2/model.sp.h5" || fail "the Q1_0/Q2_0 container differs after a resume"
+  echo "ok: the Q1_0/Q2_0/Q4_K container is byte-identical on 1 and 2 ranks and after a resume"
   for b in 1 2; do
     t=Q${b}_0
     python3 - "$WORK/syn" $b >"$WORK/m$b.txt" <<'PY'
