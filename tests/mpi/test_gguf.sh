@@ -292,25 +292,11 @@ PY
   "$SP_BIN" export --model "$WORK/syn" --format gguf --out "$WORK/f32.gguf" --force >/dev/null
   "$LQ" "$WORK/f32.gguf" "$WORK/lq.gguf" Q2_0 >"$WORK/lq.log" 2>&1 || { tail "$WORK/lq.log"; fail "llama-quantize Q2_0 failed"; }
   # general.file_type of our mostly-Q2_0 file is llama-quantize's for Q2_0
-  python3 - "$WORK/lq.gguf" "$WORK/Q2_0.gguf" <<'PY' || fail "general.file_type of a Q2_0 export"
-import struct, sys
-def ftype(path):
-    b = open(path, 'rb').read(); p = 24
-    nkv = struct.unpack('<Q', b[16:24])[0]
-    def s():
-        nonlocal p
-        n = struct.unpack('<Q', b[p:p + 8])[0]; p += 8 + n; return b[p - n:p].decode()
-    def skip(t):
-        nonlocal p
-        if t == 8: s()
-        elif t == 9:
-            et, n = struct.unpack('<IQ', b[p:p + 12]); p += 12
-            for _ in range(n): skip(et)
-        else: p += {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}[t]
-    for _ in range(nkv):
-        k = s(); t = struct.unpack('<I', b[p:p + 4])[0]; p += 4
-        if k == 'general.file_type': return struct.unpack('<I', b[p:p + 4])[0]
-        skip(t)
+  python3 - "$WORK/lq.gguf" "$WORK/Q2_0.gguf" "$SP_SOURCE_DIR/tests/gguf" <<'PY' || fail "general.file_type of a Q2_0 export"
+import sys
+sys.path.insert(0, sys.argv[3])
+from gguf_budget import read
+def ftype(path): return read(path)[0]['general.file_type']
 a, b = ftype(sys.argv[1]), ftype(sys.argv[2])
 assert a == b == 41, (a, b)
 print("ok: general.file_type", b, "as llama-quantize writes for Q2_0")
