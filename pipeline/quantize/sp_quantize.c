@@ -65,8 +65,6 @@ static int module_hessian(int mod) {
     }
 }
 
-#define module_shape sp_module_shape /* shards/sp_model.h */
-
 static float *module_weight(sp_block_weights *w, int mod) {
     switch (mod) {
     case SP_MOD_Q: return w->wq;
@@ -140,7 +138,7 @@ static sp_status pack_unit(sp_qjob *j, int u, sp_err *err) {
  * of a 70B block. The range is shrunk to whole pages inside the tensor. */
 static void release_module(sp_qjob *j, int mod) {
     int rows, cols;
-    module_shape(j->c, mod, &rows, &cols);
+    sp_module_shape(j->c, mod, &rows, &cols);
     uintptr_t a = (uintptr_t)module_weight(&j->dense, mod);
     uintptr_t b = a + (size_t)rows * (size_t)cols * sizeof(float);
     uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
@@ -484,7 +482,7 @@ static sp_status setup(sp_qjob *j, int resume, char *warn, size_t warn_cap, sp_e
                 j->units[u].module = mod;
                 j->units[u].bits = o->levels[l];
                 j->units[u].hessian = module_hessian(mod);
-                module_shape(c, mod, &j->units[u].rows, &j->units[u].cols);
+                sp_module_shape(c, mod, &j->units[u].rows, &j->units[u].cols);
             }
         /* A GGUF type that fits none of the modules is an error; one that misses some is a
          * plain level there (sp_quantize_level), said once per type. The same on every rank:
@@ -494,7 +492,7 @@ static sp_status setup(sp_qjob *j, int resume, char *warn, size_t warn_cap, sp_e
             int fit = 0, miss = -1;
             for (int mod = 0; mod < SP_MOD_COUNT; mod++) {
                 int rows, cols;
-                module_shape(c, mod, &rows, &cols);
+                sp_module_shape(c, mod, &rows, &cols);
                 if (cols % blk == 0) fit++;
                 else if (miss < 0) miss = mod;
             }
@@ -502,7 +500,7 @@ static sp_status setup(sp_qjob *j, int resume, char *warn, size_t warn_cap, sp_e
             char name[256];
             module_name(name, sizeof name, 0, miss);
             int rows, cols;
-            module_shape(c, miss, &rows, &cols);
+            sp_module_shape(c, miss, &rows, &cols);
             if (!fit)
                 st = sp_err_set(err, SP_EINVAL, "quantize: %s needs rows of a multiple of %d "
                                 "values, and no module has them (%s has %d columns; Q4_0, Q4_1, "
