@@ -11,7 +11,10 @@
 #     --screen 1 and --screen 4 (bundled model: u2.5,u3,u3.5 in one run);
 #   - seeded + screened under --max-evals = 25% of plain's layer evaluations (table included);
 #   - bundled model: seconds and layer evaluations per generation on 1 and 2 ranks (10 gens);
-#   - plan --search for a 70B model (sparse safetensors headers) with the sensitivity pass.
+#   - plan --search for a 70B model (sparse safetensors headers) with the sensitivity pass;
+#   - the richer space: levels with their own group sizes (SP_BENCH_RICH, default
+#     2,3g128,4g128,5g128,6g128,8g128; "" skips it) at the g32 set's u3 stored bits: uniform
+#     levels, --method sensitivity and seeded --screen 4 evolution (G_SEEDED generations).
 # Writes the "Search" section of docs/benchmarks.md. Reductions for a busy machine (the section
 # states the values used): SP_BENCH_MODELS="stories wiki" (default) selects the models;
 # SP_BENCH_DIR=D keeps the work in D and skips the steps whose output is there (rerun to go on);
@@ -27,6 +30,7 @@ if [ -n "${SP_BENCH_DIR:-}" ]; then W=$SP_BENCH_DIR; mkdir -p "$W"
 else W=$(mktemp -d); trap 'rm -rf "$W"' EXIT; fi
 WG=${SP_BENCH_WIKI_G:-$G}; WPLAIN=${SP_BENCH_WIKI_PLAIN:-1}; MULTI=${SP_BENCH_MULTI_EVO:-1}
 TG=${SP_BENCH_TIMING_GENS:-10}; NS=${SP_BENCH_NSAMPLES:-128}
+RICH=${SP_BENCH_RICH-2,3g128,4g128,5g128,6g128,8g128}
 # step OUT CMD...: run CMD (stdout to OUT) unless OUT exists and is not empty
 step() { local o=$1; shift; [ -s "$o" ] && return 0; "$@" >"$o.part" && mv "$o.part" "$o"; }
 STG=${SP_BENCH_STAGES:-512,2048,16384} # 16384: see docs/architecture.md, "Why seeded evolution plateaus"
@@ -68,6 +72,19 @@ run_model() { # name model_dir calib eval
     if [ "$multi" = 1 ]; then for x in u2.5 u3 u3.5; do echo "seed4.$x $(kl --bits-map "$d/seed4.$x")"; done
     else echo "seed4.u3 $(kl --bits-map "$d/seed4")"; fi
     [ "$plain" = 1 ] && echo "budget $(kl --bits-map "$d/budget")"; true; } >"$d/kl.part" && mv "$d/kl.part" "$d/kl.txt"; }
+  [ -n "$RICH" ] || return 0
+  # The richer space: the same GPTQ with each level's own group size, searched at the g32 set's
+  # uniform 3-bit stored bits (an absolute --target-bits: this set's u3 is its 3-bit level's).
+  local B; B=$(num "$d/sens.json" 'repr(r["uniform_avg_bits"]["3"])')
+  [ -s "$d/qr/model.sp.h5" ] || mpirun -n 2 "$SP" quantize --model "$M" --calib "$CAL" --out "$d/qr" \
+    --levels "$RICH" --group-size 32 --nsamples "$NS" --ctx 256 --force >/dev/null
+  searchr() { mpirun -n 2 "$SP" search --model "$d/qr" --calib "$CAL" "${S[@]}" --json "$@" 2>/dev/null; }
+  step "$d/rsens.json" searchr --method sensitivity --target-bits "$B" --out "$d/rsens"
+  step "$d/rseed.json" searchr --target-bits "$B" --sensitivity "$d/rsens.sensitivity.json" --screen 4 \
+    --generations "$g" --out "$d/rseed"
+  klr() { mpirun -n 2 "$SP" eval --model "$d/qr" --text "$EV" --ctx 256 --kl-base "$d/dense" --json "$@" | sed -n 's/.*"kl":\([-0-9.e+]*\).*/\1/p'; }
+  [ -s "$d/klr.txt" ] || { { for b in 2 3 4; do echo "u$b $(klr --level $b)"; done
+    echo "sens $(klr --bits-map "$d/rsens")"; echo "seed $(klr --bits-map "$d/rseed")"; } >"$d/klr.part" && mv "$d/klr.part" "$d/klr.txt"; }
 }
 
 MODELS=${SP_BENCH_MODELS:-stories wiki}
@@ -112,10 +129,10 @@ with open(f"{d}/model.safetensors", "wb") as f:
 PY
 "$SP" plan --model "$W/l70" --search --ranks 16 --levels 2,3,4,5,6,8 --json >"$W/plan70.json"
 took=$(( $(date +%s) - t0 ))
-text=$(python3 - "$W" "$G" "$P" "$MODELS" "$took" "$WG" "$TG" <<'PY'
+text=$(python3 - "$W" "$G" "$P" "$MODELS" "$took" "$WG" "$TG" "$RICH" <<'PY'
 import json, os, sys
 w, G, P, models, took = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4].split(), int(sys.argv[5])
-WG, TG = int(sys.argv[6]), int(sys.argv[7])
+WG, TG, RICH = int(sys.argv[6]), int(sys.argv[7]), sys.argv[8]
 J = lambda p: json.load(open(p))
 out = []
 for m in models:
@@ -184,6 +201,24 @@ for m in models:
             out.append(f"| {x} | {t['target_bits']:.6f} | {kl[lo]:.5f} / {kl[hi]:.5f} | {kl['sens.' + x]:.5f} | {kl['seed4.' + x]:.5f} |")
         out.append(f"\nThe sensitivity run for all three budgets took {s['seconds']:.1f} s (table "
                    f"{s['sensitivity']['seconds']:.1f} s, dense reference and each map's fitness the rest).\n")
+    if RICH:
+        kr = {k: float(v) for k, v in (l.split() for l in open(f"{d}/klr.txt"))}
+        rs, re_ = J(f"{d}/rsens.json"), J(f"{d}/rseed.json")
+        ua = rs["uniform_avg_bits"]; B = rs["target_bits"]
+        out.append(f"The richer space on {name}: `quantize --levels {RICH} --group-size 32` (each level "
+                   f"with its own group size where given, the same GPTQ otherwise), searched at the g32 set's "
+                   f"uniform 3-bit stored bits ({B:.6f}); every ratio is against the g32 set's uniform "
+                   f"3-bit KL {u3:.5f} above:\n")
+        out.append("| map | stored bits | held-out KL | × uniform 3-bit (g32) | layer evaluations | seconds (2 ranks) |")
+        out.append("|---|---|---|---|---|---|")
+        out.append(f"| uniform 3-bit g32 (the set above) | {B:.4f} | {u3:.5f} | 1.00 | 0 | - |")
+        for b in (2, 3, 4):
+            over = " (over budget)" if ua[str(b)] > B + 1e-9 else ""
+            out.append(f"| uniform level {b} of this set{over} | {ua[str(b)]:.4f} | {kr[f'u{b}']:.5f} | {kr[f'u{b}'] / u3:.2f} | 0 | - |")
+        rt = rs["sensitivity"]["layer_evaluations"]
+        out.append(f"| `--method sensitivity` | {rs['avg_bits']:.4f} | {kr['sens']:.5f} | {kr['sens'] / u3:.2f} | {rt} (table) | {rs['sensitivity']['seconds']:.1f} (table) |")
+        out.append(f"| seeded, {g} gen, `--screen 4` | {re_['avg_bits']:.4f} | {kr['seed']:.5f} | {kr['seed'] / u3:.2f} | {rt} + {re_['layer_evaluations']} | {re_['seconds']:.0f} |")
+        out.append("")
     if m == "stories":
         t1, t2 = J(f"{w}/t1.json"), J(f"{w}/t2.json")
         out.append(f"Per generation (seeded, `--screen 4`, {TG} generations at u3): {t1['layer_evaluations'] / TG:.0f} layer "

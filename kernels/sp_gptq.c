@@ -280,11 +280,12 @@ static sp_status quad_trace(const float *W, const float *deq, const sp_qlayer *q
 
 sp_status sp_gptq_quantize(const sp_gptq_ctx *ctx, const float *W, int rows, int bits,
                            sp_qlayer *out, double *layer_err_out, sp_err *err) {
-    return sp_gptq_quantize_level(ctx, W, rows, bits, 0, out, layer_err_out, err);
+    return sp_gptq_quantize_level(ctx, W, rows, bits, 0, 0, out, layer_err_out, err);
 }
 
 sp_status sp_gptq_quantize_level(const sp_gptq_ctx *ctx0, const float *W, int rows, int bits,
-                                 int gtype, sp_qlayer *out, double *layer_err_out, sp_err *err) {
+                                 int gtype, int group_size, sp_qlayer *out,
+                                 double *layer_err_out, sp_err *err) {
     SP_RETURN_IF(!out, err, SP_EINVAL, "sp_gptq_quantize: output layer is NULL");
     memset(out, 0, sizeof *out);
     SP_RETURN_IF(!ctx0, err, SP_EINVAL, "sp_gptq_quantize: ctx is NULL");
@@ -292,6 +293,15 @@ sp_status sp_gptq_quantize_level(const sp_gptq_ctx *ctx0, const float *W, int ro
     sp_gptq_ctx view = *ctx0;
     const sp_gptq_ctx *ctx = &view;
     int gsym = ctx0->o.sym;
+    SP_RETURN_IF(group_size < -1 || (group_size && gtype), err, SP_EINVAL,
+                 "sp_gptq_quantize: group_size=%d (0, >= 1 or -1; 0 with a GGUF type)", group_size);
+    const int gs = group_size == -1 ? ctx0->cols : group_size;
+    if (gs && gs != ctx0->gs) {
+        SP_RETURN_IF(ctx0->gq != NULL, err, SP_EUNSUPPORTED, "sp_gptq_quantize: a level's own "
+                     "group size (%d, not the context's %d) runs on the CPU only (--device cpu)",
+                     gs, ctx0->gs);
+        view.gs = view.ps = gs;
+    }
     if (gtype) {
         int tb = 0, tg = 0;
         SP_RETURN_IF(!sp_gtype_is_level(gtype), err, SP_EINVAL,

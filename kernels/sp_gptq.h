@@ -125,9 +125,14 @@ sp_status sp_gptq_quantize(const sp_gptq_ctx *ctx, const float *W, int rows, int
  * sp_gtype_block_params with the weights R_jj² of its columns (diag(H) on a GPU context), from
  * W as GPTQ holds it then
  * (as for lazy groups, sp_gptq.h; with act_order from the original W). out gets mins and
- * supers. CPU only. @return as sp_gptq_quantize; SP_EUNSUPPORTED on a GPU context. */
+ * supers. CPU only. @return as sp_gptq_quantize; SP_EUNSUPPORTED on a GPU context.
+ * group_size (gtype 0 only): 0 keeps the context's; >= 1, or -1 for one group per row, gives
+ * this level its own groups ("4g128" in quantize --levels) on the same factor: the sweep is
+ * the same, only where a group's (scale, zero) is fixed moves. CPU only when it differs from
+ * the context's. */
 sp_status sp_gptq_quantize_level(const sp_gptq_ctx *ctx, const float *W, int rows, int bits,
-                                 int gtype, sp_qlayer *out, double *layer_err_out, sp_err *err);
+                                 int gtype, int group_size, sp_qlayer *out,
+                                 double *layer_err_out, sp_err *err);
 
 /* What prepare found (see sp_gptq_info). */
 void sp_gptq_get_info(const sp_gptq_ctx *ctx, sp_gptq_info *info);

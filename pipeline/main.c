@@ -77,7 +77,9 @@ static const char *QUANTIZE_USAGE =
     "  --out DIR           output model directory (must not exist, unless --force)\n"
     "  --bits B            bits used to propagate activations and by default (4)\n"
     "  --levels L,L,...    bit levels stored (default: just --bits), e.g. 2,3,4,5,6,8, or GGUF\n"
-    "                      types, one per bit width, e.g. Q2_K,Q3_K,Q4_K,Q6_K (see --format)\n"
+    "                      types, one per bit width, e.g. Q2_K,Q3_K,Q4_K,Q6_K (see --format);\n"
+    "                      BgG gives a level its own group size: 2,3,4g128,8g128 (search then\n"
+    "                      weighs each level's quality against its stored bits)\n"
     "  --group-size G      columns per quantization group (128; -1: one group per row)\n"
     "  --sym | --asym      symmetric or asymmetric (default) quantization grid\n"
     "  --act-order | --no-act-order  quantize columns in order of decreasing Hessian\n"
@@ -199,7 +201,7 @@ static sp_status device_fn(const char *opt, const char *val, void *dst, sp_err *
 /* --levels: plain bit widths or GGUF types (issue 11); given is set when the option appears. */
 typedef struct {
     sp_quantize_opts *o;
-    int *types, is_types, given;
+    int *types, *groups, is_types, given;
 } levels_arg;
 
 static sp_status levels_fn(const char *opt, const char *val, void *dst, sp_err *err) {
@@ -207,7 +209,7 @@ static sp_status levels_fn(const char *opt, const char *val, void *dst, sp_err *
     levels_arg *l = dst;
     l->given = 1;
     return sp_gguf_cli_levels(val, l->o->levels, SP_QUANTIZE_MAX_LEVELS, &l->o->n_levels,
-                              l->types, &l->is_types, err);
+                              l->types, l->groups, &l->is_types, err);
 }
 
 static sp_status cmd_quantize(cli_ctx *cx, int argc, char **argv, sp_err *err) {
@@ -216,11 +218,13 @@ static sp_status cmd_quantize(cli_ctx *cx, int argc, char **argv, sp_err *err) {
     int json = 0, help = 0;
     /* issue 11: GGUF types as levels; type_of[b] is the type of the b-bit level (0: plain) */
     int gguf_type = 0, ltypes[SP_QUANTIZE_MAX_LEVELS] = {0}, type_of[9] = {0};
+    /* "4g128": a level's own group size; group_of[b] is the b-bit level's (0: --group-size) */
+    int lgroups[SP_QUANTIZE_MAX_LEVELS] = {0}, group_of[9] = {0};
     /* values whose presence matters (0 / -1: not given) */
     int bits = 0, group = 0, sym = -1, search = -1;
     long seed = -1, rotate_seed = -1;
     double damp = 0;
-    levels_arg lv = {&o, ltypes, 0, 0};
+    levels_arg lv = {&o, ltypes, lgroups, 0, 0};
     const sp_opt t[] = {
         SP_OPT_S("model", &o.model_dir),         SP_OPT_S("calib", &o.calib_path),
         SP_OPT_S("out", &o.out_dir),             SP_OPT_I("bits", &bits, 2, 8),
@@ -299,6 +303,13 @@ static sp_status cmd_quantize(cli_ctx *cx, int argc, char **argv, sp_err *err) {
         SP_RETURN_IF(have_bits && !type_of[o.bits] && gguf_levels, err, SP_EINVAL,
                      "--bits %d: not one of the GGUF --levels", o.bits);
     }
+    for (int i = 0; i < (have_levels && !gguf_levels ? o.n_levels : 0); i++) {
+        const int b = o.levels[i];
+        SP_RETURN_IF(group_of[b] && lgroups[i] && group_of[b] != lgroups[i], err, SP_EINVAL,
+                     "--levels: %dg%d and %dg%d are both %d-bit levels (one group size per bit "
+                     "width)", b, group_of[b], b, lgroups[i], b);
+        group_of[b] = lgroups[i];
+    }
     /* --bits is always stored: add it to --levels when missing. */
     int found = 0;
     for (int i = 0; i < o.n_levels; i++) found |= o.levels[i] == o.bits;
@@ -309,8 +320,11 @@ static sp_status cmd_quantize(cli_ctx *cx, int argc, char **argv, sp_err *err) {
     qsort(o.levels, (size_t)o.n_levels, sizeof(int), cmp_int);
     for (int i = 1; i < o.n_levels; i++)
         SP_RETURN_IF(o.levels[i] == o.levels[i - 1], err, SP_EINVAL, "--levels: %d appears twice", o.levels[i]);
-    for (int i = 0; i < o.n_levels; i++) /* Q4_0/Q5_0/Q8_0 stay plain levels */
+    for (int i = 0; i < o.n_levels; i++) { /* Q4_0/Q5_0/Q8_0 stay plain levels */
         o.gtypes[i] = sp_gtype_is_level(type_of[o.levels[i]]) ? type_of[o.levels[i]] : 0;
+        /* a level's own group equal to --group-size is no level of its own: stored as 0 */
+        o.level_group[i] = group_of[o.levels[i]] == o.group_size ? 0 : group_of[o.levels[i]];
+    }
     if (gguf_type || gguf_levels)
         for (int i = 0; i < o.n_levels; i++)
             SP_RETURN_IF(!type_of[o.levels[i]], err, SP_EINVAL,

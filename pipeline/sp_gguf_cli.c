@@ -80,22 +80,46 @@ sp_status sp_gguf_cli_format(const char *val, int *type, sp_err *err) {
     return type_level("--format", val + 5, type, err);
 }
 
+/* One plain level, "B" or "BgG": B bits (2..8) with --group-size, or with its own group of G
+ * columns (G >= 1, or -1 for one group per row), as in the usual "w4g128" notation. */
+static sp_status plain_level(const char *tok, int *bits, int *group, sp_err *err) {
+    char b[16];
+    const char *g = strchr(tok, 'g');
+    size_t nb = g ? (size_t)(g - tok) : strlen(tok);
+    SP_RETURN_IF(nb == 0 || nb >= sizeof b, err, SP_EINVAL,
+                 "--levels: '%s' is not BITS or BITSgGROUP (e.g. 3 or 4g128)", tok);
+    memcpy(b, tok, nb);
+    b[nb] = 0;
+    long v = 0;
+    SP_FORWARD(sp_cli_int("--levels", b, 2, 8, &v, err));
+    *bits = (int)v;
+    *group = 0;
+    if (!g) return SP_OK;
+    SP_RETURN_IF(sp_cli_int("--levels", g + 1, -1, 1 << 20, &v, err) != SP_OK || v == 0, err,
+                 SP_EINVAL, "--levels: '%s': the group size after 'g' must be >= 1, or -1 for "
+                 "one group per row", tok);
+    *group = (int)v;
+    return SP_OK;
+}
+
 sp_status sp_gguf_cli_levels(const char *val, int *levels, int max, int *n, int *types,
-                             int *is_types, sp_err *err) {
+                             int *groups, int *is_types, sp_err *err) {
+    SP_RETURN_IF(!val || !*val, err, SP_EINVAL, "--levels: missing value");
     *is_types = (val[0] == 'q' || val[0] == 'Q');
-    if (!*is_types) {
-        SP_FORWARD(sp_cli_int_list("--levels", val, 2, 8, levels, max, n, err));
-        for (int i = 0; i < *n; i++) types[i] = 0;
-        return SP_OK;
-    }
     char buf[256];
     SP_RETURN_IF(strlen(val) >= sizeof buf, err, SP_EINVAL, "--levels: list too long");
     snprintf(buf, sizeof buf, "%s", val);
     *n = 0;
     for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         SP_RETURN_IF(*n >= max, err, SP_EINVAL, "--levels: more than %d levels", max);
-        SP_FORWARD(type_level("--levels", tok, &types[*n], err));
-        sp_gtype_level(types[*n], &levels[*n], NULL, NULL);
+        types[*n] = 0;
+        groups[*n] = 0;
+        if (*is_types) {
+            SP_FORWARD(type_level("--levels", tok, &types[*n], err));
+            sp_gtype_level(types[*n], &levels[*n], NULL, NULL);
+        } else {
+            SP_FORWARD(plain_level(tok, &levels[*n], &groups[*n], err));
+        }
         (*n)++;
     }
     SP_RETURN_IF(*n == 0, err, SP_EINVAL, "--levels: empty list");

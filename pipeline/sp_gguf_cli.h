@@ -22,11 +22,12 @@ int sp_gguf_cli_wants(int argc, char **argv);
  * @return SP_EINVAL for another format or type (F32/F16 are not levels). */
 sp_status sp_gguf_cli_format(const char *val, int *type, sp_err *err);
 
-/* quantize --levels: a comma-separated list of bit widths 2..8, or of quantized GGUF type
- * names (Q3_K,Q4_K,Q6_K -> levels 3,4,6 and types[i] the type; else types[i] = 0); *is_types
- * is set to 1 for the latter. */
+/* quantize --levels: a comma-separated list of bit widths 2..8, each optionally with its own
+ * group size ("4g128": groups[i] = 128; without: groups[i] = 0, --group-size), or of quantized
+ * GGUF type names (Q3_K,Q4_K,Q6_K -> levels 3,4,6 and types[i] the type; else types[i] = 0);
+ * *is_types is set to 1 for the latter. */
 sp_status sp_gguf_cli_levels(const char *val, int *levels, int max, int *n, int *types,
-                             int *is_types, sp_err *err);
+                             int *groups, int *is_types, sp_err *err);
 
 /* Run the export subcommand with argv as given to `export` (argv[0] = "export"); stop_flag as in
  * sp_gguf_export_opts. */

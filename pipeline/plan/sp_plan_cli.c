@@ -7,6 +7,7 @@
 #include "kernels/sp_quant.h"
 #include "mpi/sp_mpi.h"
 #include "pipeline/sp_cli.h"
+#include "pipeline/sp_gguf_cli.h"
 #include "pipeline/sp_opts.h"
 #include "pipeline/plan/sp_plan.h"
 #include "pipeline/search/sp_search.h"
@@ -349,6 +350,16 @@ static sp_status list_fn(const char *opt, const char *val, void *dst, sp_err *er
     return sp_cli_int_list(opt, val, l->lo, l->hi, l->v, l->max, l->n, err);
 }
 
+/* --levels as quantize reads it ("2,3,4g128" or GGUF type names): the plan needs the bit widths
+ * only (a level's own group size moves its group parameters, a few bytes per row). */
+static sp_status levels_fn(const char *opt, const char *val, void *dst, sp_err *err) {
+    (void)opt;
+    int_list *l = dst;
+    int types[SP_PLAN_MAX_LEVELS], groups[SP_PLAN_MAX_LEVELS], is_types = 0;
+    l->given = 1;
+    return sp_gguf_cli_levels(val, l->v, l->max, l->n, types, groups, &is_types, err);
+}
+
 static sp_status group_fn(const char *opt, const char *val, void *dst, sp_err *err) {
     long v = 0;
     SP_FORWARD(sp_cli_int(opt, val, -1, 1 << 30, &v, err));
@@ -384,7 +395,7 @@ sp_status sp_plan_cli(MPI_Comm comm, int rank, int argc, char **argv, sp_err *er
         SP_OPT_I("nsamples", &o.nsamples, 1, 1 << 24),
         SP_OPT_I("ctx", &o.ctx, 2, 1 << 24),
         SP_OPT_I("bits", &o.bits, 2, 8),
-        SP_OPT_X("levels", &levels, list_fn),
+        SP_OPT_X("levels", &levels, levels_fn),
         SP_OPT_X("group-size", &o.group_size, group_fn),
         SP_OPT_I("block", &o.block, 1, 1 << 20),
         SP_OPT_I("checkpoint-every", &o.checkpoint_every, 1, 1 << 20),

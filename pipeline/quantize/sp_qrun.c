@@ -180,6 +180,13 @@ sp_status sp_qrun_to_json(const sp_quantize_opts *o, uint32_t model_fp, uint32_t
             cJSON_AddItemToArray(gt, cJSON_CreateString(o->gtypes[i] ? sp_gtype_name(o->gtypes[i])
                                                                        : ""));
     }
+    int any_lg = 0;
+    for (int i = 0; i < o->n_levels; i++) any_lg |= o->level_group[i] != 0;
+    if (any_lg) { /* "4g128": each level's own group size, 0 for --group-size */
+        cJSON *lg = cJSON_AddArrayToObject(j, "level_group_sizes");
+        for (int i = 0; i < o->n_levels; i++)
+            cJSON_AddItemToArray(lg, cJSON_CreateNumber(o->level_group[i]));
+    }
     cJSON_AddNumberToObject(j, "group_size", o->group_size);
     cJSON_AddNumberToObject(j, "sym", o->sym);
     cJSON_AddNumberToObject(j, "act_order", o->act_order);
@@ -335,6 +342,24 @@ sp_status sp_qrun_from_json(const char *json, const char *what, sp_quantize_opts
                 st = sp_err_set(err, SP_EFORMAT, "%s: field 'gguf_types'[%d] is not a GGUF level "
                                 "type", what, i);
             else o->gtypes[i++] = t;
+        }
+    }
+    /* Added with per-level group sizes; absent: every plain level has --group-size's. */
+    const cJSON *lg = cJSON_GetObjectItemCaseSensitive(j, "level_group_sizes");
+    for (int i = 0; i < SP_QUANTIZE_MAX_LEVELS; i++) o->level_group[i] = 0;
+    if (st == SP_OK && lg) {
+        if (!cJSON_IsArray(lg) || cJSON_GetArraySize(lg) != o->n_levels)
+            st = sp_err_set(err, SP_EFORMAT, "%s: field 'level_group_sizes' is not one number "
+                            "per level", what);
+        int i = 0;
+        const cJSON *x;
+        cJSON_ArrayForEach(x, lg) {
+            if (st != SP_OK) break;
+            double g = cJSON_IsNumber(x) ? x->valuedouble : -2;
+            if (g != (int)g || g < -1 || g > (1 << 20))
+                st = sp_err_set(err, SP_EFORMAT, "%s: field 'level_group_sizes'[%d] is not a "
+                                "group size (0, -1 or 1..%d)", what, i, 1 << 20);
+            else o->level_group[i++] = (int)g;
         }
     }
     cJSON_Delete(j);

@@ -100,15 +100,18 @@ static void free_units_q(sp_qjob *j) {
 
 void sp_quantize_level(const sp_quantize_opts *o, int bits, int cols, int *group_size, int *sym,
                        int *gtype) {
-    int t = 0;
+    int t = 0, g = 0;
     for (int l = 0; l < o->n_levels; l++)
-        if (o->levels[l] == bits) t = o->gtypes[l];
+        if (o->levels[l] == bits) {
+            t = o->gtypes[l];
+            g = o->level_group[l];
+        }
     if (t && cols % sp_gtype_block(t)) t = 0; /* the type does not fit: a plain level */
     *gtype = t;
     if (t) {
         sp_gtype_level(t, NULL, group_size, sym);
     } else {
-        *group_size = o->group_size;
+        *group_size = g ? g : o->group_size;
         *sym = o->sym;
     }
 }
@@ -216,7 +219,7 @@ static sp_status quantize_my_units(sp_qjob *j, double *Hs[N_HESS], int layer, in
         if (o->rtn && gt) {
             st = sp_gtype_rtn_level(W, un->rows, un->cols, gt, &j->q[u], err);
         } else if (o->rtn) {
-            st = sp_quant_rtn(W, un->rows, un->cols, un->bits, o->group_size, o->sym,
+            st = sp_quant_rtn(W, un->rows, un->cols, un->bits, lgs, lsym,
                               o->scale_search, &j->q[u], err);
         } else {
             if (!ctx[un->hessian]) {
@@ -237,7 +240,8 @@ static sp_status quantize_my_units(sp_qjob *j, double *Hs[N_HESS], int layer, in
             double layer_err = 0;
             if (st == SP_OK)
                 st = sp_gptq_quantize_level(ctx[un->hessian], W, un->rows, un->bits, gt,
-                                            &j->q[u], diag ? &layer_err : NULL, err);
+                                            gt ? 0 : lgs, &j->q[u], diag ? &layer_err : NULL,
+                                            err);
             if (st == SP_OK && diag) {
                 double base = sp_gptq_weight_energy(W, Hs[un->hessian], un->rows, un->cols);
                 rel = base > 0 ? layer_err / base : 0;
@@ -417,7 +421,13 @@ static sp_status check_opts(const sp_quantize_opts *o, sp_err *err) {
         SP_RETURN_IF(i > 0 && o->levels[i] <= o->levels[i - 1], err, SP_EINVAL,
                      "quantize: --levels must be ascending and unique");
         has_bits |= o->levels[i] == o->bits;
-        const int t = o->gtypes[i];
+        const int t = o->gtypes[i], g = o->level_group[i];
+        SP_RETURN_IF(g < -1 || (g && t), err, SP_EINVAL, "quantize: level %d: group size %d "
+                     "(a plain level's own group: >= 1 or -1; a GGUF type has its own)",
+                     o->levels[i], g);
+        SP_RETURN_IF(g && o->device == SP_DEVICE_CUDA, err, SP_EUNSUPPORTED,
+                     "quantize: level %dg%d: a level's own group size runs on the CPU only "
+                     "(--device cpu)", o->levels[i], g);
         if (t) {
             int tb = 0;
             sp_gtype_level(t, &tb, NULL, NULL);
@@ -539,8 +549,9 @@ static sp_status setup(sp_qjob *j, int resume, char *warn, size_t warn_cap, sp_e
     SP_FORWARD(sp_mpi_agree(j->comm, st, err));
     /* RTN needs no forward pass and no Hessian: it stays on the CPU. */
     /* GPTQ in GGUF types (gtype levels, ggml's scale rule) has no GPU path: auto means CPU. */
+    /* Nor levels with their own group size: the GPU factor is prepared for --group-size. */
     int dev = o->device, cpu_only = o->scale_search == SP_QSEARCH_GGUF;
-    for (int l = 0; l < o->n_levels; l++) cpu_only |= o->gtypes[l] != 0;
+    for (int l = 0; l < o->n_levels; l++) cpu_only |= o->gtypes[l] != 0 || o->level_group[l] != 0;
     if (cpu_only && dev == SP_DEVICE_AUTO) dev = SP_DEVICE_CPU;
     if (!o->rtn) SP_FORWARD(sp_device_open(j->comm, dev, &j->gpu, err));
     j->scratch.gpu = j->gpu;

@@ -46,6 +46,8 @@ typedef struct {
                                           * type of sp_gtype_is_level (Q4_1, Q5_1, Q2_K …  *
                                           * Q6_K) whose bits are that level's: quantized in  *
                                           * the type's own format (kernels/sp_gtype.h)       */
+    int level_group[SP_QUANTIZE_MAX_LEVELS]; /* per plain level: its own group size (>= 1 or *
+                                          * -1; "4g128" in --levels), 0: group_size below   */
     int group_size;                      /* >= 1, or -1 for one group per row               */
     int sym, act_order, rtn;             /* rtn: round-to-nearest instead of GPTQ           */
     int scale_search;                    /* group (s, z): SP_QSEARCH_* (kernels/sp_quant.h) */

@@ -6,3 +6,5 @@ endforeach()
 sp_script_test(cli_export_gptq_roundtrip test_export.sh)
 # Issue 9: true-sequential and the weighted scale search, determinism and resume.
 sp_script_test(mpi_quantize_true_sequential test_quantize_seq.sh)
+# Issue 19: a level with its own group size ("4g64"): bitwise a plain run at that size, priced by search, resumable.
+sp_script_test(mpi_quantize_level_groups test_level_groups.sh)

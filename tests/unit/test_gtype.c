@@ -253,7 +253,7 @@ static void test_gptq_levels(void **state) {
             sp_gtype_level(t, &bits, &g, &sym);
             sp_qlayer q;
             double eg = 0, er = 0;
-            assert_int_equal(sp_gptq_quantize_level(ctx, W, R, bits, t, &q, &eg, &e), SP_OK);
+            assert_int_equal(sp_gptq_quantize_level(ctx, W, R, bits, t, 0, &q, &eg, &e), SP_OK);
             assert_int_equal(q.gtype, t);
             assert_int_equal(q.group_size, g);
             assert_int_equal(q.n_super, sp_gtype_block(t) == 256 ? C / 256 : 0);
@@ -279,8 +279,8 @@ static void test_gptq_levels(void **state) {
             sp_qlayer_free(&q);
         }
         sp_qlayer q;
-        assert_int_equal(sp_gptq_quantize_level(ctx, W, R, 4, SP_GT_Q6_K, &q, NULL, &e), SP_EINVAL);
-        assert_int_equal(sp_gptq_quantize_level(ctx, W, R, 4, SP_GT_Q4_0, &q, NULL, &e), SP_EINVAL);
+        assert_int_equal(sp_gptq_quantize_level(ctx, W, R, 4, SP_GT_Q6_K, 0, &q, NULL, &e), SP_EINVAL);
+        assert_int_equal(sp_gptq_quantize_level(ctx, W, R, 4, SP_GT_Q4_0, 0, &q, NULL, &e), SP_EINVAL);
         sp_gptq_free(ctx);
     }
     free(W);
