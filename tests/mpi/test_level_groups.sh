@@ -25,6 +25,25 @@ for l in range(c["num_hidden_layers"]):
         print(f"model.layers.{l}.{m} 3")
 PY
 "$SP_BIN" export --model "$WORK/a" --format gptq --out "$WORK/xa3" --bits-map "$WORK/map3.txt" >/dev/null
+# a mixed map (odd modules at 4g64, the rest at 3 bits g32) exported as GPTQ ('dynamic' group
+# sizes per module) evaluates to the same numbers as the container with that map
+awk 'NR % 2 { $2 = 4 } 1' "$WORK/map3.txt" >"$WORK/mix.txt"
+"$SP_BIN" export --model "$WORK/a" --format gptq --out "$WORK/xmix" --bits-map "$WORK/mix.txt" >/dev/null
+EV="$SP_DATA_DIR/text/stories260K-samples/eval.txt"
+"$SP_BIN" eval --model "$WORK/xmix" --text "$EV" --ctx 128 --max-windows 16 --json >"$WORK/ex.json"
+"$SP_BIN" eval --model "$WORK/a" --bits-map "$WORK/mix.txt" --text "$EV" --ctx 128 --max-windows 16 --json >"$WORK/ec.json"
+"$SP_BIN" eval --model "$WORK/a" --level 3 --text "$EV" --ctx 128 --max-windows 16 --json >"$WORK/e3.json"
+[ "$(json_get "$WORK/ex.json" ppl)" = "$(json_get "$WORK/ec.json" ppl)" ] || fail "GPTQ export of the mixed map: ppl $(json_get "$WORK/ex.json" ppl) vs the container's $(json_get "$WORK/ec.json" ppl)"
+[ "$(json_get "$WORK/ec.json" ppl)" != "$(json_get "$WORK/e3.json" ppl)" ] || fail "the mixed map changed nothing"
+python3 - "$WORK/xmix/quantize_config.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1])).get("dynamic", {})
+# every 4-bit module is overridden to its level's group size: 64, or -1 (one group per row)
+# where the row is 64 wide (all but down_proj, whose input is the 172-wide MLP)
+four = {k: v.get("group_size") for k, v in d.items() if v.get("bits") == 4}
+assert four and all(g == (64 if "down_proj" in k else -1) for k, g in four.items()), four
+assert any("down_proj" in k for k in four), four
+PY
 "$SP_BIN" search --model "$WORK/a" --calib "$CAL" --ctx 128 --method sensitivity --target-bits u3 \
   --out "$WORK/s" --json >"$WORK/s.json" 2>/dev/null
 python3 - "$WORK" "$M/config.json" <<'PY'
