@@ -3,7 +3,9 @@
 # quantize at six levels on 2 ranks, choose per-module bit widths at the budget of uniform
 # 3-bit (the sensitivity allocation, then EvoPress started from it), evaluate dense / uniform /
 # sensitivity / searched (ppl and KL to the dense model on
-# held-out text), export the searched model as GPTQ safetensors, and print a table.
+# held-out text), export the searched model as GPTQ safetensors, and print a table. Then the
+# same search at the same budget over levels with their own group sizes (3g128, 4g128, ...:
+# cheaper scales, so more modules fit at 4 bits), exported too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash .ci/install-deps.sh
@@ -29,15 +31,25 @@ run mpirun -n 2 $SP search --model $OUT/q --calib "$CAL" --target-bits u3 --out 
 run mpirun -n 2 $SP search --model $OUT/q --calib "$CAL" --target-bits u3 --out $OUT/map.txt --ctx 256 \
     --sensitivity $OUT/sens.txt.sensitivity.json \
     --generations 30 --offspring 16 --stages 512,2048,8192 --survivors 4,2,1 --json >$OUT/search.json
+echo "== the same budget over levels with their own group sizes (2 at g32; 3..8 at g128) =="
+B=$(sed -n 's/.*"3":\([0-9.]*\).*/\1/p' $OUT/search.json) # u3 of the g32 levels
+run mpirun -n 2 $SP quantize --model $M --calib "$CAL" --out $OUT/qg --levels 2,3g128,4g128,5g128,6g128,8g128 --group-size 32
+run mpirun -n 2 $SP search --model $OUT/qg --calib "$CAL" --target-bits $B --out $OUT/gsens.txt --ctx 256 \
+    --method sensitivity --stages 512,2048,8192 --survivors 4,2,1 --json >$OUT/gsens.json
+run mpirun -n 2 $SP search --model $OUT/qg --calib "$CAL" --target-bits $B --out $OUT/gmap.txt --ctx 256 \
+    --sensitivity $OUT/gsens.txt.sensitivity.json \
+    --generations 30 --offspring 16 --stages 512,2048,8192 --survivors 4,2,1 --json >$OUT/gsearch.json
 echo "== eval: ppl and KL(dense || model) =="
 for b in 4 3; do
   mpirun -n 2 $SP eval --model $OUT/q --text "$EVAL" --ctx 256 --level $b --kl-base $OUT/dense.logits --json >$OUT/u$b.json
 done
 for m in map sens; do
   run mpirun -n 2 $SP eval --model $OUT/q --text "$EVAL" --ctx 256 --bits-map $OUT/$m.txt --kl-base $OUT/dense.logits --json >$OUT/e_$m.json
+  run mpirun -n 2 $SP eval --model $OUT/qg --text "$EVAL" --ctx 256 --bits-map $OUT/g$m.txt --kl-base $OUT/dense.logits --json >$OUT/e_g$m.json
 done
 echo "== export: the searched model as GPTQ-packed safetensors =="
 run $SP export --model $OUT/q --format gptq --gptq-v2 --bits-map $OUT/map.txt --out $OUT/gptq
+run $SP export --model $OUT/qg --format gptq --gptq-v2 --bits-map $OUT/gmap.txt --out $OUT/gptq_g
 for b in 4 3; do  # the uniform models, for their sizes
   grep -v '^#' $OUT/map.txt | awk -v b=$b '{print $1, b}' >$OUT/u$b.txt
   $SP export --model $OUT/q --format gptq --gptq-v2 --bits-map $OUT/u$b.txt --out $OUT/gptq_u$b >/dev/null
@@ -52,4 +64,7 @@ printf '%-22s %10s %8.3f %10.4f %10.5f\n' "uniform 4-bit" "$(mib $OUT/gptq_u4)" 
 printf '%-22s %10s %8.3f %10.4f %10.5f\n' "uniform 3-bit" "$(mib $OUT/gptq_u3)" "$(ub 3)" "$(num ppl $OUT/u3.json)" "$(num kl $OUT/u3.json)"
 printf '%-22s %10s %8.3f %10.4f %10.5f\n' "sensitivity @ 3-bit" "-" "$(num avg_bits $OUT/sens.json)" "$(num ppl $OUT/e_sens.json)" "$(num kl $OUT/e_sens.json)"
 printf '%-22s %10s %8.3f %10.4f %10.5f\n' "evolution @ 3-bit" "$(mib $OUT/gptq)" "$(num avg_bits $OUT/search.json)" "$(num ppl $OUT/e_map.json)" "$(num kl $OUT/e_map.json)"
+echo "levels with their own group sizes (2,3g128,4g128,5g128,6g128,8g128), same budget:"
+printf '%-22s %10s %8.3f %10.4f %10.5f\n' "sensitivity @ 3-bit" "-" "$(num avg_bits $OUT/gsens.json)" "$(num ppl $OUT/e_gsens.json)" "$(num kl $OUT/e_gsens.json)"
+printf '%-22s %10s %8.3f %10.4f %10.5f\n' "evolution @ 3-bit" "$(mib $OUT/gptq_g)" "$(num avg_bits $OUT/gsearch.json)" "$(num ppl $OUT/e_gmap.json)" "$(num kl $OUT/e_gmap.json)"
 echo "(sizes include the fp32 embeddings and norms of this 260K-parameter model; map: $OUT/map.txt, picture: $OUT/map.txt.svg)"
