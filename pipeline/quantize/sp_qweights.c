@@ -79,10 +79,11 @@ cJSON *sp_qrun_weights_json(const sp_config *c, const int64_t *g, const int64_t 
     return o;
 }
 
-/* Rank 0: the CRCs source.json records for m's tensors; *have = 0 when it has none (a container
- * from before issue 21). */
-static sp_status source_crcs(const char *qdir, const sp_config *c, int64_t *g, int64_t *blk,
-                             int *have, sp_err *err) {
+/* Rank 0: the CRCs source.json records for the tensors of model dir (config c); *have = 0 when
+ * it has none (a container from before issue 21). A tensor it has no CRC for is most often a
+ * sign that dir is another model: the message names both files. */
+static sp_status source_crcs(const char *qdir, const char *dir, const sp_config *c, int64_t *g,
+                             int64_t *blk, int *have, sp_err *err) {
     char path[4200], *text = NULL;
     snprintf(path, sizeof path, "%s/source.json", qdir);
     *have = 0;
@@ -113,8 +114,8 @@ static sp_status source_crcs(const char *qdir, const sp_config *c, int64_t *g, i
         }
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(w, name);
         if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 4294967295.0)
-            st = sp_err_set(err, SP_EFORMAT, "%s: weights_crc has no uint32 for tensor '%s'", path,
-                            name);
+            st = sp_err_set(err, SP_EFORMAT, "%s: weights_crc has no uint32 for tensor '%s' of %s: "
+                            "is %s the model %s was made from?", path, name, dir, dir, qdir);
         else
             *dst = (int64_t)v->valuedouble;
     }
@@ -132,7 +133,7 @@ sp_status sp_qrun_verify_source(MPI_Comm comm, const sp_model *m, const char *di
     int64_t *blk = sp_calloc((size_t)c->n_layers * SP_BLOCK_TENSORS + 1, sizeof *blk, err, "CRCs");
     int have = 0;
     sp_status st = blk ? SP_OK : SP_ENOMEM;
-    if (st == SP_OK && rank == 0) st = source_crcs(qdir, c, g, blk, &have, err);
+    if (st == SP_OK && rank == 0) st = source_crcs(qdir, dir, c, g, blk, &have, err);
     st = sp_mpi_agree(comm, st, err);
     if (st == SP_OK) {
         MPI_Bcast(&have, 1, MPI_INT, 0, comm);
