@@ -58,6 +58,11 @@ expect_error "plan: --ctx 4096 is larger than the model's maximum \(max_position
   "$SP_BIN" plan --model "$M" --ctx 4096
 expect_error "error: --mem-per-rank: '3Q' has an unknown unit" "$SP_BIN" plan --model "$M" --ctx 128 --mem-per-rank 3Q
 expect_error "error: --levels: 4 appears twice" "$SP_BIN" plan --model "$M" --ctx 128 --levels 4,4
+# --levels as quantize reads it: a level's own group size ("3g128") plans as its bit width
+"$SP_BIN" plan --model "$M" --ctx 128 --levels 2,3g128,8g64 --json >"$WORK/lg.json"
+[ "$(json_get "$WORK/lg.json" levels)" = "[2, 3, 4, 8]" ] || fail "plan --levels 2,3g128,8g64: levels $(json_get "$WORK/lg.json" levels)"
+expect_error "error: --levels: '3g0': the group size after 'g' must be >= 1, or -1 for one group per row" \
+  "$SP_BIN" plan --model "$M" --ctx 128 --levels 3g0
 expect_error "error: --ranks: 0 is outside" "$SP_BIN" plan --model "$M" --ctx 128 --ranks 0
 expect_error "$WORK/none: cannot open model" "$SP_BIN" plan --model "$WORK/none"
 echo '{"sgemm": 3}' >"$WORK/bad.json"
