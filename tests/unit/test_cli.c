@@ -175,12 +175,54 @@ static void test_opts_table(void **state) {
     assert_int_equal(help, 1);
 }
 
+/* quantize --levels: bit widths, each with an optional own group ("4g128", issue 19), or GGUF
+ * type names. The expected arrays are written here from the strings, not by the parser. */
+static void test_levels(void **state) {
+    (void)state;
+    int lv[7], ty[7], gr[7], n = 0, is_types = -1;
+    sp_err err = {0};
+    assert_int_equal(sp_gguf_cli_levels("2,3g128,4,8g-1", lv, 7, &n, ty, gr, &is_types, &err), SP_OK);
+    const int want_lv[] = {2, 3, 4, 8}, want_gr[] = {0, 128, 0, -1};
+    assert_int_equal(n, 4);
+    assert_int_equal(is_types, 0);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(lv[i], want_lv[i]);
+        assert_int_equal(gr[i], want_gr[i]);
+        assert_int_equal(ty[i], 0);
+    }
+    assert_int_equal(sp_gguf_cli_levels("Q3_K,Q4_K", lv, 7, &n, ty, gr, &is_types, &err), SP_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(is_types, 1);
+    assert_int_equal(lv[0], 3);
+    assert_int_equal(lv[1], 4);
+    assert_int_equal(ty[0], SP_GT_Q3_K);
+    assert_int_equal(ty[1], SP_GT_Q4_K);
+    assert_int_equal(gr[0], 0);
+    assert_int_equal(gr[1], 0);
+    static const struct { const char *val, *want; } bad[] = {
+        {"4g0", "--levels: '4g0': the group size after 'g' must be >= 1, or -1 for one group per row"},
+        {"4g", "--levels: '4g': the group size after 'g' must be >= 1, or -1 for one group per row"},
+        {"4g-2", "--levels: '4g-2': the group size after 'g' must be >= 1, or -1 for one group per row"},
+        {"4g12x", "--levels: '4g12x': the group size after 'g' must be >= 1, or -1 for one group per row"},
+        {"g128", "--levels: 'g128' is not BITS or BITSgGROUP (e.g. 3 or 4g128)"},
+        {"1g32", "--levels: 1 is outside 2..8"},
+        {"x3", "--levels: 'x3' is not an integer"},
+        {"2,3,4,5,6,7,8,2", "--levels: more than 7 levels"},
+        {"", "--levels: missing value"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(sp_gguf_cli_levels(bad[i].val, lv, 7, &n, ty, gr, &is_types, &err), SP_EINVAL);
+        assert_string_equal(err.msg, bad[i].want);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bits_map_accepts),
         cmocka_unit_test(test_bits_map_refuses),
         cmocka_unit_test(test_type_map),
         cmocka_unit_test(test_opts_table),
+        cmocka_unit_test(test_levels),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
