@@ -20,6 +20,7 @@ CAL=$D/calib.txt; EVAL=$D/eval.txt
 OUT=build/quickstart; rm -rf "$OUT"; mkdir -p "$OUT"
 run() { echo "\$ $*" | sed 's#\./build/#build/#'; "$@"; }
 num() { sed -n "s/.*\"$1\":\([-0-9.e+]*\).*/\1/p" "$2"; }
+ub() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p" $OUT/search.json; } # uniform B-bit's stored bits
 
 echo "== quantize: GPTQ at 2,3,4,5,6,8 bits, group 32, on 2 ranks =="
 run mpirun -n 2 $SP quantize --model $M --calib "$CAL" --out $OUT/q --levels 2,3,4,5,6,8 --group-size 32
@@ -32,7 +33,7 @@ run mpirun -n 2 $SP search --model $OUT/q --calib "$CAL" --target-bits u3 --out 
     --sensitivity $OUT/sens.txt.sensitivity.json \
     --generations 30 --offspring 16 --stages 512,2048,8192 --survivors 4,2,1 --json >$OUT/search.json
 echo "== the same budget over levels with their own group sizes (2 at g32; 3..8 at g128) =="
-B=$(sed -n 's/.*"3":\([0-9.]*\).*/\1/p' $OUT/search.json) # u3 of the g32 levels
+B=$(ub 3) # u3 of the g32 levels
 run mpirun -n 2 $SP quantize --model $M --calib "$CAL" --out $OUT/qg --levels 2,3g128,4g128,5g128,6g128,8g128 --group-size 32
 run mpirun -n 2 $SP search --model $OUT/qg --calib "$CAL" --target-bits $B --out $OUT/gsens.txt --ctx 256 \
     --method sensitivity --stages 512,2048,8192 --survivors 4,2,1 --json >$OUT/gsens.json
@@ -55,7 +56,6 @@ for b in 4 3; do  # the uniform models, for their sizes
   $SP export --model $OUT/q --format gptq --gptq-v2 --bits-map $OUT/u$b.txt --out $OUT/gptq_u$b >/dev/null
 done
 mib() { du -b --apparent-size "$1"/*.safetensors | awk '{s+=$1} END {printf "%.3f", s/1048576}'; }
-ub() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p" $OUT/search.json; }
 echo
 echo "== summary (KL on held-out text; bits = stored bits per linear weight, scales and zeros included) =="
 printf '%-22s %10s %8s %10s %10s\n' model "size MiB" bits ppl KL

@@ -45,8 +45,11 @@ run_model() { # name model_dir calib eval
   [ -s "$d/q/model.sp.h5" ] || mpirun -n 2 "$SP" quantize --model "$M" --calib "$CAL" --out "$d/q" \
     --levels 2,3,4,5,6,8 --group-size 32 --nsamples "$NS" --ctx 256 --force >/dev/null
   [ -s "$d/dense" ] || mpirun -n 2 "$SP" eval --model "$M" --text "$EV" --ctx 256 --save-logits "$d/dense" >/dev/null
-  kl() { mpirun -n 2 "$SP" eval --model "$d/q" --text "$EV" --ctx 256 --kl-base "$d/dense" --json "$@" | sed -n 's/.*"kl":\([-0-9.e+]*\).*/\1/p'; }
-  search() { mpirun -n 2 "$SP" search --model "$d/q" --calib "$CAL" "${S[@]}" --json "$@" 2>/dev/null; }
+  # klq / searchq QDIR ...: held-out KL of a map of QDIR, a light-schedule search on QDIR
+  klq() { local q=$1; shift; mpirun -n 2 "$SP" eval --model "$q" --text "$EV" --ctx 256 --kl-base "$d/dense" --json "$@" | sed -n 's/.*"kl":\([-0-9.e+]*\).*/\1/p'; }
+  searchq() { local q=$1; shift; mpirun -n 2 "$SP" search --model "$q" --calib "$CAL" "${S[@]}" --json "$@" 2>/dev/null; }
+  kl() { klq "$d/q" "$@"; }
+  search() { searchq "$d/q" "$@"; }
   searchd() { mpirun -n 2 "$SP" search --model "$d/q" --calib "$CAL" "${DEF[@]}" --json "$@" 2>/dev/null; }
   step "$d/sens.json" search --method sensitivity --target-bits u2.5,u3,u3.5 --out "$d/sens"
   local T="$d/sens.sensitivity.json"
@@ -78,11 +81,11 @@ run_model() { # name model_dir calib eval
   local B; B=$(num "$d/sens.json" 'repr(r["uniform_avg_bits"]["3"])')
   [ -s "$d/qr/model.sp.h5" ] || mpirun -n 2 "$SP" quantize --model "$M" --calib "$CAL" --out "$d/qr" \
     --levels "$RICH" --group-size 32 --nsamples "$NS" --ctx 256 --force >/dev/null
-  searchr() { mpirun -n 2 "$SP" search --model "$d/qr" --calib "$CAL" "${S[@]}" --json "$@" 2>/dev/null; }
+  searchr() { searchq "$d/qr" "$@"; }
   step "$d/rsens.json" searchr --method sensitivity --target-bits "$B" --out "$d/rsens"
   step "$d/rseed.json" searchr --target-bits "$B" --sensitivity "$d/rsens.sensitivity.json" --screen 4 \
     --generations "$g" --out "$d/rseed"
-  klr() { mpirun -n 2 "$SP" eval --model "$d/qr" --text "$EV" --ctx 256 --kl-base "$d/dense" --json "$@" | sed -n 's/.*"kl":\([-0-9.e+]*\).*/\1/p'; }
+  klr() { klq "$d/qr" "$@"; }
   [ -s "$d/klr.txt" ] || { { for b in 2 3 4; do echo "u$b $(klr --level $b)"; done
     echo "sens $(klr --bits-map "$d/rsens")"; echo "seed $(klr --bits-map "$d/rseed")"; } >"$d/klr.part" && mv "$d/klr.part" "$d/klr.txt"; }
 }
